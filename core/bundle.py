@@ -91,6 +91,8 @@ class ModelBundle:
     model: Any
     meta: BundleMeta
     sample: pd.DataFrame | None = None
+    # Set by the store once the bundle has been written or read.
+    version: str | None = None
 
     @property
     def name(self) -> str:
