@@ -269,7 +269,7 @@ def _task(model: Any) -> tuple[str, list[Any] | None]:
     except Exception:
         pass
     if classes is not None and estimator_type != "regressor":
-        labels = [c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes).tolist()]
+        labels = np.asarray(classes).tolist()  # tolist() turns numpy scalars into Python ones
         return ("binary" if len(labels) == 2 else "multiclass"), labels
     if estimator_type == "regressor":
         return "regression", None

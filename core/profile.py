@@ -73,9 +73,11 @@ def build_profile(sample: pd.DataFrame, prototype: Prototype,
     prof: dict[str, Any] = {"n_rows": int(len(sample)), "columns": columns}
     if predictions is not None:
         pred = pd.Series(np.asarray(predictions).ravel())
-        kind = "float" if pd.api.types.is_numeric_dtype(pred) and not pd.api.types.is_bool_dtype(pred) else "category"
+        numeric = pd.api.types.is_numeric_dtype(pred) and not pd.api.types.is_bool_dtype(pred)
+        # integer predictions with few values are class labels, not a quantity
         if pd.api.types.is_integer_dtype(pred) and pred.nunique() <= 20:
-            kind = "category"
+            numeric = False
+        kind = "float" if numeric else "category"
         prof["prediction"] = profile_series(pred, kind)
     return prof
 

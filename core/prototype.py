@@ -79,7 +79,8 @@ class Prototype:
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> Prototype:
-        return cls([Column(str(n), "unknown", nullable=True) for n in names], source="feature_names")
+        cols = [Column(str(n), "unknown", nullable=True) for n in names]
+        return cls(cols, source="feature_names")
 
     @classmethod
     def from_n_features(cls, n: int) -> Prototype:
@@ -216,7 +217,8 @@ def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         if data and all(isinstance(v, list) for v in data.values()):
             lengths = {len(v) for v in data.values()}
             if len(lengths) > 1:
-                raise BadRequest("Columns have different lengths; every column needs one value per row.")
+                raise BadRequest("Columns have different lengths; "
+                                 "every column needs one value per row.")
             return pd.DataFrame(dict(data))
         return _frame_from_records([data])
     if isinstance(data, list):
@@ -363,8 +365,8 @@ def _convert(s: pd.Series, col: Column, accepts_nulls: bool
 
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Float values and a mask of non-null entries that are not numbers."""
-    if pd.api.types.is_bool_dtype(s):
-        return s.to_numpy(dtype=float), np.zeros(len(s), dtype=bool)
+    if pd.api.types.is_bool_dtype(s):  # true/false are not numbers
+        return np.full(len(s), np.nan), ~s.isna().to_numpy()
     if pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=float, na_value=np.nan), np.zeros(len(s), dtype=bool)
     if s.dtype == object:
@@ -426,7 +428,9 @@ def _to_text(s: pd.Series, col: Column, null: np.ndarray):
         return s, bad, "a string"
     text = s.where(null, s.astype(str)) if null.any() else s.astype(str)
     if col.dtype == "category" and col.categories is not None:
-        return pd.Series(pd.Categorical(text.astype(object), categories=col.categories)), None, "a string"
+        # unseen values become missing, as category-aware estimators treat them
+        known = text.astype(object).where(text.isin(col.categories))
+        return pd.Series(pd.Categorical(known, categories=col.categories)), None, "a string"
     target = col.dtype if col.dtype in ("str", "string") else object
     return text.astype(target), None, "a string"
 

