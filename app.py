@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", default=True),
     st.Page("pages/upload.py", title="Upload"),
     st.Page("pages/models.py", title="Models"),
+    st.Page("pages/card.py", title="Card"),
 ]
 
 if ui.authenticated():

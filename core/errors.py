@@ -97,3 +97,21 @@ class UnsupportedMediaType(FixativeError):
 class MethodNotAllowed(FixativeError):
     status = 405
     code = "method_not_allowed"
+
+
+class PredictionFailed(InvalidInput):
+    """Input passed validation but the model raised on it (e.g. a value its library rejects)."""
+
+    code = "prediction_failed"
+
+
+class InternalError(FixativeError):
+    """A fault on the server's side; the response says so without internals."""
+
+    status = 500
+    code = "internal_error"
+
+
+class ServiceUnavailable(FixativeError):
+    status = 503
+    code = "unavailable"

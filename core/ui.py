@@ -176,6 +176,22 @@ def login_page() -> None:
         st.error("Wrong password. Try again.")
 
 
+# -- messages that survive a rerun ---------------------------------------------------
+
+_FLASH_KEY = "_fx_flash"
+
+
+def flash(text: str) -> None:
+    """Show ``text`` as a success message on the next run (after ``st.rerun()``)."""
+    st.session_state[_FLASH_KEY] = text
+
+
+def show_flash() -> None:
+    text = st.session_state.pop(_FLASH_KEY, None)
+    if text:
+        st.success(text)
+
+
 # -- selection -----------------------------------------------------------------------
 
 def _query(key: str) -> str | None:
@@ -277,6 +293,10 @@ def selected_ref() -> tuple[str | None, str | None]:
     Falls back to the URL's query parameters when the sidebar has not run (a page
     script run on its own).
     """
+    require_access()
+    pending = st.session_state.get(_PENDING_KEY)
+    if pending is not None:
+        return pending[0], pending[1]
     if MODEL_KEY in st.session_state:
         name = st.session_state.get(MODEL_KEY)
         version = st.session_state.get(VERSION_KEY)

@@ -1,0 +1,104 @@
+"""How long each workbench page's script run takes on a big store.
+
+Fills a temporary store with 200 models and 2,000 versions (small real models), then
+runs every page of ``app.py`` under ``streamlit.testing.v1.AppTest`` and prints the
+time of a cold run (empty caches) and the median of warm runs (index reads cached on
+the store's change marker). Target: every warm run under 1 s.
+
+    python bench/pages_bench.py [--models 200] [--versions-per-model 10] [--store DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PAGES = ["pages/home.py", "pages/upload.py", "pages/models.py"]
+
+
+def fill(store_dir: str, n_models: int, per_model: int) -> float:
+    from sklearn.linear_model import LinearRegression
+
+    from core import examples
+    from core.bundle import bundle
+    from core.store import VersionStore
+
+    data = examples.house_prices(300, seed=0)
+    features = data.drop(columns=["price", "zipcode"])
+    model = LinearRegression().fit(features, data["price"])
+    template = bundle(model, features, name="model", tags=["bench"])
+    store = VersionStore(store_dir)
+    start = time.perf_counter()
+    for m in range(n_models):
+        for v in range(per_model):
+            # Same model, new metadata: what matters here is the size of the index.
+            b = copy.deepcopy(template)
+            b.meta.name = f"model-{m:03d}"
+            b.meta.description = f"version {v}"
+            b.meta.metrics = {"rmse": 40000.0 + v}
+            info = store.write(b)
+        store.set_alias(info.name, "production", info.version)
+    return time.perf_counter() - start
+
+
+def run_page(page: str, params: dict[str, str], warm_runs: int) -> tuple[float, float]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(params)
+    t0 = time.perf_counter()
+    at.switch_page(page)
+    at.run()
+    cold = time.perf_counter() - t0
+    if at.exception:
+        raise SystemExit(f"{page} raised: {at.exception[0].message}")
+    warm = []
+    for _ in range(warm_runs):
+        t0 = time.perf_counter()
+        at.run()
+        warm.append(time.perf_counter() - t0)
+    return cold, statistics.median(warm)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=200)
+    parser.add_argument("--versions-per-model", type=int, default=10)
+    parser.add_argument("--store", help="reuse (or create) this store instead of a temp one")
+    parser.add_argument("--warm-runs", type=int, default=5)
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="fixative-bench-")
+    store_dir = args.store or os.path.join(tmp.name, "store")
+    os.environ["FIXATIVE_STORE"] = store_dir
+    os.environ.pop("FIXATIVE_PASSWORD", None)
+    if not Path(store_dir, ".fixative").exists():
+        took = fill(store_dir, args.models, args.versions_per_model)
+        n = args.models * args.versions_per_model
+        print(f"filled store: {args.models} models, {n} versions in {took:.1f} s "
+              f"({1000 * took / n:.1f} ms per write)")
+
+    selected = {"model": f"model-{args.models // 2:03d}"}
+    print(f"{'page':<32} {'cold run':>10} {'warm run':>10}")
+    worst = 0.0
+    for page in PAGES:
+        for label, params in ((page, {}), (f"{page} (model picked)", selected)):
+            cold, warm = run_page(page, params, args.warm_runs)
+            worst = max(worst, warm)
+            print(f"{label:<32} {cold:>9.3f}s {warm:>9.3f}s")
+    print(f"slowest warm run: {worst:.3f} s ({'under' if worst < 1 else 'OVER'} the 1 s target)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Serve the shared benchmark model with Fixative's server (the harness's "ours").
+
+    python bench/serve_fixative.py PORT [--dir /tmp/bench] [--log-board DIR] [--no-batching]
+
+Builds a bundle from <dir>/model.joblib and the feature columns of
+<dir>/sample.parquet (as ../shared/bench/serve_vetiver.py does for vetiver) and runs
+``create_app`` under uvicorn on 127.0.0.1:PORT: one worker, access log off. With
+``--log-board`` every request is also written to the prediction log on that board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FEATURES = [
+    "bedrooms", "bathrooms", "sqft_living", "sqft_lot", "floors", "waterfront",
+    "view", "condition", "grade", "yr_built", "zipcode", "lat", "long",
+]
+
+
+class LocalBoard:
+    """The two things the prediction log needs from a store: ``fs`` and ``path``."""
+
+    def __init__(self, root: str) -> None:
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.fs = LocalFileSystem()
+        self.root = os.path.abspath(root)
+        self.url = self.root
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+
+def build_app(data_dir: str, log_board: str | None, batching: bool):
+    import joblib
+    import pandas as pd
+
+    from core.bundle import bundle
+    from core.server import create_app
+
+    model = joblib.load(os.path.join(data_dir, "model.joblib"))
+    sample = pd.read_parquet(os.path.join(data_dir, "sample.parquet"))[FEATURES]
+    b = bundle(model, sample, name="house_price_rf")
+    b.version = "bench"
+    store = LocalBoard(log_board) if log_board else None
+    return create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("port", type=int)
+    ap.add_argument("--dir", default="/tmp/bench")
+    ap.add_argument("--log-board", default=None)
+    ap.add_argument("--no-batching", action="store_true")
+    args = ap.parse_args()
+    import uvicorn
+
+    app = build_app(args.dir, args.log_board, not args.no_batching)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, access_log=False,
+                log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Models: browse the store, inspect and compare versions, move aliases, delete and prune."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from core import catalog, ui
+from core.charts import profile_figure
+from core.compare import compare
+from core.errors import FixativeError
+
+store = ui.get_store()
+st.title("Models")
+ui.show_flash()
+models = ui.cached_models()
+if not models:
+    st.info("The store has no models yet. Upload a model file on the Upload page, or add the "
+            "example models on the Home page.")
+    ui.link("pages/upload.py", "Upload a model file")
+    ui.link("pages/home.py", "Add the example models")
+    st.stop()
+
+search = st.text_input("Search", key="models_search",
+                       placeholder="name, task, library, alias, description or tag")
+hits = [v.name for v in ui.cached_search(search.strip())] if search.strip() else []
+table = catalog.models_frame(models, search, also=hits)
+if table.empty:
+    st.info(f"No model matches '{search}'. Clear the search to see all {len(models)} models.")
+else:
+    event = st.dataframe(table, hide_index=True, key="models_table", on_select="rerun",
+                         selection_mode="single-row",
+                         column_config={"updated": st.column_config.DatetimeColumn(
+                             "updated", format="YYYY-MM-DD HH:mm")})
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        picked = table.iloc[rows[0]]["name"]
+        if picked != ui.selected_ref()[0]:
+            ui.select(picked)
+            st.rerun()
+
+name, version = ui.selected_ref()
+if name is None:
+    st.info("Select a model in the table or in the sidebar to see its versions.")
+    st.stop()
+versions = ui.cached_versions(name)
+if not versions:
+    st.info(f"{name} has no versions left. Upload one on the Upload page.")
+    st.stop()
+by_id = {v.version: v for v in versions}
+version = version if version in by_id else versions[-1].version
+ids_newest_first = [v.version for v in reversed(versions)]
+
+st.header(name)
+st.plotly_chart(catalog.timeline_figure(versions), key="models_timeline")
+st.dataframe(catalog.versions_frame(versions), hide_index=True, key="models_versions")
+
+tab_details, tab_compare, tab_aliases, tab_delete = st.tabs(
+    ["Version details", "Compare", "Aliases", "Delete and prune"])
+
+with tab_details:
+    meta = ui.cached_meta(name, version)
+    info = by_id[version]
+    st.subheader(f"{name}@{version}")
+    st.write(meta.description or "_No description._")
+    st.dataframe(pd.DataFrame([
+        ("class", meta.model_class), ("library", meta.library), ("task", meta.task),
+        ("classes", ", ".join(map(str, meta.classes or [])) or "—"),
+        ("predict_proba", "yes" if meta.has_proba else "no"),
+        ("aliases", ", ".join(sorted(info.aliases or [])) or "—"),
+        ("tags", ", ".join(meta.tags) or "—"), ("user", meta.user), ("created", meta.created),
+        ("size", f"{int(info.size or 0):,} bytes"), ("hash", info.hash),
+    ], columns=["field", "value"]), hide_index=True, key="models_meta")
+    for note in meta.notes:
+        st.caption(note)
+    st.markdown("**Metrics**")
+    if meta.metrics:
+        st.dataframe(pd.DataFrame(sorted(meta.metrics.items()), columns=["metric", "value"]),
+                     hide_index=True, key="models_metrics")
+    else:
+        st.caption("No metrics recorded. Add them when you upload the next version.")
+    st.markdown("**Input prototype**")
+    st.dataframe(catalog.prototype_frame(meta.prototype), hide_index=True,
+                 key="models_prototype")
+    st.markdown("**Environment**")
+    st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
+                 key="models_environment")
+    st.markdown("**Reference profile**")
+    columns = (meta.profile or {}).get("columns") or {}
+    if not columns:
+        st.caption("No reference profile: this version was stored without a training sample.")
+    else:
+        grid = st.columns(3)
+        for i, (col, prof) in enumerate(columns.items()):
+            fig = profile_figure(prof, title=col)
+            fig.update_layout(height=220)
+            grid[i % 3].plotly_chart(fig, key=f"models_profile_{i}")
+
+with tab_compare:
+    if len(versions) < 2:
+        st.info(f"{name} has one version; upload another to compare.")
+    else:
+        c1, c2 = st.columns(2)
+        old_v = c1.selectbox("From", ids_newest_first, index=1, key="models_cmp_old")
+        new_v = c2.selectbox("To", ids_newest_first, index=0, key="models_cmp_new")
+        diff = compare(ui.cached_meta(name, old_v), ui.cached_meta(name, new_v), old_v, new_v)
+        st.write(diff.summary())
+        sections = [("Metadata", diff.metadata), ("Metrics", diff.metrics),
+                    ("Environment", diff.environment)]
+        for title, changes in sections:
+            if changes:
+                st.markdown(f"**{title}**")
+                st.dataframe(pd.DataFrame(
+                    [{"field": c.field, old_v: str(c.old), new_v: str(c.new)} for c in changes]),
+                    hide_index=True, key=f"models_cmp_{title.lower()}")
+        if diff.prototype:
+            st.markdown("**Prototype**")
+            st.dataframe(pd.DataFrame(
+                [{"column": c.column, "change": c.what, old_v: str(c.old or ""),
+                  new_v: str(c.new or "")} for c in diff.prototype]),
+                hide_index=True, key="models_cmp_prototype")
+
+with tab_aliases:
+    aliases = ui.cached_aliases(name)
+    if aliases:
+        st.dataframe(pd.DataFrame(sorted(aliases.items()), columns=["alias", "version"]),
+                     hide_index=True, key="models_aliases")
+    else:
+        st.caption("No aliases yet. Point `production` at the version you serve.")
+    with st.form("models_alias_form"):
+        alias = st.text_input("Alias", value="production", key="models_alias_name")
+        target = st.selectbox("Version", ids_newest_first,
+                              index=ids_newest_first.index(version), key="models_alias_version")
+        move = st.form_submit_button("Set alias", key="models_alias_set")
+    if move:
+        try:
+            store.set_alias(name, alias.strip(), target)
+        except FixativeError as exc:
+            st.error(exc.message)
+        else:
+            ui.flash(f"Alias {alias.strip()} of {name} now points at {target}.")
+            st.rerun()
+    st.markdown("**History**")
+    history = ui.cached_alias_history(name)
+    if history:
+        st.dataframe(catalog.alias_history_frame(history), hide_index=True,
+                     key="models_alias_history")
+    else:
+        st.caption("No alias has been set or moved yet.")
+
+with tab_delete:
+    st.markdown("**Delete one version**")
+    doomed_id = st.selectbox("Version to delete", ids_newest_first,
+                             index=ids_newest_first.index(version), key="models_delete_version")
+    doomed = by_id[doomed_id]
+    confirm = st.checkbox(catalog.delete_message(doomed), key=f"models_delete_ok_{doomed_id}")
+    if st.button("Delete version", key="models_delete", disabled=not confirm):
+        try:
+            store.delete(name, doomed_id, force=bool(doomed.aliases))
+        except FixativeError as exc:
+            st.error(exc.message)
+        else:
+            ui.flash(f"Deleted {name}@{doomed_id}.")
+            ui.select(name if len(versions) > 1 else None)
+            st.rerun()
+    st.markdown("**Prune old versions**")
+    c1, c2 = st.columns(2)
+    keep = c1.number_input("Keep the newest", min_value=1, value=5, step=1, key="models_keep")
+    use_days = c2.checkbox("Only versions older than", key="models_use_days")
+    days = c2.number_input("days", min_value=1, value=30, step=1, key="models_days",
+                           disabled=not use_days)
+    plan = catalog.prune_plan(versions, keep=int(keep), days=int(days) if use_days else None)
+    st.caption("The latest version and versions with an alias are always kept.")
+    # A different plan needs a fresh confirmation, so the plan is part of the key.
+    plan_key = hashlib.sha256("-".join(v.version for v in plan).encode()).hexdigest()[:12]
+    sure = st.checkbox(catalog.prune_message(name, plan), disabled=not plan,
+                       key=f"models_prune_ok_{plan_key}")
+    if st.button("Prune", key="models_prune", disabled=not (plan and sure)):
+        try:
+            removed = store.prune(name, keep=int(keep), days=int(days) if use_days else None)
+        except FixativeError as exc:
+            st.error(exc.message)
+        else:
+            ui.flash(f"Pruned {len(removed)} version(s) of {name}: {', '.join(removed)}.")
+            st.rerun()

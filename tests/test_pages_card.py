@@ -1,0 +1,133 @@
+"""Card page under AppTest: writing sections, edit history, read-only share links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.bundle import bundle
+from core.store import VersionStore
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, house_data, house_model):
+    path = tmp_path / "store"
+    monkeypatch.setenv("FIXATIVE_STORE", str(path))
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    monkeypatch.setenv("FIXATIVE_USER", "tester")
+    store = VersionStore(str(path))
+    features = house_data.drop(columns=["price"])
+    first = store.write(bundle(house_model, features, name="house", metrics={"rmse": 45000.0}))
+    second = store.write(bundle(house_model, features, name="house", metrics={"rmse": 41000.0}))
+    store.set_alias("house", "staging", first.version)
+    store.set_alias("house", "production", second.version)
+    return store
+
+
+def _page(**params: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(params)
+    at.switch_page("pages/card.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _html(at: AppTest) -> str:
+    return "\n".join(h.value for h in at.html)
+
+
+def _downloads(at: AppTest) -> list[str]:
+    return [e.proto.label for e in at.get("download_button")]
+
+
+def test_empty_store_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIXATIVE_STORE", str(tmp_path / "empty"))
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    at = _page()
+    assert "no models yet" in at.info[0].value and "Upload" in at.info[0].value
+
+
+def test_read_only_link_shows_the_card_without_editing_controls(store):
+    version = store.versions("house")[-1].version
+    at = _page(model="house", version=version, view="card")
+    assert len(at.text_area) == 0 and len(at.text_input) == 0 and len(at.button) == 0
+    assert len(at.tabs) == 0
+    html = _html(at)
+    assert "Model card: house" in html and f"<code>{version}</code> (this card)" in html
+    assert "Not written yet." in html and "sqft_living" in html
+    assert _downloads(at) == ["Download this card (HTML)"]
+
+
+def test_alias_link_follows_the_alias(store):
+    first = store.versions("house")[0].version
+    at = _page(model="house", alias="staging", view="card")
+    assert f"<code>{first}</code> (this card)" in _html(at)
+    assert len(at.text_area) == 0
+
+
+def test_saving_a_section_records_it_and_shows_it_in_history(store):
+    version = store.versions("house")[-1].version
+    at = _page(model="house", version=version)
+    assert "No section has been written yet" in at.info[0].value
+    assert at.selectbox(key="card_section").value == "model_details"
+    at.selectbox(key="card_section").set_value("intended_use").run()
+    assert any("primary uses and users" in m.value for m in at.markdown)
+    at.text_input(key="card_user").input("Ana").run()
+    at.text_area(key="card_text_intended_use").input("Estimate **prices** of listings.").run()
+    assert "<strong>prices</strong>" in _html(at)  # live preview
+    assert any("Unsaved changes" in c.value for c in at.caption)
+    at.button(key="card_save").click().run()
+    assert at.success[0].value == "Saved 'Intended use'."
+
+    records = store.records("card", "house", version)
+    assert [(r.user, r.payload) for r in records] == [
+        ("Ana", {"section": "intended_use", "text": "Estimate **prices** of listings."})]
+    table = at.dataframe[0].value
+    assert table[["section", "by", "characters"]].values.tolist() == [["Intended use", "Ana", 32]]
+    assert "+Estimate **prices** of listings." in at.code[0].value
+    assert "<p>Estimate <strong>prices</strong> of listings.</p>" in _html(at)  # the card tab
+
+    # saving the same text again writes nothing
+    at.button(key="card_save").click().run()
+    assert "has no changes to save" in at.info[0].value
+    assert len(store.records("card", "house", version)) == 1
+
+    # the shared read-only view shows the saved text
+    view = _page(model="house", version=version, view="card")
+    assert "Estimate <strong>prices</strong> of listings." in _html(view)
+    assert "Written by Ana" in _html(view)
+
+
+def test_drafts_survive_switching_sections(store):
+    at = _page(model="house")
+    at.text_area(key="card_text_model_details").input("Draft one").run()
+    at.selectbox(key="card_section").set_value("ethics").run()
+    at.selectbox(key="card_section").set_value("model_details").run()
+    assert at.text_area(key="card_text_model_details").value == "Draft one"
+    assert store.records("card", "house") == []
+
+
+def test_hostile_text_is_escaped_in_preview_and_card(store):
+    at = _page(model="house")
+    at.text_area(key="card_text_model_details").input(
+        "<script>alert(1)</script> [x](javascript:alert(1))").run()
+    at.button(key="card_save").click().run()
+    html = _html(at)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="javascript' not in html
+
+
+def test_share_tab_offers_links_and_downloads(store):
+    version = store.versions("house")[-1].version
+    at = _page(model="house", version=version)
+    links = [c.value for c in at.code]
+    assert f"./card?model=house&version={version}&view=card" in links
+    assert "./card?model=house&alias=production&view=card" in links
+    assert "./card?model=house&alias=staging&view=card" not in links  # not this version
+    assert _downloads(at) == ["Download HTML", "Download .qmd"]
+    assert any("Quarto is not installed here" in c.value for c in at.caption)
