@@ -239,7 +239,8 @@ class VersionStore:
         names = [m.name for m in self.list_models()]
         if not names:
             return NotFound(f"No model '{name}' in the store at {self.url}: the store is empty. "
-                            "Add one with store.write(bundle).")
+                            "Add one on the workbench's Upload page, with "
+                            "'python -m core write MODEL_FILE --name NAME', or store.write(bundle).")
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
@@ -252,7 +253,7 @@ class VersionStore:
                 return info
         raise NotFound(f"No version '{version}' of model '{name}'. It has {len(versions)} "
                        f"version(s); the latest is '{versions[-1].version}'. List them with "
-                       f"store.versions('{name}').")
+                       f"'python -m core versions {name}'.")
 
     def _resolve(self, name: str, version: str | None, alias: str | None) -> str:
         name = validate_name(name)
@@ -267,14 +268,14 @@ class VersionStore:
                 self.versions(name)  # an unknown model is reported as such
                 listed = (f"aliases: {_listing(sorted(aliases))}" if aliases else
                           "it has no aliases yet; set one with "
-                          f"store.set_alias('{name}', '{alias}', VERSION)")
+                          f"'python -m core alias {name} VERSION {alias}'")
                 raise NotFound(f"No alias '{alias}' for model '{name}'; {listed}.")
             target = aliases[alias]
             known = {v.version for v in self.versions(name)}
             if target not in known:
                 raise NotFound(f"Alias '{alias}' of model '{name}' points at version '{target}', "
                                "which is no longer in the store; move it with "
-                               f"store.set_alias('{name}', '{alias}', VERSION).")
+                               f"'python -m core alias {name} VERSION {alias}'.")
             return target
         return self.versions(name)[-1].version
 
@@ -477,8 +478,9 @@ class VersionStore:
             first = held[0]
             raise Conflict(
                 f"Version {version} of '{name}' is what alias(es) {', '.join(held)} point at, "
-                f"so it is not deleted. Move the alias first, e.g. store.set_alias('{name}', "
-                f"'{first}', OTHER_VERSION), or delete with force=True to remove the alias too.")
+                f"so it is not deleted. Move the alias first ('python -m core alias {name} "
+                f"OTHER_VERSION {first}'), or delete with --force (force=True) to remove the "
+                "alias too.")
         for alias in held:
             self._alias_event(name, alias, None, user)
         self._board.remove_version(name, version)
@@ -641,7 +643,7 @@ def _plain_file_name(name: str) -> bool:
 
 def _recovery(name: str, version: str) -> str:
     return (f"Restore the file from a backup, or delete the version with "
-            f"store.delete('{name}', '{version}', force=True).")
+            f"'python -m core delete {name}@{version} --force'.")
 
 
 def _mismatch(name: str, version: str, file: str, expected: Any, actual: str,
