@@ -16,7 +16,9 @@ PAGES = [
     st.Page("pages/home.py", title="Home", default=True),
     st.Page("pages/upload.py", title="Upload"),
     st.Page("pages/models.py", title="Models"),
+    st.Page("pages/deploy.py", title="Deploy"),
     st.Page("pages/card.py", title="Card"),
+    st.Page("pages/monitor.py", title="Monitor"),
 ]
 
 if ui.authenticated():

@@ -52,7 +52,8 @@ def read_table(data: bytes, filename: str, what: str = "file") -> pd.DataFrame:
         frame = (pd.read_csv(io.BytesIO(data)) if suffix == ".csv"
                  else pd.read_parquet(io.BytesIO(data)))
     except pd.errors.EmptyDataError:
-        raise BadRequest(f"The {what} '{filename}' has no columns; it needs a header row.") from None
+        raise BadRequest(f"The {what} '{filename}' has no columns; it needs a header "
+                         "row.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -187,10 +188,10 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
     con = duckdb.connect(config={"enable_external_access": False})
     try:
         con.register("t", table)
-        deduped = con.execute("SELECT key, row, last(actual ORDER BY i) AS actual, "
+        deduped = con.sql("SELECT key, row, last(actual ORDER BY i) AS actual, "
                               "max(uploaded_at) AS uploaded_at FROM (SELECT *, row_number() "
                               "OVER () AS i FROM t) GROUP BY key, row ORDER BY key, row"
-                              ).fetch_arrow_table()
+                              ).to_arrow_table()
     finally:
         con.close()
     deduped = deduped.cast(table.schema)

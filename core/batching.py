@@ -36,11 +36,21 @@ YIELDS = 4
 _PATHLIKE = re.compile(r"(?:[A-Za-z]:)?(?:[/\\]+[\w.\-~+@]+){2,}")
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One request's results, and the frame the model was called with (its own, or the
+    merged batch holding its rows at ``start:start + len(values)``)."""
+
+    values: np.ndarray
+    frame: pd.DataFrame
+    start: int
+
+
 @dataclass
 class _Item:
     method: str
     frame: pd.DataFrame
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Outcome]
     rows: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +87,11 @@ class Batcher:
 
     async def submit(self, method: str, frame: pd.DataFrame) -> np.ndarray:
         """Predict ``frame`` with ``method``; returns exactly ``len(frame)`` results."""
+        return (await self.submit_traced(method, frame)).values
+
+    async def submit_traced(self, method: str, frame: pd.DataFrame) -> Outcome:
+        """As :meth:`submit`, also saying which frame the model saw (``frame`` itself, or
+        the batch it was merged into, at rows ``start:start+len(frame)``)."""
         loop = asyncio.get_running_loop()
         if not self.enabled:
             return await loop.run_in_executor(self._pool(), self._single, method, frame)
@@ -147,10 +162,11 @@ class Batcher:
             return [self._guarded(method, i.frame) for i in batch]
         if self._on_batch is not None:
             self._on_batch(len(batch), len(merged))
-        bounds = np.cumsum([i.rows for i in batch])[:-1]
-        return np.split(out, bounds)
+        starts = np.concatenate([[0], np.cumsum([i.rows for i in batch])[:-1]])
+        return [Outcome(part, merged, int(start))
+                for part, start in zip(np.split(out, starts[1:]), starts)]
 
-    def _single(self, method: str, frame: pd.DataFrame) -> np.ndarray:
+    def _single(self, method: str, frame: pd.DataFrame) -> Outcome:
         result = self._guarded(method, frame)
         if isinstance(result, BaseException):
             raise result
@@ -165,7 +181,7 @@ class Batcher:
             return model_error(exc)
         if self._on_batch is not None:
             self._on_batch(1, len(frame))
-        return out
+        return Outcome(out, frame, 0)
 
     def _checked(self, method: str, frame: pd.DataFrame) -> np.ndarray:
         out = np.asarray(self._call(method, frame))

@@ -13,6 +13,7 @@ from typing import Any
 from core import svgcharts
 from core.cards import MAX_HISTORY_ROWS, CardData, ColumnCard, when
 from core.markup import literal_md as lit
+from core.markup import to_qmd
 
 # Sections with something filled in from the store; the others are written by a person.
 AUTOMATIC = ("model_details", "factors", "metrics", "data", "quantitative", "caveats")
@@ -91,7 +92,7 @@ def metrics(card: CardData) -> str:
 def _missing_text(card: CardData, topic: str) -> str:
     for m in card.missing:
         if topic in m.what:
-            return f"*{lit(m.what)}* {m.how}"
+            return f"*{lit(m.what)}* {to_qmd(m.how)}"
     return ""
 
 
@@ -133,7 +134,7 @@ def quantitative(card: CardData) -> str:
 
 def caveats(card: CardData) -> str:
     items = [f"- {lit(n, max_chars=1000)}" for n in card.notes]
-    items += [f"- {lit(m.what)} {m.how}" for m in card.missing]
+    items += [f"- {lit(m.what)} {to_qmd(m.how)}" for m in card.missing]
     if not items:
         return ""
     return "Recorded with the version or found missing:\n\n" + "\n".join(items)

@@ -13,8 +13,10 @@ model file is never touched, and nothing here loads (unpickles) a model.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -287,20 +289,22 @@ def _missing(meta: BundleMeta, version: str | None) -> list[Missing]:
             "No training sample was stored with this version, so the card cannot show "
             "column ranges, categories or distributions, and drift cannot be measured.",
             "Write the version again with a sample of the training features: "
-            "`python -m core write ... --sample FILE` (or `sample=` in `core.bundle(...)`)."))
+            f"`python -m core write MODEL_FILE --name {meta.name} --sample FILE` (or "
+            "`sample=` in `core.bundle(...)`)."))
     if not meta.metrics:
         out.append(Missing(
             "No metrics were recorded with this version, so the card cannot report its "
             "performance.",
             "Write the version again with its evaluation results, e.g. "
-            "`python -m core write ... --metric rmse=41200 --metric r2=0.87` (or "
-            "`metrics={...}` in `core.bundle(...)`), and describe them under Metrics."))
+            f"`python -m core write MODEL_FILE --name {meta.name} --metric rmse=41200 "
+            "--metric r2=0.87` (or `metrics=` in `core.bundle(...)`), and describe "
+            "them under Metrics."))
     if version is None:
         out.append(Missing(
             "This model has not been written to a store: the card has no version id, "
             "history or written sections.",
-            "Write it with `store.write(bundle)` or `python -m core write ...`, then edit "
-            "the card on the workbench's Card page."))
+            "Write it with `store.write(bundle)` or `python -m core write MODEL_FILE --name "
+            f"{meta.name}`, then edit the card on the workbench's Card page."))
     return out
 
 
@@ -447,21 +451,34 @@ def render_html(card: CardData, *, fragment: bool = False) -> str:
 
     No scripts and no external resources: plots are inline SVG, styles inline, and
     a Content-Security-Policy forbids loading anything. ``fragment=True`` returns
-    only the styled ``<div>`` (for embedding in a page that has its own ``<head>``).
+    only the styled ``<div>`` (for embedding in a page that has its own ``<head>``), with
+    the plots as ``data:`` images, which HTML sanitisers keep.
     """
     packages = sorted((card.environment.get("packages") or {}).items())
+    plot = _as_image if fragment else Markup
     return _template("card.html", True).render(
-        card=card, sections=SECTIONS, fragment=fragment, packages=packages,
-        Markup=Markup, trend=_trend_svgs(card))
+        card=card, sections=SECTIONS, fragment=fragment, packages=packages, plot=plot,
+        max_rows=MAX_HISTORY_ROWS,
+        trend=_trend_svgs(card))
 
 
-def _trend_svgs(card: CardData) -> dict[str, Markup]:
-    out: dict[str, Markup] = {}
+def _as_image(svg: str) -> Markup:
+    """An SVG as an ``<img>`` data URI: pages that sanitise inline SVG away keep images."""
+    if not svg:
+        return Markup("")
+    label = re.search(r'aria-label="([^"]*)"', svg)
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return Markup('<img src="data:image/svg+xml;base64,{}" alt="{}">').format(
+        Markup(data), Markup(label.group(1) if label else ""))
+
+
+def _trend_svgs(card: CardData) -> dict[str, str]:
+    out: dict[str, str] = {}
     for metric in card.metric_names():
         points = [(r.version, r.metrics[metric]) for r in reversed(card.history)
                   if metric in r.metrics]
         if len(points) >= 2:
-            out[metric] = Markup(svgcharts.trend_svg(points, label=f"{metric} by version"))
+            out[metric] = svgcharts.trend_svg(points, label=f"{metric} by version")
     return out
 
 

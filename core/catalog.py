@@ -86,6 +86,9 @@ def timeline_figure(versions: Sequence[Any], title: str = "") -> go.Figure:
             x=xs, y=[1] * len(xs), mode="markers+text+lines", text=labels,
             textposition="top center", hovertext=hover, hoverinfo="text",
             marker={"size": [14 if lab else 9 for lab in labels]}, name="versions"))
+        # Versions written within minutes would otherwise spread over a millisecond axis.
+        if max(xs) - min(xs) < timedelta(hours=1):
+            fig.update_xaxes(range=[min(xs) - timedelta(hours=1), max(xs) + timedelta(hours=1)])
     fig.update_yaxes(visible=False, range=[0.5, 1.8])
     fig.update_layout(title=title or None, template="plotly_white", height=220,
                       margin={"l": 20, "r": 20, "t": 40 if title else 10, "b": 30},

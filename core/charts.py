@@ -193,3 +193,112 @@ def _categorical_profile_figure(prof: Mapping[str, Any], current: Any, title: st
     fig.update_yaxes(title="share of rows", tickformat=".0%")
     fig.update_xaxes(type="category")
     return _layout(fig, title, barmode="group", showlegend=current is not None)
+
+
+# -- monitoring ---------------------------------------------------------------------------------
+
+
+def metric_figure(metrics: pd.DataFrame, metric: str, *, warning: float | None = None,
+                  alert: float | None = None, direction: str = "above",
+                  title: str = "") -> go.Figure:
+    """One metric over time: a line with markers sized by the window's row count, and
+    shaded warning/alert bands when thresholds are given.
+
+    ``metrics`` has ``window_start`` and ``metric``, and ``n_actual`` or ``n``.
+    """
+    if metrics is None or metrics.empty or metric not in metrics:
+        return _message_figure("No windows to show yet: log predictions (or upload data) and "
+                               "actuals first.", title)
+    x = metrics["window_start"]
+    y = metrics[metric].astype(float)
+    n = metrics["n_actual"] if "n_actual" in metrics else metrics.get("n", pd.Series(1, x.index))
+    n = n.fillna(0).astype(float)
+    size = 6 + 18 * np.sqrt(n / n.max()) if n.max() > 0 else np.full(len(n), 8.0)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=metric,
+                             marker={"size": size, "color": REFERENCE_COLOR},
+                             customdata=np.column_stack([n]),
+                             hovertemplate="%{x}<br>" + metric + " %{y:.4g}"
+                                           "<br>n %{customdata[0]:,.0f}<extra></extra>",
+                             connectgaps=False))
+    finite = y[np.isfinite(y)]
+    levels = [v for v in (warning, alert) if v is not None]
+    lo = float(min([*finite, *levels])) if len(finite) or levels else 0.0
+    hi = float(max([*finite, *levels])) if len(finite) or levels else 1.0
+    pad = (hi - lo) * 0.15 or abs(hi) * 0.15 or 1.0
+    lo, hi = lo - pad, hi + pad
+    bands = []
+    if direction == "above":
+        if warning is not None:
+            bands.append(("warning", warning, alert if alert is not None else hi))
+        if alert is not None:
+            bands.append(("alert", alert, hi))
+    else:
+        if warning is not None:
+            bands.append(("warning", alert if alert is not None else lo, warning))
+        if alert is not None:
+            bands.append(("alert", lo, alert))
+    for status, y0, y1 in bands:
+        fig.add_hrect(y0=y0, y1=y1, fillcolor=STATUS_COLORS[status], opacity=0.12,
+                      line_width=0, annotation_text=status, annotation_position="top left",
+                      name=status)
+    fig.update_yaxes(title=metric, range=[lo, hi])
+    fig.update_xaxes(title="window start (UTC)")
+    return _layout(fig, title, showlegend=False)
+
+
+def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
+    """Columns × windows, coloured by status (ok/warning/alert by the method's levels),
+    with the score in the hover."""
+    if drift is None or drift.empty:
+        return _message_figure("No drift to show: it needs logged rows and a reference "
+                               "(a version stored with a training sample).", title)
+    frame = drift.copy()
+    level = np.full(len(frame), np.nan)
+    for i, rec in enumerate(frame.to_dict("records")):
+        score, warn, alert = rec["score"], rec["warning"], rec["alert"]
+        if pd.isna(score):
+            continue
+        is_test = rec["method"] in ("ks", "chisquare")
+        bad = (lambda t: score < t) if is_test else (lambda t: score > t)
+        level[i] = 2 if bad(alert) else 1 if bad(warn) else 0
+    frame["level"] = level
+    cols = list(dict.fromkeys(frame["column"]))
+    windows = sorted(frame["window_start"].unique())
+    z = frame.pivot_table(index="column", columns="window_start", values="level",
+                          aggfunc="max", dropna=False).reindex(index=cols, columns=windows)
+    text = frame.assign(label=[f"{m}: {s:.3g}" if pd.notna(s) else "no data"
+                               for m, s in zip(frame["method"], frame["score"])]
+                        ).pivot_table(index="column", columns="window_start", values="label",
+                                      aggfunc="first").reindex(index=cols, columns=windows)
+    colorscale = [[0.0, STATUS_COLORS["ok"]], [0.5, STATUS_COLORS["warning"]],
+                  [1.0, STATUS_COLORS["alert"]]]
+    fig = go.Figure(go.Heatmap(
+        z=z.to_numpy(dtype=float), x=[pd.Timestamp(w) for w in windows], y=cols,
+        text=text.fillna("no data").to_numpy(), zmin=0, zmax=2, colorscale=colorscale,
+        hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>", xgap=1, ygap=1,
+        colorbar={"tickvals": [0, 1, 2], "ticktext": ["ok", "warning", "alert"]}))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=max(260, 28 * len(cols) + 120))
+
+
+def traffic_figure(traffic: pd.DataFrame, title: str = "") -> go.Figure:
+    """Requests per window, latency percentiles (ms) and error rate, stacked."""
+    from plotly.subplots import make_subplots
+
+    if traffic is None or traffic.empty:
+        return _message_figure("No requests logged yet: deploy the model and send it "
+                               "predictions.", title)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("requests", "latency (ms)", "error rate"))
+    x = traffic["window_start"]
+    fig.add_trace(go.Bar(x=x, y=traffic["requests"], name="requests",
+                         marker_color=REFERENCE_COLOR), row=1, col=1)
+    for col, dash in (("p50_ms", "solid"), ("p90_ms", "dash"), ("p99_ms", "dot")):
+        fig.add_trace(go.Scatter(x=x, y=traffic[col], name=col.replace("_ms", ""),
+                                 mode="lines+markers", line={"dash": dash}), row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=traffic["error_rate"], name="error rate",
+                             mode="lines+markers", line={"color": STATUS_COLORS["alert"]}),
+                  row=3, col=1)
+    fig.update_yaxes(tickformat=".1%", row=3, col=1)
+    return _layout(fig, title, height=600)

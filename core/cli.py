@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from core.errors import FixativeError
 
 # Modules that add subcommands, each with ``register(subparsers) -> None``.
-EXTENSIONS: list[str] = ["core.cli_store", "core.cli_card", "core.cli_deploy"]
+EXTENSIONS: list[str] = ["core.cli_store", "core.cli_card", "core.cli_deploy", "core.cli_monitor"]
 
 
 class _Parser(argparse.ArgumentParser):

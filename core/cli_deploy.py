@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
-          f"{'s' if workers > 1 else ''}; docs at {url}/ . Stop with Ctrl+C.", flush=True)
+          f"{'s' if workers > 1 else ''} (docs: {url}/). Stop with Ctrl+C.", flush=True)
     server_factory.run(settings, host=host, port=port, workers=workers, bundle=bundle,
                        store=store, access_log=args.access_log)
     return 0

@@ -48,6 +48,7 @@ from core.netcheck import (
     check_port,
     check_workers,
     ensure_port_free,
+    listener_pid,
     process_command,
     url_host,
 )
@@ -58,8 +59,12 @@ START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 HEALTH_TIMEOUT = 1.0
 LOG_TAIL_LINES = 15
-PREDICTION_ROUTES = ("/predict", "/predict_proba", "/invocations")
+PREDICTION_ROUTES = ("predict", "predict_proba", "invocations")
 MAX_BODY_MB = 1024
+
+# Servers started by this process, kept so that poll() reaps them when they exit (no
+# zombies) and so that a running one is never garbage-collected (Popen warns then).
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 # -- records ---------------------------------------------------------------------------
@@ -158,8 +163,9 @@ def _read_registry(folder: Path) -> list[Endpoint]:
         return found
     for path in sorted(folder.glob("*.json")):
         try:
-            found.append(Endpoint.from_dict(json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError, KeyError):
+            data = json.loads(path.read_text())
+            found.append(Endpoint.from_dict(data if isinstance(data, dict) else {}))
+        except (OSError, ValueError, TypeError):
             # A file this module did not write (or a torn one from a crash) is not an
             # endpoint; listing must keep working regardless.
             continue
@@ -167,10 +173,11 @@ def _read_registry(folder: Path) -> list[Endpoint]:
 
 
 def _forget(folder: Path, endpoint: Endpoint) -> None:
-    try:
-        _registry_file(folder, endpoint.id).unlink()
-    except FileNotFoundError:
-        pass
+    """Remove the registry file and the server log (a crash's tail is kept in the board
+    record)."""
+    for path in (_registry_file(folder, endpoint.id), Path(endpoint.log_file)):
+        if path.parent == folder:  # never delete a file this module did not create
+            path.unlink(missing_ok=True)
 
 
 def _record(store: Any, endpoint: Endpoint, event: str, **extra: Any) -> None:
@@ -208,6 +215,11 @@ def process_start_ticks(pid: int) -> int | None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status of our own exited child so it leaves no zombie."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -303,7 +315,7 @@ def parse_metrics(text: str) -> tuple[int, int, int]:
         return 0, 0, 0
     for family in families:
         for sample in family.samples:
-            if sample.labels.get("route") not in PREDICTION_ROUTES:
+            if str(sample.labels.get("route", "")).lstrip("/") not in PREDICTION_ROUTES:
                 continue
             if sample.name == "fixative_requests_total":
                 requests += sample.value
@@ -392,6 +404,8 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     workers = check_workers(workers)
     if max_body_mb is not None:
         max_body_mb = check_max_body_mb(max_body_mb)
+    if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+        raise BadRequest(f"timeout must be a positive number of seconds, got {timeout!r}.")
     name, version = store.resolve(ref)
     folder = run_dir(store)
     ensure_port_free(host, port, owner=_owner_by_registry(folder, port))
@@ -409,6 +423,7 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, env=env, cwd=_repo_root(),
                                    start_new_session=True)
+    _CHILDREN[process.pid] = process
     endpoint = Endpoint(
         id=endpoint_id, name=name, version=version, host=host, port=port, pid=process.pid,
         started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), log_file=str(log_file),
@@ -419,15 +434,33 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     _write_registry(folder, endpoint)
     try:
         _wait_ready(endpoint, process, timeout)
+        endpoint.status = "running"
+        _write_registry(folder, endpoint)
+        # Recorded last: an endpoint that could not be recorded is stopped, not left over.
+        _record(store, endpoint, "started")
     except BaseException:
         _terminate(process.pid, endpoint.proc_start, grace=2.0)
         process.wait()
+        _CHILDREN.pop(process.pid, None)
         _forget(folder, endpoint)
         raise
-    endpoint.status = "running"
-    _write_registry(folder, endpoint)
-    _record(store, endpoint, "started")
     return endpoint
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rfind(")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _serves(port: int, pid: int) -> bool:
+    """Whether the listener on ``port`` is ``pid`` or one of its workers, so that another
+    server that took the port in the meantime is not mistaken for ours. True when /proc
+    cannot tell."""
+    owner = listener_pid(port)
+    return owner is None or owner == pid or _parent(owner) == pid
 
 
 def _wait_ready(endpoint: Endpoint, process: subprocess.Popen, timeout: float) -> None:
@@ -438,14 +471,14 @@ def _wait_ready(endpoint: Endpoint, process: subprocess.Popen, timeout: float) -
             tail = log_tail(endpoint.log_file)
             reason = _last_error(tail) or f"exit code {code}"
             raise FixativeError(f"The server for {endpoint.ref} stopped during start-up "
-                                f"({reason}). Last lines of {endpoint.log_file}:\n{tail}")
-        if health(endpoint, timeout=0.5):
+                                f"({reason}). Last lines of its log:\n{tail}")
+        if health(endpoint, timeout=0.5) and _serves(endpoint.port, process.pid):
             return
         if time.monotonic() >= deadline:
             tail = log_tail(endpoint.log_file)
             raise FixativeError(
                 f"The server for {endpoint.ref} did not answer {endpoint.url}/healthz within "
-                f"{timeout:g} s and was stopped. Last lines of {endpoint.log_file}:\n{tail}")
+                f"{timeout:g} s and was stopped. Last lines of its log:\n{tail}")
         time.sleep(0.1)
 
 
@@ -490,11 +523,12 @@ def list_endpoints(store: Any, *, probe: bool = True, name: str | None = None
 def find_endpoint(store: Any, key: str | int) -> Endpoint:
     """The endpoint with id ``key`` (a unique prefix will do) or listening on port ``key``."""
     text = str(key).strip()
-    endpoints = _read_registry(run_dir(store))
-    if text.isdigit() and len(text) <= 5:
-        matches = [e for e in endpoints if e.port == int(text)]
-    else:
-        matches = [e for e in endpoints if text and e.id.startswith(text)]
+    machine = socket.gethostname()
+    # A board folder shared between machines holds their registries too; a pid only means
+    # something on the machine that started it.
+    endpoints = [e for e in _read_registry(run_dir(store)) if e.machine in ("", machine)]
+    port = int(text) if text.isdigit() and len(text) <= 5 else None
+    matches = [e for e in endpoints if e.port == port or (text and e.id.startswith(text))]
     if not matches:
         known = ", ".join(f"{e.id} ({e.label})" for e in endpoints) or "none"
         raise NotFound(f"No endpoint {text!r} on this store. Running endpoints: {known}. "
@@ -544,8 +578,10 @@ def stop_endpoint(store: Any, key: str | int | Endpoint, *, grace: float = STOP_
         outcome = {"terminated": "stopped", "killed": f"killed after {grace:g} s",
                    "gone": "stopped"}[how]
         event = "stopped" if how != "killed" else "killed"
+    extra = {"log_tail": log_tail(endpoint.log_file)} if event in ("crashed", "killed") else {}
     _forget(run_dir(store), endpoint)
-    _record(store, endpoint, event, stopped=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    _record(store, endpoint, event, stopped=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **extra)
     before.detail = outcome
     return before
 
@@ -599,6 +635,16 @@ def endpoints_frame(statuses: Sequence[EndpointStatus]) -> pd.DataFrame:
     columns = ["model", "version", "alias", "url", "status", "requests", "errors", "workers",
                "pid", "started", "id"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def history_frame(records: Sequence[Any]) -> pd.DataFrame:
+    """Endpoint starts and stops from the board's records, newest first."""
+    rows = [{"at": r.at, "event": r.payload.get("event"), "version": r.version,
+             "alias": r.payload.get("alias") or "", "port": r.payload.get("port"),
+             "machine": r.payload.get("machine"), "user": r.user, "id": r.payload.get("id")}
+            for r in reversed(list(records))]
+    return pd.DataFrame(rows, columns=["at", "event", "version", "alias", "port", "machine",
+                                       "user", "id"])
 
 
 def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str]:

@@ -19,6 +19,7 @@ The bundle runs from its own folder with no Fixative checkout on the path:
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import io
 import json
@@ -43,6 +44,9 @@ DEFAULT_PORT = 8080
 # (pandas reads Parquet through pyarrow; uvicorn is started by the entry module).
 SERVER_PACKAGES = ("starlette", "uvicorn", "prometheus-client", "pandas", "numpy", "pyarrow",
                    "fsspec", "pyyaml")
+# uvicorn's fast event loop and HTTP parser: used when installed (uvicorn picks them up by
+# itself), so a bundle pins them when this installation has them. Marker: (pin suffix).
+SPEEDUPS = {"uvloop": '; sys_platform != "win32"', "httptools": ""}
 # Needed only for the prediction log on an S3 board (``--with-s3``).
 S3_PACKAGES = ("s3fs",)
 
@@ -57,6 +61,12 @@ def _core_dir() -> Path:
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:
     """(core module names, top-level third-party names) imported anywhere in ``path``."""
+    own, other = _imports_cached(path, path.stat().st_mtime_ns)
+    return set(own), set(other)
+
+
+@functools.lru_cache(maxsize=256)
+def _imports_cached(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = "core"
     own: set[str] = set()
@@ -78,7 +88,7 @@ def _imports(path: Path) -> tuple[set[str], set[str]]:
                 own.update(f"{base}.{alias.name}" for alias in node.names)
             elif base:
                 other.add(base.split(".")[0])
-    return own, other
+    return frozenset(own), frozenset(other)
 
 
 def core_modules(entry: str = ENTRY_MODULE) -> tuple[list[Path], set[str]]:
@@ -116,8 +126,13 @@ def _data_dirs() -> list[Path]:
 
 # -- requirements ------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _installed_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def _distributions(import_roots: Iterable[str]) -> set[str]:
-    mapping = importlib.metadata.packages_distributions()
+    mapping = _installed_distributions()
     stdlib = set(sys.stdlib_module_names)
     found: set[str] = set()
     for root in import_roots:
@@ -155,7 +170,16 @@ def requirements(meta: BundleMeta, extra: Sequence[str] = ()) -> list[str]:
     if missing:
         raise BadRequest(f"Cannot pin {', '.join(missing)}: not installed here. Install "
                          "them (pip install ...) and write the bundle again.")
-    return [f"{shown[key]}=={pins[key]}" for key in sorted(pins)]
+    markers: dict[str, str] = {}
+    for dist, marker in SPEEDUPS.items():
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        pins.setdefault(dist, version)
+        shown.setdefault(dist, dist)
+        markers[dist] = marker
+    return [f"{shown[key]}=={pins[key]}{markers.get(key, '')}" for key in sorted(pins)]
 
 
 # -- the files -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ Binned methods (psi, chisquare, jensenshannon) use counts per reference bin (num
 or per reference category, with unseen categories in one extra bucket; those counts
 are computed in one DuckDB pass over all columns. Raw methods (ks, wasserstein) use
 the reference sample and at most ``RAW_ROWS`` current values per window, a uniform
-sample chosen reproducibly by hashing the request id and row (all values when the
+sample chosen reproducibly by hashing the timestamp and row (all values when the
 window has no more). Zero shares are replaced by 0.0001 for psi (as Evidently).
 
 Data quality, per column and window: the share of nulls, of values outside the
@@ -249,7 +249,17 @@ def _value_sql(ref: ColumnReference) -> str:
     return f"{q}::VARCHAR"
 
 
-def _aggregates(refs: Sequence[ColumnReference], kind: str) -> list[str]:
+def _bound(value: float, integer: bool, above: bool = False) -> str:
+    """A literal for ``x < value`` (or ``x > value`` when ``above``); for an integer column
+    the equivalent integer, so DuckDB compares integers instead of casting every value."""
+    v = float(value)
+    if integer and np.isfinite(v) and abs(v) < 2**62:
+        return str(int(np.floor(v)) if above else int(np.ceil(v)))
+    return repr(v)
+
+
+def _aggregates(refs: Sequence[ColumnReference], kind: str,
+                types: Mapping[str, str] | None = None) -> list[str]:
     out = []
     for i, r in enumerate(refs):
         if r.kind != kind:
@@ -257,21 +267,41 @@ def _aggregates(refs: Sequence[ColumnReference], kind: str) -> list[str]:
         q = _quote(r.column)
         out.append(f"count({q}) AS nn_{i}")
         if r.kind == "numeric":
+            integer = str((types or {}).get(r.column, "")).upper() in (
+                "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                "UINTEGER", "UBIGINT")
             for j, e in enumerate((r.edges or [])[1:-1]):
-                out.append(f"count_if({q} < {e!r}) AS c_{i}_{j}")
+                out.append(f"count_if({q} < {_bound(e, integer)}) AS c_{i}_{j}")
             if r.lo is not None:
-                out.append(f"count_if({q} < {float(r.lo)!r}) AS lo_{i}")
+                out.append(f"count_if({q} < {_bound(r.lo, integer)}) AS lo_{i}")
             if r.hi is not None:
-                out.append(f"count_if({q} > {float(r.hi)!r}) AS hi_{i}")
-        else:
-            v = _value_sql(r)
-            cats = ", ".join(_literal(c) for c in (r.categories or [])) or "NULL"
-            out.append(f"histogram(CASE WHEN {v} IN ({cats}) THEN {v} "
-                       f"WHEN {q} IS NOT NULL THEN {_literal(OTHER)} END) AS h_{i}")
-            if r.known is not None and r.known != r.categories:
-                known = ", ".join(_literal(c) for c in r.known)
-                out.append(f"count_if({q} IS NOT NULL AND {v} NOT IN ({known})) AS u_{i}")
+                out.append(f"count_if({q} > {_bound(r.hi, integer, above=True)}) AS hi_{i}")
     return out
+
+
+def _categorical_counts(mon: Monitor, k: str, refs: Sequence[ColumnReference],
+                        by_key: dict[int, dict[str, Any]]) -> None:
+    """Add ``nn_i``, ``h_i`` (value -> count) and ``u_i`` (unseen) per window for
+    categorical columns: one GROUP BY per column (faster than IN-lists or histograms)."""
+    for i, r in enumerate(refs):
+        if r.kind != "categorical":
+            continue
+        counts = mon.query(f"SELECT {k} AS k, {_value_sql(r)} AS v, count(*) AS c "
+                           f"FROM monitoring_log WHERE status < 400 AND {_quote(r.column)} "
+                           "IS NOT NULL GROUP BY ALL")
+        known = set(r.known) if r.known is not None else None
+        for row in by_key.values():
+            row[f"nn_{i}"], row[f"h_{i}"] = 0, {}
+            if known is not None:
+                row[f"u_{i}"] = 0
+        for key, v, c in counts.itertuples(index=False):
+            row = by_key.get(int(key))
+            if row is None:
+                continue
+            row[f"nn_{i}"] += int(c)
+            row[f"h_{i}"][str(v)] = row[f"h_{i}"].get(str(v), 0) + int(c)
+            if known is not None and str(v) not in known:
+                row[f"u_{i}"] += int(c)
 
 
 def _current_counts(row: Mapping[str, Any], i: int, r: ColumnReference) -> np.ndarray:
@@ -281,11 +311,9 @@ def _current_counts(row: Mapping[str, Any], i: int, r: ColumnReference) -> np.nd
         cum = [int(row[f"c_{i}_{j}"] or 0) for j in range(m)]
         bounds = [0, *cum, nn]
         return np.diff(np.asarray(bounds, dtype=float))
-    hist = row[f"h_{i}"]
-    hist = dict(hist) if hist is not None and not isinstance(hist, float) else {}
-    hist = {str(k): v for k, v in (hist.items() if hasattr(hist, "items") else [])}
+    hist = row.get(f"h_{i}") or {}
     counts = [float(hist.get(c, 0)) for c in (r.categories or [])]
-    counts.append(float(hist.get(OTHER, 0)))
+    counts.append(float(nn - sum(counts)))
     return np.asarray(counts)
 
 
@@ -349,30 +377,28 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
             raise BadRequest(f"No reference for column {col!r}.")
         info = METHODS[m]
         if ref.kind not in info.kinds:
+            fits = ", ".join(k for k, v in METHODS.items() if ref.kind in v.kinds)
             raise BadRequest(f"{info.label} does not apply to the {ref.kind} column {col!r}; "
-                             f"use one of {', '.join(k for k, v in METHODS.items() if ref.kind in v.kinds)}.")
+                             f"use one of {fits}.")
         if info.raw and not ref.has_raw:
             raise BadRequest(f"{info.label} needs raw reference values for {col!r}, and this "
                              "version has no row sample; use psi, chisquare or jensenshannon.")
-    keys = mon.windows(w, "status < 400")
     cols = ["window_start", "window_end", "column", "kind", "method", "n", "statistic",
             "p_value", "score", "warning", "alert", "drifted", "null_share",
             "out_of_range_share", "unseen_share", "note"]
+    k = w.key_sql()
+    by_key: dict[int, dict[str, Any]] = {}
+    if refs and mon.has_rows:
+        parts = _aggregates(refs, "numeric", mon.types)
+        agg = mon.query(f"SELECT {k} AS k, count(*) AS n{''.join(', ' + p for p in parts)} "
+                        f"FROM monitoring_log WHERE status < 400 GROUP BY k")
+        by_key = {int(row["k"]): row for row in agg.to_dict("records")}
+    keys = mon.windows(w, list(by_key))
     if not refs or not keys:
         frame = pd.DataFrame(columns=cols)
         frame.attrs["notes"] = notes
         return frame
-    k = w.key_sql()
-    # Histograms slow down the other aggregates of a query a lot: two queries are faster.
-    agg = None
-    for kind in ("numeric", "categorical"):
-        parts = _aggregates(refs, kind)
-        if not parts:
-            continue
-        part = mon.query(f"SELECT {k} AS k, count(*) AS n, {', '.join(parts)} "
-                         f"FROM monitoring_log WHERE status < 400 GROUP BY k")
-        agg = part if agg is None else agg.merge(part.drop(columns=["n"]), on="k", how="outer")
-    by_key = {int(row["k"]): row for row in agg.to_dict("records")}
+    _categorical_counts(mon, k, refs, by_key)
     raw = _raw_values(mon, k, refs, methods, by_key)
     rows = []
     for key in keys:
@@ -410,7 +436,7 @@ def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
     select = ", ".join(_quote(c) for c in need)
     data = mon.query(f"""
         SELECT s.k, {select} FROM (
-            SELECT {k} AS k, {select}, hash(request_id, "row") % {mod} AS h
+            SELECT {k} AS k, {select}, hash(epoch_us(ts), "row") % {mod} AS h
             FROM monitoring_log WHERE status < 400) AS s
         JOIN (VALUES {thresholds}) AS t(k, thr) ON s.k = t.k
         WHERE s.h < t.thr""")
@@ -442,12 +468,10 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
     cur = _current_counts(row, i, r)
     if r.kind == "numeric":
         outside = sum(int(row.get(f"{p}_{i}") or 0) for p in ("lo", "hi"))
-        out["out_of_range_share"] = outside / nn if (r.lo is not None or r.hi is not None) else np.nan
-    else:
-        if f"u_{i}" in row:
-            out["unseen_share"] = int(row[f"u_{i}"] or 0) / nn
-        elif r.known is not None:
-            out["unseen_share"] = float(cur[-1]) / nn
+        has_range = r.lo is not None or r.hi is not None
+        out["out_of_range_share"] = outside / nn if has_range else np.nan
+    elif f"u_{i}" in row:
+        out["unseen_share"] = int(row[f"u_{i}"] or 0) / nn
     if info.raw:
         if raw is None or len(raw) == 0:
             out["note"] = "no finite values in this window"

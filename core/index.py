@@ -202,7 +202,14 @@ class Index:
         alias_rows, alias_gone = self._new_events(con, board, "aliases", rebuild)
         record_rows, record_gone = self._new_events(con, board, "records", rebuild)
 
+        changed = rebuild or any((gone, rows, ignored, alias_rows, alias_gone, record_rows,
+                                  record_gone))
         con.execute("BEGIN")
+        if not changed:  # the marker moved but nothing we index did: just remember it
+            con.execute("DELETE FROM state WHERE key = 'marker'")
+            con.execute("INSERT INTO state VALUES ('marker', ?)", [marker])
+            con.execute("COMMIT")
+            return
         if rebuild:
             for table in ("versions", "metrics", "ignored", "alias_history", "records"):
                 con.execute(f"DELETE FROM {table}")
@@ -227,8 +234,7 @@ class Index:
             INSERT INTO models
             SELECT name, version, n, created, task, library, model_class FROM (
                 SELECT *, count(*) OVER (PARTITION BY name) AS n,
-                       row_number() OVER (PARTITION BY name
-                                          ORDER BY created DESC, version DESC) AS rn
+                       row_number() OVER (PARTITION BY name ORDER BY version DESC) AS rn
                 FROM versions) WHERE rn = 1""")
         con.execute("DELETE FROM aliases")
         con.execute("""
@@ -284,6 +290,8 @@ class Index:
     @staticmethod
     def versions(con: duckdb.DuckDBPyConnection, where: str = "TRUE",
                  params: list[Any] | None = None) -> list[VersionInfo]:
+        """Versions by name, then in id order: time order, and the order pins uses
+        (it sorts ids as text), so both agree on the latest even within one second."""
         rows = con.execute(f"""
             SELECT v.name, v.version, epoch_us(v.created), v.hash, v.size, v."user",
                    v.description, v.task, v.model_class, v.library, v.metrics::VARCHAR,
@@ -293,7 +301,7 @@ class Index:
                        FROM aliases GROUP BY name, version) a
               ON a.name = v.name AND a.version = v.version
             WHERE {where}
-            ORDER BY v.name, v.created, v.version""", params or []).fetchall()
+            ORDER BY v.name, v.version""", params or []).fetchall()
         return [VersionInfo(
             name=r[0], version=r[1], created=_time(r[2]) or _EPOCH, hash=r[3] or "",
             size=int(r[4] or 0), user=r[5] or "", description=r[6] or "", task=r[7] or "unknown",

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -143,6 +143,9 @@ def parse_window(text: str | Window) -> Window:
             raise BadRequest(f"The window {text!r} must be longer than zero.")
         if count * _US[unit] < _US["min"]:
             raise BadRequest("The shortest window is one minute.")
+        if count * _US[unit] > 3650 * _US["d"]:
+            raise BadRequest(f"The window {text!r} is longer than 3650 days; use month windows "
+                             "or a shorter period.")
         return Window(period_us=count * _US[unit], label=f"{count}{unit}")
     raise BadRequest(f"Unknown window {text!r}: use hour, day, week or month, or a fixed "
                      "period such as 15min, 6h, 3d or 2w.")
@@ -309,6 +312,7 @@ class Monitor:
     since: pd.Timestamp | None
     until: pd.Timestamp | None
     columns: list[str] = field(default_factory=list)
+    types: dict[str, str] = field(default_factory=dict)
     has_rows: bool = False
     has_actuals: bool = False
     sample: pd.DataFrame | None = None
@@ -326,15 +330,10 @@ class Monitor:
     def is_classifier(self) -> bool:
         return self.meta.task in ("binary", "multiclass") or self.meta.classes is not None
 
-    def windows(self, window: Window, where: str = "TRUE",
-                view: str = "monitoring_log") -> list[int]:
-        if not self.has_rows and self.since is None:
-            return []
-        lo = hi = None
-        if self.has_rows and (self.since is None or self.until is None):
-            lo, hi = self.con.execute(
-                f"SELECT min({window.key_sql()}), max({window.key_sql()}) FROM {view} "
-                f"WHERE {where}").fetchone()
+    def windows(self, window: Window, observed: Any = ()) -> list[int]:
+        """Every window from since (or the first observed key) to until (or the last)."""
+        seen = [int(k) for k in observed if k is not None and not pd.isna(k)]
+        lo, hi = (min(seen), max(seen)) if seen else (None, None)
         return window_keys(window, lo, hi, self.since, self.until)
 
     def frame_for(self, window: Window, keys: list[int], data: pd.DataFrame | None,
@@ -369,12 +368,12 @@ class Monitor:
         w = parse_window(window)
         if min_rows < 1:
             raise BadRequest("min_rows must be at least 1.")
-        keys = self.windows(w, "status < 400")
         by = ["version"] if by_version else []
         if self.is_classifier:
             data = classification_metrics(self, w, by, min_rows)
         else:
             data = regression_metrics(self, w, by, min_rows)
+        keys = self.windows(w, data["k"] if data is not None else ())
         out = self.frame_for(w, keys, data, by)
         names = CLASSIFICATION_METRICS if self.is_classifier else REGRESSION_METRICS
         for col in ("n", "n_actual"):
@@ -409,9 +408,8 @@ class Monitor:
         request), since latency is logged per request.
         """
         w = parse_window(window)
-        keys = self.windows(w)
         data = None
-        if self.has_rows and keys:
+        if self.has_rows:
             data = self.query(f"""
                 SELECT {w.key_sql()} AS k, count(*) AS requests,
                        count_if(status >= 400) AS errors,
@@ -423,6 +421,7 @@ class Monitor:
             q = data.pop("q")
             for i, label in enumerate(("p50_ms", "p90_ms", "p99_ms")):
                 data[label] = [v[i] if v is not None else np.nan for v in q]
+        keys = self.windows(w, data["k"] if data is not None else ())
         out = self.frame_for(w, keys, data)
         for col in ("requests", "errors", "rows"):
             out[col] = (out[col] if col in out else pd.Series(0, index=out.index)
@@ -488,11 +487,13 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     con.execute(f"CREATE TEMP VIEW monitoring AS SELECT l.*, {actual} AS actual "
                 f"FROM monitoring_log l {' '.join(joins)}")
     con.execute("SET lock_configuration = true")
-    columns = [r[0] for r in con.execute("DESCRIBE monitoring").fetchall()]
+    described = con.execute("DESCRIBE monitoring").fetchall()
+    columns = [r[0] for r in described]
     has_rows = bool(con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM monitoring_log "
                                 "LIMIT 1)").fetchone()[0])
     return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
-                   columns=columns, has_rows=has_rows, has_actuals=bool(joins), sample=sample)
+                   columns=columns, types={r[0]: str(r[1]) for r in described},
+                   has_rows=has_rows, has_actuals=bool(joins), sample=sample)
 
 
 def _is_classifier(meta: BundleMeta) -> bool:
@@ -516,7 +517,7 @@ def _empty_log(meta: BundleMeta) -> pa.Table:
 
 
 def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, until: Any = None,
-             all_versions: bool = False) -> Monitor:
+             all_versions: bool = False, reference: tuple[Any, Any] | None = None) -> Monitor:
     """Open a monitor for ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
 
     Plain ``NAME`` covers every version's rows (the latest version's metadata applies);
@@ -533,4 +534,5 @@ def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, un
     except NotFound:
         sample = None
     return open_monitor(store, name, meta, versions=[version] if pinned else None,
-                        source=source, since=since, until=until, sample=sample)
+                        source=source, since=since, until=until, sample=sample,
+                        reference=reference)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import bz2
+import copyreg
 import gzip
 import lzma
 import pickle
@@ -22,7 +23,7 @@ from typing import IO, Any
 from core.errors import InvalidModelFile
 
 _CHUNK = 1 << 20
-_SMALL = 1 << 16  # longer strings and bytes are skipped by the scan: no name is that long
+_SMALL = 1 << 16  # longer strings, bytes and ints are skipped by the scan: no name is that long
 _MAX_FRAME = 1 << 30
 _MAX_UNPACKED = 16 << 30  # a decompression bomb stops here instead of unpacking for hours
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bz2", b"\xfd7zXZ": "xz", b"]\x00": "lzma",
@@ -167,12 +168,37 @@ class _Obj:
             self.attrs.update(state)
 
 
+WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_FACTORIES = ("copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__")
+
+
+def _callee(func: Any, depth: int = 0) -> str | None:
+    """The global a call reaches, looking through functools.partial as calling it would."""
+    if isinstance(func, _Global):
+        return func.full
+    if isinstance(func, _Obj) and func.kind == "functools.partial" and depth < 32:
+        state = func.state if isinstance(func.state, tuple) and func.state else func.args
+        return _callee(state[0], depth + 1) if isinstance(state, tuple) and state else None
+    return None
+
+
 def _made(func: Any, args: Any, init: bool) -> _Obj:
-    kind = func.full if isinstance(func, _Global) else None
-    if kind in ("copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__") \
-            and isinstance(args, tuple) and args and isinstance(args[0], _Global):
-        return _Obj(args[0].full, args[1:])
+    kind = _callee(func)
+    first = args[0] if isinstance(args, tuple) and args else None
+    if isinstance(first, _Global) and kind != "functools.partial" \
+            and (kind in _FACTORIES or first.full == WRAPPER):
+        # A factory handed a class returns an instance of it (pandas' _new_Index does
+        # cls.__new__(cls) too): for joblib's wrapper that decides where the array bytes are.
+        return _Obj(first.full, args[1:])
     return _Obj(kind, args, init)
+
+
+def fresh_extension(self: Any, code: int) -> None:
+    """EXT opcodes without copyreg's process-wide cache, so every one goes via find_class."""
+    key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+    if not key:
+        raise pickle.UnpicklingError(f"unregistered extension code {code}")
+    self.append(self.find_class(*key))
 
 
 def fix_name(module: str, name: str, proto: int) -> tuple[str, str]:
@@ -184,7 +210,6 @@ def fix_name(module: str, name: str, proto: int) -> tuple[str, str]:
     return module, name
 
 
-WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 _WRAPPER_ARGS = ("subclass", "shape", "order", "dtype", "allow_mmap",
                  "numpy_array_alignment_bytes")
 
@@ -205,6 +230,8 @@ class Scanner(pickle._Unpickler):  # type: ignore[name-defined]
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("it uses persistent ids, which only custom loaders read")
+
+    get_extension = fresh_extension
 
     def _instantiate(self, klass: Any, args: list[Any]) -> None:
         self.append(_made(klass, tuple(args), True))
@@ -247,6 +274,8 @@ class Scanner(pickle._Unpickler):  # type: ignore[name-defined]
         data = self.read(n)
         if kind == "str":
             self.append(str(data, "utf-8", "surrogatepass"))
+        elif kind == "long":
+            self.append(pickle.decode_long(data))
         else:
             self.append(self._decode_string(data) if kind == "binstring" else
                         bytearray(data) if kind == "bytearray" else data)
@@ -283,8 +312,9 @@ class Scanner(pickle._Unpickler):  # type: ignore[name-defined]
     for _code, _fmt, _kind in ((pickle.BINBYTES, "<I", "bytes"), (pickle.BINBYTES8, "<Q", "bytes"),
                                (pickle.BYTEARRAY8, "<Q", "bytearray"),
                                (pickle.BINUNICODE, "<I", "str"), (pickle.BINUNICODE8, "<Q", "str"),
-                               (pickle.BINSTRING, "<i", "binstring")):
+                               (pickle.BINSTRING, "<i", "binstring"), (pickle.LONG4, "<i", "long")):
         dispatch[_code[0]] = (lambda f, k: lambda self: self._sized(f, k))(_fmt, _kind)
+
     def _text(self, original: Any) -> None:
         # protocol 0 writes whole arrays as one text line; keep only short ones
         line = self.readline()

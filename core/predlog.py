@@ -97,10 +97,15 @@ class LogWriter:
 
     def append(self, *, ts: datetime, request_id: str, route: str, status: int,
                latency_ms: float, frame: pd.DataFrame | None = None,
-               prediction: Any = None, proba: Any = None,
-               error_code: str | None = None) -> None:
-        """Record one request; cheap (no copying, no I/O)."""
-        entry = (ts, request_id, route, status, latency_ms, frame, prediction, proba, error_code)
+               rows: tuple[int, int] | None = None, prediction: Any = None,
+               proba: Any = None, error_code: str | None = None) -> None:
+        """Record one request; cheap (no copying, no I/O).
+
+        ``frame`` holds the request's validated inputs, at ``rows`` (start, stop) when it
+        is a batch shared with other requests; ``frame=None`` logs a failed request.
+        """
+        entry = (ts, request_id, route, status, latency_ms, frame, prediction, proba,
+                 error_code, rows)
         with self._lock:
             self._pending.append(entry)
 
@@ -174,9 +179,9 @@ class LogWriter:
 def build_table(entries: Sequence[tuple[Any, ...]], model: str, version: str,
                 classes: Sequence[Any] | None, feature_kinds: dict[str, str]) -> pa.Table:
     """The Arrow table of a segment: successful rows first, then failed requests."""
-    ok = [e for e in entries if e[5] is not None]
+    ok, frames = _by_frame([e for e in entries if e[5] is not None])
     failed = [e for e in entries if e[5] is None]
-    sizes = np.array([len(e[5]) for e in ok], dtype=np.int64)
+    sizes = np.array([_span(e)[1] - _span(e)[0] for e in ok], dtype=np.int64)
     n_ok, n_failed = int(sizes.sum()), len(failed)
     n = n_ok + n_failed
 
@@ -197,12 +202,37 @@ def build_table(entries: Sequence[tuple[Any, ...]], model: str, version: str,
                         + [None] * n_failed if n_ok else [None] * n_failed, type=pa.int32()),
         "error_code": pa.array(meta(8), type=pa.string()),
     }
-    frames = [e[5] for e in ok]
     features = _feature_arrays(frames, feature_kinds, n_failed)
     cols.update(features)
     cols["prediction"] = _predictions([e[6] for e in ok], classes, n_failed)
     cols["proba"] = _probas([e[7] for e in ok], sizes, n_failed)
     return pa.table(cols)
+
+
+def _span(entry: tuple[Any, ...]) -> tuple[int, int]:
+    return entry[9] if len(entry) > 9 and entry[9] is not None else (0, len(entry[5]))
+
+
+def _by_frame(ok: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[pd.DataFrame]]:
+    """Entries ordered by the frame they point into, and one frame per group: requests of
+    one batch share its frame, so a flush concatenates batches, not requests."""
+    groups: dict[int, list[tuple[Any, ...]]] = {}
+    for e in ok:
+        groups.setdefault(id(e[5]), []).append(e)
+    ordered: list[tuple[Any, ...]] = []
+    frames: list[pd.DataFrame] = []
+    for members in groups.values():
+        members.sort(key=lambda e: _span(e)[0])
+        base = members[0][5]
+        spans = [_span(e) for e in members]
+        if spans == [(0, len(base))] or (spans[0][0] == 0 and spans[-1][1] == len(base) and all(
+                a[1] == b[0] for a, b in zip(spans, spans[1:]))):
+            frames.append(base)
+        else:
+            take = np.concatenate([np.arange(a, b) for a, b in spans])
+            frames.append(base.iloc[take].reset_index(drop=True))
+        ordered.extend(members)
+    return ordered, frames
 
 
 def _us(ts: datetime) -> int:
@@ -234,6 +264,8 @@ def _to_arrow(s: pd.Series) -> pa.Array:
         arr = pa.array(s, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = pa.array(s.astype(object).where(s.isna(), s.astype(str)), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):  # arrow-backed pandas columns
+        arr = arr.combine_chunks()
     if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
         arr = arr.cast(pa.string())
     if pa.types.is_null(arr.type):
@@ -301,7 +333,7 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
     if ts.tzinfo is None:
         raise BadRequest("ts must be timezone-aware (e.g. datetime.now(UTC)).")
     entry = (ts, request_id or uuid.uuid4().hex, route, status, float(latency_ms),
-             inputs.reset_index(drop=True), preds, proba, None)
+             inputs.reset_index(drop=True), preds, proba, None, None)
     table = build_table([entry], name, version, classes, {})
     stem = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-000001"
     return write_segment(store, name, version, ts.astimezone(UTC).strftime("%Y-%m-%d"), stem,
@@ -330,7 +362,9 @@ def log_relation(store: Any, con: Any, name: str,
     protocol = store.fs.protocol
     protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
     if not {"file", "local"} & set(protocols):
-        con.register_filesystem(store.fs)
+        # DuckDB cannot download its own S3 extension here; it reads through fsspec
+        if not any(con.filesystem_is_registered(p) for p in protocols):
+            con.register_filesystem(store.fs)
         files = [store.fs.unstrip_protocol(f) for f in files]
     return con.read_parquet(files, union_by_name=True)
 

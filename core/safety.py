@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.errors import InvalidModelFile, UnsafeModel
-from core.pickle_scan import WRAPPER, Scanner, Stream, fix_name, sniff, unpack
+from core.pickle_scan import WRAPPER, Scanner, Stream, fix_name, fresh_extension, sniff, unpack
 
 EXTENSIONS = (".skops", ".joblib", ".pkl", ".pickle")
 _COMPRESSED = (".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")  # joblib's suffixes, e.g. m.joblib.gz
@@ -63,15 +63,17 @@ _EXACT = frozenset({
 })
 
 # Module path components that read or write files, reach the network, evaluate strings,
-# change process-wide configuration, or exist only for tests and builds (numpy.testing's
-# runstring exec's code, pandas.io and scipy.io read and write files, numpy.f2py compiles).
+# change process-wide configuration, or exist only for tests, examples, benchmarks and builds
+# (numpy.testing's runstring exec's code, pandas.io and scipy.io read and write files,
+# numpy.f2py compiles, numpy.random._examples JIT-compiles on import).
 _DENY_PARTS = frozenset({
-    "testing", "tests", "_testing", "conftest", "_pytesttester", "distutils", "f2py",
-    "_build_utils", "__check_build", "io", "_io", "datasets", "_datasource", "npyio",
-    "_npyio_impl", "format", "ctypeslib", "_ccallback", "memmap", "computation", "_config",
-    "_show_versions", "externals", "_joblib", "dask", "spark", "collective", "tracker",
+    "_pytesttester", "conftest", "distutils", "f2py", "_build_utils", "__check_build",
+    "_pyinstaller", "io", "_io", "datasets", "_datasource", "npyio", "_npyio_impl", "format",
+    "ctypeslib", "_ccallback", "memmap", "computation", "_config", "_show_versions",
+    "_print_versions", "externals", "_joblib", "dask", "spark", "collective", "tracker",
     "plotting", "widget", "weave", "misc", "estimator_checks",
 })
+_DENY_PART_PREFIXES = ("test", "bench", "example")  # after leading underscores: _testutils
 # Names (and prefixes, leading underscores ignored) that are dangerous wherever they live: file
 # I/O (numpy.load runs pickles; memmap, tofile and save* write files; fetch_* downloads),
 # string evaluation (pandas.eval, query), process-wide state (seed, set_*, seterr, register_*),
@@ -92,7 +94,8 @@ def _name_ok(module: str, name: str, *, dotted: bool = False) -> bool:
     parts = module.split(".") + name.split(".")
     if parts[0] not in _PACKAGES or (not dotted and "." in name):
         return False
-    if any(p in _DENY_PARTS or _DUNDER.match(p) for p in parts):
+    if any(p in _DENY_PARTS or p.lstrip("_").startswith(_DENY_PART_PREFIXES) or _DUNDER.match(p)
+           for p in parts):
         return False
     last = parts[-1].lstrip("_")  # _set_promotion_state is as global as set_printoptions
     return last not in _DENY_NAMES and not last.startswith(_DENY_PREFIXES)
@@ -127,8 +130,8 @@ def is_allowed(global_name: str) -> bool:
     if global_name in _EXACT:
         return True
     parts = global_name.split(".")
-    if len(parts) < 2 or parts[0] not in _PACKAGES:
-        return False
+    if len(parts) < 2 or not _name_ok(".".join(parts[:-1]), parts[-1]):
+        return False  # decided before anything is imported
     for i in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
         try:
             found = importlib.util.find_spec(".".join(parts[:i])) is not None
@@ -136,7 +139,7 @@ def is_allowed(global_name: str) -> bool:
             continue
         if found:
             return _check(".".join(parts[:i]), ".".join(parts[i:]))
-    return _name_ok(".".join(parts[:-1]), parts[-1])  # not installed: judged by its name
+    return True  # not installed: judged by its name alone, and loading says what is missing
 
 
 @dataclass
@@ -319,6 +322,8 @@ class _Plain(pickle._Unpickler):  # type: ignore[name-defined]
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("it uses persistent ids, which only custom loaders read")
 
+    get_extension = fresh_extension
+
 
 def _loader_class() -> type:
     from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
@@ -329,6 +334,7 @@ def _loader_class() -> type:
         dispatch = dict(NumpyUnpickler.dispatch)
         find_class = _Plain.find_class
         persistent_load = _Plain.persistent_load
+        get_extension = fresh_extension
 
         def __init__(self, stream: Stream, trusted: frozenset[str], filename: str) -> None:
             super().__init__(filename, stream, True)

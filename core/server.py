@@ -172,6 +172,7 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
             yield
         finally:
             svc.ready = False
+            gc.unfreeze()
             await svc.batcher.close()
             if svc.writer is not None:
                 await asyncio.to_thread(svc.writer.close)
@@ -403,7 +404,8 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
             frame, warnings, params = _parse(svc, route, body, ctype)
         if method is None:
             method = _invocations_method(svc, params)
-        result = await svc.batcher.submit(method, frame)
+        outcome = await svc.batcher.submit_traced(method, frame)
+        result = outcome.values
         if method == "predict_proba":
             proba = result
             labels = svc.classes[np.argmax(result, axis=1)] if svc.classes is not None else None
@@ -420,16 +422,20 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         svc.metrics.rows.labels(route).inc(len(frame))
         response = JSONResponse(payload, headers=headers)
         error_code = None
+        # log the batch frame the model saw: one frame per batch, not per request
+        rows = (outcome.start, outcome.start + len(frame))
+        frame = outcome.frame
     except FixativeError as exc:
         svc.metrics.errors.labels(route, exc.code).inc()
         response = error_response(exc)
         error_code = exc.code
-        frame = None
-    if svc.writer is not None and response.status_code != 401:
+        frame = rows = None
+    if svc.writer is not None:
         svc.writer.append(ts=info["ts"], request_id=info["id"], route=route,
                           status=response.status_code,
                           latency_ms=(time.perf_counter() - info["t0"]) * 1e3,
-                          frame=frame, prediction=out, proba=proba, error_code=error_code)
+                          frame=frame, rows=rows, prediction=out, proba=proba,
+                          error_code=error_code)
     return response
 
 

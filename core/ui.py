@@ -153,8 +153,27 @@ def authenticated() -> bool:
     return not password_required() or bool(st.session_state.get(_AUTH_KEY))
 
 
+def _run_inside_app() -> None:
+    """Rerun through ``app.py`` when Streamlit ran a page script on its own.
+
+    A ``pages/`` folder next to ``app.py`` makes Streamlit treat the app as an old
+    style multipage app until some session has run ``st.navigation``: on a freshly
+    started server a link such as ``/models?model=x`` would run ``pages/models.py``
+    bare, without the sidebar, the picker or the password gate. Switching that mode
+    off and rerunning routes the same URL through ``app.py`` instead.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - layout of a future Streamlit
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def require_access() -> None:
     """Stop the page unless the session has signed in (or no password is set)."""
+    _run_inside_app()
     if not authenticated():
         st.warning("This workbench is protected by a password. Sign in on the home page.")
         st.stop()

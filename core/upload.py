@@ -290,7 +290,7 @@ def _progress_wrapper(progress: Progress | None) -> Progress:
 EXAMPLE_NAMES = ("house-prices", "customer-churn")
 
 
-def example_bundles(n_rows: int = 2000) -> list[ModelBundle]:
+def example_bundles(n_rows: int = 1200) -> list[ModelBundle]:
     """The example models with samples and held-out metrics, in the order to store them.
 
     ``house-prices`` gets two versions (the second adds ``yr_built`` and more trees) so
@@ -310,8 +310,8 @@ def example_bundles(n_rows: int = 2000) -> list[ModelBundle]:
     house = examples.house_prices(n_rows, seed=0)
     train, test = house.iloc[: n_rows * 3 // 4], house.iloc[n_rows * 3 // 4:]
     for drop, trees, text in (
-        (["yr_built"], 15, "Baseline: random forest on size, rooms, grade and zipcode."),
-        ([], 30, "Adds the year built and more trees."),
+        (["yr_built"], 10, "Baseline: random forest on size, rooms, grade and zipcode."),
+        ([], 25, "Adds the year built and more trees."),
     ):
         model = examples.house_model(train.drop(columns=drop), n_estimators=trees)
         x_test = test.drop(columns=["price", *drop])

@@ -12,6 +12,19 @@ from core.charts import profile_figure
 from core.compare import compare
 from core.errors import FixativeError
 
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _profile_figures(location: str, name: str, version: str) -> list:
+    # A version never changes, so its figures are built once.
+    profile = ui.cached_meta(name, version).profile or {}
+    figures = []
+    for col, prof in (profile.get("columns") or {}).items():
+        fig = profile_figure(prof, title=col)
+        fig.update_layout(height=220)
+        figures.append(fig)
+    return figures
+
+
 store = ui.get_store()
 st.title("Models")
 ui.show_flash()
@@ -35,9 +48,11 @@ else:
                          column_config={"updated": st.column_config.DatetimeColumn(
                              "updated", format="YYYY-MM-DD HH:mm")})
     rows = event.selection.rows if event is not None else []
-    if rows:
-        picked = table.iloc[rows[0]]["name"]
-        if picked != ui.selected_ref()[0]:
+    picked = table.iloc[rows[0]]["name"] if rows else None
+    # React to a new click only: the row stays ticked while the sidebar picks others.
+    if picked != st.session_state.get("models_table_picked"):
+        st.session_state["models_table_picked"] = picked
+        if picked is not None and picked != ui.selected_ref()[0]:
             ui.select(picked)
             st.rerun()
 
@@ -57,10 +72,12 @@ st.header(name)
 st.plotly_chart(catalog.timeline_figure(versions), key="models_timeline")
 st.dataframe(catalog.versions_frame(versions), hide_index=True, key="models_versions")
 
-tab_details, tab_compare, tab_aliases, tab_delete = st.tabs(
-    ["Version details", "Compare", "Aliases", "Delete and prune"])
+# Only the chosen section runs: profile plots and history cost time on big stores.
+SECTIONS = ["Details", "Reference profile", "Compare", "Aliases", "Delete and prune"]
+section = st.segmented_control("Section", SECTIONS, default="Details", key="models_section",
+                               label_visibility="collapsed") or "Details"
 
-with tab_details:
+if section == "Details":
     meta = ui.cached_meta(name, version)
     info = by_id[version]
     st.subheader(f"{name}@{version}")
@@ -87,18 +104,19 @@ with tab_details:
     st.markdown("**Environment**")
     st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
                  key="models_environment")
-    st.markdown("**Reference profile**")
-    columns = (meta.profile or {}).get("columns") or {}
-    if not columns:
-        st.caption("No reference profile: this version was stored without a training sample.")
+
+elif section == "Reference profile":
+    st.subheader(f"{name}@{version}: reference profile")
+    figures = _profile_figures(ui.store_location(), name, version)
+    if not figures:
+        st.info("No reference profile: this version was stored without a training sample. "
+                "Upload the next version with a sample of its training features.")
     else:
         grid = st.columns(3)
-        for i, (col, prof) in enumerate(columns.items()):
-            fig = profile_figure(prof, title=col)
-            fig.update_layout(height=220)
+        for i, fig in enumerate(figures):
             grid[i % 3].plotly_chart(fig, key=f"models_profile_{i}")
 
-with tab_compare:
+elif section == "Compare":
     if len(versions) < 2:
         st.info(f"{name} has one version; upload another to compare.")
     else:
@@ -122,7 +140,7 @@ with tab_compare:
                   new_v: str(c.new or "")} for c in diff.prototype]),
                 hide_index=True, key="models_cmp_prototype")
 
-with tab_aliases:
+elif section == "Aliases":
     aliases = ui.cached_aliases(name)
     if aliases:
         st.dataframe(pd.DataFrame(sorted(aliases.items()), columns=["alias", "version"]),
@@ -150,7 +168,7 @@ with tab_aliases:
     else:
         st.caption("No alias has been set or moved yet.")
 
-with tab_delete:
+elif section == "Delete and prune":
     st.markdown("**Delete one version**")
     doomed_id = st.selectbox("Version to delete", ids_newest_first,
                              index=ids_newest_first.index(version), key="models_delete_version")

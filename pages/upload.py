@@ -13,6 +13,10 @@ from core.errors import FixativeError
 
 store = ui.get_store()
 st.title("Upload a model")
+last = st.session_state.pop("upload_last", None)
+if last is not None:
+    st.success(f"Stored **{last[0]}** version `{last[1]}`.")
+    ui.link("pages/models.py", f"Open {last[0]}@{last[1]}", model=last[0], version=last[1])
 st.write("Upload a fitted model saved with `joblib.dump` or `skops.io.dump`. Add a sample of "
          "its training features (CSV or Parquet) to record the input schema and a reference "
          "profile for drift monitoring.")
@@ -94,7 +98,7 @@ except FixativeError as exc:
     st.error(f"Nothing was stored. {exc.message}")
     st.stop()
 
-st.success(f"Stored **{info.name}** version `{info.version}`.")
+# Rerun so the sidebar lists the new version; the message waits in session state.
+st.session_state["upload_last"] = (info.name, info.version)
 ui.select(info.name, info.version)
-ui.link("pages/models.py", f"Open {info.name}@{info.version}", model=info.name,
-        version=info.version)
+st.rerun()

@@ -388,8 +388,14 @@ def test_html_is_self_contained_and_print_friendly(store):
     parsed = _parse(html)
     assert [a["href"] for t, a in parsed.tags if t == "a"] == [
         f"#{s.key}" for s in cards.SECTIONS]
-    fragment = cards.render_html(cards.card_data(store, "house"), fragment=True)
+    fragment = cards.render_html(cards.card_data(store, "house", first), fragment=True)
     assert fragment.lstrip().startswith("<style>") and "<html" not in fragment
+    # plots as data: images there (sanitisers such as Streamlit's drop inline SVG)
+    assert "<svg" not in fragment
+    images = [a for t, a in _parse(fragment).tags if t == "img"]
+    assert len(images) == html.count("<svg") == 8
+    assert all(a["src"].startswith("data:image/svg+xml;base64,") for a in images)
+    assert {a["alt"] for a in images} >= {"distribution of bedrooms", "rmse by version"}
 
 
 # -- Quarto export ------------------------------------------------------------------------------

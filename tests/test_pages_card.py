@@ -13,12 +13,9 @@ from core.store import VersionStore
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch, house_data, house_model):
-    path = tmp_path / "store"
-    monkeypatch.setenv("FIXATIVE_STORE", str(path))
-    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
-    monkeypatch.setenv("FIXATIVE_USER", "tester")
+@pytest.fixture(scope="module")
+def board(tmp_path_factory, house_data, house_model):
+    path = tmp_path_factory.mktemp("card-page") / "store"
     store = VersionStore(str(path))
     features = house_data.drop(columns=["price"])
     first = store.write(bundle(house_model, features, name="house", metrics={"rmse": 45000.0}))
@@ -26,6 +23,15 @@ def store(tmp_path, monkeypatch, house_data, house_model):
     store.set_alias("house", "staging", first.version)
     store.set_alias("house", "production", second.version)
     return store
+
+
+@pytest.fixture
+def store(board, monkeypatch):
+    """The module's store, opened by the page (each test writes to its own section)."""
+    monkeypatch.setenv("FIXATIVE_STORE", board.url)
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    monkeypatch.setenv("FIXATIVE_USER", "tester")
+    return board
 
 
 def _page(**params: str) -> AppTest:
@@ -104,16 +110,18 @@ def test_saving_a_section_records_it_and_shows_it_in_history(store):
 
 
 def test_drafts_survive_switching_sections(store):
+    n = len(store.records("card", "house"))
     at = _page(model="house")
-    at.text_area(key="card_text_model_details").input("Draft one").run()
+    at.selectbox(key="card_section").set_value("factors").run()
+    at.text_area(key="card_text_factors").input("Draft one").run()
     at.selectbox(key="card_section").set_value("ethics").run()
-    at.selectbox(key="card_section").set_value("model_details").run()
-    assert at.text_area(key="card_text_model_details").value == "Draft one"
-    assert store.records("card", "house") == []
+    at.selectbox(key="card_section").set_value("factors").run()
+    assert at.text_area(key="card_text_factors").value == "Draft one"
+    assert len(store.records("card", "house")) == n  # nothing saved
 
 
 def test_hostile_text_is_escaped_in_preview_and_card(store):
-    at = _page(model="house")
+    at = _page(model="house", version=store.versions("house")[0].version)
     at.text_area(key="card_text_model_details").input(
         "<script>alert(1)</script> [x](javascript:alert(1))").run()
     at.button(key="card_save").click().run()

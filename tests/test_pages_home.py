@@ -57,6 +57,10 @@ def test_add_example_models(store_dir):
     assert store.aliases("house-prices")["production"] == store.versions("house-prices")[-1].version
     house = store.meta("house-prices", store.versions("house-prices")[-1].version)
     assert set(house.metrics) == {"rmse", "mae", "r2"} and house.profile is not None
+    first = store.meta("house-prices", store.versions("house-prices")[0].version)
+    assert "yr_built" not in first.prototype.names and "yr_built" in house.prototype.names
+    churn = store.meta("customer-churn", store.versions("customer-churn")[-1].version)
+    assert 0.5 < churn.metrics["accuracy"] <= 1 and churn.classes == ["no", "yes"]
     # After the rerun the page shows the populated store and the new selection.
     assert "3 version(s)" in _texts(at)
     assert at.session_state["_fx_pending_selection"] == ("house-prices", None)

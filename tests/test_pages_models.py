@@ -40,11 +40,14 @@ def store(tmp_path, monkeypatch, bundles):
     return store
 
 
-def _page(**params: str) -> AppTest:
+def _page(section: str | None = None, **params: str) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.query_params.update(params)
     at.run()
     assert not at.exception, at.exception
+    if section is not None:
+        at.segmented_control(key="models_section").set_value(section).run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -102,10 +105,29 @@ def test_deep_link_by_alias(store):
     assert f"houses@{first}" in [s.value for s in at.subheader]
 
 
+def test_reference_profile_plots(store):
+    v1 = store.versions("houses")[0].version
+    at = _page("Reference profile", model="houses", version=v1)
+    n_columns = len(store.meta("houses", v1).profile["columns"])
+    charts = [c for c in at.get("plotly_chart")]
+    assert n_columns == 5 and len(charts) == 1 + n_columns  # the timeline, then the columns
+    churn = _page("Reference profile", model="churn")
+    assert len(churn.get("plotly_chart")) == 1 + 4
+
+
+def test_version_without_sample_has_no_profile(store, house_model):
+    info = store.write(bundle(house_model, None, name="bare"))
+    at = _page("Reference profile", model="bare")
+    assert "stored without a training sample" in at.info[0].value
+    details = _page(model="bare", version=info.version)
+    assert "No metrics recorded" in _texts(details)
+
+
 def test_latest_by_default_and_compare(store):
     v1, v2 = (v.version for v in store.versions("houses"))
     at = _page(model="houses")
     assert f"houses@{v2}" in [s.value for s in at.subheader]
+    at.segmented_control(key="models_section").set_value("Compare").run()
     text = _texts(at)
     assert f"From {v1} to {v2}:" in text and "1 column(s) added (yr_built)" in text
     changes = _frame(at, "column", "change")
@@ -117,7 +139,8 @@ def test_latest_by_default_and_compare(store):
 
 def test_moving_an_alias_shows_in_history(store):
     v1, v2 = (v.version for v in store.versions("houses"))
-    at = _page(model="houses")
+    at = _page("Aliases", model="houses")
+    assert "No alias has been set or moved yet." in _texts(at)
     at.text_input(key="models_alias_name").input("production")
     at.selectbox(key="models_alias_version").select(v1)
     at.button(key="models_alias_set").click().run()
@@ -133,7 +156,7 @@ def test_moving_an_alias_shows_in_history(store):
 
 
 def test_bad_alias_name_is_refused(store):
-    at = _page(model="houses")
+    at = _page("Aliases", model="houses")
     at.text_input(key="models_alias_name").input("no way/")
     at.button(key="models_alias_set").click().run()
     assert "not allowed" in "\n".join(e.value for e in at.error)
@@ -142,7 +165,7 @@ def test_bad_alias_name_is_refused(store):
 
 def test_delete_needs_confirmation_naming_the_version(store):
     v1, v2 = (v.version for v in store.versions("houses"))
-    at = _page(model="houses", version=v1)
+    at = _page("Delete and prune", model="houses", version=v1)
     assert at.button(key="models_delete").disabled
     box = at.checkbox(key=f"models_delete_ok_{v1}")
     assert box.label.startswith(f"Delete houses@{v1} (created ")
@@ -158,7 +181,7 @@ def test_prune_names_what_goes(store, bundles):
         store.write(copy.deepcopy(bundles[1]))
     ids = [v.version for v in store.versions("houses")]
     store.set_alias("houses", "production", ids[0])
-    at = _page(model="houses")
+    at = _page("Delete and prune", model="houses")
     at.number_input(key="models_keep").set_value(1).run()
     sure = [c for c in at.checkbox if c.key.startswith("models_prune_ok_")][0]
     assert sure.label.startswith("Delete 2 version(s) of houses for good:")

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import store_fixtures
 
 from core import predlog
 from core.bundle import bundle
@@ -20,6 +21,8 @@ from core.errors import BadRequest
 from core.predlog import LogWriter, log_relation, write_rows
 from core.store import VersionStore
 
+s3_server, s3_env, s3_store = store_fixtures.s3_server, store_fixtures.s3_env, \
+    store_fixtures.s3_store
 SEGMENT = re.compile(r"^[A-Za-z0-9_-]+-\d+-[0-9a-f]{8}-\d{6}\.parquet$")
 
 
@@ -234,3 +237,53 @@ def test_log_relation_with_no_log_is_empty_with_the_log_columns(store):
     rel = log_relation(store, con, "nothing")
     assert rel.columns == list(predlog.LOG_COLUMNS[:9]) + ["prediction", "proba"]
     assert rel.fetchall() == []
+
+
+@pytest.mark.s3
+def test_log_on_an_s3_board_reads_through_fsspec(s3_store, house, frame):
+    preds = house.model.predict(frame)
+    with LogWriter(s3_store, "house", "v1", feature_kinds=kinds(house)) as w:
+        w.append(ts=datetime.now(UTC), request_id="s3-a", route="predict", status=200,
+                 latency_ms=3.0, frame=frame, prediction=preds)
+    write_rows(s3_store, "house", "v2", frame.head(1), preds[:1], request_id="s3-b")
+    found = files(s3_store)
+    assert len(found) == 2 and all(p.endswith(".parquet") for p in found)
+    con = duckdb.connect()
+    rel = log_relation(s3_store, con, "house")
+    got = rel.order("version, row").fetchdf()
+    assert got["request_id"].tolist() == ["s3-a"] * 3 + ["s3-b"]
+    np.testing.assert_allclose(got["prediction"].head(3), preds)
+    again = log_relation(s3_store, con, "house", versions=["v2"]).fetchdf()  # same connection
+    assert again["request_id"].tolist() == ["s3-b"]
+
+
+def test_arrow_backed_text_columns_with_failures(store, frame):
+    f = frame.astype({"zipcode": "string[pyarrow]"})
+    with LogWriter(store, "house", "v1") as w:
+        w.append(ts=datetime.now(UTC), request_id="a", route="predict", status=200,
+                 latency_ms=1, frame=f, prediction=np.zeros(len(f)))
+        w.append(ts=datetime.now(UTC), request_id="b", route="predict", status=400,
+                 latency_ms=1, error_code="bad_request")
+    table = pq.read_table(files(store)[0])
+    assert table.column("zipcode").to_pylist() == f["zipcode"].tolist() + [None]
+
+
+def test_requests_of_one_batch_share_its_frame(store, house, house_data):
+    batch, _ = house.prototype.validate(house_data.drop(columns=["price"]).head(6))
+    other, _ = house.prototype.validate(house_data.drop(columns=["price"]).iloc[10:12])
+    now = datetime.now(UTC)
+    with LogWriter(store, "house", "v1") as w:
+        # arrival order differs from row order in the batch; one request's rows are missing
+        for rid, rows in [("b", (2, 5)), ("x", None), ("a", (0, 2))]:
+            f = other if rows is None else batch
+            n = len(f) if rows is None else rows[1] - rows[0]
+            w.append(ts=now, request_id=rid, route="predict", status=200, latency_ms=1,
+                     frame=f, rows=rows, prediction=np.arange(n, dtype=float))
+    got = pq.read_table(files(store)[0]).to_pandas()
+    by_id = {rid: g for rid, g in got.groupby("request_id")}
+    assert by_id["a"]["sqft_living"].tolist() == batch["sqft_living"][0:2].tolist()
+    assert by_id["b"]["sqft_living"].tolist() == batch["sqft_living"][2:5].tolist()
+    assert by_id["x"]["sqft_living"].tolist() == other["sqft_living"].tolist()
+    assert by_id["b"]["row"].tolist() == [0, 1, 2]
+    assert by_id["b"]["prediction"].tolist() == [0.0, 1.0, 2.0]
+    assert len(got) == 7

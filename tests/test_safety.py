@@ -8,6 +8,7 @@ joblib in a subprocess to show they are real.
 from __future__ import annotations
 
 import builtins
+import copyreg
 import os
 import pickle
 import shlex
@@ -219,6 +220,26 @@ def test_instantiating_opcodes(tmp_path, opcode):
     _assert_refused(path, "os.system", marker)
 
 
+def test_extension_codes_go_through_the_allowlist(tmp_path):
+    """EXT opcodes name globals through copyreg's registry; a cached earlier lookup must not
+    let one past the scan or the loader."""
+    marker = tmp_path / "pwned"
+    cmd = f"touch {shlex.quote(str(marker))}".encode()
+    path = tmp_path / "ext.pkl"
+    path.write_bytes(b"\x80\x02\x82\xf0X" + struct.pack("<I", len(cmd)) + cmd + b"\x85R.")
+    copyreg.add_extension("os", "system", 0xF0)
+    copyreg._extension_cache[0xF0] = os.system  # as if something had loaded it before
+    try:
+        _assert_refused(path, "os.system", marker)
+        forged = SafetyReport(format="pickle", globals=[], untrusted=[],
+                              size=path.stat().st_size)
+        with pytest.raises(UnsafeModel, match="os.system"):
+            load_model(path, report=forged)
+    finally:
+        copyreg.remove_extension("os", "system", 0xF0)
+    assert not marker.exists()
+
+
 def test_a_file_swapped_after_its_scan_is_scanned_again(models, tmp_path):
     marker = tmp_path / "pwned"
     path = _write(tmp_path / "model.joblib", models["logistic"][0], "joblib")
@@ -230,6 +251,11 @@ def test_a_file_swapped_after_its_scan_is_scanned_again(models, tmp_path):
     assert not marker.exists()
 
 
+def _xy(models):
+    model, rows = models["logistic"]
+    return rows, model.predict(rows)
+
+
 def test_payload_inside_a_fitted_models_state(models, tmp_path):
     marker = tmp_path / "pwned"
     model = clone(models["logistic"][0]).fit(*_xy(models))
@@ -237,11 +263,6 @@ def test_payload_inside_a_fitted_models_state(models, tmp_path):
     for how in ("pickle4", "joblib:bz2"):
         path = _write(tmp_path / f"logistic{_suffix(how)}", model, how)
         _assert_refused(path, "builtins.exec", marker)
-
-
-def _xy(models):
-    model, rows = models["logistic"]
-    return rows, model.predict(rows)
 
 
 @pytest.mark.parametrize("how", ["joblib", "joblib:gzip"])
@@ -452,6 +473,7 @@ def test_allowed(name):
     # plain names inside sklearn that are really someone else's functions
     "sklearn.utils.discovery.import_module", "sklearn.ensemble._base.effective_n_jobs",
     "xgboost.testing.make_categorical", "numpy._core._multiarray_umath._set_madvise_hugepage",
+    "scipy._lib._testutils.check_free_memory", "numpy.random._examples.numba.extending.bench",
 ])
 def test_denied(name):
     assert not is_allowed(name)

@@ -113,6 +113,41 @@ def test_open_when_no_password(store):
     assert "Fixative keeps fitted models stable" in _all_text(at)
 
 
+# -- the app as a whole ------------------------------------------------------------------
+
+MY_PAGES = ["pages/home.py", "pages/upload.py", "pages/models.py"]
+
+
+@pytest.mark.parametrize("populated", [False, True], ids=["empty", "populated"])
+def test_every_page_runs_inside_the_app(tmp_path, monkeypatch, store, populated):
+    if not populated:
+        monkeypatch.setenv("FIXATIVE_STORE", str(tmp_path / "empty"))
+    at = _app(model="houses") if populated else _app()
+    assert at.title[0].value == "Fixative"
+    for page in MY_PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        # The frame is drawn around every page.
+        assert any(c.value.startswith("Store: ") for c in at.sidebar.caption), page
+        if populated:
+            assert at.sidebar.selectbox(key="fx_model").value == "houses"
+        else:
+            assert at.info, f"{page} does not say what to do on an empty store"
+    if populated:
+        assert f"houses@{store.versions('houses')[-1].version}" in [s.value for s in at.subheader]
+
+
+def test_picker_choice_reaches_the_models_page(store):
+    v1, _ = (v.version for v in store.versions("houses"))
+    at = _app()
+    at.switch_page("pages/models.py").run()
+    assert "Select a model" in at.info[0].value
+    at.sidebar.selectbox(key="fx_model").select("houses").run()
+    at.sidebar.selectbox(key="fx_version").select(v1).run()
+    assert f"houses@{v1}" in [s.value for s in at.subheader]
+    assert at.query_params == {"model": "houses", "version": v1}
+
+
 # -- picker and URL ----------------------------------------------------------------------
 
 

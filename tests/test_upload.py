@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
-import re
+import os
 import pickle
+import re
+from pathlib import Path
 
 import joblib
 import pandas as pd
@@ -12,6 +14,7 @@ import pytest
 
 from core import upload as up
 from core.errors import BadRequest, Conflict, InvalidModelFile, InvalidName, UnsafeModel
+from core.store import VersionStore
 
 # -- samples ---------------------------------------------------------------------------
 
@@ -107,3 +110,105 @@ def test_name_problem(name, message):
 def test_good_names():
     for name in ("house-prices", "m1", "A.b_c-2"):
         assert up.name_problem(name) is None
+
+
+# -- storing ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def house_bytes(house_model) -> bytes:
+    buf = io.BytesIO()
+    joblib.dump(house_model, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return VersionStore(str(tmp_path / "store"))
+
+
+class _Hostile:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_text_columns(house_model, churn_model):
+    assert up.text_columns(house_model) == {"zipcode"}
+    assert up.text_columns(churn_model) == {"plan"}
+
+
+def test_upload_with_csv_sample_keeps_zipcodes_as_text(store, house_bytes, house_data):
+    # Zipcodes look like numbers in CSV; the encoder was fitted on strings.
+    csv = house_data.head(300).to_csv(index=False).encode()
+    steps = []
+    info = up.upload(store, house_bytes, "house.joblib", name="houses", sample_data=csv,
+                     sample_filename="train.csv", description="d", metrics={"rmse": 1.0},
+                     tags=["t"], progress=lambda f, text: steps.append((f, text)))
+    assert info.name == "houses" and info.metrics == {"rmse": 1.0}
+    meta = store.meta("houses", info.version)
+    assert meta.prototype.column("zipcode").kind == "category"
+    assert "98001" in meta.prototype.column("zipcode").categories
+    assert "price" not in meta.prototype.names  # the target column is dropped
+    assert [f for f, _ in steps] == sorted(f for f, _ in steps) and steps[-1][0] == 1.0
+    assert steps[-1][1] == f"Stored houses@{info.version}"
+
+
+def test_upload_with_parquet_sample(store, house_bytes, house_data):
+    buf = io.BytesIO()
+    house_data.head(100).drop(columns=["price"]).to_parquet(buf)
+    info = up.upload(store, house_bytes, "house.pkl", name="houses",
+                     sample_data=buf.getvalue(), sample_filename="train.parquet")
+    assert store.sample("houses", info.version) is not None
+
+
+def test_upload_skops_file(store, churn_model):
+    import skops.io as sio
+
+    info = up.upload(store, sio.dumps(churn_model), "churn.skops", name="churn-skops")
+    assert store.meta("churn-skops", info.version).task == "binary"
+
+
+def test_hostile_pickle_is_never_loaded(store, tmp_path):
+    marker = tmp_path / "pwned"
+    data = pickle.dumps(_Hostile(marker))
+    report = up.scan_model(data, "evil.pkl")
+    assert not report.ok and any("system" in g for g in report.untrusted)
+    with pytest.raises(UnsafeModel, match=r"system"):
+        up.upload(store, data, "evil.pkl", name="evil")
+    # Trusting something else does not help.
+    with pytest.raises(UnsafeModel):
+        up.upload(store, data, "evil.pkl", name="evil", trusted=["os.getcwd"])
+    assert not marker.exists()
+    assert store.list_models() == []
+
+
+def test_wrong_inputs_store_nothing(store, house_bytes):
+    with pytest.raises(InvalidName, match=r"not allowed"):
+        up.upload(store, house_bytes, "house.joblib", name="no/way")
+    with pytest.raises(InvalidModelFile, match=r"empty \(0 bytes\)"):
+        up.upload(store, b"", "house.joblib", name="houses")
+    with pytest.raises(BadRequest, match=r"has a header but no rows"):
+        up.upload(store, house_bytes, "house.joblib", name="houses", sample_data=b"a,b\n",
+                  sample_filename="s.csv")
+    with pytest.raises(BadRequest, match=r"lacks columns the model was fitted on"):
+        up.upload(store, house_bytes, "house.joblib", name="houses", sample_data=b"a,b\n1,2\n",
+                  sample_filename="s.csv")
+    with pytest.raises(BadRequest, match=r"dict has no predict method"):
+        up.upload(store, pickle.dumps({"a": 1}), "d.pkl", name="houses")
+    assert store.list_models() == []
+
+
+def test_name_taken_by_another_kind(store, house_bytes, churn_model):
+    up.upload(store, house_bytes, "house.joblib", name="houses")
+    buf = io.BytesIO()
+    joblib.dump(churn_model, buf)
+    with pytest.raises(Conflict, match=r"'houses' already holds Pipeline \(regression\) models, "
+                                       r"but this file is Pipeline \(binary\).*'houses-binary'"):
+        up.upload(store, buf.getvalue(), "churn.joblib", name="houses")
+    assert len(store.versions("houses")) == 1
+    # The same kind adds a version.
+    up.upload(store, house_bytes, "house.joblib", name="houses")
+    assert len(store.versions("houses")) == 2

@@ -1,0 +1,191 @@
+"""Fixative's prediction server against vetiver's, back to back, on the shared harness.
+
+    python bench/serve_bench.py [--duration 10] [--warmup 2] [--repeat 3] [--skip-vetiver]
+
+Each scenario runs on vetiver's server and then on ours (and logging off, then on),
+each in a fresh server process, so slow spells of a shared machine fall on both sides.
+Needs ../shared/bench set up (``bash setup.sh``; ``$PY make_model.py``): the benchmark
+venv /tmp/benchvenv runs the harness and vetiver's server; Fixative's server runs with
+this interpreter (``sys.executable``) via ``bench/serve_fixative.py``. Both servers are
+pinned to CPU 0 and the load generator (wrk) to CPU 1. Prints both tables, the ratios
+against the issue's targets, a logging on/off comparison and idle memory against a bare
+Python process that only loaded the same model; writes /tmp/bench/results/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HARNESS = (HERE.parent.parent / "shared" / "bench").resolve()
+BENCH_PY = "/tmp/benchvenv/bin/python"
+RESULTS = Path("/tmp/bench/results")
+SERVER = f"{sys.executable} {HERE / 'serve_fixative.py'} {{port}}"
+
+
+def run_harness(label: str, server: str, scenarios: str, args: argparse.Namespace,
+                port: int) -> dict:
+    cmd = [BENCH_PY, str(HARNESS / "run_bench.py"), "--label", label, "--server", server,
+           "--port", str(port), "--server-cpus", "0", "--load-cpus", "1",
+           "--duration", str(args.duration), "--warmup", str(args.warmup),
+           "--repeat", str(args.repeat), "--scenarios", scenarios, "--out", str(RESULTS)]
+    print(f"\n$ {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, cwd=HARNESS, check=True)
+    return json.loads((RESULTS / f"{label}.json").read_text())
+
+
+def interleaved(servers: dict[str, str], scenarios: str, args: argparse.Namespace,
+                port: int) -> dict[str, dict]:
+    """Each scenario on every server in turn, so that a noisy neighbour on this shared
+    machine hits both sides of a comparison alike."""
+    merged: dict[str, dict] = {label: {"label": label, "scenarios": []} for label in servers}
+    for scenario in scenarios.split(","):
+        runs: dict[str, list[dict]] = {label: [] for label in servers}
+        for _ in range(args.rounds):
+            for label, server in servers.items():
+                part = run_harness(f"{label}-{scenario}", server, scenario, args, port)
+                runs[label].extend(part["scenarios"])
+                merged[label]["versions"] = part.get("versions")
+        for label, found in runs.items():
+            # the round with the median req/s, like run_bench.py does for repeats
+            found.sort(key=lambda s: s["median_run"]["rps"])
+            merged[label]["scenarios"].append(found[len(found) // 2])
+    for label, result in merged.items():
+        (RESULTS / f"{label}.json").write_text(json.dumps(result, indent=1))
+    return merged
+
+
+def by_scenario(result: dict) -> dict[str, dict]:
+    return {s["scenario"]: s["median_run"] for s in result["scenarios"]}
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def bare_model_rss() -> float:
+    """RSS of a Python process (this interpreter) that has only loaded the model."""
+    code = ("import joblib, time, sys; m = joblib.load('/tmp/bench/model.joblib'); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1)
+        return rss_mb(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def server_idle_rss(port: int) -> float:
+    proc = subprocess.Popen(["taskset", "-c", "0", *SERVER.format(port=port).split()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        time.sleep(2)
+        return rss_mb(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def table(title: str, result: dict) -> str:
+    lines = [f"**{title}**", "",
+             "| scenario | req/s | rows/s | p50 ms | p99 ms | server CPU ms/req |",
+             "|---|---|---|---|---|---|"]
+    for s in result["scenarios"]:
+        m = s["median_run"]
+        lines.append(f"| {s['rows']} row{'s' if s['rows'] > 1 else ''}, c={s['concurrency']} | "
+                     f"{m['rps']:.1f} | {m['rows_per_s']:.0f} | {m['p50_ms']:.1f} | "
+                     f"{m['p99_ms']:.1f} | {m['srv_cpu_ms_per_req']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate the servers this many times per scenario (noisy machines)")
+    ap.add_argument("--scenarios", default="1x1,1x8,1x32,100x4,1000x4")
+    ap.add_argument("--log-scenarios", default="1x1,1x32")
+    ap.add_argument("--skip-vetiver", action="store_true",
+                    help="reuse /tmp/bench/results/vetiver.json from an earlier run")
+    args = ap.parse_args()
+    if not Path(BENCH_PY).exists() or not Path("/tmp/bench/model.joblib").exists():
+        sys.exit(f"set up the harness first: cd {HARNESS} && bash setup.sh && "
+                 f"{BENCH_PY} make_model.py")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    servers = {"vetiver": "{python} serve_vetiver.py {port}", "fixative": SERVER}
+    if args.skip_vetiver:
+        vet = json.loads((RESULTS / "vetiver.json").read_text())
+        ours = run_harness("fixative", SERVER, args.scenarios, args, port)
+    else:
+        both = interleaved(servers, args.scenarios, args, port)
+        vet, ours = both["vetiver"], both["fixative"]
+    log_board = "/tmp/bench/logboard"
+    logs = interleaved({"fixative-nolog": SERVER,
+                        "fixative-log": f"{SERVER} --log-board {log_board}"},
+                       args.log_scenarios, args, port)
+    log_on, log_off = logs["fixative-log"], logs["fixative-nolog"]
+    bare = bare_model_rss()
+    idle = server_idle_rss(free_port())
+
+    v, o = by_scenario(vet), by_scenario(ours)
+    on, off = by_scenario(log_on), by_scenario(log_off)
+    ratios = {
+        "1x1 req/s (>= 1.1)": o["1x1"]["rps"] / v["1x1"]["rps"],
+        "1x32 req/s (>= 8)": o["1x32"]["rps"] / v["1x32"]["rps"],
+        "1x32 p99 ours/vetiver (<= 0.25)": o["1x32"]["p99_ms"] / v["1x32"]["p99_ms"],
+        "1000x4 rows/s (>= 1.7)": o["1000x4"]["rows_per_s"] / v["1000x4"]["rows_per_s"],
+        "logging on/off req/s, 1x1 (>= 0.9)": on["1x1"]["rps"] / off["1x1"]["rps"],
+        "logging on/off req/s, 1x32 (>= 0.9)": on["1x32"]["rps"] / off["1x32"]["rps"],
+        "idle RSS server/bare model (<= 1.5)": idle / bare,
+    }
+    print("\n" + table("vetiver 0.2.6 (VetiverAPI, FastAPI)", vet))
+    print("\n" + table("Fixative (create_app, Starlette)", ours))
+    print("\n" + table("Fixative, prediction log on", log_on))
+    print("\n" + table("Fixative, prediction log off", log_off))
+    print(f"\nidle RSS: server {idle:.0f} MB, bare Python with the model {bare:.0f} MB")
+    print("\n| ratio (target) | value |\n|---|---|")
+    for k, val in ratios.items():
+        print(f"| {k} | {val:.2f} |")
+    summary = {"ratios": ratios, "idle_rss_mb": idle, "bare_rss_mb": bare,
+               "vetiver": v, "fixative": o, "log_on": on, "log_off": off}
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

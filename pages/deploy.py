@@ -1,0 +1,180 @@
+"""Deploy: serve a model version as a local REST endpoint, watch it, stop it, ship it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import deploy, dockerbundle, ui
+from core.errors import FixativeError
+from core.netcheck import MAX_WORKERS, free_port
+
+HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
+         "0.0.0.0": "every network interface (0.0.0.0)"}
+LANGUAGES = {"curl": "bash", "R (httr2)": "r"}
+_NEXT_PORT = "_deploy_next_port"
+
+
+def start_section(store, name: str, version: str) -> None:
+    st.subheader("Start an endpoint")
+    st.caption("The endpoint is a server process on this machine. It keeps running when you "
+               "close the workbench, until you stop it below or with "
+               "`python -m core endpoints stop`.")
+    aliases = ui.cached_aliases(name)
+    targets = [f"{name}@{version}"] + [f"{name}:{a}" for a in sorted(aliases)]
+
+    def label(ref: str) -> str:
+        if ":" in ref:
+            alias = ref.split(":", 1)[1]
+            return f"alias {alias} (now {aliases[alias]})"
+        return f"version {version} (selected in the sidebar)"
+
+    # The port defaults to a free one; after a start it moves on to the next free one.
+    if _NEXT_PORT in st.session_state:
+        st.session_state["deploy_port"] = st.session_state.pop(_NEXT_PORT)
+    elif "deploy_port" not in st.session_state:
+        st.session_state["deploy_port"] = free_port("127.0.0.1", preferred=8080)
+
+    with st.form("deploy_start_form"):
+        target = st.selectbox("Serve", targets, key="deploy_target", format_func=label)
+        col_port, col_host, col_workers = st.columns(3)
+        port = col_port.number_input("Port", min_value=1, max_value=65535, step=1,
+                                     key="deploy_port")
+        host = col_host.selectbox("Listen on", list(HOSTS), key="deploy_host",
+                                  format_func=HOSTS.__getitem__)
+        workers = col_workers.number_input("Workers", min_value=1, max_value=MAX_WORKERS,
+                                           value=1, step=1, key="deploy_workers",
+                                           help="Server processes; one per CPU core is a good "
+                                                "start. Each loads the model.")
+        log = st.checkbox("Log predictions (needed for monitoring)", value=True,
+                          key="deploy_log")
+        submitted = st.form_submit_button("Start endpoint", type="primary")
+    if not submitted:
+        return
+    with st.spinner(f"Starting {target} on port {int(port)}…"):
+        try:
+            started = deploy.start_endpoint(store, target, port=int(port), host=host,
+                                            workers=int(workers), log=log)
+        except FixativeError as exc:
+            first, _, rest = exc.message.partition("\n")
+            st.error(first)
+            if rest:
+                st.code(rest, language="text")
+            return
+    st.session_state[_NEXT_PORT] = free_port("127.0.0.1", preferred=started.port + 1)
+    ui.flash(f"Started {started.label}: {started.url}/")
+    st.rerun()
+
+
+def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> None:
+    ep = status.endpoint
+    with st.expander(f"{ep.label}: {status.status}", expanded=expanded):
+        if status.detail:
+            (st.warning if status.alive else st.error)(status.detail)
+        actions = st.columns(3)
+        if status.alive:
+            actions[0].link_button("Open the docs page", ep.url + "/")
+        if actions[1].button("Stop" if status.alive else "Forget", key=f"deploy_stop_{ep.id}"):
+            try:
+                result = deploy.stop_endpoint(store, ep)
+            except FixativeError as exc:
+                st.error(exc.message)
+            else:
+                ui.flash(f"{ep.label}: {result.detail}.")
+                st.rerun()
+        if not status.alive:
+            return
+        st.markdown("**Recent requests**")
+        recent = deploy.recent_requests(store, ep, 20)
+        if recent.empty:
+            st.caption("No requests logged yet. Send one with an example below; the log is "
+                       "written about once a second." if ep.options.get("log", True) else
+                       "This endpoint does not log predictions.")
+        else:
+            st.dataframe(recent, hide_index=True, key=f"deploy_recent_{ep.id}",
+                         column_config={
+                             "ts": st.column_config.DatetimeColumn(
+                                 "received", format="YYYY-MM-DD HH:mm:ss.SSS"),
+                             "latency_ms": st.column_config.NumberColumn(
+                                 "latency (ms)", format="%.1f")})
+        st.markdown("**Call it**")
+        try:
+            examples = deploy.client_examples(ui.cached_meta(ep.name, ep.version), ep.url)
+        except FixativeError as exc:
+            st.caption(f"No examples: {exc.message}")
+            return
+        for tab, (title, code) in zip(st.tabs(list(examples)), examples.items(), strict=True):
+            tab.code(code, language=LANGUAGES.get(title, "python"))
+
+
+def endpoints_section(store) -> None:
+    st.subheader("Endpoints")
+    statuses = deploy.list_endpoints(store)
+    if not statuses:
+        st.info("No endpoints are running. Start one above; then its address, health, request "
+                "counts and recent requests show here.")
+        return
+    if st.button("Refresh", key="deploy_refresh"):
+        st.rerun()
+    st.dataframe(
+        deploy.endpoints_frame(statuses), hide_index=True, key="deploy_table",
+        column_config={"url": st.column_config.LinkColumn("url"),
+                       "started": st.column_config.DatetimeColumn(
+                           "started", format="YYYY-MM-DD HH:mm:ss")})
+    for status in statuses:
+        endpoint_details(store, status, expanded=len(statuses) == 1)
+
+
+def history_section(store, name: str) -> None:
+    history = deploy.endpoint_history(store, name)
+    if history:
+        with st.expander(f"Endpoint history of {name} ({len(history)} events)"):
+            st.dataframe(deploy.history_frame(history), hide_index=True, key="deploy_history")
+
+
+def docker_section(store, name: str, version: str) -> None:
+    st.subheader("Docker bundle")
+    st.write(f"A folder that serves {name}@{version} anywhere containers run: a Dockerfile "
+             "(slim Python image, non-root, health check), requirements pinned to the versions "
+             "recorded with the model, the model files and the server.")
+    col_workers, col_port = st.columns(2)
+    workers = col_workers.number_input("Workers in the container", min_value=1,
+                                       max_value=MAX_WORKERS, value=1, step=1,
+                                       key="deploy_docker_workers")
+    port = col_port.number_input("Container port", min_value=1, max_value=65535,
+                                 value=dockerbundle.DEFAULT_PORT, step=1,
+                                 key="deploy_docker_port")
+    try:
+        dockerbundle.preflight(store, f"{name}@{version}")
+    except FixativeError as exc:
+        st.error(f"No Docker bundle for this version: {exc.message}")
+        return
+
+    def make_zip() -> bytes:
+        return dockerbundle.bundle_zip(store, f"{name}@{version}", workers=int(workers),
+                                       port=int(port))[1]
+
+    st.download_button("Download the Docker bundle (.zip)", data=make_zip,
+                       file_name=f"{name}-{version}-docker.zip", mime="application/zip",
+                       key="deploy_docker_download", on_click="ignore")
+    st.caption(f"Or on the command line: `python -m core docker {name}@{version} OUT_DIR`. "
+               "Then `docker build -t IMAGE OUT_DIR` and `docker run -p 8080:8080 IMAGE`.")
+
+
+store = ui.get_store()
+st.title("Deploy")
+ui.show_flash()
+name, version = ui.resolved_ref()
+if name is None or version is None:
+    if not ui.cached_models():
+        st.info("The store has no models yet. Upload one on the Upload page, or add the "
+                "example models on the Home page; then serve it from here.")
+        st.stop()
+    st.info("Choose a model in the sidebar to start an endpoint for it or download its "
+            "Docker bundle.")
+    endpoints_section(store)
+    st.stop()
+
+start_section(store, name, version)
+endpoints_section(store)
+history_section(store, name)
+docker_section(store, name, version)

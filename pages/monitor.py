@@ -1,0 +1,282 @@
+"""Monitor: performance, drift and traffic of a model over time; actuals and new data.
+
+Everything shown comes from :func:`core.monitor_report.build`, the same function the
+CLI and the exported Quarto dashboard call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import charts, custom_metrics, thresholds, ui
+from core.actuals import read_table, save_actuals, score_upload
+from core.errors import FixativeError
+from core.monitor_report import build, column_values, render_qmd
+from core.monitoring import CLASSIFICATION_METRICS, REGRESSION_METRICS, open_ref
+from core.thresholds import QUALITY, Rule, Settings
+
+WINDOWS = ["hour", "day", "week", "month", "other"]
+SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
+                 "all": "Both"}
+_MESSAGE = "mon_message"
+
+
+def _say() -> None:
+    message = st.session_state.pop(_MESSAGE, None)
+    if message:
+        getattr(st, message[0])(message[1])
+
+
+store = ui.get_store()
+name, version = ui.require_model()
+meta = ui.cached_meta(name, version)
+st.title(f"Monitor · {name}")
+_say()
+
+settings = thresholds.load(store, name)
+c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 1])
+scope = c1.radio("Rows of", ["this version", "all versions"], key="mon_scope",
+                 horizontal=True)
+source = c2.selectbox("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get,
+                      key="mon_source")
+default_window = settings.window if settings.window in WINDOWS else "other"
+window_choice = c3.selectbox("Window", WINDOWS, index=WINDOWS.index(default_window),
+                             key="mon_window")
+window = window_choice
+if window_choice == "other":
+    window = c3.text_input("Period", value=settings.window if default_window == "other" else "6h",
+                           key="mon_period", help="e.g. 15min, 6h, 3d, 2w")
+since = c4.text_input("Since", key="mon_since", placeholder="e.g. 2025-03-01 or 30d")
+until = c4.text_input("Until", key="mon_until", placeholder="e.g. 2025-04-01 (exclusive)")
+ref = f"{name}@{version}"
+all_versions = scope == "all versions"
+
+try:
+    report = build(store, ref, window=window, since=since or None, until=until or None,
+                   source=source, all_versions=all_versions)
+except FixativeError as exc:
+    st.error(exc.message)
+    st.stop()
+
+has_rows = not report.metrics.empty and report.metrics["n"].sum() > 0
+status_text = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok",
+               "none": "⚪ no marks yet"}[report.status]
+m1, m2, m3 = st.columns(3)
+m1.metric("Status (latest window)", status_text)
+m2.metric("Predictions", f"{int(report.metrics['n'].sum()) if has_rows else 0:,}")
+m3.metric("Rows with actuals", f"{int(report.metrics['n_actual'].sum()) if has_rows else 0:,}")
+if not has_rows:
+    st.info(f"No predictions of {ref} in this range. Deploy the model and send it requests, or "
+            "upload data to score in the **Upload** tab below; then upload actuals to see "
+            "its performance.")
+for note in report.notes:
+    st.caption(note)
+
+tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds", "Upload",
+                "Export", "All models"])
+
+# -- performance ------------------------------------------------------------------------------
+with tabs[0]:
+    names = list(CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS)
+    names += [c for c in report.custom.columns if c not in ("window_start", "window_end")]
+    metric = st.selectbox("Metric", names, key="mon_metric")
+    rule = settings.rule(metric) or settings.rule(f"custom:{metric}")
+    frame = report.table()
+    if has_rows and report.metrics["n_actual"].sum() == 0 and metric in REGRESSION_METRICS + \
+            CLASSIFICATION_METRICS:
+        st.info("No actuals yet: upload the true values in the **Upload** tab to score the "
+                "predictions.")
+    st.plotly_chart(charts.metric_figure(frame, metric, warning=rule.warning if rule else None,
+                                         alert=rule.alert if rule else None,
+                                         direction=rule.direction if rule else "above"),
+                    key="mon_metric_chart")
+    st.dataframe(frame, key="mon_metrics_table", hide_index=True)
+    st.download_button("Download metrics (CSV)", frame.to_csv(index=False),
+                       file_name=f"{name}-{version}-{report.window}-metrics.csv",
+                       mime="text/csv", key="mon_download_csv")
+
+# -- drift ------------------------------------------------------------------------------------
+with tabs[1]:
+    if report.drift.empty:
+        st.info("No drift yet: it needs logged rows and a reference, which a version gets when "
+                "it is stored with a training sample.")
+    else:
+        st.plotly_chart(charts.drift_heatmap(report.drift), key="mon_drift_heatmap")
+        columns = list(dict.fromkeys(report.drift["column"]))
+        column = st.selectbox("Compare one column with the reference", columns,
+                              key="mon_drift_column")
+        starts = list(dict.fromkeys(report.drift["window_start"]))
+        start = st.selectbox("Window", starts, index=len(starts) - 1, key="mon_drift_window",
+                             format_func=lambda t: f"{t:%Y-%m-%d %H:%M}")
+        profile = meta.profile or {}
+        feature = column[len("input_"):] if column.startswith("input_") and \
+            column[len("input_"):] in (profile.get("columns") or {}) else column
+        entry = (profile.get("prediction") if column == "prediction"
+                 else (profile.get("columns") or {}).get(feature))
+        if entry:
+            end = report.drift.loc[report.drift["window_start"] == start, "window_end"].iloc[0]
+            current = column_values(store, ref, column, start, end, source=source)
+            st.plotly_chart(charts.profile_figure(entry, current, title=column),
+                            key="mon_drift_profile")
+        st.dataframe(report.drift[report.drift["window_start"] == start], hide_index=True,
+                     key="mon_drift_table")
+
+# -- traffic ----------------------------------------------------------------------------------
+with tabs[2]:
+    st.plotly_chart(charts.traffic_figure(report.traffic), key="mon_traffic_chart")
+    st.dataframe(report.traffic, hide_index=True, key="mon_traffic_table")
+
+# -- custom metrics ---------------------------------------------------------------------------
+with tabs[3]:
+    saved = custom_metrics.saved(store, name)
+    if saved:
+        st.dataframe(pd.DataFrame([m.to_dict() for m in saved]), hide_index=True,
+                     key="mon_custom_list")
+    else:
+        st.caption("No custom metrics yet. Write one below, e.g. a business KPI such as "
+                   "avg(prediction) / avg(sqft_living).")
+    with st.form("mon_custom_form"):
+        cm_name = st.text_input("Name", key="mon_custom_name", placeholder="price_per_sqft")
+        cm_sql = st.text_area("SQL aggregate over the monitoring view", key="mon_custom_sql",
+                              placeholder="avg(prediction) / avg(sqft_living)")
+        cm_desc = st.text_input("Description", key="mon_custom_desc")
+        cm_dir = st.selectbox("Worse when", ["above", "below"], key="mon_custom_dir")
+        if st.form_submit_button("Save custom metric"):
+            try:
+                with open_ref(store, ref) as mon:
+                    custom_metrics.save(store, mon, custom_metrics.CustomMetric(
+                        cm_name, cm_sql, cm_desc, cm_dir))
+                st.session_state[_MESSAGE] = ("success", f"Saved custom metric {cm_name}.")
+                st.rerun()
+            except FixativeError as exc:
+                st.error(exc.message)
+    with open_ref(store, ref) as mon:
+        st.caption("Columns: " + ", ".join(c for c in mon.columns))
+    if saved:
+        gone = st.selectbox("Remove a custom metric", [m.name for m in saved],
+                            key="mon_custom_delete")
+        if st.button("Remove", key="mon_custom_delete_button"):
+            custom_metrics.delete(store, name, gone)
+            st.session_state[_MESSAGE] = ("success", f"Removed custom metric {gone}.")
+            st.rerun()
+
+# -- thresholds -------------------------------------------------------------------------------
+with tabs[4]:
+    builtins = CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS
+    rule_names = ([*builtins] + [f"custom:{m.name}" for m in saved]
+                  + [f"drift:{c}" for c in dict.fromkeys(report.drift.get("column", []))]
+                  + list(QUALITY))
+    if settings.rules:
+        st.dataframe(pd.DataFrame([r.__dict__ for r in settings.rules]), hide_index=True,
+                     key="mon_rules_table")
+    else:
+        st.caption("No thresholds yet; drift is marked with each method's default levels.")
+    with st.form("mon_rule_form"):
+        r_metric = st.selectbox("Metric", list(dict.fromkeys(rule_names)), key="mon_rule_metric")
+        r_dir = st.selectbox("Worse when", ["above", "below"], key="mon_rule_dir")
+        r_warn = st.text_input("Warning at", key="mon_rule_warning")
+        r_alert = st.text_input("Alert at", key="mon_rule_alert")
+        r_window = st.text_input("Watch with windows of", value=settings.window,
+                                 key="mon_rule_window")
+        if st.form_submit_button("Save threshold"):
+            try:
+                new = Rule(r_metric, warning=thresholds._num(r_warn),
+                           alert=thresholds._num(r_alert), direction=r_dir)
+                rules = [r for r in settings.rules if r.metric != r_metric] + [new]
+                thresholds.save(store, name, Settings(window=r_window.strip() or "week",
+                                                      rules=rules))
+                st.session_state[_MESSAGE] = ("success", f"Saved the threshold for {r_metric}.")
+                st.rerun()
+            except FixativeError as exc:
+                st.error(exc.message)
+    problems = report.marks[report.marks["status"].isin(["warning", "alert"])]
+    st.dataframe(problems, hide_index=True, key="mon_marks_table")
+
+# -- uploads ----------------------------------------------------------------------------------
+with tabs[5]:
+    st.subheader("Actuals")
+    st.caption("A CSV or Parquet file with a key (usually the request id the server returned) "
+               "and the true value.")
+    actual_file = st.file_uploader("Actuals file", type=["csv", "parquet"], key="mon_actuals")
+    table = None
+    if actual_file is not None:
+        try:
+            table = read_table(actual_file.getvalue(), actual_file.name, "actuals file")
+        except FixativeError as exc:
+            st.error(exc.message)
+    if table is not None:
+        cols = list(table.columns)
+        a1, a2, a3, a4 = st.columns(4)
+        key_col = a1.selectbox("Key column", cols, key="mon_actuals_key",
+                               index=cols.index("request_id") if "request_id" in cols else 0)
+        value_col = a2.selectbox("True value column", cols, key="mon_actuals_value",
+                                 index=min(1, len(cols) - 1))
+        logged_cols = ["request_id"] + [c.name for c in meta.prototype.columns]
+        on = a3.selectbox("Matches logged column", logged_cols, key="mon_actuals_on")
+        row_col = a4.selectbox("Row column (batched requests)", ["(none)", *cols],
+                               key="mon_actuals_row",
+                               index=cols.index("row") + 1 if "row" in cols else 0)
+        if st.button("Save actuals", key="mon_actuals_save"):
+            try:
+                saved_a = save_actuals(store, name, table, key_column=key_col,
+                                       actual_column=value_col, on=on,
+                                       row_column=None if row_col == "(none)" else row_col,
+                                       classes=meta.classes, log_columns=logged_cols)
+                st.session_state[_MESSAGE] = ("success", f"Saved {saved_a.rows:,} actuals.")
+                st.rerun()
+            except FixativeError as exc:
+                st.error(exc.message)
+    st.subheader("New data to score")
+    st.caption(f"Features of {name}, a time column and optionally the true value; scored by "
+               f"{version} and kept on the board.")
+    data_file = st.file_uploader("Data file", type=["csv", "parquet"], key="mon_data")
+    data = None
+    if data_file is not None:
+        try:
+            data = read_table(data_file.getvalue(), data_file.name, "data file")
+        except FixativeError as exc:
+            st.error(exc.message)
+    if data is not None:
+        cols = list(data.columns)
+        guess = next((c for c in cols if c.lower() in ("ts", "time", "timestamp", "date")), cols[0])
+        d1, d2 = st.columns(2)
+        time_col = d1.selectbox("Time column", cols, index=cols.index(guess), key="mon_data_time")
+        truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth")
+        if st.button("Score and keep", key="mon_data_score"):
+            bar = st.progress(0.0, text="Loading the model")
+            try:
+                b = store.read(name, version)
+                done = score_upload(store, b, data, time_column=time_col,
+                                    actual_column=None if truth_col == "(none)" else truth_col,
+                                    progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+                st.session_state[_MESSAGE] = ("success", f"Scored {done.rows:,} rows in "
+                                              f"{done.seconds:.1f} s; pick the source "
+                                              "'Uploaded data' to see them.")
+                st.rerun()
+            except FixativeError as exc:
+                st.error(exc.message)
+
+# -- export -----------------------------------------------------------------------------------
+with tabs[6]:
+    st.caption("A Quarto dashboard whose Python chunks run these same queries against this "
+               "store: render it with `quarto render` where Fixative is installed.")
+    qmd = render_qmd(store, ref, window=window, since=since or None, until=until or None,
+                     source=source, all_versions=all_versions,
+                     project_root=str(Path(__file__).resolve().parent.parent))
+    st.download_button("Download monitoring dashboard (.qmd)", qmd,
+                       file_name=f"{name}-{version}-monitoring.qmd", mime="text/markdown",
+                       key="mon_download_qmd")
+
+# -- all models -------------------------------------------------------------------------------
+with tabs[7]:
+    st.caption("The status of every aliased version, in its saved window.")
+    if st.button("Check all deployed models", key="mon_status_all"):
+        frame = thresholds.status_frame(thresholds.status(store))
+        if frame.empty:
+            st.info("No aliased models yet: point an alias such as production at a version on "
+                    "the Models page.")
+        else:
+            st.dataframe(frame, hide_index=True, key="mon_status_table")

@@ -1,0 +1,200 @@
+"""The server as a real uvicorn process: vetiver's client, concurrency, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import requests
+
+from core.bundle import bundle
+from core.predlog import log_relation
+from core.store import VersionStore
+
+pytestmark = pytest.mark.process
+ROOT = Path(__file__).resolve().parents[1]
+
+SERVE = """
+import sys, uvicorn
+from core.server import create_app
+from core.store import VersionStore
+board, name, port, flush = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+store = VersionStore(board)
+app = create_app(store.read(name), store=store, tokens=[], flush_interval=flush)
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+            timeout_graceful_shutdown=10)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, board: str, name: str, flush: float = 1.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.output = Path(board).parent / f"server-{self.port}.log"
+        with open(self.output, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", SERVE, board, name, str(self.port), str(flush)],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.output.read_text())
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError("server did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory, house_model, house_data):
+    path = str(tmp_path_factory.mktemp("proc") / "board")
+    VersionStore(path).write(bundle(house_model, house_data.drop(columns=["price"]),
+                                    name="house"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(board):
+    s = Server(board, "house", flush=0.2)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def features(house_data):
+    return house_data.drop(columns=["price"]).reset_index(drop=True)
+
+
+def test_vetivers_own_client_works(server, house_model, features):
+    import vetiver
+
+    df = features.head(25)
+    endpoint = vetiver.vetiver_endpoint(server.url + "/predict")
+    got = vetiver.predict(endpoint, df)
+    assert list(got.columns) == ["predict"]
+    np.testing.assert_allclose(got["predict"].to_numpy(), house_model.predict(df))
+
+
+def test_concurrent_clients_each_get_their_own_rows(server, house_model, features):
+    parts = [features.iloc[i * 3:i * 3 + 1 + i % 4] for i in range(64)]
+
+    def send(part):
+        r = requests.post(server.url + "/predict", data=part.to_json(orient="records"),
+                          timeout=30)
+        r.raise_for_status()
+        return r.json()["predict"]
+
+    before = _metric(server, "fixative_batch_requests_sum")
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(send, parts))
+    for part, got in zip(parts, results):
+        np.testing.assert_allclose(got, house_model.predict(part))
+    # every request went through exactly one model call, merged or not
+    assert _metric(server, "fixative_batch_requests_sum") - before == len(parts)
+
+
+def _metric(server, name: str) -> float:
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_mlflow_request_over_the_network(server, house_model, features):
+    part = features.head(10)
+    body = {"dataframe_split": json.loads(part.to_json(orient="split", index=False))}
+    r = requests.post(server.url + "/invocations", json=body, timeout=30)
+    np.testing.assert_allclose(r.json()["predictions"], house_model.predict(part))
+
+
+def test_body_over_the_limit_while_streaming(server):
+    def body():
+        yield b"["
+        for _ in range(30_000):
+            yield b'{"bedrooms": 1, "padding": "' + b"x" * 1000 + b'"},'
+        yield b"{}]"
+
+    try:
+        r = requests.post(server.url + "/predict", data=body(), timeout=30)
+    except requests.ConnectionError:
+        pytest.fail("the server should answer 413, not drop the connection")
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+    assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+
+
+def test_sigterm_flushes_everything_answered(board, features):
+    # a flush interval far longer than the test: only the shutdown flush can write
+    s = Server(board, "house", flush=3600)
+    ids = []
+    try:
+        for i in range(12):
+            r = requests.post(s.url + "/predict", data=features.iloc[i:i + 2].to_json(
+                orient="records"), headers={"X-Request-ID": f"sigterm-{i}"}, timeout=30)
+            assert r.status_code == 200
+            ids.append(r.headers["x-request-id"])
+        r = requests.post(s.url + "/predict", data=b"[{", headers={"X-Request-ID": "sigterm-bad"},
+                          timeout=30)
+        assert r.status_code == 400
+    finally:
+        code = s.stop(signal.SIGTERM)
+    # uvicorn re-raises the signal after its graceful shutdown
+    assert code in (0, -signal.SIGTERM), s.output.read_text()
+    assert "Traceback" not in s.output.read_text()
+    store = VersionStore(board)
+    log = log_relation(store, duckdb.connect(), "house").fetchdf()
+    mine = log[log["request_id"].str.startswith("sigterm-")]
+    assert sorted(set(mine["request_id"])) == sorted(ids + ["sigterm-bad"])
+    assert len(mine) == 12 * 2 + 1
+
+
+def test_sigkill_loses_at_most_the_last_interval(board, features):
+    s = Server(board, "house", flush=0.1)
+    try:
+        r = requests.post(s.url + "/predict", data=features.head(3).to_json(orient="records"),
+                          headers={"X-Request-ID": "killed-1"}, timeout=30)
+        assert r.status_code == 200
+        store = VersionStore(board)
+        deadline = time.monotonic() + 30
+        found = False
+        while not found and time.monotonic() < deadline:
+            log = log_relation(store, duckdb.connect(), "house").fetchdf()
+            found = "killed-1" in set(log["request_id"])
+            time.sleep(0.05)
+    finally:
+        s.stop(signal.SIGKILL)
+    assert found  # written by the background flush, before any shutdown
+    leftovers = [p for p in store.fs.find(store.path(".fixative", "logs"))
+                 if not p.endswith(".parquet")]
+    assert all(os.path.basename(p).startswith(".") for p in leftovers)
