@@ -57,11 +57,10 @@ def write_log(store: Any, b: Any, frame: pd.DataFrame, ts: Sequence[Any], *,
             logged["proba"] = list(prob)
         out.append(logged)
     kinds = {c.name: c.kind for c in meta.prototype.columns}
-    # Failed requests go to segments of their own, as a server's flush may write them.
-    by_day: dict[tuple[str, bool], list] = {}
+    by_day: dict[str, list] = {}
     for e in entries:
-        by_day.setdefault((pd.Timestamp(e[0]).strftime("%Y-%m-%d"), e[5] is None), []).append(e)
-    for (day, _), group in by_day.items():
+        by_day.setdefault(pd.Timestamp(e[0]).strftime("%Y-%m-%d"), []).append(e)
+    for day, group in by_day.items():
         table = build_table(group, meta.name, b.version, classes, kinds)
         write_segment(store, meta.name, b.version, day, f"test-{uuid.uuid4().hex[:8]}-000001",
                       table)

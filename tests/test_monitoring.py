@@ -168,18 +168,18 @@ def test_multiclass_macro_metrics_match_sklearn(store):
         assert row.log_loss == pytest.approx(skm.log_loss(y, P, labels=b.meta.classes))
 
 
-def test_one_class_window_has_null_auc_with_reason(churn):
+def test_one_class_window_has_null_auc_with_reason(churn, churn_data):
     store, b, logged = churn
     neg = b.meta.classes[0]
-    only = logged[logged["churned"] == neg].iloc[:5]
-    # A window holding only negatives: a later hour with just those rows.
-    with open_monitor(store, "churn", b.meta, since=only["ts"].iloc[0],
-                      until=only["ts"].iloc[0] + pd.Timedelta(minutes=1)) as mon:
-        m = mon.metrics("hour")
-    assert len(m) == 1 and m["n"].iloc[0] == 1
-    assert np.isnan(m["roc_auc"].iloc[0])
-    assert "both classes" in m["note"].iloc[0]
-    assert np.isnan(m["precision"].iloc[0]) or m["precision"].iloc[0] >= 0
+    rows = churn_data[churn_data["churned"] == neg].iloc[:5].drop(columns=["churned"])
+    data = rows.assign(when=T0 + pd.Timedelta(days=30), truth=neg)
+    score_upload(store, b, data, time_column="when", actual_column="truth")
+    with open_monitor(store, "churn", b.meta, source="upload") as mon:
+        m = mon.metrics("day")
+    assert len(m) == 1 and m["n"].iloc[0] == 5 and m["n_actual"].iloc[0] == 5
+    assert np.isnan(m["roc_auc"].iloc[0]) and np.isnan(m["recall"].iloc[0])
+    assert "both classes" in m["note"].iloc[0] and "no actual is 'yes'" in m["note"].iloc[0]
+    assert m["log_loss"].iloc[0] > 0 and 0 <= m["accuracy"].iloc[0] <= 1
 
 
 # -- windows: the cases vetiver's compute_metrics gets wrong ----------------------------------
