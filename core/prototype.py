@@ -383,7 +383,9 @@ def _to_int(s: pd.Series, col: Column, null: np.ndarray):
     vals, bad = _numeric(s)
     with np.errstate(invalid="ignore"):
         frac = ~np.isnan(vals) & ((vals != np.round(vals)) | np.isinf(vals))
-    bad = bad | frac
+        # beyond int64 a whole number would wrap around instead of converting
+        huge = np.abs(vals) >= 2.0**63
+    bad = bad | frac | huge
     if bad.any():
         return s, bad, "an integer"
     if null.any():

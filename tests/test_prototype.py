@@ -70,7 +70,7 @@ def test_extra_column_dropped_and_reported(proto):
     assert warnings == ["extra columns dropped: 'price'"]
 
 
-@pytest.mark.parametrize("bad", ["abc", 1.7, True, float("inf")])
+@pytest.mark.parametrize("bad", ["abc", 1.7, True, float("inf"), 1e300, -(2.0**63), "1e30"])
 def test_lossy_int_conversion_is_refused(proto, bad):
     with pytest.raises(InvalidInput, match="column 'rooms' expects an integer"):
         proto.validate([{"rooms": bad, "area": 60.0, "city": "a", "garden": True}])
