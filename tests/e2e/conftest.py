@@ -101,7 +101,9 @@ def workbench(workbench_factory) -> Workbench:
     return workbench_factory()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, which would break asyncio.run in every test that runs after it.
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         message = (f"{CHROMIUM} is missing; install Debian's chromium "
