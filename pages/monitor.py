@@ -40,8 +40,9 @@ settings = thresholds.load(store, name)
 c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 1])
 scope = c1.radio("Rows of", ["this version", "all versions"], key="mon_scope",
                  horizontal=True)
+# Both by default: a newcomer's first rows are as likely uploaded as served.
 source = c2.selectbox("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get,
-                      key="mon_source")
+                      index=list(SOURCE_LABELS).index("all"), key="mon_source")
 default_window = settings.window if settings.window in WINDOWS else "other"
 window_choice = c3.selectbox("Window", WINDOWS, index=WINDOWS.index(default_window),
                              key="mon_window")
