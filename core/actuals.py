@@ -17,6 +17,7 @@ keyed on the upload's request id and row.
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,12 +32,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import BadRequest, InvalidInput
+from core.errors import BadRequest, FixativeError, InvalidInput
+from core.labels import LabelsInfo, refresh_labels
 from core.monitoring import _on_from_dir, actuals_dir, scored_dir, to_utc
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_UPLOAD_ROWS = 5_000_000
 Progress = Callable[[float, str], None]
+_log = logging.getLogger("fixative.actuals")
 
 
 def read_table(data: bytes, filename: str, what: str = "file") -> pd.DataFrame:
@@ -121,6 +124,9 @@ class SavedActuals:
     rows: int
     duplicates: int
     on: str
+    # The log joined to every actual so far (None: nothing logged yet, or the join
+    # failed and monitoring joins live until the next upload; see core.labels).
+    labels: LabelsInfo | None = None
 
 
 def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
@@ -198,8 +204,14 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
     folder = actuals_dir(store, name, on)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = _write_parquet(store, folder, f"{stamp}-{uuid.uuid4().hex[:8]}", deduped)
+    labels = None
+    try:
+        labels = refresh_labels(store, name, numeric=classes is None)
+    except (duckdb.Error, OSError, pa.ArrowException, FixativeError) as exc:
+        # The actuals are saved; metrics join them live until the next upload.
+        _log.warning("Could not materialise the labelled rows of %s: %s", name, exc)
     return SavedActuals(path=path, rows=deduped.num_rows,
-                        duplicates=len(frame) - deduped.num_rows, on=on)
+                        duplicates=len(frame) - deduped.num_rows, on=on, labels=labels)
 
 
 def _write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:

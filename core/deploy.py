@@ -329,7 +329,7 @@ def parse_metrics(text: str) -> tuple[int, int, int]:
 def request_counts(endpoint: Endpoint, timeout: float = HEALTH_TIMEOUT
                    ) -> tuple[int, int, int] | None:
     """(requests, failed requests, rows) served so far, from ``/metrics``; None if the
-    server does not answer. With several workers, the counts of whichever answered."""
+    server does not answer. With several workers, the counts of all of them together."""
     answer = _get(endpoint.url + "/metrics", timeout)
     if answer is None or answer[0] != 200:
         return None

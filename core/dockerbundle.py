@@ -281,6 +281,7 @@ From this folder, with Python {python_tag(meta)}:
   to write the prediction log to, for monitoring; unset means no prediction log.
 
 Each worker writes its own prediction log files, so replicas need no coordination.
+`/metrics` counts for all workers of a container together, whichever one answers.
 On SIGTERM (`docker stop`) every answered request is on disk before the server exits;
 after SIGKILL at most the last second of log is lost.
 

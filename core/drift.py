@@ -39,6 +39,7 @@ training range (numbers) and of categories never seen in training.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,14 @@ class ColumnReference:
     @property
     def has_raw(self) -> bool:
         return self.values is not None and len(self.values) > 0
+
+    @functools.cached_property
+    def sorted_values(self) -> np.ndarray | None:
+        return np.sort(self.values) if self.values is not None else None
+
+    @functools.cached_property
+    def std(self) -> float | None:
+        return float(np.std(self.values)) if self.has_raw else None
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -259,7 +268,11 @@ def _bound(value: float, integer: bool, above: bool = False) -> str:
 
 
 def _aggregates(refs: Sequence[ColumnReference], kind: str,
-                types: Mapping[str, str] | None = None) -> list[str]:
+                types: Mapping[str, str] | None = None,
+                binned: Sequence[int] | None = None) -> list[str]:
+    """Per-window aggregates of the ``kind`` columns: non-null count, values outside the
+    training range and, for the references whose index is in ``binned`` (all when None),
+    the cumulative count below each interior bin edge."""
     out = []
     for i, r in enumerate(refs):
         if r.kind != kind:
@@ -270,13 +283,26 @@ def _aggregates(refs: Sequence[ColumnReference], kind: str,
             integer = str((types or {}).get(r.column, "")).upper() in (
                 "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                 "UINTEGER", "UBIGINT")
-            for j, e in enumerate((r.edges or [])[1:-1]):
-                out.append(f"count_if({q} < {_bound(e, integer)}) AS c_{i}_{j}")
+            if binned is None or i in binned:
+                for j, e in enumerate((r.edges or [])[1:-1]):
+                    out.append(f"count_if({q} < {_bound(e, integer)}) AS c_{i}_{j}")
+            outside = []
             if r.lo is not None:
-                out.append(f"count_if({q} < {_bound(r.lo, integer)}) AS lo_{i}")
+                outside.append(f"{q} < {_bound(r.lo, integer)}")
             if r.hi is not None:
-                out.append(f"count_if({q} > {_bound(r.hi, integer, above=True)}) AS hi_{i}")
+                outside.append(f"{q} > {_bound(r.hi, integer, above=True)}")
+            if outside:
+                out.append(f"count_if({' OR '.join(outside)}) AS out_{i}")
     return out
+
+
+def _needs_bins(r: ColumnReference, methods: Mapping[str, str]) -> bool:
+    """Whether a numeric column's drift uses its bin counts: with raw reference values
+    both default methods (ks, wasserstein) compare raw values instead."""
+    chosen = methods.get(r.column)
+    if chosen is not None:
+        return not METHODS[chosen].raw
+    return not r.has_raw
 
 
 def _categorical_counts(mon: Monitor, k: str, refs: Sequence[ColumnReference],
@@ -336,14 +362,33 @@ def binned_statistic(method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[flo
     raise BadRequest(f"{method} is not a binned method.")
 
 
-def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[float, float | None]:
+def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray, *,
+                  ref_sorted: np.ndarray | None = None,
+                  ref_std: float | None = None) -> tuple[float, float | None]:
+    """(statistic, p-value or None) of a raw method; ``ref_sorted``/``ref_std`` (the
+    reference sorted, its standard deviation) spare recomputing them per window."""
     if method == "ks":
         res = stats.ks_2samp(ref, cur)
         return float(res.statistic), float(res.pvalue)
     if method == "wasserstein":
-        norm = max(float(np.std(ref)), 0.001)
-        return float(stats.wasserstein_distance(ref, cur) / norm), None
+        std = float(np.std(ref)) if ref_std is None else ref_std
+        norm = max(std, 0.001)
+        u = np.sort(ref) if ref_sorted is None else ref_sorted
+        return _wasserstein_sorted(u, np.sort(cur)) / norm, None
     raise BadRequest(f"{method} needs binned counts, not raw values.")
+
+
+def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """Wasserstein-1 distance of two sorted samples: the area between their empirical
+    CDFs (as ``scipy.stats.wasserstein_distance``, without sorting the inputs again)."""
+    if len(u) == 0 or len(v) == 0:
+        raise BadRequest("The Wasserstein distance needs values on both sides.")
+    both = np.concatenate((u, v))
+    both.sort(kind="mergesort")
+    deltas = np.diff(both)
+    u_cdf = u.searchsorted(both[:-1], "right") / len(u)
+    v_cdf = v.searchsorted(both[:-1], "right") / len(v)
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
 
 
 def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | None = None,
@@ -389,7 +434,8 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
     k = w.key_sql()
     by_key: dict[int, dict[str, Any]] = {}
     if refs and mon.has_rows:
-        parts = _aggregates(refs, "numeric", mon.types)
+        binned = [i for i, r in enumerate(refs) if r.kind == "numeric" and _needs_bins(r, methods)]
+        parts = _aggregates(refs, "numeric", mon.types, binned)
         agg = mon.query(f"SELECT {k} AS k, count(*) AS n{''.join(', ' + p for p in parts)} "
                         f"FROM monitoring_log WHERE status < 400 GROUP BY k")
         by_key = {int(row["k"]): row for row in agg.to_dict("records")}
@@ -428,22 +474,42 @@ def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
         # Default methods for numeric columns with raw references are both raw.
         if any(int(row[f"nn_{i}"] or 0) > 0 for row in by_key.values()):
             need.append(r.column)
-    if not need:
+    if not need or not by_key:
         return {}
     mod = 1_000_003
-    thresholds = ", ".join(f"({key}, {int(np.ceil(mod * min(1.0, RAW_ROWS / max(row['n'], 1))))})"
-                           for key, row in by_key.items())
+    # The sampling threshold of window k is thr[k - first + 1]: a list lookup per row is
+    # far cheaper than joining every row to a table of thresholds.
+    first, last = min(by_key), max(by_key)
+    thr = [0] * (last - first + 1)
+    for key, row in by_key.items():
+        thr[key - first] = int(np.ceil(mod * min(1.0, RAW_ROWS / max(int(row["n"]), 1))))
     select = ", ".join(_quote(c) for c in need)
-    data = mon.query(f"""
-        SELECT s.k, {select} FROM (
+    data = mon.con.execute(f"""
+        SELECT k, {select} FROM (
             SELECT {k} AS k, {select}, hash(epoch_us(ts), "row") % {mod} AS h
-            FROM monitoring_log WHERE status < 400) AS s
-        JOIN (VALUES {thresholds}) AS t(k, thr) ON s.k = t.k
-        WHERE s.h < t.thr""")
-    out: dict[int, dict[str, np.ndarray]] = {}
-    for key, group in data.groupby("k", sort=False):
-        out[int(key)] = {c: _finite(group[c]) for c in need}
+            FROM monitoring_log WHERE status < 400)
+        WHERE h < $thr[k - {first} + 1]""", {"thr": thr}).fetchnumpy()
+    keys = np.asarray(data["k"], dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.r_[0, cuts]
+    out: dict[int, dict[str, np.ndarray]] = {int(keys[a]): {} for a in starts} if len(keys) else {}
+    for c in need:
+        values = _as_float(data[c])[order]
+        for a, part in zip(starts, np.split(values, cuts)):
+            out[int(keys[a])][c] = part[np.isfinite(part)]
     return out
+
+
+def _as_float(values: Any) -> np.ndarray:
+    """A fetched column as float64, nulls (a masked array's masked entries) as NaN."""
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(float).filled(np.nan)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
+    return arr.astype(float)
 
 
 def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
@@ -465,9 +531,8 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
     if nn == 0:
         out["note"] = "only nulls in this window"
         return out
-    cur = _current_counts(row, i, r)
     if r.kind == "numeric":
-        outside = sum(int(row.get(f"{p}_{i}") or 0) for p in ("lo", "hi"))
+        outside = int(row.get(f"out_{i}") or 0)
         has_range = r.lo is not None or r.hi is not None
         out["out_of_range_share"] = outside / nn if has_range else np.nan
     elif f"u_{i}" in row:
@@ -476,14 +541,15 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
         if raw is None or len(raw) == 0:
             out["note"] = "no finite values in this window"
             return out
-        statistic, p = raw_statistic(method, r.values, raw)
+        statistic, p = raw_statistic(method, r.values, raw, ref_sorted=r.sorted_values,
+                                     ref_std=r.std)
         if len(raw) < nn:
             out["note"] = f"{info.label} on a sample of {len(raw):,} of {nn:,} values"
     else:
         if r.counts.sum() <= 0:
             out["note"] = "the reference has no values"
             return out
-        statistic, p = binned_statistic(method, r.counts, cur)
+        statistic, p = binned_statistic(method, r.counts, _current_counts(row, i, r))
     out["statistic"] = statistic
     out["p_value"] = np.nan if p is None else p
     score = p if info.is_test else statistic

@@ -263,12 +263,23 @@ def _register(con: duckdb.DuckDBPyConnection, store: Any, view: str, files: Sequ
         return False
     if _is_local(store.fs):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        # Unifying by name costs DuckDB every segment's footer at every bind (each query);
+        # when the segments share one schema (checked once here) the first one's will do.
+        unify = "true" if not _same_schema(files) else "false"
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM read_parquet([{listing}], "
-                    "union_by_name = true)")
+                    f"union_by_name = {unify})")
     else:
         con.register(f"{view}_arrow", _dataset(store.fs, files))
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
     return True
+
+
+def _same_schema(files: Sequence[str]) -> bool:
+    """Whether the local Parquet ``files`` all have the same columns of the same types."""
+    if len(files) < 2:
+        return True
+    first = pq.read_schema(files[0]).remove_metadata()
+    return all(pq.read_schema(f).remove_metadata().equals(first) for f in files[1:])
 
 
 def _files_in_range(files: list[str], since: pd.Timestamp | None,
@@ -302,7 +313,12 @@ class Monitor:
 
     ``monitoring`` has the log columns, the features, ``prediction``, ``proba`` and
     ``actual`` (null where no actual was uploaded); ``monitoring_log`` is the same
-    without the join to the actuals (cheaper, for drift and traffic).
+    without the join to the actuals (cheaper, for drift and traffic);
+    ``monitoring_labelled`` has ``ts``, ``version``, ``status``, ``prediction``,
+    ``proba`` and ``actual`` of the successful rows with an actual, read from the join
+    materialised when actuals were uploaded (:mod:`core.labels`), for the metrics;
+    ``monitoring_counts`` has ``ts``, ``version`` and ``n``, successful rows counted (per
+    minute where that was materialised too).
     """
 
     con: duckdb.DuckDBPyConnection
@@ -316,6 +332,8 @@ class Monitor:
     has_rows: bool = False
     has_actuals: bool = False
     sample: pd.DataFrame | None = None
+    # How ``monitoring_labelled`` gets its rows (see core.labels.labelled_view).
+    labelled: str = "none"
 
     # ---- shared helpers -----------------------------------------------------------------
 
@@ -448,6 +466,7 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     workbench) or ``all``.
     """
     from core.actuals import actual_sources
+    from core.labels import labelled_view
 
     if source not in SOURCES:
         raise BadRequest(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
@@ -478,7 +497,8 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     where = " AND ".join(conds) or "TRUE"
     con.execute(f"CREATE TEMP VIEW monitoring_log AS SELECT * FROM {src} WHERE {where}")
     con.execute(f"CREATE TEMP VIEW monitoring_ref AS SELECT * FROM {src}")
-    log_columns = [r[0] for r in con.execute("DESCRIBE monitoring_log").fetchall()]
+    log_types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE monitoring_log").fetchall()}
+    log_columns = list(log_types)
     joins, actual_exprs = actual_sources(store, con, name, log_columns,
                                          numeric=not _is_classifier(meta))
     actual = (f"coalesce({', '.join(actual_exprs)})" if len(actual_exprs) > 1
@@ -486,6 +506,9 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
               ("NULL::VARCHAR" if _is_classifier(meta) else "NULL::DOUBLE"))
     con.execute(f"CREATE TEMP VIEW monitoring AS SELECT l.*, {actual} AS actual "
                 f"FROM monitoring_log l {' '.join(joins)}")
+    labelled = labelled_view(store, con, name, files, numeric=not _is_classifier(meta),
+                             types=log_types, joins=joins, actual=actual, where=where,
+                             since=t0, until=t1)
     con.execute("SET lock_configuration = true")
     described = con.execute("DESCRIBE monitoring").fetchall()
     columns = [r[0] for r in described]
@@ -493,7 +516,8 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
                                 "LIMIT 1)").fetchone()[0])
     return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
-                   has_rows=has_rows, has_actuals=bool(joins), sample=sample)
+                   has_rows=has_rows, has_actuals=bool(joins), sample=sample,
+                   labelled=labelled)
 
 
 def _is_classifier(meta: BundleMeta) -> bool:

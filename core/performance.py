@@ -32,17 +32,21 @@ def regression_metrics(mon: Monitor, w: Window, by: Sequence[str],
                        min_rows: int) -> pd.DataFrame | None:
     if not mon.has_rows:
         return None
-    ok = "actual IS NOT NULL AND p IS NOT NULL"
-    data = mon.query(f"""
-        SELECT k{_by_sql(by)}, count(*) AS n, count(*) FILTER (WHERE {ok}) AS n_actual,
-               sum((p - actual) ^ 2) FILTER (WHERE {ok}) AS sse,
-               sum(abs(p - actual)) FILTER (WHERE {ok}) AS sae,
-               sum(abs(p - actual) / greatest(abs(actual), {EPS!r})) FILTER (WHERE {ok}) AS sape,
-               var_pop(actual) FILTER (WHERE {ok}) AS var_y
+    keys = ["k", *by]
+    counts = mon.query(f"SELECT {w.key_sql()} AS k{_by_sql(by)}, sum(n)::BIGINT AS n "
+                       "FROM monitoring_counts GROUP BY ALL")
+    sums = mon.query(f"""
+        SELECT k{_by_sql(by)}, count(*) AS n_actual, sum((p - actual) ^ 2) AS sse,
+               sum(abs(p - actual)) AS sae,
+               sum(abs(p - actual) / greatest(abs(actual), {EPS!r})) AS sape,
+               var_pop(actual) AS var_y
         FROM (SELECT {w.key_sql()} AS k{_by_sql(by)}, TRY_CAST(prediction AS DOUBLE) AS p,
                      TRY_CAST(actual AS DOUBLE) AS actual
-              FROM monitoring WHERE status < 400)
+              FROM monitoring_labelled WHERE status < 400)
+        WHERE actual IS NOT NULL AND p IS NOT NULL
         GROUP BY ALL""")
+    data = counts.merge(sums, on=keys, how="left")
+    data["n_actual"] = data["n_actual"].fillna(0).astype("int64")
     na = data["n_actual"].astype(float)
     enough = na >= min_rows
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -73,12 +77,12 @@ def classification_metrics(mon: Monitor, w: Window, by: Sequence[str],
         return None
     classes = mon.classes or []
     k = w.key_sql()
-    counts = mon.query(f"SELECT {k} AS k{_by_sql(by)}, count(*) AS n FROM monitoring_log "
-                       "WHERE status < 400 GROUP BY ALL")
+    counts = mon.query(f"SELECT {k} AS k{_by_sql(by)}, sum(n)::BIGINT AS n "
+                       "FROM monitoring_counts GROUP BY ALL")
     conf = mon.query(f"""
         SELECT {k} AS k{_by_sql(by)}, actual::VARCHAR AS y, prediction::VARCHAR AS p,
                count(*) AS c
-        FROM monitoring
+        FROM monitoring_labelled
         WHERE status < 400 AND actual IS NOT NULL AND prediction IS NOT NULL
         GROUP BY ALL""")
     keys = ["k", *by]
@@ -155,7 +159,7 @@ def _proba_metrics(mon: Monitor, w: Window, by: Sequence[str],
                avg(-ln(greatest(least(pt, {1 - EPS!r}), {EPS!r}))) AS log_loss
         FROM (SELECT {k} AS k{_by_sql(by)},
                      proba[list_position($classes, actual::VARCHAR)] / list_sum(proba) AS pt
-              FROM monitoring
+              FROM monitoring_labelled
               WHERE {cond} AND list_position($classes, actual::VARCHAR) IS NOT NULL)
         GROUP BY ALL""", {"classes": classes})
     if ll.empty:
@@ -168,7 +172,7 @@ def _proba_metrics(mon: Monitor, w: Window, by: Sequence[str],
             SELECT {k} AS k{_by_sql(by)}, i, proba[i + 1] AS score,
                    count_if(actual::VARCHAR = $classes[i + 1]) AS pos,
                    count_if(actual::VARCHAR <> $classes[i + 1]) AS neg
-            FROM monitoring, (SELECT unnest($idx::INT[]) AS i) AS t
+            FROM monitoring_labelled, (SELECT unnest($idx::INT[]) AS i) AS t
             WHERE {cond}
             GROUP BY ALL),
         c AS (

@@ -100,13 +100,16 @@ class _Service:
 def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
                tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                batching: bool = True, max_batch_rows: int = 10_000,
-               flush_interval: float = 1.0) -> Starlette:
+               flush_interval: float = 1.0, metrics_dir: str | None = None) -> Starlette:
     """A Starlette app serving ``bundle``.
 
     ``store``: the VersionStore the bundle came from; needed for the prediction log
     (``log=True``) and ``/pin-url``. ``tokens``: bearer tokens (None reads
     ``FIXATIVE_API_TOKENS``; empty means open). ``batching``: adaptive micro-batching
     (see :mod:`core.batching`), at most ``max_batch_rows`` rows per model call.
+    ``metrics_dir``: the directory the worker processes of one server share, so that
+    ``/metrics`` counts for all of them (see :mod:`core.http_metrics`); None for a
+    server of one process.
     """
     if max_body_bytes < 1:
         raise BadRequest("max_body_bytes must be a positive number of bytes.")
@@ -115,7 +118,7 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
     token_bytes = tuple(t.strip().encode() for t in tokens if t and t.strip())
     meta = bundle.meta
     version = bundle.version or "unversioned"
-    metrics = ServerMetrics(meta.name, version)
+    metrics = ServerMetrics(meta.name, version, metrics_dir)
     model = bundle.model
     named = meta.prototype.named
 
@@ -176,6 +179,7 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
             await svc.batcher.close()
             if svc.writer is not None:
                 await asyncio.to_thread(svc.writer.close)
+            svc.metrics.close()
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error,
@@ -211,23 +215,28 @@ class _Gate:
             await send(message)
 
         path = scope["path"]
-        if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
-            exc = Unauthorized(
-                "This endpoint needs a bearer token: send the header "
-                "'Authorization: Bearer <token>' with one of the server's tokens "
-                f"({TOKENS_ENV}).")
-            await error_response(exc, {"WWW-Authenticate": "Bearer"})(scope, receive,
-                                                                       send_with_id)
-        else:
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                _log.exception("unhandled error in request %s %s", scope.get("method"), path)
-                if not state["started"]:
-                    exc = InternalError(f"The server failed on this request (request id {rid}); "
-                                        "the server log has the details.")
-                    await error_response(exc)(scope, receive, send_with_id)
         label = path if path in self.svc.route_labels else "other"
+        in_progress = self.svc.metrics.in_progress.labels(label)
+        in_progress.inc()
+        try:
+            if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
+                exc = Unauthorized(
+                    "This endpoint needs a bearer token: send the header "
+                    "'Authorization: Bearer <token>' with one of the server's tokens "
+                    f"({TOKENS_ENV}).")
+                await error_response(exc, {"WWW-Authenticate": "Bearer"})(scope, receive,
+                                                                           send_with_id)
+            else:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    _log.exception("unhandled error in request %s %s", scope.get("method"), path)
+                    if not state["started"]:
+                        exc = InternalError(f"The server failed on this request (request id "
+                                            f"{rid}); the server log has the details.")
+                        await error_response(exc)(scope, receive, send_with_id)
+        finally:
+            in_progress.dec()
         self.svc.metrics.observe(label, state["status"], time.perf_counter() - t0)
 
     def _authorized(self, scope: dict[str, Any]) -> bool:

@@ -3,7 +3,10 @@
 uvicorn runs several workers only from an import string, so the settings travel in
 one environment variable (``FIXATIVE_SERVE_SETTINGS``, JSON) and every worker calls
 :func:`app` (``core.server_factory:app``, a factory) to load the same, already
-resolved version. Each worker writes its own prediction log segments.
+resolved version. Each worker writes its own prediction log segments; the workers'
+Prometheus metrics go to a private directory they share, created for the run and
+removed after it, so ``/metrics`` counts for the whole server (see
+:mod:`core.http_metrics`).
 
 The same module is the entry point of a Docker bundle:
 ``python -m core.server_factory serve.json`` serves the model folder next to the
@@ -135,11 +138,12 @@ def load_bundle(settings: ServeSettings, store: Any = None) -> ModelBundle:
 
 
 def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
-              store: Any = None) -> Any:
+              store: Any = None, metrics_dir: str | None = None) -> Any:
     """A Starlette app for ``settings`` (loads the bundle unless given).
 
     Served from the store, the prediction log goes to that store; served from a
     version folder, to the board named by ``$FIXATIVE_STORE`` (no log when unset).
+    ``metrics_dir``: the metrics directory shared by the server's workers, if several.
     """
     from core.server import create_app
 
@@ -152,23 +156,31 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
     return create_app(bundle, store=store, log=settings.log and store is not None,
                       max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
-                      batching=settings.batching)
+                      batching=settings.batching, metrics_dir=metrics_dir)
 
 
 def app() -> Any:
-    """uvicorn factory (``core.server_factory:app``): settings from the environment."""
+    """uvicorn factory (``core.server_factory:app``): settings from the environment, and
+    the metrics directory shared with the other workers from ``PROMETHEUS_MULTIPROC_DIR``
+    when it is set."""
+    from core.http_metrics import MULTIPROC_ENV
+
     text = os.environ.get(SETTINGS_ENV)
     if not text:
         raise BadRequest(f"{SETTINGS_ENV} is not set; start the server with "
                          "`python -m core serve NAME --port P`.")
-    return build_app(ServeSettings.from_json(text))
+    return build_app(ServeSettings.from_json(text),
+                     metrics_dir=os.environ.get(MULTIPROC_ENV) or None)
 
 
 def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
         bundle: ModelBundle | None = None, store: Any = None, access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. One worker serves ``bundle`` (loaded once); more
-    workers each load the same version through :func:`app`."""
+    workers each load the same version through :func:`app` and share a metrics
+    directory that lives as long as this call."""
     import uvicorn
+
+    from core.http_metrics import shared_metrics_dir
 
     common: dict[str, Any] = {"host": host, "port": port, "access_log": access_log,
                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
@@ -177,7 +189,10 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
         uvicorn.run(build_app(settings, bundle, store), **common)
         return
     os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **common)
+    # Set before uvicorn spawns the workers, which inherit it (and keep it for the ones
+    # it starts in place of a dead worker).
+    with shared_metrics_dir():
+        uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **common)
 
 
 # -- Docker bundle entry -----------------------------------------------------------------

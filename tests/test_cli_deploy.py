@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import duckdb
+import metrics_helpers
 import numpy as np
 import pytest
 
@@ -156,6 +157,49 @@ def test_serve_with_two_workers_serves_one_version_and_flushes_on_sigterm(store,
     con = duckdb.connect()
     relation = predlog.log_relation(store, con, "house", [version])
     assert relation.aggregate("count(*)").fetchall() == [(36,)]
+
+
+
+@pytest.mark.process
+def test_metrics_of_a_two_worker_endpoint_count_every_worker(store, house_data, tmp_path,
+                                                             monkeypatch):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))  # where the server makes its metrics directory
+    endpoint = deploy.start_endpoint(store, "house:production", port=free_port(), workers=2,
+                                     log=False)
+    try:
+        metrics_helpers.wait_for_workers(endpoint.url, 2)
+        (metrics_dir,) = tmp.glob("fixative-metrics-*")
+        assert metrics_dir.stat().st_mode & 0o777 == 0o700
+        good = json.dumps(records(house_data, 2)).encode()
+        bad = json.dumps([{"nope": 1}]).encode()
+        requests = [good] * 36 + [bad] * 4
+        rounds, statuses = metrics_helpers.send_until_every_worker_answered(
+            endpoint.url, metrics_dir, requests)
+        assert sorted(set(statuses)) == [200, 422]
+        n = 40 * rounds
+        # A request is counted just after its response is sent: let the last ones land.
+        by_worker = metrics_helpers.settled_predict_counts(metrics_dir, n)
+        assert sum(by_worker.values()) == n and min(by_worker.values()) < n
+        for _ in range(8):  # fresh connections: both workers answer scrapes
+            text = metrics_helpers.scrape(endpoint.url)
+            assert deploy.parse_metrics(text) == (n, 4 * rounds, 72 * rounds)
+            assert metrics_helpers.value(
+                text, "fixative_request_duration_seconds_count", route="/predict") == n
+            assert metrics_helpers.value(text, "fixative_errors_total",
+                                         route="predict") == 4 * rounds
+            assert metrics_helpers.value(text, "fixative_batch_rows_sum") == 72 * rounds
+            assert metrics_helpers.value(text, "fixative_worker_processes") == 2
+            assert metrics_helpers.value(text, "fixative_model_info",
+                                         version=endpoint.version) == 1
+        (status,) = [s for s in deploy.list_endpoints(store) if s.endpoint.id == endpoint.id]
+        assert (status.status, status.requests, status.errors, status.rows) == (
+            "running", n, 4 * rounds, 72 * rounds)
+    finally:
+        deploy.stop_endpoint(store, endpoint)
+    # The server removes its metrics directory when it stops.
+    assert not list(tmp.glob("fixative-metrics-*"))
 
 
 # -- endpoints ---------------------------------------------------------------------------------

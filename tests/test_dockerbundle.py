@@ -16,6 +16,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import metrics_helpers
 import numpy as np
 import pytest
 
@@ -82,7 +83,7 @@ def test_bundle_holds_model_settings_server_and_docs(written, store):
 def test_only_the_server_modules_are_copied(written):
     copied = {p.name for p in (written / "core").glob("*.py")}
     assert {"__init__.py", "server.py", "server_factory.py", "store.py", "safety.py",
-            "predlog.py", "prototype.py", "errors.py", "netcheck.py"} <= copied
+            "predlog.py", "prototype.py", "errors.py", "netcheck.py", "http_metrics.py"} <= copied
     # The workbench, the CLI and the endpoint manager are not needed to serve.
     assert not copied & {"ui.py", "cli.py", "cli_deploy.py", "deploy.py", "dockerbundle.py",
                          "charts.py", "__main__.py"}
@@ -302,13 +303,17 @@ def venv_python(written, tmp_path_factory) -> Path:
     return _make_venv(tmp_path_factory.mktemp("venv") / "v", written / "requirements.txt")
 
 
+def _bundle_env() -> dict[str, str]:
+    # Nothing of this checkout on the path. Bytecode may be written: the venv is fresh, so
+    # without it every start would compile scikit-learn, scipy and pandas again.
+    return {k: v for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
+
+
 @pytest.mark.process
 def test_bundle_serves_from_its_own_folder_in_a_fresh_venv(written, venv_python, store,
                                                            house_data, tmp_path):
-    # Nothing of this checkout on the path. Bytecode may be written: the venv is fresh, so
-    # without it every start would compile scikit-learn, scipy and pandas again.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE")}
+    env = _bundle_env()
     where = subprocess.run([str(venv_python), "-c", "import core; print(core.__file__)"],
                            cwd=written, env=env, capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()) == written / "core" / "__init__.py"
@@ -350,6 +355,44 @@ def test_bundle_serves_from_its_own_folder_in_a_fresh_venv(written, venv_python,
     # FIXATIVE_STORE names the board the bundle logs predictions to.
     segments = list(log_board.glob(".fixative/logs/house/*/*/*.parquet"))
     assert segments
+
+
+@pytest.mark.process
+def test_bundle_with_two_workers_reports_metrics_of_the_whole_server(written, venv_python,
+                                                                      house_data, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    env = _bundle_env()
+    env.update(PORT=str(port), FIXATIVE_HOST="127.0.0.1", FIXATIVE_WORKERS="2",
+               TMPDIR=str(tmp))
+    proc = subprocess.Popen([str(venv_python), "-m", "core.server_factory", "serve.json"],
+                            cwd=written, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        metrics_helpers.wait_for_workers(url, 2)
+        (metrics_dir,) = tmp.glob("fixative-metrics-*")
+        body = house_data.drop(columns="price").head(3).to_json(orient="records").encode()
+        rounds, statuses = metrics_helpers.send_until_every_worker_answered(
+            url, metrics_dir, [body] * 20)
+        assert set(statuses) == {200}
+        n = 20 * rounds
+        assert sum(metrics_helpers.settled_predict_counts(metrics_dir, n).values()) == n
+        for _ in range(6):
+            text = metrics_helpers.scrape(url)
+            assert metrics_helpers.value(text, "fixative_requests_total", route="/predict") == n
+            assert metrics_helpers.value(text, "fixative_rows_predicted_total") == 3 * n
+            assert metrics_helpers.value(text, "fixative_worker_processes") == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = proc.communicate()[0]
+    assert "with 2 workers" in output
+    assert not list(tmp.glob("fixative-metrics-*"))
 
 
 # -- the bundle's entry point, with wrong input ----------------------------------------------------
