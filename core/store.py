@@ -240,7 +240,8 @@ class VersionStore:
         if not names:
             return NotFound(f"No model '{name}' in the store at {self.url}: the store is empty. "
                             "Add one on the workbench's Upload page, with "
-                            "'python -m core write MODEL_FILE --name NAME', or store.write(bundle).")
+                            "'python -m core write MODEL_FILE --name NAME', or "
+                            "store.write(bundle).")
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
