@@ -44,7 +44,7 @@ def test_upload_then_browse(workbench, page, model_files, screenshot):
 
     screenshot(page, "workbench-stored")
     page.get_by_role("link", name=re.compile(r"Open house-e2e@")).click()
-    page.get_by_role("heading", name="house-e2e").wait_for()
+    page.get_by_role("heading", name="house-e2e", exact=True).wait_for()
     page.wait_for_url(re.compile(r"/models\?.*model=house-e2e"))
     assert f"version={version}" in page.url
     page.get_by_text(f"house-e2e@{version}").wait_for()
