@@ -17,12 +17,14 @@ RUN groupadd --system --gid 10001 fixative \
 WORKDIR /app
 
 COPY requirements.txt .
-# quarto-cli (from PyPI) renders model cards to other formats; it downloads Quarto at build time.
-RUN pip install -r requirements.txt "quarto-cli>=1.5"
+# quarto-cli (from PyPI) renders model cards and monitoring dashboards; it downloads Quarto
+# at build time. Quarto runs the documents' Python chunks through Jupyter.
+RUN pip install -r requirements.txt "quarto-cli>=1.5" "jupyter>=1.0"
 
 COPY --chown=fixative:fixative app.py ./
 COPY --chown=fixative:fixative core ./core
 COPY --chown=fixative:fixative pages ./pages
+COPY --chown=fixative:fixative .streamlit ./.streamlit
 
 USER 10001:10001
 VOLUME ["/data/store"]
