@@ -1,18 +1,51 @@
 """Monitoring benchmark: 10 million logged predictions, weekly metrics plus drift.
 
+Command and last figures (2-core machine shared with a serving benchmark; load average
+1.2-1.3 during the run; 7 fresh-process runs, median (min-max))::
+
+    /work/venv/bin/python bench/monitor_bench.py --repeat 7
+
+    open_monitor      0.16 s (0.15-0.25)
+    Monitor.metrics   0.06 s (0.06-0.07)   53 weekly windows, 2,991,019 rows with actuals
+    Monitor.drift     2.32 s (2.21-2.47)   14 columns, 742 column-windows
+    total             2.54 s (2.41-2.75)   target <= 5 s
+    peak RSS          425 MB               target <= 2048 MB
+    upload-time join  3.4 s, peak RSS 947 MB (once per upload of actuals; not in total)
+
+    vetiver.compute_metrics on the 2,991,019 joined rows in memory: 1.11 s
+    reading and joining those rows from the Parquet into pandas first: 1.68 s
+    compute only (vetiver compute vs Monitor.metrics):         18.6x  target >= 10x
+    end to end (vetiver load + compute vs open + metrics):     12.6x
+    end to end counting Fixative's upload-time join as well:    0.8x
+
+The run before (load 0.5-1.4) gave total 2.79 s (2.58-3.01), metrics 0.07 s, vetiver
+1.09 + 1.56 s: 14.7x compute only, 11.2x end to end.
+
 Writes a year of prediction-log segments of the benchmark house-price model
 (13 features, distributions of ``../shared/bench/make_model.py``; predictions are
-synthetic, no model is fitted) in the prediction log's own Parquet format, with
-actuals for 30 % of the rows, then times in a fresh process:
+synthetic, no model is fitted) in the prediction log's own Parquet format (one
+zstd segment per day, as ``core.predlog`` writes them), with actuals for 30 % of the
+rows, then:
 
-* Fixative: weekly metrics (joined to the actuals) plus drift and data quality of
-  every feature and the prediction, via :func:`core.monitoring.monitor_frames`;
-* ``vetiver.compute_metrics`` on the same rows with actuals, under a time limit,
-  extrapolated from the share of windows it finished if it runs out of time.
+* materialises the join of the log to the actuals, as :func:`core.actuals.save_actuals`
+  does after every upload (:func:`core.labels.refresh_labels`), timed apart;
+* times, in a fresh process per run, Fixative's :func:`core.monitoring.open_monitor`
+  (list the segments, open the sandboxed DuckDB views), ``Monitor.metrics("week")``
+  (counts of every logged row per window, RMSE/MAE/MAPE/R² from the materialised
+  rows; Parquet read from disk, figures out) and ``Monitor.drift("week")`` (drift and
+  data quality of every feature and the prediction against the reference profile);
+* times ``vetiver.compute_metrics`` (weekly; mse, mae, mape, r2) on the same rows with
+  actuals, as a DataFrame in memory ("compute only"), and apart the DuckDB query that
+  reads the Parquet log and actuals and joins them into that DataFrame, which a
+  vetiver user needs first ("end to end" adds it). If vetiver runs past
+  ``--vetiver-limit`` its time is extrapolated from the windows it finished.
 
+Fixative's metrics read what the upload-time join left (the labelled rows and their
+per-minute/hour/day sums), so the last ratio also charges that one-off join to them.
 Prints figures; asserts nothing. Usage::
 
     python bench/monitor_bench.py [--rows 10000000] [--dir /tmp/fixative-monitor-bench]
+                                  [--repeat 3]
 """
 
 from __future__ import annotations
@@ -309,11 +342,18 @@ def main() -> None:
         written["write_s"] = round(time.perf_counter() - t0, 1)
         marker.write_text(json.dumps(written))
         print(f"wrote {board}: {written}")
-    size = sum(f.stat().st_size for f in board.rglob("*.parquet"))
-    print(f"parquet on disk: {size / 2**20:.0f} MiB")
+    fx = board / ".fixative"
+    segments = list((fx / "logs").rglob("*.parquet"))
+    log_mib = sum(f.stat().st_size for f in segments) / 2**20
+    act_mib = sum(f.stat().st_size for f in (fx / "actuals").glob("*/by-*/*.parquet")) / 2**20
+    print(f"parquet on disk: log {log_mib:.0f} MiB ({len(segments)} segments, zstd), "
+          f"actuals {act_mib:.0f} MiB")
     lab = _child("materialise", str(board), "")
+    lab_mib = sum(f.stat().st_size for f in (fx / "actuals").glob("*/labelled/*.parquet")
+                  ) / 2**20
     print(f"join of the log to the actuals, materialised as save_actuals does after each "
-          f"upload: {lab['seconds']} s, {lab['rows']:,} labelled rows, peak RSS "
+          f"upload: {lab['seconds']} s, {lab['rows']:,} labelled rows and per-minute/hour/day "
+          f"sums ({lab_mib:.0f} MiB, with the previous one kept), peak RSS "
           f"{lab['peak_rss_mb']} MB (once per upload; not in the query timings below)")
 
     load = os.getloadavg()

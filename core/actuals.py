@@ -6,7 +6,9 @@ label as a string for classifiers) and ``uploaded_at``. ``on`` says what ``key``
 matches in the log: ``request_id`` (with ``row``, the row's index within its request;
 an actuals file without a row column means single-row requests, row 0), or any logged
 input column the person chose (a customer id, say). A later upload of the same key
-replaces the earlier value, so corrections are just another upload.
+replaces the earlier value, so corrections are just another upload. After each upload
+the log is joined to all the actuals once and the result kept for the metrics
+(:mod:`core.labels`).
 
 Uploaded data (features, a time column, optionally the true value) is scored by the
 chosen version and kept at ``.fixative/scored/<model>/<version>/<day>/...parquet`` in

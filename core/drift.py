@@ -27,11 +27,18 @@ Numeric columns without raw reference values (the prediction, or a version store
 without a sample) default to ``psi`` on the profile's bins.
 
 Binned methods (psi, chisquare, jensenshannon) use counts per reference bin (numbers)
-or per reference category, with unseen categories in one extra bucket; those counts
-are computed in one DuckDB pass over all columns. Raw methods (ks, wasserstein) use
-the reference sample and at most ``RAW_ROWS`` current values per window, a uniform
-sample chosen reproducibly by hashing the timestamp and row (all values when the
-window has no more). Zero shares are replaced by 0.0001 for psi (as Evidently).
+or per reference category, with unseen categories in one extra bucket. Raw methods
+(ks, wasserstein) use the reference sample and at most ``RAW_ROWS`` current values per
+window, a uniform sample chosen reproducibly by hashing the timestamp and row (all
+values when the window has no more). Zero shares are replaced by 0.0001 for psi (as
+Evidently).
+
+Cost. Three DuckDB scans, whatever the number of columns and windows: one computes, per
+window, the null and out-of-range counts of every numeric column and the bin counts of
+those whose method is binned (a column with raw reference values uses ks or
+wasserstein by default, so its bins are counted only when a binned method is chosen);
+one counts the values of the categorical columns (one GROUP BY each); one draws the
+sample of the raw columns. NumPy and SciPy then work on those small results.
 
 Data quality, per column and window: the share of nulls, of values outside the
 training range (numbers) and of categories never seen in training.

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -42,6 +43,7 @@ from core.monitoring import (
     Window,
     _arrow_fs,
     _is_local,
+    _on_from_dir,
     _register,
     _sandbox,
     actuals_dir,
@@ -53,7 +55,11 @@ from core.monitoring import (
 FOLDER = "labelled"
 MANIFEST = "manifest.json"
 COLUMNS = ("seg", "ts", "version", "status", "prediction", "proba", "actual")
+BASE_COLUMNS = ("ts", "request_id", "row", "status", "version", "prediction", "proba")
 MINUTE_US = _US["min"]
+# Sums are kept per minute, hour and day (in minutes): a window reads the coarsest that fits.
+LEVELS = (1, 60, 24 * 60)
+EPS = float(np.finfo(np.float64).eps)
 
 
 def labels_dir(store: Any, name: str) -> str:
@@ -103,12 +109,14 @@ def read_manifest(store: Any, name: str) -> dict | None:
 
 
 def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
-                       files: Sequence[str]) -> None:
-    """``view``: the segments' rows with ``seg``, the index of each row's file in ``files``."""
-    segs = pa.table({"filename": pa.array(list(files), pa.string()),
-                     "seg": pa.array(range(len(files)), pa.int32())})
-    con.register(f"{view}_segs", segs)
+                       files: Sequence[str], columns: Sequence[str]) -> None:
+    """``view``: the segments' rows with ``seg``, the index of each row's file in ``files``
+    (on a board other than a local folder only the log columns the join needs and
+    ``columns``)."""
     if _is_local(store.fs):
+        segs = pa.table({"filename": pa.array(list(files), pa.string()),
+                         "seg": pa.array(range(len(files)), pa.int32())})
+        con.register(f"{view}_segs", segs)
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT l.* EXCLUDE (filename), s.seg "
                     f"FROM read_parquet([{listing}], union_by_name = true, filename = true) l "
@@ -117,12 +125,60 @@ def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
     afs = _arrow_fs(store.fs)
     schema = pa.unify_schemas([pq.read_schema(f, filesystem=afs) for f in files],
                               promote_options="permissive")
-    dataset = ds.dataset(list(files), schema=schema, format="parquet", filesystem=afs)
-    columns = {c: ds.field(c) for c in schema.names}
-    columns["filename"] = ds.field("__filename")
-    con.register(f"{view}_arrow", dataset.scanner(columns=columns).to_reader())
-    con.execute(f"CREATE TEMP VIEW {view} AS SELECT l.* EXCLUDE (filename), s.seg "
-                f"FROM {view}_arrow l JOIN {view}_segs s USING (filename)")
+    # DuckDB cannot see an Arrow dataset's file names, so the columns the join needs are
+    # read here, segment by segment, each with its index.
+    wanted = [c for c in schema.names if c in set(BASE_COLUMNS) | set(columns)]
+    parts = []
+    for i, f in enumerate(files):
+        part = ds.dataset(f, schema=schema, format="parquet", filesystem=afs).to_table(
+            columns=wanted)
+        parts.append(part.append_column("seg", pa.array([i] * part.num_rows, pa.int32())))
+    con.register(f"{view}_arrow", pa.concat_tables(parts))
+    con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
+
+
+def _rollup(size: int, numeric: bool) -> str:
+    """The per-minute rows of ``_lab_minutes`` summed into buckets of ``size`` minutes
+    (an hour, a day: the origin, a Monday midnight, starts both)."""
+    bucket = f"(minute - ((minute % {size}) + {size}) % {size})"
+    if not numeric:
+        return (f"SELECT seg, version, {bucket} AS minute, sum(n)::INTEGER AS n, "
+                f"{size} AS level FROM _lab_minutes GROUP BY ALL")
+    # Means and squared deviations merge exactly (Chan et al.).
+    return f"""
+        SELECT seg, version, b AS minute, sum(n)::INTEGER AS n,
+               sum(n_actual)::INTEGER AS n_actual, sum(sse) AS sse, sum(sae) AS sae,
+               sum(sape) AS sape, any_value(mean_b) AS mean_a,
+               sum(m2_a + n_actual * (mean_a - mean_b) * (mean_a - mean_b)) AS m2_a,
+               {size} AS level
+        FROM (SELECT *, {bucket} AS b,
+                     sum(n_actual * mean_a) OVER bw / sum(n_actual) OVER bw AS mean_b
+              FROM _lab_minutes WINDOW bw AS (PARTITION BY seg, version, {bucket}))
+        GROUP BY seg, version, b"""
+
+
+def rollup_level(window: Window, since: pd.Timestamp | None,
+                 until: pd.Timestamp | None) -> int:
+    """The coarsest bucket (in minutes) whose sums give exact figures for ``window``
+    between ``since`` and ``until``: every window and both bounds whole buckets."""
+    for size in reversed(LEVELS):
+        us = size * MINUTE_US
+        whole = (window.unit in ("day", "week", "month") if size == 24 * 60
+                 else window.unit in ("hour", "day", "week", "month"))
+        whole = whole or (window.unit is None and int(window.period_us or 0) % us == 0)
+        if size == 1 or (whole and _aligned(since, size) and _aligned(until, size)):
+            return size
+    return 1
+
+
+def _join_columns(store: Any, name: str) -> list[str]:
+    """The logged columns actuals of model ``name`` are matched on (besides request_id)."""
+    try:
+        folders = store.fs.ls(actuals_dir(store, name), detail=False)
+    except FileNotFoundError:
+        return []
+    names = [f.rstrip("/").rsplit("/", 1)[-1] for f in folders]
+    return [_on_from_dir(n) for n in names if n.startswith("by-")]
 
 
 def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
@@ -151,7 +207,7 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
         return None
     con = _sandbox(store, name)
     try:
-        _register_with_seg(con, store, "_lab_src", segments)
+        _register_with_seg(con, store, "_lab_src", segments, _join_columns(store, name))
         types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _lab_src").fetchall()}
         joins, exprs = actual_sources(store, con, name, list(types), numeric=numeric)
         if not joins:
@@ -164,10 +220,28 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
             WHERE l.status < 400 AND {actual} IS NOT NULL
             ORDER BY l.ts""").to_arrow_table()
         minute = Window(period_us=MINUTE_US).key_sql("ts")
-        counts = con.sql(f"""
-            SELECT seg, version, {minute} AS minute, count(*)::INTEGER AS n
-            FROM _lab_src WHERE status < 400 GROUP BY ALL ORDER BY seg, minute
-            """).to_arrow_table()
+        counts_sql = (f"SELECT seg, version, {minute} AS minute, count(*)::INTEGER AS n "
+                      "FROM _lab_src WHERE status < 400 GROUP BY ALL")
+        if numeric:
+            # A regression model's error sums per minute too (the variance of the actuals
+            # as mean and sum of squared deviations, which merge exactly per window).
+            con.register("_lab_rows", table)
+            counts_sql = f"""
+                SELECT c.*, coalesce(s.n_actual, 0)::INTEGER AS n_actual, s.sse, s.sae,
+                       s.sape, s.mean_a, s.m2_a
+                FROM ({counts_sql}) c LEFT JOIN (
+                    SELECT seg, version, {minute} AS minute, count(*) AS n_actual,
+                           sum(d * d) AS sse, sum(abs(d)) AS sae,
+                           sum(abs(d) / greatest(abs(actual), {EPS!r})) AS sape,
+                           avg(actual) AS mean_a, var_pop(actual) * count(*) AS m2_a
+                    FROM (SELECT seg, version, ts, prediction - actual AS d, actual
+                          FROM _lab_rows WHERE prediction IS NOT NULL)
+                    GROUP BY ALL) s USING (seg, version, minute)"""
+        con.execute(f"CREATE TEMP TABLE _lab_minutes AS SELECT * FROM ({counts_sql})")
+        levels = ["SELECT *, 1 AS level FROM _lab_minutes"]
+        levels += [_rollup(size, numeric) for size in LEVELS[1:]]
+        counts = con.sql(f"SELECT * FROM ({' UNION ALL BY NAME '.join(levels)}) "
+                         "ORDER BY level, seg, minute").to_arrow_table()
     finally:
         con.close()
     fs = store.fs
@@ -183,7 +257,7 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
         pq.write_table(counts, f, compression="zstd", row_group_size=256 * 1024)
     fs.mv(tmp, f"{folder}/counts-{stem}.parquet")
     manifest = {"file": f"{stem}.parquet", "counts": f"counts-{stem}.parquet",
-                "numeric": bool(numeric), "rows": table.num_rows,
+                "numeric": bool(numeric), "stats": bool(numeric), "rows": table.num_rows,
                 "segments": [_relative(store, s) for s in segments],
                 "actuals": [list(a) for a in acts]}
     previous = read_manifest(store, name)
@@ -216,15 +290,20 @@ def _remove(store: Any, folder: str, keep: Sequence[Any]) -> None:
 def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
                   *, numeric: bool, types: dict[str, str], joins: Sequence[str], actual: str,
                   where: str, since: pd.Timestamp | None = None,
-                  until: pd.Timestamp | None = None) -> str:
+                  until: pd.Timestamp | None = None) -> tuple[str, bool]:
     """Create ``monitoring_labelled`` (the successful rows of ``files`` that have an
-    actual) and ``monitoring_counts`` (``ts``, ``version``, ``n``: successful rows, per
-    minute where the materialisation has them; every window is whole minutes).
+    actual) and ``monitoring_counts`` (``ts``, ``version``, ``n``, ``level``: successful
+    rows summed per minute, hour and day where the materialisation has them, ``level``
+    being the bucket in minutes; single rows, level null, elsewhere). A query reads one
+    level (see :func:`rollup_level`) and the rows.
 
     Uses the materialisation where it is current (see the module docstring), reading
     only segments it does not cover; otherwise joins (counts) live. Returns how the
     labelled rows are read: ``"none"`` (no actuals), ``"join"``, ``"materialised"`` or
-    ``"materialised+N"`` (N segments joined live).
+    ``"materialised+N"`` (N segments joined live); and whether ``monitoring_regstats``
+    was made: a regression model's error sums per bucket (``ts``, ``version``,
+    ``n_actual``, ``sse``, ``sae``, ``sape``, ``mean_a``, ``m2_a``, ``level``), from the
+    materialisation plus the rows of newer segments.
     """
     manifest = read_manifest(store, name) if files else None
     index = {s: i for i, s in enumerate(manifest["segments"])} if manifest else {}
@@ -247,13 +326,13 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
         none = "NULL::DOUBLE" if numeric else "NULL::VARCHAR"
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT {_select(types, numeric, none, '0')} "
                     "FROM monitoring_log l WHERE FALSE")
-        return "none"
+        return "none", False
     current = (manifest is not None and manifest["numeric"] == bool(numeric)
                and [tuple(a) for a in manifest["actuals"]] == actual_files(store, name))
     if not current:
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT {_select(types, numeric, 'actual', '0')} "
                     "FROM monitoring l WHERE l.status < 400 AND l.actual IS NOT NULL")
-        return "join"
+        return "join", False
     parts = []
     if covered:
         _register(con, store, "_labels_src", [f"{labels_dir(store, name)}/{manifest['file']}"])
@@ -263,30 +342,60 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
                      f"{' '.join(joins)} WHERE l.status < 400 AND {actual} IS NOT NULL "
                      f"AND {where}")
     con.execute(f"CREATE TEMP VIEW {view} AS {' UNION ALL BY NAME '.join(parts)}")
-    return "materialised" + (f"+{len(new)}" if new else "")
+    how = "materialised" + (f"+{len(new)}" if new else "")
+    if not (numeric and manifest.get("stats") and _minute_aligned(since)
+            and _minute_aligned(until)):
+        return how, False
+    stats = []
+    if covered:
+        stats.append(f"SELECT {_minute_ts()} AS ts, version, n_actual, sse, sae, sape, mean_a, "
+                     f"m2_a, level FROM _counts_src WHERE {_minute_conds(keep, since, until)} "
+                     "AND n_actual > 0")
+    if new:
+        stats.append(f"""
+            SELECT ts, version, 1 AS n_actual, d * d AS sse, abs(d) AS sae,
+                   abs(d) / greatest(abs(actual), {EPS!r}) AS sape, actual AS mean_a,
+                   0.0 AS m2_a, NULL::INTEGER AS level
+            FROM (SELECT ts, version, prediction - actual AS d, actual FROM ({parts[-1]})
+                  WHERE prediction IS NOT NULL)""")
+    con.execute(f"CREATE TEMP VIEW monitoring_regstats AS {' UNION ALL '.join(stats)}")
+    return how, True
+
+
+def _aligned(t: pd.Timestamp | None, size: int) -> bool:
+    return t is None or (t.value // 1000 - ORIGIN_US) % (size * MINUTE_US) == 0
+
+
+def _minute_ts() -> str:
+    return f"make_timestamptz({ORIGIN_US} + minute * {MINUTE_US})"
+
+
+def _minute_conds(keep: str, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str:
+    conds = [keep]
+    if since is not None:
+        conds.append(f"minute >= {(since.value // 1000 - ORIGIN_US) // MINUTE_US}")
+    if until is not None:
+        conds.append(f"minute < {(until.value // 1000 - ORIGIN_US) // MINUTE_US}")
+    return " AND ".join(conds)
 
 
 def _minute_aligned(t: pd.Timestamp | None) -> bool:
-    return t is None or (t.value // 1000 - ORIGIN_US) % MINUTE_US == 0
+    return _aligned(t, 1)
 
 
 def _counts_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, manifest: dict | None,
                  keep: str, new: bool, where: str, since: pd.Timestamp | None,
                  until: pd.Timestamp | None) -> None:
-    live = "SELECT ts, version, 1 AS n FROM {src} WHERE status < 400 AND {where}"
+    live = ("SELECT ts, version, 1 AS n, NULL::INTEGER AS level FROM {src} "
+            "WHERE status < 400 AND {where}")
     # Per-minute counts answer only for whole minutes: a bound inside a minute needs rows.
     if manifest is None or not (_minute_aligned(since) and _minute_aligned(until)):
         con.execute("CREATE TEMP VIEW monitoring_counts AS "
                     + live.format(src="monitoring_log", where="TRUE"))
         return
     _register(con, store, "_counts_src", [f"{labels_dir(store, name)}/{manifest['counts']}"])
-    conds = [keep]
-    if since is not None:
-        conds.append(f"minute >= {(since.value // 1000 - ORIGIN_US) // MINUTE_US}")
-    if until is not None:
-        conds.append(f"minute < {(until.value // 1000 - ORIGIN_US) // MINUTE_US}")
-    parts = [f"SELECT make_timestamptz({ORIGIN_US} + minute * {MINUTE_US}) AS ts, version, n "
-             f"FROM _counts_src WHERE {' AND '.join(conds)}"]
+    parts = [f"SELECT {_minute_ts()} AS ts, version, n, level "
+             f"FROM _counts_src WHERE {_minute_conds(keep, since, until)}"]
     if new:
         parts.append(live.format(src="_labels_new", where=where))
     con.execute(f"CREATE TEMP VIEW monitoring_counts AS {' UNION ALL '.join(parts)}")

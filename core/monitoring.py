@@ -334,6 +334,8 @@ class Monitor:
     sample: pd.DataFrame | None = None
     # How ``monitoring_labelled`` gets its rows (see core.labels.labelled_view).
     labelled: str = "none"
+    # Whether ``monitoring_regstats`` (per-minute error sums, core.labels) exists.
+    regstats: bool = False
 
     # ---- shared helpers -----------------------------------------------------------------
 
@@ -506,7 +508,7 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
               ("NULL::VARCHAR" if _is_classifier(meta) else "NULL::DOUBLE"))
     con.execute(f"CREATE TEMP VIEW monitoring AS SELECT l.*, {actual} AS actual "
                 f"FROM monitoring_log l {' '.join(joins)}")
-    labelled = labelled_view(store, con, name, files, numeric=not _is_classifier(meta),
+    labelled, regstats = labelled_view(store, con, name, files, numeric=not _is_classifier(meta),
                              types=log_types, joins=joins, actual=actual, where=where,
                              since=t0, until=t1)
     con.execute("SET lock_configuration = true")
@@ -517,7 +519,7 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
                    has_rows=has_rows, has_actuals=bool(joins), sample=sample,
-                   labelled=labelled)
+                   labelled=labelled, regstats=regstats)
 
 
 def _is_classifier(meta: BundleMeta) -> bool:

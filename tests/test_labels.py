@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from monitor_helpers import store_version, write_log
 from sklearn import metrics as skm
+from store_fixtures import s3_env, s3_server, s3_store  # noqa: F401
 
 from core.actuals import save_actuals
 from core.labels import MANIFEST, labels_dir, read_manifest, refresh_labels
@@ -51,6 +52,11 @@ def _metrics(store, b, **kw):
         return mon.labelled, mon.metrics("day")
 
 
+def _regstats(store, b, **kw):
+    with open_monitor(store, "house", b.meta, **kw) as mon:
+        return mon.regstats
+
+
 def test_upload_materialises_the_join_and_metrics_match_sklearn(house):
     store, b, data = house
     logged = _log_days(store, b, data, [0, 1])
@@ -61,7 +67,7 @@ def test_upload_materialises_the_join_and_metrics_match_sklearn(house):
     manifest = read_manifest(store, "house")
     assert manifest["rows"] == len(truth) and len(manifest["segments"]) == 2
     how, m = _metrics(store, b)
-    assert how == "materialised"
+    assert how == "materialised" and _regstats(store, b)
     for row, (_, g) in zip(m.itertuples(), truth.groupby(truth["ts"].dt.floor("D"))):
         rmse, r2 = _expected(g)
         assert row.n_actual == len(g) and row.n == 40
@@ -69,8 +75,8 @@ def test_upload_materialises_the_join_and_metrics_match_sklearn(house):
     # The same figures as the live join, which is used when there is no manifest.
     store.fs.rm(f"{labels_dir(store, 'house')}/{MANIFEST}")
     how, live = _metrics(store, b)
-    assert how == "join"
-    pd.testing.assert_frame_equal(m, live)
+    assert how == "join" and not _regstats(store, b)
+    pd.testing.assert_frame_equal(m, live, check_exact=False, rtol=1e-12)
 
 
 def test_segments_logged_after_the_upload_are_joined_live(house):
@@ -81,8 +87,8 @@ def test_segments_logged_after_the_upload_are_joined_live(house):
     later = _log_days(store, b, data, [1, 2], seed=1)
     # Actuals for the later rows exist only once uploaded; before that day 1 and 2 have none.
     how, m = _metrics(store, b)
-    assert how == "materialised+2"
-    assert list(m["n_actual"]) == [40, 0, 0]
+    assert how == "materialised+2" and _regstats(store, b)
+    assert list(m["n_actual"]) == [40, 0, 0] and list(m["n"]) == [40, 40, 40]
     save_actuals(store, "house", later, key_column="request_id", actual_column="price",
                  row_column="row")
     how, m = _metrics(store, b)
@@ -150,6 +156,29 @@ def test_deleted_segments_and_filters_leave_their_rows_out(house):
     assert list(m["n_actual"]) == [40, 0, 40] and list(m["n"]) == [40, 0, 40]
 
 
+def test_bounds_inside_a_minute_count_rows_not_minutes(house):
+    store, b, data = house
+    logged = _log_days(store, b, data, [0, 1])
+    save_actuals(store, "house", logged, key_column="request_id", actual_column="price",
+                 row_column="row")
+    # Requests of 2 rows every 2 minutes: 30 s after midnight leaves out the first one.
+    since = T0 + DAY + pd.Timedelta(seconds=30)
+    until = T0 + DAY + pd.Timedelta(minutes=38, seconds=1)
+    how, m = _metrics(store, b, since=since, until=until)
+    assert how == "materialised" and not _regstats(store, b, since=since, until=until)
+    assert list(m["n"]) == [38] and list(m["n_actual"]) == [38]
+    day = logged[(logged["ts"] >= since) & (logged["ts"] < until)]
+    assert m["rmse"].iloc[0] == pytest.approx(_expected(day)[0], rel=1e-9)
+    since, until = T0 + DAY + pd.Timedelta(minutes=2), T0 + DAY + pd.Timedelta(minutes=38)
+    how, m = _metrics(store, b, since=since, until=until)
+    assert _regstats(store, b, since=since, until=until)
+    assert list(m["n"]) == [36] and list(m["n_actual"]) == [36]
+    day = logged[(logged["ts"] >= since) & (logged["ts"] < until)]
+    rmse, r2 = _expected(day)
+    assert m["rmse"].iloc[0] == pytest.approx(rmse, rel=1e-9)
+    assert m["r2"].iloc[0] == pytest.approx(r2, rel=1e-9)
+
+
 def test_a_broken_manifest_falls_back_to_the_live_join(house):
     store, b, data = house
     logged = _log_days(store, b, data, [0])
@@ -205,3 +234,65 @@ def test_classifier_metrics_from_materialised_labels(tmp_path, churn_data, churn
     with open_monitor(store, "churn", b.meta) as mon:
         assert mon.labelled == "join"
         pd.testing.assert_frame_equal(m, mon.metrics("day"))
+
+
+@pytest.mark.s3
+def test_materialised_labels_on_s3(s3_store, house_data, house_model):  # noqa: F811
+    store = s3_store
+    b = store_version(store, house_model, house_data, "price", "house")
+    logged = _log_days(store, b, house_data, [0, 1])
+    saved = save_actuals(store, "house", logged.iloc[::2], key_column="request_id",
+                         actual_column="price", row_column="row")
+    assert saved.labels is not None and saved.labels.rows == 40
+    _log_days(store, b, house_data, [2], seed=1)
+    how, m = _metrics(store, b)
+    assert how == "materialised+1"
+    assert list(m["n"]) == [40, 40, 40] and list(m["n_actual"]) == [20, 20, 0]
+    store.fs.rm(f"{labels_dir(store, 'house')}/{MANIFEST}")
+    how, live = _metrics(store, b)
+    assert how == "join"
+    pd.testing.assert_frame_equal(m, live)
+
+
+def test_per_minute_sums_keep_the_variance_exact_far_from_zero(house):
+    """R² needs the variance of the actuals; summing squares would lose it near 1e9."""
+    store, b, data = house
+    logged = _log_days(store, b, data, [0])
+    logged["price"] = 1e9 + logged["price"] / 1000
+    save_actuals(store, "house", logged, key_column="request_id", actual_column="price",
+                 row_column="row")
+    assert _regstats(store, b)
+    _, m = _metrics(store, b)
+    rmse, r2 = _expected(logged)
+    assert m["rmse"].iloc[0] == pytest.approx(rmse, rel=1e-9)
+    assert m["r2"].iloc[0] == pytest.approx(r2, rel=1e-9)
+
+
+def test_every_window_reads_sums_that_fit_it(house):
+    """Day sums for day/week/month windows, hour sums for hours, minute sums for 15min
+    and for bounds inside an hour: each equals the live join's figures."""
+    from core.labels import rollup_level
+    from core.monitoring import parse_window
+
+    store, b, data = house
+    logged = _log_days(store, b, data, [0, 1, 2])
+    save_actuals(store, "house", logged.iloc[::3], key_column="request_id",
+                 actual_column="price", row_column="row")
+    windows = ["15min", "hour", "day", "week", "month", "3d", "90min"]
+    bounds = [(None, None), (T0 + pd.Timedelta(minutes=20), T0 + 2 * DAY)]
+    assert [rollup_level(parse_window(w), None, None) for w in windows] == [
+        1, 60, 1440, 1440, 1440, 1440, 1]
+    assert rollup_level(parse_window("day"), *bounds[1]) == 1
+    got = {}
+    for since, until in bounds:
+        with open_monitor(store, "house", b.meta, since=since, until=until) as mon:
+            assert mon.regstats
+            got[since] = [mon.metrics(w) for w in windows]
+    store.fs.rm(f"{labels_dir(store, 'house')}/{MANIFEST}")
+    for since, until in bounds:
+        with open_monitor(store, "house", b.meta, since=since, until=until) as mon:
+            assert mon.labelled == "join"
+            for frame, w in zip(got[since], windows):
+                live = mon.metrics(w)
+                assert live["n"].sum() > 0
+                pd.testing.assert_frame_equal(frame, live, check_exact=False, rtol=1e-12)
