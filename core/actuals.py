@@ -32,11 +32,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.errors import BadRequest, FixativeError, InvalidInput
 from core.labels import LabelsInfo, refresh_labels
 from core.monitoring import _on_from_dir, actuals_dir, scored_dir, to_utc
+from core.predlog import feature_column, write_parquet
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_UPLOAD_ROWS = 5_000_000
@@ -205,7 +205,7 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
     deduped = deduped.cast(table.schema)
     folder = actuals_dir(store, name, on)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = _write_parquet(store, folder, f"{stamp}-{uuid.uuid4().hex[:8]}", deduped)
+    path = write_parquet(store, folder, f"{stamp}-{uuid.uuid4().hex[:8]}", deduped)
     labels = None
     try:
         labels = refresh_labels(store, name, numeric=classes is None)
@@ -214,17 +214,6 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
         _log.warning("Could not materialise the labelled rows of %s: %s", name, exc)
     return SavedActuals(path=path, rows=deduped.num_rows,
                         duplicates=len(frame) - deduped.num_rows, on=on, labels=labels)
-
-
-def _write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
-    fs = store.fs
-    fs.makedirs(folder, exist_ok=True)
-    final = f"{folder}/{stem}.parquet"
-    tmp = f"{folder}/.{stem}.parquet.tmp"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-    fs.mv(tmp, final)
-    return final
 
 
 def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
@@ -287,8 +276,6 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
     time column becomes ``ts`` (UTC; naive times are taken as UTC), the true value
     (optional) becomes actuals. ``progress(fraction, message)`` is called per batch.
     """
-    from core.predlog import feature_column
-
     if bundle.version is None:
         raise BadRequest("Score uploaded data with a stored version (store it first).")
     if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
@@ -363,7 +350,7 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
     stem = uuid.uuid4().hex[:8]
     bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:]):
-        paths.append(_write_parquet(store, f"{folder}/{days[a]}", f"upload-{stem}-{a:09d}",
+        paths.append(write_parquet(store, f"{folder}/{days[a]}", f"upload-{stem}-{a:09d}",
                                     table.slice(int(a), int(b - a))))
     saved = None
     if actual_column is not None and frame[actual_column].notna().any():

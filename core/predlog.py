@@ -300,8 +300,14 @@ def _probas(probas: list[Any], sizes: np.ndarray, n_failed: int) -> pa.Array:
 
 def write_segment(store: Any, name: str, version: str, day: str, stem: str,
                   table: pa.Table) -> str:
-    """Write ``table`` as one segment; a temporary name is renamed into place."""
-    folder = store.path(".fixative", "logs", name, version, day)
+    """Write ``table`` as one log segment; see :func:`write_parquet`."""
+    return write_parquet(store, store.path(".fixative", "logs", name, version, day), stem,
+                         table)
+
+
+def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
+    """Write ``folder/stem.parquet`` on the board under a temporary name, then rename it,
+    so readers globbing ``*.parquet`` never see a half-written file."""
     fs = store.fs
     fs.makedirs(folder, exist_ok=True)
     final = f"{folder}/{stem}.parquet"
