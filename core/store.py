@@ -339,16 +339,20 @@ class VersionStore:
         block = layout.fixative_block(doc)
         if block is None:
             return doc, None
+        raw = self._checked_bytes(name, version, META_FILE, block.get("meta_sha256"))
+        return doc, json.loads(raw)
+
+    def _checked_bytes(self, name: str, version: str, file: str, sha256: Any) -> bytes:
+        """A file of a version, refused unless it matches the sha256 recorded at write."""
         try:
-            raw = self._board.read_bytes(name, version, META_FILE)
+            raw = self._board.read_bytes(name, version, file)
         except FileNotFoundError:
-            raise CorruptData(f"{where}/{META_FILE} is missing. "
+            raise CorruptData(f"{name}/{version}/{file} is missing. "
                               f"{_recovery(name, version)}") from None
         actual = hash_bytes(raw).sha256
-        if actual != block.get("meta_sha256"):
-            raise CorruptData(_mismatch(name, version, META_FILE, block.get("meta_sha256"),
-                                        actual))
-        return doc, json.loads(raw)
+        if actual != sha256:
+            raise CorruptData(_mismatch(name, version, file, sha256, actual))
+        return raw
 
     def meta(self, name: str, version: str | None = None) -> BundleMeta:
         """The metadata of a version (latest when None), without loading the model."""
@@ -370,15 +374,7 @@ class VersionStore:
         expected = files.get(SAMPLE_FILE)
         if not expected:
             return None
-        try:
-            raw = self._board.read_bytes(name, version, SAMPLE_FILE)
-        except FileNotFoundError:
-            raise CorruptData(f"{name}/{version}/{SAMPLE_FILE} is missing. "
-                              f"{_recovery(name, version)}") from None
-        actual = hash_bytes(raw).sha256
-        if actual != expected.get("sha256"):
-            raise CorruptData(_mismatch(name, version, SAMPLE_FILE, expected.get("sha256"),
-                                        actual))
+        raw = self._checked_bytes(name, version, SAMPLE_FILE, expected.get("sha256"))
         return pd.read_parquet(io.BytesIO(raw))
 
     def read(self, name: str, version: str | None = None, alias: str | None = None,
