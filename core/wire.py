@@ -399,8 +399,9 @@ def _check_int_range(frame: pd.DataFrame, prototype: Prototype) -> None:
         s = frame[col.name]
         if s.dtype.kind not in "fO":
             continue
-        vals = (np.array([_number(v) for v in s], dtype=float) if s.dtype == object
-                else s.to_numpy(dtype=float, na_value=np.nan))
+        # strings (object or pandas' str dtype) are left to the validator's messages
+        vals = (s.to_numpy(dtype=float, na_value=np.nan) if s.dtype.kind == "f"
+                else np.array([_number(v) for v in s], dtype=float))
         with np.errstate(invalid="ignore"):
             big = np.abs(vals) >= 2.0**63
         if big.any():

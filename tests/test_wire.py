@@ -181,6 +181,17 @@ def test_integers_beyond_64_bits_are_rejected_not_wrapped(conv, rows):
             convert(conv, body)
 
 
+def test_strings_in_integer_columns_get_the_validators_full_report(conv):
+    body = b'[{"bedrooms": "x", "sqft_living": 1.5}]'
+    with pytest.raises(InvalidInput) as err:
+        convert(conv, body)
+    message = err.value.message
+    assert "column 'zipcode' is missing" in message
+    assert "column 'bedrooms' expects an integer" in message
+    assert "column 'sqft_living' expects an integer" in message
+    assert {d["column"] for d in err.value.details} >= {"bedrooms", "sqft_living", "zipcode"}
+
+
 def test_nested_values_are_rejected(conv, rows):
     names = list(rows.columns)
     recs = records_of(rows)
