@@ -14,32 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_helpers import deploy_store
 
 from core import deploy
-from core.bundle import bundle
 from core.errors import BadRequest, Conflict, FixativeError, NotFound
 from core.netcheck import free_port, port_is_free
-from core.store import VersionStore
 
 pytestmark = pytest.mark.process
 
 
-class HandMade:
-    """A model whose class lives in a test module: not on the safety allowlist."""
-
-    n_features_in_ = 2
-
-    def predict(self, x):
-        return np.zeros(len(x))
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, house_model, house_data):
-    board = VersionStore(tmp_path_factory.mktemp("deploy") / "board")
-    info = board.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
-    board.set_alias("house", "production", info.version)
-    board.write(bundle(HandMade(), name="handmade"))
-    return board
+    return deploy_store(tmp_path_factory.mktemp("deploy"), house_model, house_data)
 
 
 @pytest.fixture(scope="module")

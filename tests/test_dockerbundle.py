@@ -19,33 +19,20 @@ from pathlib import Path
 import metrics_helpers
 import numpy as np
 import pytest
+from deploy_helpers import deploy_store
 
 from core import dockerbundle
-from core.bundle import BundleMeta, bundle
+from core.bundle import BundleMeta
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, UnsafeModel
 from core.netcheck import free_port
 from core.server_factory import read_version_dir
-from core.store import VersionStore
 
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-class HandMade:
-    """A model whose class lives in a test module: not on the safety allowlist."""
-
-    n_features_in_ = 2
-
-    def predict(self, x):
-        return np.zeros(len(x))
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, house_model, house_data):
-    board = VersionStore(tmp_path_factory.mktemp("docker") / "board")
-    info = board.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
-    board.set_alias("house", "production", info.version)
-    board.write(bundle(HandMade(), name="handmade"))
-    return board
+    return deploy_store(tmp_path_factory.mktemp("docker"), house_model, house_data)
 
 
 @pytest.fixture(scope="module")
