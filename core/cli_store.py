@@ -248,8 +248,20 @@ def _non_negative(text: str) -> float:
     return x
 
 
+def _command(sub: argparse._SubParsersAction, name: str, help: str, func, *,
+             json_output: bool = False) -> argparse.ArgumentParser:
+    """A subcommand with ``--store`` (and ``--json`` where it prints data) running ``func``."""
+    p = sub.add_parser(name, help=help)
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    store_argument(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("write", help="store a model file as a new version")
+    p = _command(sub, "write", "store a model file as a new version", cmd_write,
+                 json_output=True)
     p.add_argument("model_file", metavar="MODEL_FILE", help=".joblib, .pkl/.pickle or .skops")
     p.add_argument("--name", required=True, help="model name (letters, digits, - _ .)")
     p.add_argument("--sample", metavar="CSV|PARQUET",
@@ -259,28 +271,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", action="append", default=[])
     p.add_argument("--trust", action="append", default=[], metavar="MODULE.NAME",
                    help="trust an import the safety check does not know (repeatable)")
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_write)
 
-    p = sub.add_parser("list", help="list models")
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_list)
+    _command(sub, "list", "list models", cmd_list, json_output=True)
 
-    p = sub.add_parser("versions", help="list a model's versions, oldest first")
+    p = _command(sub, "versions", "list a model's versions, oldest first", cmd_versions,
+                 json_output=True)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_versions)
 
-    p = sub.add_parser("show", help="show one version's metadata")
+    p = _command(sub, "show", "show one version's metadata", cmd_show, json_output=True)
     p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("search", help="find versions by name, tag, date or metric")
+    p = _command(sub, "search", "find versions by name, tag, date or metric", cmd_search,
+                 json_output=True)
     p.add_argument("--text", help="name contains")
     p.add_argument("--tag")
     p.add_argument("--after", help="created on or after (e.g. 2024-05-01)")
@@ -288,40 +290,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", help="metric name for --min/--max")
     p.add_argument("--min", type=float)
     p.add_argument("--max", type=float)
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("alias", help="point an alias (e.g. production) at a version")
+    p = _command(sub, "alias", "point an alias (e.g. production) at a version", cmd_alias)
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", help="a version id, or :ALIAS to copy one")
     p.add_argument("alias", metavar="ALIAS")
-    store_argument(p)
-    p.set_defaults(func=cmd_alias)
 
-    p = sub.add_parser("history", help="every alias move of a model: who, when, from, to")
+    p = _command(sub, "history", "every alias move of a model: who, when, from, to",
+                 cmd_history, json_output=True)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true")
-    store_argument(p)
-    p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("delete", help="delete one version (refused while aliased)")
+    p = _command(sub, "delete", "delete one version (refused while aliased)", cmd_delete)
     p.add_argument("ref", metavar="NAME@VERSION")
     p.add_argument("--force", action="store_true", help="delete even if an alias points at it")
-    store_argument(p)
-    p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("prune", help="delete old versions (never the newest or an aliased one)")
+    p = _command(sub, "prune", "delete old versions (never the newest or an aliased one)",
+                 cmd_prune)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--keep", type=_positive_int, metavar="N")
     p.add_argument("--days", type=_non_negative, metavar="D")
-    store_argument(p)
-    p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("reindex", help="rebuild the DuckDB index from the board")
-    store_argument(p)
-    p.set_defaults(func=cmd_reindex)
-
-    p = sub.add_parser("verify", help="re-hash every stored file")
-    store_argument(p)
-    p.set_defaults(func=cmd_verify)
+    _command(sub, "reindex", "rebuild the DuckDB index from the board", cmd_reindex)
+    _command(sub, "verify", "re-hash every stored file", cmd_verify)
