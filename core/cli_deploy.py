@@ -31,7 +31,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="predict every request on its own instead of micro-batching")
     parser.add_argument("--max-body-mb", default=None,
                         help="largest request body accepted, in MB (default 20)")
-    parser.add_argument("--trust", nargs="+", default=[], metavar="NAME",
+    parser.add_argument("--trust", action="extend", nargs="+", default=[], metavar="NAME",
                         help="names in the model file to allow although they are not on the "
                              "safe list (only for files you trust)")
 
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="server processes in the container (default 1; FIXATIVE_WORKERS "
                              "overrides it at run time)")
     docker.add_argument("--port", default="8080", help="port the container listens on")
-    docker.add_argument("--trust", nargs="+", default=[], metavar="NAME",
+    docker.add_argument("--trust", action="extend", nargs="+", default=[], metavar="NAME",
                         help="names in the model file to allow when the container loads it")
     docker.add_argument("--force", action="store_true",
                         help="replace OUT_DIR if it holds an earlier bundle")

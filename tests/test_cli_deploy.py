@@ -302,3 +302,14 @@ def test_the_endpoint_manager_speaks_the_serve_command_line():
         "house@20240503T101500Z-0a1b2", "/b", "0.0.0.0", "9001", "3")
     assert args.no_log and args.no_batching and args.trust == ["mylib.Model"]
     assert float(args.max_body_mb) == 2.5
+
+
+def test_trust_is_repeatable_and_accumulates():
+    from core.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "house:production", "--port", "9000",
+                                      "--trust", "a.B", "--trust", "c.D", "e.F"])
+    assert args.trust == ["a.B", "c.D", "e.F"]
+    args = build_parser().parse_args(["docker", "house", "out", "--trust", "a.B",
+                                      "--trust", "c.D"])
+    assert args.trust == ["a.B", "c.D"]
