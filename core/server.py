@@ -430,22 +430,32 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
             headers["X-Fixative-Warnings"] = _warnings_header(warnings)
         svc.metrics.rows.labels(route).inc(len(frame))
         response = JSONResponse(payload, headers=headers)
-        error_code = None
         # log the batch frame the model saw: one frame per batch, not per request
         rows = (outcome.start, outcome.start + len(frame))
         frame = outcome.frame
     except FixativeError as exc:
         svc.metrics.errors.labels(route, exc.code).inc()
         response = error_response(exc)
-        error_code = exc.code
-        frame = rows = None
-    if svc.writer is not None:
-        svc.writer.append(ts=info["ts"], request_id=info["id"], route=route,
-                          status=response.status_code,
-                          latency_ms=(time.perf_counter() - info["t0"]) * 1e3,
-                          frame=frame, rows=rows, prediction=out, proba=proba,
-                          error_code=error_code)
+        _log_request(svc, info, route, response.status_code, exc.code)
+        return response
+    except Exception:
+        # A bug, not bad input: the middleware answers 500 and logs the traceback; the
+        # prediction log still gets the request, so "every request is logged" holds.
+        _log_request(svc, info, route, InternalError.status, InternalError.code)
+        raise
+    _log_request(svc, info, route, response.status_code, None, frame=frame, rows=rows,
+                 prediction=out, proba=proba)
     return response
+
+
+def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
+                 error_code: str | None, *, frame: Any = None, rows: Any = None,
+                 prediction: Any = None, proba: Any = None) -> None:
+    if svc.writer is not None:
+        svc.writer.append(ts=info["ts"], request_id=info["id"], route=route, status=status,
+                          latency_ms=(time.perf_counter() - info["t0"]) * 1e3,
+                          frame=frame, rows=rows, prediction=prediction, proba=proba,
+                          error_code=error_code)
 
 
 def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):

@@ -372,6 +372,31 @@ def test_every_prediction_request_is_logged(store, house, features):
     assert 401 not in set(log["status"])
 
 
+class _Unserialisable:
+    """Predicts objects the JSON encoder cannot write: a server bug, not bad input."""
+
+    feature_names_in_ = np.array(["a"], dtype=object)
+
+    def predict(self, frame):
+        return np.array([object() for _ in range(len(frame))], dtype=object)
+
+
+def test_a_request_that_fails_inside_the_server_is_still_logged(tmp_path):
+    store = VersionStore(str(tmp_path / "board"))
+    broken = bundle(_Unserialisable(), name="broken")
+    broken.version = "20260101T000000Z-00000"
+    with TestClient(create_app(broken, store=store, tokens=[]),
+                    raise_server_exceptions=False) as c:
+        r = c.post("/predict", json=[{"a": 1}])
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "Traceback" not in r.text and str(tmp_path) not in r.text
+    con = duckdb.connect()
+    log = log_relation(store, con, "broken").fetchdf()
+    (row,) = log.itertuples()
+    assert (row.request_id, row.status, row.error_code) == (r.headers["x-request-id"], 500,
+                                                              "internal_error")
+
+
 def test_log_false_writes_nothing(tmp_path, house, features):
     s = VersionStore(str(tmp_path / "b"))
     with TestClient(create_app(house, store=s, log=False, tokens=[])) as c:
