@@ -146,13 +146,18 @@ def _numeric_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -
                              hovertemplate="%{customdata[0]}<br>share %{y:.1%}"
                                            "<br>n %{customdata[1]}<extra>current</extra>",
                              marker_color=CURRENT_COLOR, opacity=0.8))
+    _share_axis_and_nulls(fig, prof, cur_null)
+    fig.update_xaxes(title="value (outer bins are open-ended)")
+    return _layout(fig, title, barmode="overlay", bargap=0, showlegend=current is not None)
+
+
+def _share_axis_and_nulls(fig: go.Figure, prof: Mapping[str, Any], cur_null: Any) -> None:
+    """The y axis of a distribution figure, and the null shares noted above the plot."""
     note = _null_note(prof.get("null_share"), cur_null)
     if note:
         fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper",
                            x=1, y=1.02, xanchor="right", yanchor="bottom", font={"size": 11})
     fig.update_yaxes(title="share of rows", tickformat=".0%")
-    fig.update_xaxes(title="value (outer bins are open-ended)")
-    return _layout(fig, title, barmode="overlay", bargap=0, showlegend=current is not None)
 
 
 def _categorical_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -> go.Figure:
@@ -186,11 +191,7 @@ def _categorical_profile_figure(prof: Mapping[str, Any], current: Any, title: st
                              customdata=cur_values, marker_color=CURRENT_COLOR,
                              hovertemplate="%{x}<br>share %{y:.1%}<br>n %{customdata}"
                                            "<extra>current</extra>"))
-    note = _null_note(prof.get("null_share"), cur_null)
-    if note:
-        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper",
-                           x=1, y=1.02, xanchor="right", yanchor="bottom", font={"size": 11})
-    fig.update_yaxes(title="share of rows", tickformat=".0%")
+    _share_axis_and_nulls(fig, prof, cur_null)
     fig.update_xaxes(type="category")
     return _layout(fig, title, barmode="group", showlegend=current is not None)
 

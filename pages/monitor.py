@@ -30,6 +30,18 @@ def _say() -> None:
         getattr(st, message[0])(message[1])
 
 
+def _uploaded_table(label: str, key: str, what: str) -> pd.DataFrame | None:
+    """A CSV/Parquet upload as a table; None when absent, or unreadable (reason shown)."""
+    uploaded = st.file_uploader(label, type=["csv", "parquet"], key=key)
+    if uploaded is None:
+        return None
+    try:
+        return read_table(uploaded.getvalue(), uploaded.name, what)
+    except FixativeError as exc:
+        st.error(exc.message)
+        return None
+
+
 store = ui.get_store()
 name, version = ui.require_model()
 meta = ui.cached_meta(name, version)
@@ -201,13 +213,7 @@ with tabs[5]:
     st.subheader("Actuals")
     st.caption("A CSV or Parquet file with a key (usually the request id the server returned) "
                "and the true value.")
-    actual_file = st.file_uploader("Actuals file", type=["csv", "parquet"], key="mon_actuals")
-    table = None
-    if actual_file is not None:
-        try:
-            table = read_table(actual_file.getvalue(), actual_file.name, "actuals file")
-        except FixativeError as exc:
-            st.error(exc.message)
+    table = _uploaded_table("Actuals file", "mon_actuals", "actuals file")
     if table is not None:
         cols = list(table.columns)
         a1, a2, a3, a4 = st.columns(4)
@@ -233,13 +239,7 @@ with tabs[5]:
     st.subheader("New data to score")
     st.caption(f"Features of {name}, a time column and optionally the true value; scored by "
                f"{version} and kept on the board.")
-    data_file = st.file_uploader("Data file", type=["csv", "parquet"], key="mon_data")
-    data = None
-    if data_file is not None:
-        try:
-            data = read_table(data_file.getvalue(), data_file.name, "data file")
-        except FixativeError as exc:
-            st.error(exc.message)
+    data = _uploaded_table("Data file", "mon_data", "data file")
     if data is not None:
         cols = list(data.columns)
         guess = next((c for c in cols if c.lower() in ("ts", "time", "timestamp", "date")), cols[0])
