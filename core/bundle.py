@@ -200,12 +200,17 @@ def current_user() -> str:
 
 
 def _metric(key: Any, value: Any) -> float:
+    return finite_number(value, f"Metric '{key}'")
+
+
+def finite_number(value: Any, what: str) -> float:
+    """``value`` as a finite float, or BadRequest saying ``what`` must be one."""
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"Metric '{key}' must be a number, got {value!r}.") from None
+        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
     if not np.isfinite(f):
-        raise BadRequest(f"Metric '{key}' must be a finite number, got {value!r}.")
+        raise BadRequest(f"{what} must be a finite number, got {value!r}.")
     return f
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.bundle import finite_number
 from core.errors import BadRequest, FixativeError
 
 RECORD_KIND = "monitor_settings"
@@ -96,13 +97,7 @@ class Settings:
 def _num(value: Any) -> float | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"A threshold must be a number, got {value!r}.") from None
-    if not np.isfinite(f):
-        raise BadRequest(f"A threshold must be a finite number, got {value!r}.")
-    return f
+    return finite_number(value, "A threshold")
 
 
 def load(store: Any, name: str) -> Settings:
