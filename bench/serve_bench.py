@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ def interleaved(servers: dict[str, str], scenarios: str, args: argparse.Namespac
                 port: int) -> dict[str, dict]:
     """Each scenario on every server in turn, so that a noisy neighbour on this shared
     machine hits both sides of a comparison alike."""
-    merged: dict[str, dict] = {label: {"label": label, "scenarios": []} for label in servers}
+    merged: dict[str, dict] = {label: {"label": label, "scenarios": [], "rounds": {}}
+                               for label in servers}
     for scenario in scenarios.split(","):
         runs: dict[str, list[dict]] = {label: [] for label in servers}
         for _ in range(args.rounds):
@@ -56,9 +58,11 @@ def interleaved(servers: dict[str, str], scenarios: str, args: argparse.Namespac
                 runs[label].extend(part["scenarios"])
                 merged[label]["versions"] = part.get("versions")
         for label, found in runs.items():
+            # in round order, for the paired (same round) ratios
+            merged[label]["rounds"][scenario] = [s["median_run"] for s in found]
             # the round with the median req/s, like run_bench.py does for repeats
-            found.sort(key=lambda s: s["median_run"]["rps"])
-            merged[label]["scenarios"].append(found[len(found) // 2])
+            ranked = sorted(found, key=lambda s: s["median_run"]["rps"])
+            merged[label]["scenarios"].append(ranked[len(ranked) // 2])
     for label, result in merged.items():
         (RESULTS / f"{label}.json").write_text(json.dumps(result, indent=1))
     return merged
@@ -66,6 +70,13 @@ def interleaved(servers: dict[str, str], scenarios: str, args: argparse.Namespac
 
 def by_scenario(result: dict) -> dict[str, dict]:
     return {s["scenario"]: s["median_run"] for s in result["scenarios"]}
+
+
+def paired(num: dict, den: dict, scenario: str, field: str) -> list[float]:
+    """Ratios of the runs that ran back to back (round k of one against round k of the
+    other): a slow spell of the machine falls on both runs of a pair."""
+    a, b = num.get("rounds", {}).get(scenario, []), den.get("rounds", {}).get(scenario, [])
+    return sorted(x[field] / y[field] for x, y in zip(a, b))
 
 
 def rss_mb(pid: int) -> float:
@@ -166,26 +177,34 @@ def main() -> None:
     v, o = by_scenario(vet), by_scenario(ours)
     on, off = by_scenario(log_on), by_scenario(log_off)
     wanted = [  # (label, numerator, denominator, scenario, field)
-        ("1x1 req/s (>= 1.1)", o, v, "1x1", "rps"),
-        ("1x32 req/s (>= 8)", o, v, "1x32", "rps"),
-        ("1x32 p99 ours/vetiver (<= 0.25)", o, v, "1x32", "p99_ms"),
-        ("1000x4 rows/s (>= 1.7)", o, v, "1000x4", "rows_per_s"),
-        ("logging on/off req/s, 1x1 (>= 0.9)", on, off, "1x1", "rps"),
-        ("logging on/off req/s, 1x32 (>= 0.9)", on, off, "1x32", "rps"),
+        ("1x1 req/s (>= 1.1)", ours, vet, "1x1", "rps"),
+        ("1x32 req/s (>= 8)", ours, vet, "1x32", "rps"),
+        ("1x32 p99 ours/vetiver (<= 0.25)", ours, vet, "1x32", "p99_ms"),
+        ("1000x4 rows/s (>= 1.7)", ours, vet, "1000x4", "rows_per_s"),
+        ("logging on/off req/s, 1x1 (>= 0.9)", log_on, log_off, "1x1", "rps"),
+        ("logging on/off req/s, 1x32 (>= 0.9)", log_on, log_off, "1x32", "rps"),
     ]
     # --scenarios / --log-scenarios may run a subset: give the ratios that were measured.
-    ratios = {label: num[sc][field] / den[sc][field] for label, num, den, sc, field in wanted
-              if sc in num and sc in den}
+    ratios, pairs = {}, {}
+    for label, num, den, sc, field in wanted:
+        n, d = by_scenario(num), by_scenario(den)
+        if sc in n and sc in d:
+            ratios[label] = n[sc][field] / d[sc][field]
+            pairs[label] = paired(num, den, sc, field)
     ratios["idle RSS server/bare model (<= 1.5)"] = idle / bare
     print("\n" + table("vetiver 0.2.6 (VetiverAPI, FastAPI)", vet))
     print("\n" + table("Fixative (create_app, Starlette)", ours))
     print("\n" + table("Fixative, prediction log on", log_on))
     print("\n" + table("Fixative, prediction log off", log_off))
     print(f"\nidle RSS: server {idle:.0f} MB, bare Python with the model {bare:.0f} MB")
-    print("\n| ratio (target) | value |\n|---|---|")
+    print("\n| ratio (target) | median rounds | same-round pairs: median (min-max) |\n"
+          "|---|---|---|")
     for k, val in ratios.items():
-        print(f"| {k} | {val:.2f} |")
-    summary = {"ratios": ratios, "idle_rss_mb": idle, "bare_rss_mb": bare,
+        p = pairs.get(k) or []
+        spread = (f"{statistics.median(p):.2f} ({p[0]:.2f}-{p[-1]:.2f}, {len(p)} pairs)"
+                  if p else "")
+        print(f"| {k} | {val:.2f} | {spread} |")
+    summary = {"ratios": ratios, "paired_ratios": pairs, "idle_rss_mb": idle, "bare_rss_mb": bare,
                "vetiver": v, "fixative": o, "log_on": on, "log_off": off}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1))
 

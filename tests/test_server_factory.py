@@ -1,0 +1,55 @@
+"""Process-level settings of a serving process (core.server_factory.prepare_process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Imports what a server imports, records the filters, prepares the process, then warns
+# twice from one place and once from another: stderr shows what the policy lets through.
+PROBE = """
+import json, sys, warnings
+import numpy, pandas, sklearn, scipy.special  # their imports add filters of their own
+import core.server_factory as f
+before = len(warnings.filters)
+f.prepare_process()
+after = [(a, c.__name__, m) for a, _msg, c, m, _l in warnings.filters]
+def model_step():
+    warnings.warn("feature names are missing", UserWarning)
+for _ in range(2):
+    model_step()
+warnings.warn("a second place", DeprecationWarning)
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def probe(*flags: str) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, *flags, "-c", PROBE], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), done.stderr
+
+
+@pytest.mark.process
+def test_serving_process_keeps_one_default_warning_filter():
+    seen, stderr = probe()
+    # imports leave many filters; scikit-learn replays each one around every joblib task
+    assert seen["before"] > 5
+    assert seen["after"] == [["default", "Warning", None]]
+    # "default": each warning shown once per place it comes from, deprecations included
+    assert stderr.count("feature names are missing") == 1
+    assert stderr.count("a second place") == 1
+
+
+@pytest.mark.process
+def test_filters_the_user_asked_for_are_kept():
+    seen, stderr = probe("-W", "ignore::UserWarning")
+    assert ["ignore", "UserWarning", None] in seen["after"]
+    assert len(seen["after"]) == seen["before"]
+    assert "feature names are missing" not in stderr
