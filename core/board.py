@@ -68,34 +68,34 @@ class FileStat:
 class HashingWriter:
     """A write-only file wrapper that hashes the bytes on their way to disk.
 
-    Large buffers (pickled arrays) are hashed in a helper thread while the same
-    buffer is written: hashlib and xxhash release the GIL, so on a multi-core
-    machine hashing costs little extra time. Buffers are never copied or kept.
+    Large buffers (pickled arrays) are hashed in helper threads, sha256 and xxh64 each
+    in its own, while the same buffer is written: hashlib and xxhash release the GIL,
+    so on a multi-core machine hashing costs little extra time. Buffers are never
+    copied or kept.
     """
 
     _PARALLEL = 1 << 20
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._sha = hashlib.sha256()
         self._xx = xxhash.xxh64()
         self.size = 0
 
-    def _update(self, view: Any) -> None:
-        self._sha.update(view)
-        self._xx.update(view)
-
     def write(self, data: Any) -> int:
         view = data if isinstance(data, bytes) else memoryview(data).cast("B")
         n = len(view)
         if n >= self._PARALLEL:
-            hashed = _hasher().submit(self._update, view)
+            pool = _helpers()
+            hashed = (pool.submit(self._sha.update, view), pool.submit(self._xx.update, view))
             try:
                 self._raw.write(view)
             finally:
-                hashed.result()
+                for h in hashed:
+                    h.result()
         else:
-            self._update(view)
+            self._sha.update(view)
+            self._xx.update(view)
             self._raw.write(view)
         self.size += n
         return n
@@ -111,16 +111,73 @@ class HashingWriter:
         return FileStat(self._sha.hexdigest(), self._xx.hexdigest(), self.size)
 
 
-_HASHER: ThreadPoolExecutor | None = None
-_HASHER_LOCK = threading.Lock()
+class DurableFile:
+    """A local file being written that starts reaching the disk while it is written.
+
+    Every ``SYNC_EVERY`` bytes, a helper thread asks the kernel to write out what it
+    holds so far (``fdatasync``), while the writer goes on; :meth:`sync` then only
+    waits for the tail. A 50 MB model reaches the disk in about the time it takes to
+    write it, instead of write time plus a whole-file ``fsync`` after it.
+    """
+
+    SYNC_EVERY = 16 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._fd = raw.fileno()
+        self._since = 0
+        self._pending: Any = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        step = self.SYNC_EVERY
+        for start in range(0, len(view), step):  # slices of one big array: no copies
+            self._since += self._raw.write(view[start:start + step])
+            if self._since >= step and (self._pending is None or self._pending.done()):
+                self._since = 0
+                self._pending = _syncer().submit(_datasync, self._fd)
+        return len(view)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def sync(self) -> None:
+        """Everything written is on disk when this returns."""
+        self._raw.flush()
+        if self._pending is not None:
+            self._pending.result()
+        os.fsync(self._fd)
+
+    def __enter__(self) -> DurableFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        # never let the file close under a sync still running on its descriptor
+        if self._pending is not None:
+            with contextlib.suppress(OSError):
+                self._pending.result()
 
 
-def _hasher() -> ThreadPoolExecutor:
-    global _HASHER
-    with _HASHER_LOCK:
-        if _HASHER is None:
-            _HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fixative-hash")
-        return _HASHER
+# fdatasync skips metadata the data does not need; macOS has only fsync.
+_datasync = getattr(os, "fdatasync", os.fsync)
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if name not in _POOLS:
+            _POOLS[name] = ThreadPoolExecutor(max_workers=workers,
+                                              thread_name_prefix=f"fixative-{name}")
+        return _POOLS[name]
+
+
+def _helpers() -> ThreadPoolExecutor:
+    return _pool("hash", 2)
+
+
+def _syncer() -> ThreadPoolExecutor:
+    return _pool("sync", 1)
 
 
 def hash_stream(f: BinaryIO, sink: BinaryIO | None = None) -> FileStat:
@@ -478,11 +535,11 @@ class Stage:
     def write_stream(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
         """Stream a file into the stage, hashing while writing (never held in memory)."""
         if self.board.local:
-            with open(self._file(fname), "wb", buffering=CHUNK) as raw:
-                writer = HashingWriter(raw)
+            with open(self._file(fname), "wb", buffering=CHUNK) as raw, \
+                    DurableFile(raw) as durable:
+                writer = HashingWriter(durable)
                 produce(writer)
-                raw.flush()
-                os.fsync(raw.fileno())
+                durable.sync()
         else:
             with self.board.fs.open(self._file(fname), "wb") as raw:
                 writer = HashingWriter(raw)

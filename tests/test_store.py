@@ -368,6 +368,50 @@ def test_unstorable_models_leave_nothing_behind(store, small):
     assert list(store.fs.ls(store.path(".fixative", "tmp"))) == []
 
 
+def test_big_models_reach_the_disk_while_they_are_written(store, monkeypatch):
+    # A model whose arrays are larger than the early-sync step: the file is synced in
+    # steps while it is written, and its bytes and hashes are exactly the model's.
+    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+    synced = []
+    real_sync = board_module._datasync
+
+    def counting_sync(fd: int) -> None:
+        synced.append(fd)
+        real_sync(fd)
+
+    monkeypatch.setattr(board_module, "_datasync", counting_sync)
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(60_000, 12)), columns=[f"f{i}" for i in range(12)])
+    model = Ridge().fit(X, rng.normal(size=len(X)))
+    model.big_array_ = rng.normal(size=(6 << 20) // 8)  # 6 MiB in one buffer
+    info = store.write(bundle(model, X.head(50), name="big"))
+    assert synced  # the first step starts one; later ones start when it has finished
+    path = store.path("big", info.version, "big.joblib")
+    raw = store.fs.cat_file(path)
+    assert board_module.hash_bytes(raw).sha256 == info.hash
+    loaded = store.read("big", trusted=[])
+    assert np.array_equal(loaded.model.big_array_, model.big_array_)
+    assert loaded.predict(X.head(5)).tolist() == model.predict(X.head(5)).tolist()
+
+
+def test_a_write_that_fails_midway_waits_for_its_sync_and_leaves_nothing(store, monkeypatch):
+    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+
+    class FailsLate:
+        def __reduce__(self):
+            raise TypeError("cannot pickle this part")
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame(rng.normal(size=(100, 3)), columns=["a", "b", "c"])
+    model = Ridge().fit(X, X["a"])
+    model.big_array_ = rng.normal(size=(4 << 20) // 8)  # written (and syncing) first
+    model.z_unpicklable_ = FailsLate()
+    with pytest.raises(BadRequest, match="cannot be saved with joblib"):
+        store.write(bundle(model, X, name="late"))
+    assert store.list_models() == []
+    assert list(store.fs.ls(store.path(".fixative", "tmp"))) == []
+
+
 # -- the index --------------------------------------------------------------------------------
 
 def _snapshot(store: VersionStore) -> tuple:
