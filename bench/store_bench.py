@@ -10,6 +10,7 @@ the store at most 1.5x a plain copy of the same bytes to the same disk.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -76,29 +77,43 @@ def listing(root: Path, n_versions: int) -> None:
     def cold_versions() -> None:
         VersionStore(board).versions("small")  # new process-like instance: no memory cache
 
-    def after_change() -> None:
-        store._board.bump()  # another process changed the board: marker moved
-        store.versions("small")
+    other = VersionStore(board)  # another process, with its own index connection
+    other_model = bundle(model, X, name="other")
+
+    def timed_after(change: Callable[[], object], repeat: int) -> float:
+        times = []
+        for _ in range(repeat):
+            change()  # untimed
+            t = time.perf_counter()
+            store.versions("small")
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
 
     cold, _ = timed(cold_versions, 20)
-    changed, _ = timed(after_change, 20)
+    elsewhere = timed_after(lambda: other.write(other_model), 20)
     read_latest, _ = timed(lambda: store.read("small"), 20)
-
     pboard = pins.board_folder(str(board), allow_pickle_read=True)
     pins_versions, _ = timed(lambda: pboard.pin_versions("small"), 20)
     assert len(pboard.pin_versions("small")) == n_versions
+    # last: it adds versions to the pin
+    same_model = timed_after(lambda: other.write(small), 20)
+    assert len(store.versions("small")) == n_versions + 20
 
     print(f"\nlisting at {n_versions} versions (median):")
     print(f"  store.versions(name), unchanged board  {ms(warm_versions)}")
     print(f"  store.list_models(), unchanged board    {ms(warm_models)}")
     print(f"  store.versions(name), fresh store       {ms(cold)}   (opens the DuckDB index)")
-    print(f"  store.versions(name), after a change    {ms(changed)}   (index sync + query)")
+    print(f"  store.versions(name), after another process wrote another model "
+          f"{ms(elsewhere)}")
+    print(f"  store.versions(name), after another process wrote a version of it "
+          f"{ms(same_model)}   (index sync + query)")
     print(f"  store.read(name) latest                 {ms(read_latest)}")
     print(f"  pins pin_versions(name)                 {ms(pins_versions)}")
     print("  ratio pin_versions / store.versions:  "
           f"unchanged board {pins_versions / warm_versions:7.1f}x | "
+          f"other model changed {pins_versions / elsewhere:5.1f}x | "
           f"fresh store {pins_versions / cold:5.1f}x | "
-          f"after a change {pins_versions / changed:5.1f}x   (target >= 20x)")
+          f"this model changed {pins_versions / same_model:5.1f}x   (target >= 20x)")
 
 
 def big_write(root: Path, megabytes: int) -> None:
@@ -141,12 +156,21 @@ def big_write(root: Path, megabytes: int) -> None:
             os.sync()  # untimed: no run pays for the dirty pages an earlier one left
             times.append(timed(fn, 1)[0])
     store_s, copy_s, sync_s = (statistics.median(x) for x in (store_s, copy_s, sync_s))
+    # Copies back to back: each one waits for the kernel to write out the last one's
+    # dirty pages, as a steady stream of writes does.
+    plain_copy()
+    sustained_s, _ = timed(plain_copy, repeat)
+    data = src.read_bytes()
+    sha_s, _ = timed(lambda: hashlib.sha256(data).digest(), 3)
     print(f"\nwriting a {size / 1e6:.1f} MB model (median of {repeat}):")
-    print(f"  store.write (pickle + sha256 + xxh64 + fsync + rename)       {ms(store_s)}")
-    print(f"  plain copy (shutil.copyfile)                                 {ms(copy_s)}")
-    print(f"  plain copy + fsync                                           {ms(sync_s)}")
-    print(f"  ratio store / plain copy {store_s / copy_s:5.2f}x | store / copy+fsync "
-          f"{store_s / sync_s:5.2f}x   (target <= 1.5x)")
+    print(f"  store.write (pickle + sha256 + xxh64 + fsync + rename)   {ms(store_s)}")
+    print(f"  plain copy (shutil.copyfile), clean page cache           {ms(copy_s)}")
+    print(f"  plain copy, back to back (sustained)                     {ms(sustained_s)}")
+    print(f"  plain copy + fsync                                       {ms(sync_s)}")
+    print(f"  sha256 of the same bytes in memory, for scale             {ms(sha_s)}")
+    print(f"  ratio store / plain copy: clean cache {store_s / copy_s:5.2f}x | back to back "
+          f"{store_s / sustained_s:5.2f}x | with fsync {store_s / sync_s:5.2f}x   "
+          "(target <= 1.5x)")
 
 
 def main() -> None:

@@ -280,6 +280,16 @@ class Board:
             raise FixativeError(f"Refusing a path that leaves the board: {'/'.join(clean)}")
         return "/".join([self.root, *clean]) if clean else self.root
 
+    def entry_names(self, *parts: str) -> frozenset[str] | None:
+        """Names in a local board folder (empty when it is missing); None on remote
+        boards, where listing a folder is a request, not a system call."""
+        if not self.local:
+            return None
+        try:
+            return frozenset(os.listdir(self.path(*parts)))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
     def listdir(self, *parts: str) -> list[tuple[str, bool]]:
         """(name, is_folder) of the entries of a board folder; empty when it is missing."""
         path = self.path(*parts)

@@ -9,7 +9,9 @@ The board (:mod:`core.board`, layout in :mod:`core.layout`) is the source of tru
 versions in the pins layout, aliases and records as append-only event files under
 ``.fixative/``. The index (:mod:`core.index`) is derived from it and refreshed
 whenever the board's change marker moves; answers are kept in memory until then,
-so repeated listings cost one marker check.
+so repeated listings cost one marker check. On a local board, an answer about one
+model also outlives changes elsewhere on the board: it is kept with the names in that
+model's folder and its alias-event folder, and reused while both are unchanged.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class VersionStore:
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
         self._cache: dict[Any, Any] = {}
         self._cache_marker: str | None = None
+        # key -> (what the model's folders held, answer): see _model_state
+        self._kept: dict[Any, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -124,7 +128,12 @@ class VersionStore:
 
     # -- cached index queries -----------------------------------------------------------
 
-    def _query(self, key: Any, run: Callable[[Any], Any]) -> Any:
+    def _query(self, key: Any, run: Callable[[Any], Any], model: str | None = None) -> Any:
+        """``run(con)`` on an index that agrees with the board, or its cached answer.
+
+        ``model``: the answer depends only on that model's versions and alias events, so
+        it stays good while they are unchanged, whatever else changes on the board.
+        """
         marker = self._board.marker()
         with self._lock:
             if marker != self._cache_marker:
@@ -132,12 +141,39 @@ class VersionStore:
                 self._cache_marker = marker
             if key in self._cache:
                 return _copy(self._cache[key])
-        with self._index.session(self._board, marker) as con:
-            value = run(con)
+            kept = self._kept.get(key)
+        # Taken before the query: a change after this point makes the next check fail.
+        state = self._model_state(model) if model is not None else None
+        reuse = state is not None and kept is not None and kept[0] == state
+        if reuse:
+            value = kept[1]
+        else:
+            with self._index.session(self._board, marker) as con:
+                value = run(con)
         with self._lock:
             if self._cache_marker == marker:
                 self._cache[key] = value
+            if not reuse and state is not None and self._complete(state, key, value):
+                self._kept[key] = (state, value)
         return _copy(value)
+
+    def _model_state(self, name: str) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The names in a model's version folder and alias-event folder (local boards;
+        versions are immutable, so these names say whether an answer still holds)."""
+        versions = self._board.entry_names(name)
+        if versions is None:
+            return None
+        return versions, self._board.entry_names(SYSTEM_DIR, "aliases", name) or frozenset()
+
+    def _complete(self, state: tuple[frozenset[str], frozenset[str]], key: Any,
+                  value: Any) -> bool:
+        """Whether the folder names alone can vouch for ``value``: every entry of the
+        model folder is one of the versions the index holds (an unfinished or foreign
+        folder could become a version without changing the names)."""
+        if key[0] == "versions":
+            return state[0] == {v.version for v in value}
+        known = self._cache.get(("versions", key[1]))
+        return known is not None and state[0] == {v.version for v in known}
 
     def list_models(self) -> list[ModelInfo]:
         """Every model on the board, by name."""
@@ -147,7 +183,7 @@ class VersionStore:
         """The versions of one model, oldest first."""
         name = validate_name(name)
         found = self._query(("versions", name),
-                            lambda con: Index.versions(con, "v.name = ?", [name]))
+                            lambda con: Index.versions(con, "v.name = ?", [name]), name)
         if not found:
             raise self._no_model(name)
         return found
@@ -155,12 +191,13 @@ class VersionStore:
     def aliases(self, name: str) -> dict[str, str]:
         """alias -> version for one model."""
         name = validate_name(name)
-        return self._query(("aliases", name), lambda con: Index.aliases(con, name))
+        return self._query(("aliases", name), lambda con: Index.aliases(con, name), name)
 
     def alias_history(self, name: str) -> list[AliasEvent]:
         """Every alias move of one model, oldest first."""
         name = validate_name(name)
-        return self._query(("history", name), lambda con: Index.alias_history(con, name))
+        return self._query(("history", name), lambda con: Index.alias_history(con, name),
+                           name)
 
     def alias_at(self, name: str, alias: str, at: datetime | date | str) -> str | None:
         """The version ``alias`` pointed at, at time ``at`` (None if it pointed nowhere)."""
@@ -552,7 +589,7 @@ class VersionStore:
             counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                       for table in ("models", "versions", "aliases", "alias_history", "records")}
         with self._lock:
-            self._cache, self._cache_marker = {}, None
+            self._cache, self._cache_marker, self._kept = {}, None, {}
         counts["removed_staging"] = removed
         return counts
 

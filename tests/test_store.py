@@ -467,6 +467,53 @@ def test_changes_by_another_process_are_seen(store, small, tmp_path):
     assert store.versions("houses")[-1].version == "20300101T000000Z-abcde"
 
 
+def test_a_models_listing_outlives_changes_elsewhere_and_only_those(store, small, tmp_path):
+    first = store.write(small)
+    other = VersionStore(store.url)  # another process, with its own index connection
+    listed = store.versions("houses")
+
+    # Changes that leave this model alone: the board's marker moves, the answer stays
+    # right, and it no longer needs the index.
+    marker = store.change_marker()
+    other.write(bundle(small.model, small.sample, name="flats"))
+    other.add_record("card", "houses", {"intended_use": "pricing"}, version=first.version)
+    assert store.change_marker() != marker
+    sessions = []
+    real_session = store._index.session
+
+    def counted(*args, **kwargs):
+        sessions.append(args)
+        return real_session(*args, **kwargs)
+
+    store._index.session = counted
+    assert store.versions("houses") == listed
+    assert sessions == []  # answered without opening the index
+
+    # Changes to the model itself are always seen.
+    second = other.write(small)
+    assert [v.version for v in store.versions("houses")] == [first.version, second.version]
+    other.set_alias("houses", "production", first.version)
+    assert store.versions("houses")[0].aliases == ["production"]
+    assert store.aliases("houses") == {"production": first.version}
+    other.set_alias("houses", "production", second.version)
+    assert store.aliases("houses") == {"production": second.version}
+    assert [e.to_version for e in store.alias_history("houses")] == [first.version,
+                                                                    second.version]
+    other.delete("houses", first.version)
+    assert [v.version for v in store.versions("houses")] == [second.version]
+
+    # A folder that is not a version yet (pins writing it) is not vouched for: once it
+    # holds its data.txt, the listing has it, although the folder names did not change.
+    pending = tmp_path / "board" / "houses" / "20300101T000000Z-abcde"
+    shutil.copytree(store.path("houses", second.version), pending)
+    (pending / "data.txt").rename(tmp_path / "data.txt")
+    assert [v.version for v in store.versions("houses")] == [second.version]
+    (tmp_path / "data.txt").rename(pending / "data.txt")
+    other._board.bump()  # a change elsewhere: the names alone must not vouch for it
+    assert [v.version for v in store.versions("houses")] == [second.version,
+                                                             pending.name]
+
+
 def test_reindex_removes_staging_left_by_dead_writers(store, small):
     store.write(small)
     tmp = store.path(".fixative", "tmp")
