@@ -106,7 +106,7 @@ def listing(root: Path, n_versions: int) -> None:
     print(f"  store.versions(name), after another process wrote another model "
           f"{ms(elsewhere)}")
     print(f"  store.versions(name), after another process wrote a version of it "
-          f"{ms(same_model)}   (index sync + query)")
+          f"{ms(same_model)}   (its new folder read, kept listing reused)")
     print(f"  store.read(name) latest                 {ms(read_latest)}")
     print(f"  pins pin_versions(name)                 {ms(pins_versions)}")
     print("  ratio pin_versions / store.versions:  "

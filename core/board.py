@@ -380,7 +380,7 @@ class Board:
     def model_names(self) -> list[str]:
         """Folders at the top of the board that can be model names."""
         return sorted(name for name, is_dir in self.listdir()
-                      if is_dir and _valid_entry(name))
+                      if is_dir and valid_entry(name))
 
     def complete_versions(self, name: str, known: set[str] | frozenset[str] = frozenset()
                           ) -> set[str]:
@@ -392,7 +392,7 @@ class Board:
         if self.local:
             out = set()
             for version, is_dir in self.listdir(name):
-                if not is_dir or not _valid_entry(version):
+                if not is_dir or not valid_entry(version):
                     continue
                 if version in known or os.path.exists(self.path(name, version, PINS_META)):
                     out.add(version)
@@ -400,7 +400,7 @@ class Board:
         out = set()
         for rel in self.find(name):
             parts = rel.split("/")
-            if len(parts) == 2 and parts[1] == PINS_META and _valid_entry(parts[0]):
+            if len(parts) == 2 and parts[1] == PINS_META and valid_entry(parts[0]):
                 out.add(parts[0])
         return out
 
@@ -517,7 +517,8 @@ class Board:
             return 0.0
 
 
-def _valid_entry(name: str) -> bool:
+def valid_entry(name: str) -> bool:
+    """Whether a folder name can be a model or version on the board."""
     return len(name) <= MAX_NAME_LENGTH and bool(_ENTRY_NAME.fullmatch(name))
 
 

@@ -30,10 +30,18 @@ from typing import Any
 import pandas as pd
 
 from core import layout
-from core.board import META_FILE, PINS_META, SAMPLE_FILE, SYSTEM_DIR, Board, hash_bytes
+from core.board import (
+    META_FILE,
+    PINS_META,
+    SAMPLE_FILE,
+    SYSTEM_DIR,
+    Board,
+    hash_bytes,
+    valid_entry,
+)
 from core.bundle import BundleMeta, ModelBundle, current_user
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
-from core.index import Index
+from core.index import Index, read_entry
 from core.names import (
     parse_ref,
     validate_alias,
@@ -148,8 +156,12 @@ class VersionStore:
         if reuse:
             value = kept[1]
         else:
-            with self._index.session(self._board, marker) as con:
-                value = run(con)
+            value = None
+            if state is not None and kept is not None and key[0] == "versions":
+                value = self._grown(model, kept, state)
+            if value is None:
+                with self._index.session(self._board, marker) as con:
+                    value = run(con)
         with self._lock:
             if self._cache_marker == marker:
                 self._cache[key] = value
@@ -164,6 +176,32 @@ class VersionStore:
         if versions is None:
             return None
         return versions, self._board.entry_names(SYSTEM_DIR, "aliases", name) or frozenset()
+
+    def _grown(self, name: str, kept: tuple[Any, Any],
+               state: tuple[frozenset[str], frozenset[str]]) -> list[VersionInfo] | None:
+        """A kept version listing plus the versions written since, read from their own
+        folders; None unless new version folders are the only change (the index answers
+        everything else)."""
+        (versions_then, aliases_then), listed = kept
+        versions_now, aliases_now = state
+        if aliases_now != aliases_then or not versions_then <= versions_now:
+            return None
+        added = []
+        for version in sorted(versions_now - versions_then):
+            # a version is complete once its data.txt is there, as for the index
+            if not valid_entry(version) or not os.path.exists(
+                    self._board.path(name, version, PINS_META)):
+                return None
+            row, _why = read_entry(self._board, name, version)
+            if row is None:
+                return None
+            added.append(VersionInfo(
+                name=name, version=version, created=row["created"], hash=row["hash"],
+                size=int(row["size"]), user=row["user"], description=row["description"],
+                task=row["task"], model_class=row["model_class"], library=row["library"],
+                metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[],
+                source=row["source"]))
+        return sorted([*listed, *added], key=lambda v: v.version)
 
     def _complete(self, state: tuple[frozenset[str], frozenset[str]], key: Any,
                   value: Any) -> bool:
@@ -595,8 +633,6 @@ class VersionStore:
 
     def verify(self) -> list[str]:
         """Re-hash every file of every version; returns the problems found (empty if none)."""
-        from core.index import read_entry
-
         problems: list[str] = []
         board_versions: set[tuple[str, str]] = set()
         for name in self._board.model_names():

@@ -104,10 +104,13 @@ def test_vetiver_array_model_keeps_its_unnamed_columns(store, board):
 
 def test_one_pin_written_by_both(store, board, house_model, house_data, features):
     ours = store.write(bundle(house_model, house_data, name="houses"))
+    assert len(store.versions("houses")) == 1
     vetiver.vetiver_pin_write(board, vetiver.VetiverModel(house_model, "houses",
                                                           prototype_data=features))
     listed = store.versions("houses")
     assert sorted(v.source for v in listed) == ["fixative", "pins"]
+    # read from the new folder, it is exactly what the index says of it
+    assert listed == VersionStore(store.url).versions("houses")
     assert ours.version in [v.version for v in listed]
     # Same order as pins (ids sorted as text), so both agree on the latest version.
     assert [v.version for v in listed] == board.pin_versions("houses")["version"].tolist()
