@@ -120,7 +120,7 @@ class DurableFile:
     write it, instead of write time plus a whole-file ``fsync`` after it.
     """
 
-    SYNC_EVERY = 16 << 20
+    SYNC_EVERY = 8 << 20
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
