@@ -350,7 +350,8 @@ def _convert(s: pd.Series, col: Column, accepts_nulls: bool
         seen = pd.Series(out).astype(object).isin(col.categories).to_numpy()
         unseen = ~seen & ~null
         if unseen.any():
-            values = sorted({str(v) for v in pd.Series(out)[unseen].head(1000)})[:5]
+            # the values as sent: in a categorical column an unseen one becomes null
+            values = sorted({str(v) for v in s[unseen].head(1000)})[:5]
             warnings.append(f"column '{col.name}': {int(unseen.sum())} value(s) never seen in "
                             f"training ({', '.join(values)})")
     if col.kind in ("int", "float") and col.min is not None and not problems:

@@ -109,6 +109,15 @@ def test_unseen_category_is_a_warning(proto):
     assert warnings == ["column 'city': 1 value(s) never seen in training (zzz)"]
 
 
+def test_unseen_value_of_a_categorical_column_is_named_in_the_warning():
+    sample = pd.DataFrame({"city": pd.Categorical(["oslo", "bergen", "oslo"]), "n": [1, 2, 3]})
+    proto = Prototype.from_frame(sample)
+    frame, warnings = proto.validate([{"city": "tromso", "n": 2}])
+    assert warnings == ["column 'city': 1 value(s) never seen in training (tromso)"]
+    # a categorical column cannot hold it: the model gets a null, as for any unknown
+    assert frame["city"].isna().tolist() == [True]
+
+
 def test_out_of_range_is_a_warning(proto):
     _, warnings = proto.validate([{"rooms": 99, "area": 60.0, "city": "a", "garden": True}])
     assert any("outside the training range 1.0 to 4.0" in w for w in warnings)
