@@ -152,12 +152,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  inputs:")
     for col in data["prototype"]["columns"]:
         detail = col["categories"] if col.get("categories") else (
-            f"{col['min']} to {col['max']}" if col.get("min") is not None else "")
+            f"{_bound(col['min'], col)} to {_bound(col['max'], col)}"
+            if col.get("min") is not None else "")
         null = "nullable" if col.get("nullable") else ""
         print(f"    {col['name']:24} {col['kind']:9} {null:9} {_cell(detail)[:60]}")
     for note in data.get("notes") or []:
         print(f"  note: {note}")
     return 0
+
+
+def _bound(value: Any, col: dict[str, Any]) -> Any:
+    """A range bound as the column's values look: 3, not 3.0, for an integer column."""
+    if col.get("kind") == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -166,6 +174,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                                     min_value=args.min, max_value=args.max)
     if args.json:
         _print_json([v.to_dict() for v in found])
+    elif not found:
+        print("No version matches every condition; try fewer conditions, or "
+              "'python -m core list' to see what is stored.")
     else:
         print_table(_version_rows(found), ["name", "version", "created", "metrics", "tags"])
     return 0

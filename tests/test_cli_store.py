@@ -44,6 +44,8 @@ def test_write_list_show_alias_history(files, capsys):
 
     code, out, _ = run(capsys, "show", f"houses@{version}", "--store", board)
     assert "zipcode" in out and "category" in out and "rmse=41000" in out
+    lo, hi = sample_range(files, "bedrooms")  # an integer column: "1 to 10", not "1.0 to 10.0"
+    assert f"{lo} to {hi}" in next(line for line in out.splitlines() if "bedrooms" in line)
 
     assert run(capsys, "alias", "houses", version, "production", "--store", board)[0] == 0
     code, out, _ = run(capsys, "show", "houses:production", "--json", "--store", board)
@@ -61,6 +63,15 @@ def test_write_list_show_alias_history(files, capsys):
     code, out, _ = run(capsys, "search", "--metric", "rmse", "--max", "100", "--json",
                        "--store", board)
     assert json.loads(out) == []
+    code, out, _ = run(capsys, "search", "--metric", "rmse", "--max", "100", "--store", board)
+    assert code == 0 and out.startswith("No version matches every condition")
+
+
+def sample_range(files: Path, column: str) -> tuple[int, int]:
+    import pandas as pd
+
+    values = pd.read_csv(files / "sample.csv")[column]
+    return int(values.min()), int(values.max())
 
 
 def test_delete_prune_verify_reindex(files, capsys, house_model):
