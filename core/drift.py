@@ -40,6 +40,10 @@ wasserstein by default, so its bins are counted only when a binned method is cho
 one counts the values of the categorical columns (one GROUP BY each); one draws the
 sample of the raw columns. NumPy and SciPy then work on those small results.
 
+A window with fewer than ``MIN_VALUES`` (30) values of a column gets its statistic but
+no score and no drift verdict: on a handful of rows a test has no power and distances
+such as psi are large whatever the distributions (psi of 2 rows is easily above 5).
+
 Data quality, per column and window: the share of nulls, of values outside the
 training range (numbers) and of categories never seen in training.
 """
@@ -62,6 +66,8 @@ if TYPE_CHECKING:
     from core.monitoring import Monitor
 
 SMALL = 1000
+# Fewer values than this in a window: the statistic is shown but drift is not judged.
+MIN_VALUES = 30
 RAW_ROWS = 5000
 REFERENCE_ROWS = 20_000
 PSI_EPS = 1e-4
@@ -559,6 +565,12 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
         statistic, p = binned_statistic(method, r.counts, _current_counts(row, i, r))
     out["statistic"] = statistic
     out["p_value"] = np.nan if p is None else p
+    if nn < MIN_VALUES:
+        # shown, not judged: a handful of values says little about a distribution, and
+        # distances such as psi come out huge on them
+        out["note"] = (f"only {nn} value{'s' if nn > 1 else ''} in this window: drift is "
+                       f"judged from {MIN_VALUES} values")
+        return out
     score = p if info.is_test else statistic
     out["score"] = score
     out["drifted"] = bool(score < info.alert) if info.is_test else bool(score > info.alert)

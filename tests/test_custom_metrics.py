@@ -10,6 +10,7 @@ from monitor_helpers import store_version, write_log
 from core import custom_metrics as cm
 from core import thresholds as th
 from core.actuals import save_actuals
+from core.drift import MIN_VALUES
 from core.errors import BadRequest
 from core.monitoring import open_monitor
 from core.store import VersionStore
@@ -131,13 +132,24 @@ def test_thresholds_mark_windows(logged):
         m = mon.metrics("day")
         d = mon.drift("day")
         c = cm.compute(mon, "day", [cm.CustomMetric("ppsf", "avg(prediction)/avg(sqft_living)")])
+        weekly = mon.drift("week")
     marks = th.evaluate(settings, m, d, c)
     assert set(marks.loc[marks["metric"] == "rmse", "status"]) == {"warning"}
     assert set(marks.loc[marks["metric"] == "r2", "status"]) == {"warning"}
     assert set(marks.loc[marks["metric"] == "custom:ppsf", "status"]) == {"alert"}
     assert set(marks.loc[marks["metric"] == "null_share", "status"]) == {"ok"}
     drift_marks = marks[marks["metric"].str.startswith("drift:")]
-    assert len(drift_marks) == len(d) and set(drift_marks["status"]) <= {"ok", "warning", "alert"}
+    assert len(drift_marks) == len(d)
+    # a window with too few values of a column gets no verdict; every other one does
+    unjudged = {(w, f"drift:{c}") for w, c, n in zip(d["window_start"], d["column"], d["n"])
+                if n < MIN_VALUES}
+    assert unjudged  # these windows hold ~24 requests a day
+    for w, metric, status in zip(drift_marks["window_start"], drift_marks["metric"],
+                                 drift_marks["status"]):
+        assert (status == "none") == ((w, metric) in unjudged)
+    assert (weekly["n"] >= MIN_VALUES).all()
+    weekly_marks = th.evaluate(th.Settings(window="week"), None, weekly, None)
+    assert set(weekly_marks["status"]) <= {"ok", "warning", "alert"}
 
 
 def test_rules_validate_and_round_trip(logged):

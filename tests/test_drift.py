@@ -165,3 +165,16 @@ def test_bad_method_choices_are_explained(drifted):
     with open_monitor(store, "house", b.meta, sample=None) as mon:
         with pytest.raises(BadRequest, match="needs raw reference values"):
             mon.drift("day", methods={"sqft_living": "wasserstein"})
+
+
+def test_a_window_with_few_values_is_shown_but_not_judged(drifted):
+    store, b, _, sample = drifted
+    with open_monitor(store, "house", b.meta, sample=sample, source="all") as mon:
+        d = mon.drift("day")
+    few = d[d["window_start"] == T0 + pd.Timedelta(days=3)]  # the 20-row upload
+    assert len(few) and (few["n"] == 20).all()
+    assert few["score"].isna().all() and few["drifted"].isna().all()
+    assert few["statistic"].notna().all()  # still there to look at
+    assert few["note"].str.startswith("only 20 values in this window").all()
+    judged = d[d["window_start"] < T0 + pd.Timedelta(days=2)]  # 300 values a day
+    assert judged["score"].notna().all() and judged["drifted"].notna().all()
