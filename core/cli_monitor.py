@@ -123,8 +123,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                  "traffic": report.traffic}[args.what]
         _print_frame(frame, "csv")
         return 0
-    print(f"{report.name}@{report.version} · {report.window} windows · status: "
-          f"{report.status.upper()}")
+    status = report.status.upper() if report.status != "none" else (
+        "none yet (no metric of the latest window could be judged: too few rows, or no "
+        "actuals and no drift reference)")
+    print(f"{report.name}@{report.version} · {report.window} windows · status: {status}")
     if report.metrics.empty:
         print("No predictions logged in this range. Deploy the model (python -m core serve) or "
               "upload data to score in the workbench's Monitor page.")

@@ -36,7 +36,12 @@ def test_table_output(board, capsys):
     assert main(["monitor", "house:production", "--window", "day", "--store", board]) == 0
     out = capsys.readouterr().out
     assert "== metrics ==" in out and "rmse" in out and "== drift" in out
-    assert "status:" in out and "2025-03-03 00:00" in out
+    assert "2025-03-03 00:00" in out
+    # 12 rows a day: drift is not judged, no rules for metrics, so no verdict, said so
+    assert "status: none yet (no metric of the latest window could be judged" in out
+    assert main(["monitor", "house", "--window", "week", "--store", board]) == 0
+    status = capsys.readouterr().out.splitlines()[0].rsplit("status: ", 1)[1]
+    assert status in {"OK", "WARNING", "ALERT"}  # 60 rows in the week: drift is judged
 
 
 def test_json_and_csv(board, capsys):
