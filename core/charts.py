@@ -36,6 +36,20 @@ def _message_figure(message: str, title: str = "") -> go.Figure:
     return _layout(fig, title)
 
 
+def _one_window(fig: go.Figure, frame: pd.DataFrame, bars: bool = False) -> None:
+    """A time axis around a lone window: plotly would zoom to a millisecond around it."""
+    starts = pd.to_datetime(frame["window_start"]).unique()
+    if len(starts) != 1 or "window_end" not in frame:
+        return
+    start = pd.Timestamp(starts[0])
+    span = pd.Timestamp(frame["window_end"].iloc[0]) - start
+    if span <= pd.Timedelta(0):
+        return
+    fig.update_xaxes(range=[start - span, start + span])
+    if bars:
+        fig.update_traces(width=span.total_seconds() * 1000 * 0.6, selector={"type": "bar"})
+
+
 # -- reference vs current distribution ---------------------------------------------------
 
 
@@ -245,6 +259,7 @@ def metric_figure(metrics: pd.DataFrame, metric: str, *, warning: float | None =
                       name=status)
     fig.update_yaxes(title=metric, range=[lo, hi])
     fig.update_xaxes(title="window start (UTC)")
+    _one_window(fig, metrics)
     return _layout(fig, title, showlegend=False)
 
 
@@ -254,6 +269,13 @@ def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
     if drift is None or drift.empty:
         return _message_figure("No drift to show: it needs logged rows and a reference "
                                "(a version stored with a training sample).", title)
+    if drift["score"].isna().all():
+        from core.drift import MIN_VALUES
+
+        return _message_figure(
+            f"No window has enough values to judge drift yet (a column needs {MIN_VALUES} "
+            "values in a window): use a longer window, or wait for more predictions. The "
+            "statistics so far are in the table below.", title)
     frame = drift.copy()
     level = np.full(len(frame), np.nan)
     for i, rec in enumerate(frame.to_dict("records")):
@@ -268,18 +290,22 @@ def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
     windows = sorted(frame["window_start"].unique())
     z = frame.pivot_table(index="column", columns="window_start", values="level",
                           aggfunc="max", dropna=False).reindex(index=cols, columns=windows)
-    text = frame.assign(label=[f"{m}: {s:.3g}" if pd.notna(s) else "no data"
-                               for m, s in zip(frame["method"], frame["score"])]
+    text = frame.assign(label=[f"{m}: {s:.3g}" if pd.notna(s) else
+                               f"not judged ({n} values)" if n else "no data"
+                               for m, s, n in zip(frame["method"], frame["score"], frame["n"])]
                         ).pivot_table(index="column", columns="window_start", values="label",
                                       aggfunc="first").reindex(index=cols, columns=windows)
     colorscale = [[0.0, STATUS_COLORS["ok"]], [0.5, STATUS_COLORS["warning"]],
                   [1.0, STATUS_COLORS["alert"]]]
+    # windows as labels: a date axis would zoom to a millisecond around a lone window
     fig = go.Figure(go.Heatmap(
-        z=z.to_numpy(dtype=float), x=[pd.Timestamp(w) for w in windows], y=cols,
+        z=z.to_numpy(dtype=float), x=[f"{pd.Timestamp(w):%Y-%m-%d %H:%M}" for w in windows],
+        y=cols,
         text=text.fillna("no data").to_numpy(), zmin=0, zmax=2, colorscale=colorscale,
         hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>", xgap=1, ygap=1,
         colorbar={"tickvals": [0, 1, 2], "ticktext": ["ok", "warning", "alert"]}))
     fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(type="category", title="window start (UTC)")
     return _layout(fig, title, height=max(260, 28 * len(cols) + 120))
 
 
@@ -301,5 +327,6 @@ def traffic_figure(traffic: pd.DataFrame, title: str = "") -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=traffic["error_rate"], name="error rate",
                              mode="lines+markers", line={"color": STATUS_COLORS["alert"]}),
                   row=3, col=1)
-    fig.update_yaxes(tickformat=".1%", row=3, col=1)
+    fig.update_yaxes(tickformat=".1%", rangemode="nonnegative", row=3, col=1)
+    _one_window(fig, traffic, bars=True)
     return _layout(fig, title, height=600)

@@ -76,13 +76,20 @@ def test_drift_heatmap_levels():
         "window_start": np.repeat(starts, 2), "column": ["a", "b"] * 2,
         "method": ["wasserstein", "ks", "wasserstein", "ks"],
         "score": [0.01, 0.5, 0.2, 0.01], "warning": [0.05, 0.1, 0.05, 0.1],
-        "alert": [0.1, 0.05, 0.1, 0.05]})
+        "alert": [0.1, 0.05, 0.1, 0.05], "n": [400, 400, 400, 400]})
     fig = charts.drift_heatmap(drift)
     (heat,) = fig.data
     assert list(heat.y) == ["a", "b"]
     assert heat.z.tolist() == [[0.0, 2.0], [0.0, 2.0]]
     assert heat.text[0][1] == "wasserstein: 0.2"
     assert "No drift" in charts.drift_heatmap(pd.DataFrame()).layout.annotations[0].text
+    # a window too small to judge: an empty cell that says so
+    few = drift.assign(score=[np.nan, 0.5, 0.2, 0.01], n=[12, 400, 400, 400])
+    (heat,) = charts.drift_heatmap(few).data
+    assert np.isnan(heat.z[0][0]) and heat.text[0][0] == "not judged (12 values)"
+    # nothing judged anywhere: a message instead of an empty grid
+    none = charts.drift_heatmap(drift.assign(score=np.nan, n=5))
+    assert not none.data and "enough values to judge drift" in none.layout.annotations[0].text
 
 
 def test_traffic_figure():
@@ -94,3 +101,25 @@ def test_traffic_figure():
     assert [t.name for t in fig.data] == ["requests", "p50", "p90", "p99", "error rate"]
     assert list(fig.data[0].y) == [3, 0, 5]
     assert "No requests" in charts.traffic_figure(None).layout.annotations[0].text
+
+
+def test_a_lone_window_gets_a_readable_time_axis():
+    start = pd.Timestamp("2026-11-23", tz="UTC")
+    one = pd.DataFrame({"window_start": [start], "window_end": [start + pd.Timedelta(days=7)],
+                        "rmse": [3.0], "n": [40], "requests": [40], "error_rate": [0.0],
+                        "p50_ms": [8.0], "p90_ms": [9.0], "p99_ms": [12.0]})
+    week = pd.Timedelta(days=7)
+    metric = charts.metric_figure(one, "rmse")
+    assert [pd.Timestamp(x) for x in metric.layout.xaxis.range] == [start - week, start + week]
+    traffic = charts.traffic_figure(one)
+    assert [pd.Timestamp(x) for x in traffic.layout.xaxis.range] == [start - week,
+                                                                     start + week]
+    assert traffic.data[0].width == pytest.approx(week.total_seconds() * 1000 * 0.6)
+    # several windows: plotly's own range
+    two = pd.concat([one, one.assign(window_start=start + week,
+                                     window_end=start + 2 * week)], ignore_index=True)
+    assert charts.metric_figure(two, "rmse").layout.xaxis.range is None
+    drift = pd.DataFrame({"window_start": [start], "column": ["a"], "method": ["ks"],
+                          "score": [0.5], "warning": [0.1], "alert": [0.05], "n": [40]})
+    heat = charts.drift_heatmap(drift)
+    assert heat.layout.xaxis.type == "category" and list(heat.data[0].x) == ["2026-11-23 00:00"]
