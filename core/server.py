@@ -168,6 +168,10 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
         # The model and everything imported so far live as long as the process: keep
         # them out of the cyclic collector's full passes (shorter GC pauses under load).
         gc.freeze()
+        # imports while starting add warning filters; a serving process keeps one
+        from core.server_factory import settle_process
+
+        settle_process()
         if svc.writer is not None:
             svc.writer.start()
         svc.ready = True

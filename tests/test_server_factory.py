@@ -53,3 +53,38 @@ def test_filters_the_user_asked_for_are_kept():
     assert ["ignore", "UserWarning", None] in seen["after"]
     assert len(seen["after"]) == seen["before"]
     assert "feature names are missing" not in stderr
+
+
+# Starts an app's lifespan in a process that did (argv[1] == "serve") or did not prepare
+# itself for serving, after an import-like filter was added; prints the filters.
+LIFESPAN = """
+import asyncio, json, sys, warnings
+import numpy as np
+from sklearn.linear_model import Ridge
+import core.server_factory as f
+from core.bundle import bundle
+from core.server import create_app
+if sys.argv[1] == "serve":
+    f.prepare_process()
+warnings.filterwarnings("ignore", message="added by a module imported later")
+X = np.arange(20.0).reshape(10, 2)
+app = create_app(bundle(Ridge().fit(X, X[:, 0]), name="tiny"), log=False, tokens=[])
+async def start():
+    async with app.router.lifespan_context(app):
+        return [(a, c.__name__, m.pattern if m else None) for a, m, c, _, _ in warnings.filters]
+print(json.dumps(asyncio.run(start())))
+"""
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("mode", ["serve", "library"])
+def test_a_started_server_settles_back_to_one_filter(mode):
+    done = subprocess.run([sys.executable, "-c", LIFESPAN, mode], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    filters = json.loads(done.stdout)
+    late = ["ignore", "Warning", "added by a module imported later"]
+    if mode == "serve":
+        assert filters == [["default", "Warning", None]]
+    else:  # create_app in a notebook or a test: the process's filters are its own
+        assert late in filters and len(filters) > 2
