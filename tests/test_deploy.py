@@ -234,7 +234,9 @@ def test_find_endpoint_by_id_prefix_or_port(endpoint, store):
     assert deploy.find_endpoint(store, endpoint.id[:5]).id == endpoint.id
     assert deploy.find_endpoint(store, endpoint.port).id == endpoint.id
     assert deploy.find_endpoint(store, str(endpoint.port)).id == endpoint.id
-    for key in ("zzz", "", "1", "../../etc/passwd"):
+    # a number that is neither the port nor the start of the (random, hex) id
+    other = next(d for d in "123456789" if not endpoint.id.startswith(d))
+    for key in ("zzz", "", other, "../../etc/passwd"):
         with pytest.raises(NotFound, match=rf"No endpoint '{key}' on this store\. Running "
                                            rf"endpoints: {endpoint.id} \(house@"):
             deploy.find_endpoint(store, key)
