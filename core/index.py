@@ -393,6 +393,16 @@ def read_entry(board: Board, name: str, version: str) -> tuple[dict[str, Any] | 
     return layout.pins_entry(name, version, doc, problem), ""
 
 
+def entry_info(row: dict[str, Any]) -> VersionInfo:
+    """The listing of a version from its index row (:func:`read_entry`), as
+    :meth:`Index.versions` gives it for a version no alias points at."""
+    return VersionInfo(
+        name=row["name"], version=row["version"], created=row["created"], hash=row["hash"],
+        size=int(row["size"]), user=row["user"], description=row["description"],
+        task=row["task"], model_class=row["model_class"], library=row["library"],
+        metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[], source=row["source"])
+
+
 def _event_row(kind: str, event: str, data: dict[str, Any]) -> list[Any]:
     at = parse_iso(data.get("at"))
     if at is None:

@@ -41,7 +41,7 @@ from core.board import (
 )
 from core.bundle import BundleMeta, ModelBundle, current_user
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
-from core.index import Index, read_entry
+from core.index import Index, entry_info, read_entry
 from core.names import (
     parse_ref,
     validate_alias,
@@ -195,12 +195,7 @@ class VersionStore:
             row, _why = read_entry(self._board, name, version)
             if row is None:
                 return None
-            added.append(VersionInfo(
-                name=name, version=version, created=row["created"], hash=row["hash"],
-                size=int(row["size"]), user=row["user"], description=row["description"],
-                task=row["task"], model_class=row["model_class"], library=row["library"],
-                metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[],
-                source=row["source"]))
+            added.append(entry_info(row))
         return sorted([*listed, *added], key=lambda v: v.version)
 
     def _complete(self, state: tuple[frozenset[str], frozenset[str]], key: Any,
