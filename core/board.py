@@ -134,9 +134,18 @@ class DurableFile:
         for start in range(0, len(view), step):  # slices of one big array: no copies
             self._since += self._raw.write(view[start:start + step])
             if self._since >= step and (self._pending is None or self._pending.done()):
-                self._since = 0
-                self._pending = _syncer().submit(_datasync, self._fd)
+                self._start_sync()
+        if len(view) >= step and self._since:
+            # The end of a big buffer: the writer may now wait (for the hashes of this
+            # buffer), so the rest starts reaching the disk meanwhile, after any sync
+            # already running (the sync pool has one thread, so they run in order).
+            self._raw.flush()
+            self._start_sync()
         return len(view)
+
+    def _start_sync(self) -> None:
+        self._since = 0
+        self._pending = _syncer().submit(_datasync, self._fd)
 
     def flush(self) -> None:
         self._raw.flush()

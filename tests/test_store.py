@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -392,6 +393,29 @@ def test_big_models_reach_the_disk_while_they_are_written(store, monkeypatch):
     loaded = store.read("big", trusted=[])
     assert np.array_equal(loaded.model.big_array_, model.big_array_)
     assert loaded.predict(X.head(5)).tolist() == model.predict(X.head(5)).tolist()
+
+
+def test_the_end_of_a_big_buffer_starts_its_sync_before_the_writer_waits(tmp_path,
+                                                                         monkeypatch):
+    # While the first step's sync is still running, the rest of a big buffer is
+    # written; its sync is queued at once (not left for the final fsync).
+    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+    release = threading.Event()
+    sizes = []
+
+    def slow_sync(fd: int) -> None:
+        sizes.append(os.fstat(fd).st_size)
+        release.wait(10)
+
+    monkeypatch.setattr(board_module, "_datasync", slow_sync)
+    data = os.urandom((3 << 20) + 12_345)
+    with open(tmp_path / "model.bin", "wb") as raw, board_module.DurableFile(raw) as durable:
+        durable.write(data)
+        release.set()
+        durable.sync()
+    assert len(sizes) == 2
+    assert sizes[-1] == len(data)
+    assert (tmp_path / "model.bin").read_bytes() == data
 
 
 def test_a_write_that_fails_midway_waits_for_its_sync_and_leaves_nothing(store, monkeypatch):
