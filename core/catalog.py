@@ -104,7 +104,7 @@ def prototype_frame(prototype: Prototype) -> pd.DataFrame:
             shown = ", ".join(map(str, c.categories[:10]))
             values = shown + (f", … ({len(c.categories)})" if len(c.categories) > 10 else "")
         elif c.min is not None:
-            values = f"{c.min:g} to {c.max:g}"
+            values = c.range_text() or ""
         else:
             values = ""
         rows.append({"column": c.name, "kind": c.kind, "dtype": c.dtype,

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.errors import BadRequest, NotFound
 from core.names import parse_ref
+from core.prototype import Column
 from core.store import VersionStore
 
 # Refuse before reading: a model or sample beyond this is almost surely a wrong path.
@@ -152,20 +153,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  inputs:")
     for col in data["prototype"]["columns"]:
         detail = col["categories"] if col.get("categories") else (
-            f"{_bound(col['min'], col)} to {_bound(col['max'], col)}"
-            if col.get("min") is not None else "")
+            Column.from_dict(col).range_text() or "")
         null = "nullable" if col.get("nullable") else ""
         print(f"    {col['name']:24} {col['kind']:9} {null:9} {_cell(detail)[:60]}")
     for note in data.get("notes") or []:
         print(f"  note: {note}")
     return 0
-
-
-def _bound(value: Any, col: dict[str, Any]) -> Any:
-    """A range bound as the column's values look: 3, not 3.0, for an integer column."""
-    if col.get("kind") == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -115,7 +115,7 @@ def _kind(col: Column) -> str:
 
 
 def _range(col: Column) -> str | None:
-    return None if col.min is None else f"{col.min:g} to {col.max:g}"
+    return col.range_text()
 
 
 def compare_environments(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:

@@ -59,7 +59,7 @@ def render_docs(bundle: ModelBundle, *, auth: bool = False) -> str:
             seen = ", ".join(map(str, c.categories[:30])) + (
                 f", … ({len(c.categories)} in all)" if len(c.categories) > 30 else "")
         elif c.min is not None:
-            seen = f"{c.min:g} to {c.max:g}"
+            seen = c.range_text() or ""
         example = "" if c.example is None else str(c.example)
         schema_rows.append(
             f"<tr><td><code>{e(c.name)}</code></td><td>{e(c.kind)}</td>"

@@ -25,6 +25,20 @@ MAX_CATEGORIES = 1000
 MAX_ROWS_REPORTED = 20
 
 
+def number_text(value: float, kind: str = "float") -> str:
+    """A number for people: whole numbers of an int column without ``.0``, others to six
+    significant digits, positional unless very large or very small."""
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if kind == "int" and value.is_integer():
+        return str(int(value))
+    if value == 0 or 1e-4 <= abs(value) < 1e12:
+        return np.format_float_positional(value, precision=6, unique=True,
+                                          fractional=False, trim="-")
+    return f"{value:.6g}"
+
+
 @dataclass
 class Column:
     """One input column as seen in training."""
@@ -40,6 +54,13 @@ class Column:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def range_text(self) -> str | None:
+        """The training range as people read it: ``1 to 10`` for an integer column,
+        ``75000 to 7700000`` rather than ``75000 to 7.7e+06``; None when unknown."""
+        if self.min is None or self.max is None:
+            return None
+        return f"{number_text(self.min, self.kind)} to {number_text(self.max, self.kind)}"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Column:
@@ -140,7 +161,7 @@ class Prototype:
             if c.example is not None:
                 prop["example"] = _jsonable(c.example)
             if c.kind in ("int", "float") and c.min is not None:
-                prop["description"] = f"seen in training: {c.min} to {c.max}"
+                prop["description"] = f"seen in training: {c.range_text()}"
             if c.categories is not None:
                 shown = ", ".join(map(str, c.categories[:20]))
                 more = "" if len(c.categories) <= 20 else f", … ({len(c.categories)} in all)"
@@ -360,7 +381,7 @@ def _convert(s: pd.Series, col: Column, accepts_nulls: bool
             outside = (vals < col.min) | (vals > col.max)
         if outside.any():
             warnings.append(f"column '{col.name}': {int(outside.sum())} value(s) outside the "
-                            f"training range {col.min} to {col.max}")
+                            f"training range {col.range_text()}")
     return out, problems, warnings
 
 

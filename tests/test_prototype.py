@@ -120,7 +120,31 @@ def test_unseen_value_of_a_categorical_column_is_named_in_the_warning():
 
 def test_out_of_range_is_a_warning(proto):
     _, warnings = proto.validate([{"rooms": 99, "area": 60.0, "city": "a", "garden": True}])
-    assert any("outside the training range 1.0 to 4.0" in w for w in warnings)
+    assert any("outside the training range 1 to 4" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("kind", "lo", "hi", "text"), [
+    ("int", 1.0, 4.0, "1 to 4"),
+    ("float", 75_000.0, 7_700_000.0, "75000 to 7700000"),  # not 7.7e+06
+    ("float", -0.5, 0.1234567, "-0.5 to 0.123457"),
+    ("float", 1e-7, 2.5e13, "1e-07 to 2.5e+13"),
+    ("int", -3.0, 0.0, "-3 to 0"),
+])
+def test_training_ranges_read_as_numbers_people_write(kind, lo, hi, text):
+    assert Column("x", kind, min=lo, max=hi).range_text() == text
+
+
+def test_ranges_in_the_schema_and_warnings_use_the_column_kind():
+    sample = pd.DataFrame({"rooms": [1, 3, 12], "price": [75_000.0, 2e5, 7.7e6]})
+    proto = Prototype.from_frame(sample)
+    props = proto.json_schema()["properties"]
+    assert props["rooms"]["description"] == "seen in training: 1 to 12"
+    assert props["price"]["description"] == "seen in training: 75000 to 7700000"
+    _, warnings = proto.validate([{"rooms": 40, "price": 1e8}])
+    assert warnings == [
+        "column 'rooms': 1 value(s) outside the training range 1 to 12",
+        "column 'price': 1 value(s) outside the training range 75000 to 7700000"]
+    assert Column("n", "int").range_text() is None
 
 
 def test_empty_input_is_an_error(proto):
