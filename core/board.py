@@ -226,15 +226,26 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def store_location(location: str | os.PathLike[str] | None = None) -> str:
+    """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
+    (a ``file://`` URL as its plain path)."""
+    text = os.fspath(location) if location is not None else ""
+    text = text or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def local_root(location: str | os.PathLike[str] | None = None) -> str | None:
+    """The absolute folder of a local board; None for a URL."""
+    text = store_location(location)
+    return None if "://" in text else os.path.abspath(os.path.expanduser(text))
+
+
 class Board:
     """Where the store's files live, and the primitive operations on them."""
 
     def __init__(self, location: str | os.PathLike[str] | None = None,
                  storage_options: dict[str, Any] | None = None) -> None:
-        text = os.fspath(location) if location is not None else ""
-        text = text or os.environ.get(STORE_ENV) or DEFAULT_STORE
-        if text.startswith("file://"):
-            text = text[len("file://"):]
+        text = store_location(location)
         self.storage_options = dict(storage_options or {})
         if "://" in text:
             protocol = text.split("://", 1)[0]

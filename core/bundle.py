@@ -22,6 +22,10 @@ from core.prototype import Prototype
 TASKS = ("regression", "binary", "multiclass", "unknown")
 # Always recorded: what any served scikit-learn-style model needs.
 BASE_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
+# Limits on what people type: listings and cards stay readable.
+MAX_DESCRIPTION = 10_000
+MAX_TAGS = 50
+MAX_LABEL = 100
 
 
 @dataclass
@@ -130,6 +134,9 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
     if not hasattr(model, "predict"):
         raise BadRequest(f"{type(model).__name__} has no predict method; a model needs one "
                          "(any scikit-learn-style estimator works).")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise BadRequest(f"The description must be text of at most {MAX_DESCRIPTION:,} "
+                         f"characters; put longer documentation in the model card.")
     _check_fitted(model)
     notes: list[str] = []
     sample_rows: pd.DataFrame | None = None
@@ -159,7 +166,8 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
             preds = np.asarray(model.predict(model_in))
         except Exception as exc:
             raise BadRequest(
-                f"The model could not predict on the sample ({type(exc).__name__}: {exc}). "
+                f"The model could not predict on the sample ({type(exc).__name__}: "
+                f"{_one_line(exc)}). "
                 "Check that the sample holds the training features with the names and types "
                 "the model was fitted on.") from None
         profile = build_profile(sample, prototype, preds)
@@ -179,8 +187,8 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
             profile=profile,
             environment=environment(model),
             description=description,
-            metrics={str(k): _metric(k, v) for k, v in (metrics or {}).items()},
-            tags=sorted({str(t) for t in (tags or [])}),
+            metrics=_metrics(metrics),
+            tags=_tags(tags),
             user=user or current_user(),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             notes=notes,
@@ -201,6 +209,48 @@ def current_user() -> str:
 
 def _metric(key: Any, value: Any) -> float:
     return finite_number(value, f"Metric '{key}'")
+
+
+def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise BadRequest(f"metrics must map names to numbers, e.g. {{'rmse': 41000}}; got a "
+                         f"{type(metrics).__name__}.")
+    for key in metrics:
+        _check_label(str(key), "A metric name")
+    return {str(k): _metric(k, v) for k, v in metrics.items()}
+
+
+def _tags(tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):  # one tag, not one per character
+        tags = [tags]
+    try:
+        found = sorted({str(t).strip() for t in tags} - {""})
+    except TypeError:
+        raise BadRequest(f"tags must be a list of words, e.g. ['houses', 'demo']; got a "
+                         f"{type(tags).__name__}.") from None
+    if len(found) > MAX_TAGS:
+        raise BadRequest(f"A version can have at most {MAX_TAGS} tags, got {len(found)}.")
+    for tag in found:
+        _check_label(tag, "A tag")
+        if "," in tag:
+            raise BadRequest(f"A tag cannot contain a comma (listings separate tags with "
+                             f"commas), got {tag!r}; give several tags instead.")
+    return found
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_label(text: str, what: str) -> None:
+    if len(text) > MAX_LABEL or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise BadRequest(f"{what} must be at most {MAX_LABEL} characters without control "
+                         f"characters, got {text[:40]!r}{'…' if len(text) > 40 else ''}.")
 
 
 def finite_number(value: Any, what: str) -> float:

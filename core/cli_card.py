@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.cli_store import open_store, store_argument
 from core.errors import BadRequest, Conflict
 from core.names import parse_ref
 
@@ -27,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="file to write ('-' for standard output; default "
                            "NAME-VERSION.card.html or .qmd in the current folder)")
     card.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    card.add_argument("--store", default=None,
-                      help="board (default $FIXATIVE_STORE or ./fixative-store)")
+    store_argument(card)
     card.set_defaults(func=run)
 
 
@@ -75,11 +75,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def run(args: Any) -> int:
     from core import cards
-    from core.store import VersionStore
 
     _, _, alias = parse_ref(args.ref)  # a malformed reference fails before the store opens
     fmt = _format(args.format, args.out)
-    store = VersionStore(args.store)
+    store = open_store(args)
     name, version = store.resolve(args.ref)
     target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
     card = cards.card_data(store, name, version)

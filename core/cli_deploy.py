@@ -7,16 +7,11 @@ import json
 import sys
 from typing import Any
 
+from core.cli_store import open_store, store_argument, trust_argument
 from core.errors import BadRequest
 from core.names import parse_ref
 
 REF_HELP = "model reference: NAME (latest), NAME@VERSION or NAME:ALIAS"
-
-
-def _store(location: str | None) -> Any:
-    from core.store import VersionStore
-
-    return VersionStore(location)
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +26,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="predict every request on its own instead of micro-batching")
     parser.add_argument("--max-body-mb", default=None,
                         help="largest request body accepted, in MB (default 20)")
-    parser.add_argument("--trust", action="extend", nargs="+", default=[], metavar="NAME",
-                        help="names in the model file to allow although they are not on the "
-                             "safe list (only for files you trust)")
+    trust_argument(parser, "a name in the model file to allow although it is not on the "
+                           "safe list (only for files you trust)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "(Ctrl+C or SIGTERM, which flushes the prediction log).")
     serve.add_argument("ref", help=REF_HELP)
     serve.add_argument("--port", required=True, help="port to listen on, e.g. 8080")
-    serve.add_argument("--store", default=None, help="board (default $FIXATIVE_STORE or "
-                                                     "./fixative-store)")
+    store_argument(serve)
     _add_server_options(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=_serve)
@@ -58,14 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     start.add_argument("ref", help=REF_HELP)
     start.add_argument("--port", default=None,
                        help="port to listen on (default: 8080 or the next free one)")
-    start.add_argument("--store", default=None)
+    store_argument(start)
     _add_server_options(start)
     start.add_argument("--timeout", type=float, default=60.0,
                        help="seconds to wait for the server to answer (default 60)")
     start.set_defaults(func=_endpoints_start)
 
     listing = actions.add_parser("list", help="endpoints with health and request counts")
-    listing.add_argument("--store", default=None)
+    store_argument(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(func=_endpoints_list)
 
@@ -74,13 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     stop.add_argument("--all", action="store_true", help="stop every endpoint of the store")
     stop.add_argument("--grace", type=float, default=10.0,
                       help="seconds to let a server finish before it is killed (default 10)")
-    stop.add_argument("--store", default=None)
+    store_argument(stop)
     stop.set_defaults(func=_endpoints_stop)
 
     logs = actions.add_parser("logs", help="the end of an endpoint's server log")
     logs.add_argument("key", metavar="ID_OR_PORT")
     logs.add_argument("-n", "--lines", type=int, default=40)
-    logs.add_argument("--store", default=None)
+    store_argument(logs)
     logs.set_defaults(func=_endpoints_logs)
 
     docker = sub.add_parser("docker", help="write a Docker bundle that serves a model version",
@@ -92,13 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="server processes in the container (default 1; FIXATIVE_WORKERS "
                              "overrides it at run time)")
     docker.add_argument("--port", default="8080", help="port the container listens on")
-    docker.add_argument("--trust", action="extend", nargs="+", default=[], metavar="NAME",
-                        help="names in the model file to allow when the container loads it")
+    trust_argument(docker, "a name in the model file to allow when the container loads it")
     docker.add_argument("--force", action="store_true",
                         help="replace OUT_DIR if it holds an earlier bundle")
     docker.add_argument("--with-s3", action="store_true",
                         help="include s3fs so the prediction log can go to an s3:// board")
-    docker.add_argument("--store", default=None)
+    store_argument(docker)
     docker.set_defaults(func=_docker)
 
 
@@ -118,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = check_port(args.port)
     workers = check_workers(args.workers)
     max_body = _max_body_bytes(args.max_body_mb)
-    store = _store(args.store)
+    store = open_store(args)
     ensure_port_free(host, port, hint="choose another with --port")
     name, version = store.resolve(args.ref)
     settings = server_factory.ServeSettings(
@@ -141,7 +133,7 @@ def _endpoints_start(args: argparse.Namespace) -> int:
     from core import deploy
     from core.netcheck import check_host, check_port, free_port
 
-    store = _store(args.store)
+    store = open_store(args)
     host = check_host(args.host)
     port = free_port(host, preferred=8080) if args.port is None else check_port(args.port)
     endpoint = deploy.start_endpoint(
@@ -156,7 +148,7 @@ def _endpoints_start(args: argparse.Namespace) -> int:
 def _endpoints_list(args: argparse.Namespace) -> int:
     from core import deploy
 
-    statuses = deploy.list_endpoints(_store(args.store))
+    statuses = deploy.list_endpoints(open_store(args))
     if args.json:
         print(json.dumps([{**s.endpoint.to_dict(), "url": s.endpoint.url, "status": s.status,
                            "detail": s.detail, "requests": s.requests, "errors": s.errors}
@@ -182,7 +174,7 @@ def _endpoints_list(args: argparse.Namespace) -> int:
 def _endpoints_stop(args: argparse.Namespace) -> int:
     from core import deploy
 
-    store = _store(args.store)
+    store = open_store(args)
     if args.all == bool(args.keys):
         raise BadRequest("Name the endpoints to stop (id or port), or pass --all; see "
                          "`python -m core endpoints list`.")
@@ -201,7 +193,7 @@ def _endpoints_logs(args: argparse.Namespace) -> int:
 
     if not 1 <= args.lines <= 100_000:
         raise BadRequest(f"--lines must be between 1 and 100000, got {args.lines}.")
-    endpoint = deploy.find_endpoint(_store(args.store), args.key)
+    endpoint = deploy.find_endpoint(open_store(args), args.key)
     print(deploy.log_tail(endpoint.log_file, args.lines))
     return 0
 
@@ -211,7 +203,7 @@ def _endpoints_logs(args: argparse.Namespace) -> int:
 def _docker(args: argparse.Namespace) -> int:
     from core import dockerbundle
 
-    out = dockerbundle.write_bundle(_store(args.store), args.ref, args.out_dir,
+    out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
                                     workers=args.workers, port=args.port, trusted=args.trust,
                                     force=args.force, with_s3=args.with_s3)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")

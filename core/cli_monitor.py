@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.cli_store import open_store, store_argument
 from core.errors import BadRequest
 from core.monitoring import SOURCES
 
@@ -26,9 +27,7 @@ WHAT = ("all", "metrics", "drift", "traffic", "status")
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from core.store import VersionStore
-
-    return VersionStore(getattr(args, "store", None))
+    return open_store(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,16 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="log", choices=SOURCES)
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--what", default="all", choices=WHAT)
-    p.add_argument("--store", metavar="URL", default=None,
-                   help="board folder or fsspec URL (default: $FIXATIVE_STORE or "
-                        "./fixative-store)")
+    store_argument(p)
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("monitor-status", help="at a glance: ok / warning / alert of every "
                                               "aliased model")
     p.add_argument("name", nargs="?", default=None, metavar="NAME")
     p.add_argument("--format", default="table", choices=FORMATS)
-    p.add_argument("--store", metavar="URL", default=None)
+    store_argument(p)
     p.set_defaults(func=cmd_status)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.board import local_root
 from core.errors import BadRequest, NotFound
 from core.names import parse_ref
 from core.prototype import Column
@@ -27,8 +30,38 @@ def store_argument(parser: argparse.ArgumentParser) -> None:
                              "./fixative-store)")
 
 
-def open_store(args: argparse.Namespace) -> VersionStore:
-    return VersionStore(getattr(args, "store", None))
+def open_store(args: argparse.Namespace, *, create: bool = False) -> VersionStore:
+    """The store a command names. Only ``write`` creates a local store: for any other
+    command a missing folder is a mistyped path, not a new empty store."""
+    location = getattr(args, "store", None)
+    if location is not None and not location.strip():
+        raise BadRequest("--store is empty; give a board folder or URL, or leave it out to "
+                         "use $FIXATIVE_STORE or ./fixative-store.")
+    root = local_root(location)
+    if not create and root is not None and not os.path.isdir(root):
+        raise NotFound(f"There is no store at {root}. Check --store or FIXATIVE_STORE; "
+                       "'python -m core write MODEL_FILE --name NAME' creates one.")
+    return VersionStore(location)
+
+
+_TRUSTED_NAME = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+")
+
+
+def _trusted_names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    for name in names:
+        if not _TRUSTED_NAME.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"expected MODULE.NAME as the safety check lists it (e.g. "
+                f"mypkg.MyTransformer), got {name[:60]!r}")
+    return names
+
+
+def trust_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--trust MODULE.NAME``, the same on every command: one name per use (or several
+    separated by commas), so it never swallows the arguments after it."""
+    parser.add_argument("--trust", action="extend", type=_trusted_names, default=[],
+                        metavar="MODULE.NAME", help=f"{help} (repeatable, or a,b)")
 
 
 def _print_json(data: Any) -> None:
@@ -78,6 +111,9 @@ def _key_values(items: Iterable[str], what: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise BadRequest(f"--{what} takes KEY=VALUE (e.g. --{what} rmse=41000), got "
                              f"{item!r}.")
+        if key.strip() in out:
+            raise BadRequest(f"--{what} {key.strip()} is given twice ({out[key.strip()]!r} and "
+                             f"{value.strip()!r}); give each {what} once.")
         out[key.strip()] = value.strip()
     return out
 
@@ -89,7 +125,8 @@ def cmd_write(args: argparse.Namespace) -> int:
 
     model_data = _read_file(args.model_file, "model file")
     sample_data = _read_file(args.sample, "sample") if args.sample else None
-    info = upload(open_store(args), model_data, Path(args.model_file).name, name=args.name,
+    info = upload(open_store(args, create=True), model_data, Path(args.model_file).name,
+                  name=args.name,
                   sample_data=sample_data,
                   sample_filename=Path(args.sample).name if args.sample else None,
                   description=args.description or "",
@@ -273,8 +310,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default="")
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tag", action="append", default=[])
-    p.add_argument("--trust", action="append", default=[], metavar="MODULE.NAME",
-                   help="trust an import the safety check does not know (repeatable)")
+    trust_argument(p, "trust an import the safety check does not know")
 
     _command(sub, "list", "list models", cmd_list, json_output=True)
 

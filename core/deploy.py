@@ -370,8 +370,8 @@ def serve_command(ref: str, *, store_url: str, host: str, port: int, workers: in
         command.append("--no-batching")
     if max_body_mb is not None:
         command += ["--max-body-mb", repr(float(max_body_mb))]
-    if trusted:
-        command += ["--trust", *trusted]
+    for name in trusted:
+        command += ["--trust", name]
     return command
 
 

@@ -339,8 +339,13 @@ class Index:
 
     @staticmethod
     def alias_history(con: duckdb.DuckDBPyConnection, name: str) -> list[AliasEvent]:
+        # "from" is where the alias was after the event before (in the order that also
+        # decides where it is now), not what the writer believed: two writers moving one
+        # alias at once both saw the same old version, yet one of them moved it second.
         rows = con.execute("""
-            SELECT name, alias, from_version, to_version, "user", epoch_us("at"), id
+            SELECT name, alias,
+                   lag(to_version) OVER (PARTITION BY alias ORDER BY id) AS from_version,
+                   to_version, "user", epoch_us("at"), id
             FROM alias_history WHERE name = ? ORDER BY id""", [name]).fetchall()
         return [AliasEvent(name=r[0], alias=r[1], from_version=r[2], to_version=r[3],
                            user=r[4] or "", at=_time(r[5]) or _EPOCH, id=r[6]) for r in rows]

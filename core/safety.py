@@ -89,6 +89,28 @@ _DENY_PREFIXES = ("read_", "to_pickle", "fetch_", "load_", "dump_", "save_", "do
                   "set_", "seterr", "setbufsize", "register_", "add_newdoc", "add_docstring")
 _DUNDER = re.compile(r"^__\w+__$")
 
+# Names that no model needs and whose only use in a pickle is to run a program, evaluate
+# code, or load another pickle unchecked: refused even when named as trusted, so that a
+# tick in a checkbox or a --trust flag can never run them.
+_NEVER_MODULES = frozenset({"subprocess", "pty", "runpy", "code", "codeop", "ctypes",
+                            "webbrowser", "pickle", "_pickle", "cPickle", "marshal", "dill",
+                            "cloudpickle", "shelve"})
+_NEVER_OS = ("system", "popen", "exec", "spawn", "posix_spawn", "fork", "kill", "startfile")
+_NEVER_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "breakpoint", "input"})
+
+
+def never_trusted(global_name: str) -> bool:
+    """Whether a global runs programs or code and so may not be trusted at all."""
+    module, _, name = global_name.rpartition(".")
+    root = module.split(".")[0]
+    if root in _NEVER_MODULES:
+        return True
+    if root in ("os", "posix", "nt") and name.startswith(_NEVER_OS):
+        return True
+    if root in ("builtins", "__builtin__") and name in _NEVER_BUILTINS:
+        return True
+    return module in ("importlib", "importlib._bootstrap") and name == "import_module"
+
 
 def _name_ok(module: str, name: str, *, dotted: bool = False) -> bool:
     parts = module.split(".") + name.split(".")
@@ -155,13 +177,29 @@ class SafetyReport:
     def ok(self) -> bool:
         return not self.untrusted
 
+    @property
+    def forbidden(self) -> list[str]:
+        """The untrusted names that run programs or code: no trust can allow these."""
+        return [n for n in self.untrusted if never_trusted(n)]
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "globals": list(self.globals),
-                "untrusted": list(self.untrusted), "size": self.size, "ok": self.ok}
+                "untrusted": list(self.untrusted), "forbidden": self.forbidden,
+                "size": self.size, "ok": self.ok}
+
+
+def forbidden_message(forbidden: Iterable[str], filename: str = "the model file") -> str:
+    names = ", ".join(sorted(set(forbidden)))
+    return (f"{filename} would run {names} when it is loaded: that runs programs or code, "
+            f"which no model needs. It cannot be trusted or loaded; do not use this file, and "
+            f"save the model again from its training code.")
 
 
 def unsafe_message(untrusted: Iterable[str], filename: str = "the model file") -> str:
     names = sorted(set(untrusted))
+    forbidden = [n for n in names if never_trusted(n)]
+    if forbidden:
+        return forbidden_message(forbidden, filename)
     listed = ", ".join(names)
     as_list = "[" + ", ".join(repr(n) for n in names) + "]"
     flags = " ".join(f"--trust {n}" for n in names)
@@ -291,7 +329,7 @@ def scan_bytes(data: bytes, filename: str) -> SafetyReport:
 
 def _resolve(module: str, name: str, trusted: frozenset[str], filename: str) -> Any:
     full = f"{module}.{name}"
-    if full not in trusted and not _check(module, name):
+    if never_trusted(full) or (full not in trusted and not _check(module, name)):
         raise UnsafeModel(unsafe_message([full], filename), [full])
     root = module.split(".")[0]
     try:
@@ -356,7 +394,7 @@ def _loader_class() -> type:
 
 
 def _refuse(report: SafetyReport, trusted: frozenset[str], name: str) -> None:
-    refused = [n for n in report.untrusted if n not in trusted]
+    refused = [n for n in report.untrusted if n not in trusted or never_trusted(n)]
     if refused:
         raise UnsafeModel(unsafe_message(refused, name), refused)
 

@@ -229,8 +229,11 @@ class VersionStore:
     def alias_history(self, name: str) -> list[AliasEvent]:
         """Every alias move of one model, oldest first."""
         name = validate_name(name)
-        return self._query(("history", name), lambda con: Index.alias_history(con, name),
-                           name)
+        events = self._query(("history", name), lambda con: Index.alias_history(con, name),
+                             name)
+        if not events:
+            self.versions(name)  # no such model is an error, not an empty history
+        return events
 
     def alias_at(self, name: str, alias: str, at: datetime | date | str) -> str | None:
         """The version ``alias`` pointed at, at time ``at`` (None if it pointed nowhere)."""
@@ -565,17 +568,22 @@ class VersionStore:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise BadRequest(f"keep must be a whole number of at least 1 (the latest version is "
                              f"always kept), got {keep!r}.")
+        cutoff = None
         if days is not None:
             d = _number(days, "days")
-            if d is None or d <= 0:
-                raise BadRequest(f"days must be a positive number of days, got {days!r}.")
-            cutoff = datetime.now(UTC) - timedelta(days=d)
+            if d is None or d < 0:
+                raise BadRequest(f"days must be 0 or more (0 keeps none for its age), got "
+                                 f"{days!r}.")
+            try:
+                cutoff = datetime.now(UTC) - timedelta(days=d)
+            except OverflowError:  # before the calendar starts: every version is younger
+                cutoff = datetime.min.replace(tzinfo=UTC)
         versions = self.versions(validate_name(name))
         aliased = set(self.aliases(name).values())
         kept = {versions[-1].version} | aliased
         if keep is not None:
             kept |= {v.version for v in versions[-keep:]}
-        if days is not None:
+        if cutoff is not None:
             kept |= {v.version for v in versions if v.created >= cutoff}
         doomed = [v.version for v in versions if v.version not in kept]
         for version in doomed:

@@ -10,6 +10,7 @@ import streamlit as st
 from core import ui
 from core import upload as up
 from core.errors import FixativeError
+from core.safety import forbidden_message
 
 store = ui.get_store()
 st.title("Upload a model")
@@ -52,6 +53,10 @@ trusted: list[str] = []
 if report.ok:
     st.success("Every import in this file is on the allowlist of model libraries; it can be "
                "loaded without running foreign code.")
+elif report.forbidden:
+    # No checkbox: these run programs or code, and no model needs them.
+    st.error(forbidden_message(report.forbidden, model_file.name))
+    st.stop()
 else:
     st.error("This file imports names outside the allowlist. Loading it would run them: "
              + ", ".join(f"`{g}`" for g in report.untrusted)

@@ -308,8 +308,27 @@ def test_trust_is_repeatable_and_accumulates():
     from core.cli import build_parser
 
     args = build_parser().parse_args(["serve", "house:production", "--port", "9000",
-                                      "--trust", "a.B", "--trust", "c.D", "e.F"])
-    assert args.trust == ["a.B", "c.D", "e.F"]
+                                      "--trust", "a.B", "--trust", "c.D,e.f.G"])
+    assert args.trust == ["a.B", "c.D", "e.f.G"]
     args = build_parser().parse_args(["docker", "house", "out", "--trust", "a.B",
                                       "--trust", "c.D"])
     assert args.trust == ["a.B", "c.D"]
+    # one name per --trust: it never swallows the reference after it
+    for command in (["serve", "--trust", "a.B", "house", "--port", "9000"],
+                    ["endpoints", "start", "--trust", "a.B", "house"],
+                    ["write", "--trust", "a.B", "model.pkl", "--name", "house"]):
+        args = build_parser().parse_args(command)
+        assert args.trust == ["a.B"]
+        assert getattr(args, "ref", None) or args.model_file
+
+
+@pytest.mark.parametrize("name", ["", "eval", "not a name", "os.system;rm", "a..b", "1a.b"])
+def test_trust_takes_module_dot_name(capsys, name):
+    from core.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["write", "m.pkl", "--name", "x", "--trust", name])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected MODULE.NAME as the safety check lists it" in err
+    assert len(err.strip().splitlines()) == 2  # the message, then where to find help

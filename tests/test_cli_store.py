@@ -102,8 +102,30 @@ def test_delete_prune_verify_reindex(files, capsys, house_model):
 
 
 def test_list_on_empty_store_says_what_to_do(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
     code, out, err = run(capsys, "list", "--store", str(tmp_path / "empty"))
     assert code == 0 and "python -m core write MODEL_FILE" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["list"], ["versions", "houses"], ["show", "houses"], ["search", "--text", "h"],
+    ["history", "houses"], ["verify"], ["reindex"], ["monitor-status"], ["card", "houses"],
+    ["endpoints", "list"],
+])
+def test_a_mistyped_store_path_is_an_error_not_a_new_store(tmp_path, capsys, argv):
+    typo = tmp_path / "stroe"
+    code, out, err = run(capsys, *argv, "--store", str(typo))
+    assert code == 1 and out == ""
+    assert err == (f"error: There is no store at {typo}. Check --store or FIXATIVE_STORE; "
+                   "'python -m core write MODEL_FILE --name NAME' creates one.\n")
+    assert not typo.exists()
+
+
+def test_an_empty_store_argument_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "list", "--store", " ")
+    assert code == 1 and "--store is empty" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -127,6 +149,7 @@ def test_failures_are_one_clear_line(files, capsys, monkeypatch, argv, message):
     (files / "empty.csv").write_bytes(b"")
     (files / "notes.pkl").write_text("just some text, not a pickle\n")
     (files / "zero.pkl").write_bytes(b"")
+    (files / "board").mkdir(exist_ok=True)
     code, out, err = run(capsys, *argv, "--store", str(files / "board"))
     assert code == 1
     assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -146,8 +169,14 @@ def test_hostile_pickle_is_refused_and_does_not_run(files, capsys, monkeypatch):
     (files / "evil.pkl").write_bytes(pickle.dumps(Payload()))
     code, _, err = run(capsys, "write", str(files / "evil.pkl"), "--name", "evil",
                        "--store", str(files / "board"))
-    assert code == 1 and "system" in err and "--trust" in err
+    assert code == 1 and "would run posix.system" in err and "cannot be trusted" in err
     assert not marker.exists()
+    # naming it as trusted changes nothing
+    code, _, err = run(capsys, "write", str(files / "evil.pkl"), "--name", "evil",
+                       "--trust", "posix.system", "--store", str(files / "board"))
+    assert code == 1 and "cannot be trusted" in err
+    assert not marker.exists()
+    assert VersionStore(str(files / "board")).list_models() == []
 
 
 def test_usage_errors_exit_2(capsys):
@@ -162,6 +191,7 @@ def test_usage_errors_exit_2(capsys):
 
 def test_runs_as_a_module(files):
     env = os.environ | {"PYTHONPATH": str(ROOT), "FIXATIVE_STORE": str(files / "board")}
+    (files / "board").mkdir(exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "core", "show", "nothing"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

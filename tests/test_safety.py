@@ -169,7 +169,8 @@ def test_bytes_entry_points_and_report_dict(models, tmp_path):
     data = _write(tmp_path / "m.joblib", model, "joblib:gzip").read_bytes()
     report = scan_bytes(data, "upload.joblib")
     assert report.to_dict() == {"format": "joblib", "globals": report.globals,
-                                "untrusted": [], "size": len(data), "ok": True}
+                                "untrusted": [], "forbidden": [], "size": len(data),
+                                "ok": True}
     np.testing.assert_array_equal(load_bytes(data, "upload.joblib").predict(rows),
                                   model.predict(rows))
     joblib.dump(model, tmp_path / "m.joblib.xz")  # joblib picks xz from the name
@@ -183,13 +184,34 @@ def test_bytes_entry_points_and_report_dict(models, tmp_path):
 def _assert_refused(path: Path, name: str, marker: Path, **kwargs) -> None:
     report = scan_file(path)
     assert name in report.untrusted and not report.ok
-    with pytest.raises(UnsafeModel, match=rf"{path.name} would import .*{name}") as info:
+    assert report.forbidden == [name]
+    with pytest.raises(UnsafeModel, match=rf"{path.name} would run .*{name}") as info:
         load_model(path, **kwargs)
     message = info.value.message
-    assert f"trusted=['{name}'" in message or f"'{name}']" in message
-    assert f"--trust {name}" in message and "checkbox in the workbench" in message
+    assert "cannot be trusted or loaded" in message and "--trust" not in message
     assert name in info.value.untrusted
     assert not marker.exists(), "the payload ran"
+    # a program or code runner is refused even when the caller names it as trusted
+    with pytest.raises(UnsafeModel, match="cannot be trusted"):
+        load_model(path, trusted=[name])
+    with pytest.raises(UnsafeModel, match="cannot be trusted"):
+        load_bytes(path.read_bytes(), path.name, trusted=[name])
+    assert not marker.exists(), "the payload ran when trusted"
+
+
+@pytest.mark.parametrize(("name", "forbidden"), [
+    ("posix.system", True), ("os.system", True), ("nt.spawnv", True), ("os.execvp", True),
+    ("os.posix_spawn", True), ("subprocess.check_output", True), ("builtins.exec", True),
+    ("builtins.__import__", True), ("pickle.loads", True), ("_pickle.loads", True),
+    ("marshal.loads", True), ("runpy.run_path", True), ("ctypes.CDLL", True),
+    ("importlib.import_module", True), ("pty.spawn", True),
+    ("os.getcwd", False), ("builtins.getattr", False), ("mypkg.MyTransformer", False),
+    ("posixpath.join", False), ("subprocessing.Thing", False),
+])
+def test_only_program_and_code_runners_are_beyond_trust(name, forbidden):
+    from core.safety import never_trusted
+
+    assert never_trusted(name) is forbidden
 
 
 @pytest.mark.parametrize("how", ["pickle2", "pickle5", "joblib", "joblib:zlib", "joblib:xz"])

@@ -258,10 +258,46 @@ def test_prune_keeps_newest_aliased_and_recent(any_store, small):
     assert board_versions(any_store, "houses") == {ids[1], ids[5]}
 
 
+def test_prune_by_age_at_the_ends_of_the_calendar(store, small):
+    ids = [store.write(small).version for _ in range(3)]
+    # longer ago than dates go: every version is young enough to keep
+    for days in (1e6, 1e10, float("inf")):
+        assert store.prune("houses", days=days) == []
+    # 0 days keeps none for its age: only the newest is left
+    assert store.prune("houses", days=0) == ids[:2]
+    assert board_versions(store, "houses") == {ids[2]}
+
+
+def test_alias_moves_that_raced_still_form_one_chain(store, small):
+    v1, v2, v3 = (store.write(small).version for _ in range(3))
+    store.set_alias("houses", "production", v1)
+    # Two writers moved the alias at once; both saw v1 as its version. The second
+    # event's writer was wrong about where it came from: it came from v2.
+    from core.versions import AliasEvent, clock, event_id
+    for to in (v2, v3):
+        at = clock.now()
+        event = AliasEvent(name="houses", alias="production", from_version=v1, to_version=to,
+                           user="racer", at=at, id=event_id(at))
+        store._board.write_event(("aliases", "houses"), event.id, event.to_dict())
+    store._board.bump()
+    chain = [(e.from_version, e.to_version) for e in store.alias_history("houses")]
+    assert chain == [(None, v1), (v1, v2), (v2, v3)]
+    assert store.aliases("houses") == {"production": v3}
+    assert VersionStore(store.url).alias_history("houses") == store.alias_history("houses")
+
+
+def test_history_of_an_unknown_model_is_an_error(store, small):
+    with pytest.raises(NotFound, match="No model 'nope'"):
+        store.alias_history("nope")
+    store.write(small)
+    assert store.alias_history("houses") == []  # a model without aliases has none
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "needs keep=N"), ({"keep": 0}, "at least 1"), ({"keep": -3}, "at least 1"),
-    ({"keep": "2"}, "whole number"), ({"keep": True}, "whole number"), ({"days": 0}, "positive"),
-    ({"days": -1}, "positive"), ({"days": "soon"}, "must be a number"),
+    ({"keep": "2"}, "whole number"), ({"keep": True}, "whole number"),
+    ({"days": -1}, "0 or more"), ({"days": float("nan")}, "got NaN"),
+    ({"days": "soon"}, "must be a number"),
 ])
 def test_prune_rejects_bad_rules(store, small, kwargs, message):
     store.write(small)
