@@ -425,7 +425,9 @@ class Monitor:
         """Requests, rows, error rate and latency percentiles (ms) per window.
 
         One row per request is read (its first row, or the single row of a failed
-        request), since latency is logged per request.
+        request), since latency is logged per request; a request counts in the window
+        it started in. Rows count where they fall: a scored upload is one request whose
+        rows span many windows, and every window with rows is listed.
         """
         w = parse_window(window)
         data = None
@@ -437,10 +439,12 @@ class Monitor:
                 FROM monitoring_log WHERE coalesce("row", 0) = 0 GROUP BY k""")
             rows = self.query(f"SELECT {w.key_sql()} AS k, count(*) AS rows FROM monitoring_log "
                               "WHERE status < 400 GROUP BY k")
-            data = data.merge(rows, on="k", how="left")
+            data = data.merge(rows, on="k", how="outer")
             q = data.pop("q")
             for i, label in enumerate(("p50_ms", "p90_ms", "p99_ms")):
-                data[label] = [v[i] if v is not None else np.nan for v in q]
+                # a window with rows but no request starting in it has no latencies
+                data[label] = [v[i] if isinstance(v, (list, tuple, np.ndarray)) else np.nan
+                               for v in q]
         keys = self.windows(w, data["k"] if data is not None else ())
         out = self.frame_for(w, keys, data)
         for col in ("requests", "errors", "rows"):

@@ -199,6 +199,19 @@ def small_house(store, house_data, house_model):
     return store, b, house_data.drop(columns=["price"]), house_data["price"]
 
 
+def test_a_scored_upload_spanning_many_days_counts_its_rows_in_every_day(small_house):
+    store, b, x, _ = small_house
+    n = 96  # hourly rows over four days, scored in one upload
+    times = [T0 + pd.Timedelta(hours=h) for h in range(n)]
+    _upload(store, b, x.iloc[:n], times)
+    with open_monitor(store, "house", b.meta, source="upload") as mon:
+        traffic = mon.traffic("day")
+    assert list(traffic["window_start"]) == [T0 + i * DAY for i in range(4)]
+    assert list(traffic["rows"]) == [24, 24, 24, 24]
+    assert traffic["requests"].sum() == 1  # one upload, counted where it starts
+    assert traffic["errors"].sum() == 0
+
+
 def test_timestamp_on_boundary_belongs_to_the_window_it_starts(small_house):
     store, b, x, y = small_house
     times = [T0 + pd.Timedelta(hours=23, minutes=59), T0 + DAY, T0 + DAY]
