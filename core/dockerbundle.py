@@ -33,7 +33,7 @@ from typing import Any
 
 from core.board import META_FILE
 from core.bundle import BundleMeta
-from core.errors import BadRequest, Conflict
+from core.errors import BadRequest, Conflict, UnsafeModel
 from core.netcheck import check_port, check_workers
 
 ENTRY_MODULE = "core.server_factory"
@@ -298,15 +298,29 @@ after SIGKILL at most the last second of log is lost.
 """
 
 
-def preflight(store: Any, ref: str, *, with_s3: bool = False
+def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = ()
               ) -> tuple[str, str, BundleMeta, list[str]]:
-    """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines)."""
+    """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines).
+
+    The model file is scanned (never loaded): a container cannot ask anyone to trust an
+    import outside the allowlist, so each one must be in ``trusted`` now.
+    """
     name, version = store.resolve(ref)
     if not store.fs.exists(store.path(name, version, META_FILE)):
         raise BadRequest(f"{name}@{version} was pinned by pins or vetiver, so it lacks the "
                          "metadata a bundle serves from; read it and write it again with "
                          "Fixative (store.write(store.read(...))), then bundle the new version.")
     meta = store.meta(name, version)
+    report = store.safety_report(name, version)
+    refused = [n for n in report.untrusted if n not in set(trusted) or report.forbidden]
+    if refused:
+        from core.safety import unsafe_message
+
+        raise UnsafeModel(unsafe_message(refused, f"{name}@{version}") + (
+            "" if report.forbidden else
+            " A container would refuse to load it, so no bundle is written until each name "
+            "is trusted (add the package that provides them to the bundle's "
+            "requirements.txt too)."), refused)
     return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ())
 
 
@@ -367,7 +381,7 @@ def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
     out = Path(out_dir).expanduser()
     if str(out_dir).strip() == "":
         raise BadRequest("No output folder given; name a new folder for the bundle.")
-    name, version, meta, lines = preflight(store, ref, with_s3=with_s3)
+    name, version, meta, lines = preflight(store, ref, with_s3=with_s3, trusted=trusted)
     _prepare_out_dir(out, force)
 
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"

@@ -49,6 +49,7 @@ from core.names import (
     validate_name,
     validate_version,
 )
+from core.safety import SafetyReport
 from core.versions import (
     AliasEvent,
     ModelInfo,
@@ -461,11 +462,7 @@ class VersionStore:
 
         version = self._resolve(name, version, alias)
         doc, meta_doc = self._documents(name, version)
-        model_file = str(doc.get("file") or "")
-        if not layout.is_model_pin(doc) or not _plain_file_name(model_file):
-            raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
-                              f"(type {doc.get('type')!r}, file {model_file!r}). "
-                              f"{_recovery(name, version)}")
+        model_file = self._model_file(name, version, doc)
         if meta_doc is not None:
             expected = ((meta_doc.get("fixative") or {}).get("files") or {}).get(model_file) or {}
             want, algo = expected.get("sha256"), "sha256"
@@ -491,6 +488,29 @@ class VersionStore:
             meta = _complete_pins_meta(layout.pins_meta(name, doc), model)
             sample = None
         return ModelBundle(model=model, meta=meta, sample=sample, version=version)
+
+    def safety_report(self, name: str, version: str | None = None) -> SafetyReport:
+        """What a version's model file would import, from a scan (it is never loaded)."""
+        from core.safety import scan_file
+
+        version = self._resolve(name, version, None)
+        doc, _ = self._documents(name, version)
+        model_file = self._model_file(name, version, doc)
+        try:
+            with self._board.local_copy(name, version, model_file) as (path, _stat):
+                return scan_file(path, filename=model_file)
+        except FileNotFoundError:
+            raise CorruptData(f"{name}/{version}/{model_file} is missing. "
+                              f"{_recovery(name, version)}") from None
+
+    @staticmethod
+    def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
+        model_file = str(doc.get("file") or "")
+        if not layout.is_model_pin(doc) or not _plain_file_name(model_file):
+            raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
+                              f"(type {doc.get('type')!r}, file {model_file!r}). "
+                              f"{_recovery(name, version)}")
+        return model_file
 
     def read_ref(self, ref: str, trusted: Iterable[str] = ()) -> ModelBundle:
         """Read ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``."""

@@ -255,8 +255,16 @@ def test_folder_without_a_version_is_refused(tmp_path):
         read_version_dir(tmp_path)
 
 
-def test_unsafe_model_in_a_bundle_is_not_loaded(store, tmp_path):
-    out = dockerbundle.write_bundle(store, "handmade", tmp_path / "b")
+def test_a_bundle_whose_model_needs_trust_is_refused_unless_trusted(store, tmp_path):
+    with pytest.raises(UnsafeModel, match=r"--trust deploy_helpers\.HandMade.*so no bundle "
+                                          "is written until each name is trusted"):
+        dockerbundle.write_bundle(store, "handmade", tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    out = dockerbundle.write_bundle(store, "handmade", tmp_path / "b",
+                                    trusted=["deploy_helpers.HandMade"])
+    settings = json.loads((out / "serve.json").read_text())
+    assert settings["trusted"] == ["deploy_helpers.HandMade"]
+    # the folder alone still trusts nothing: the server passes the trusted names
     with pytest.raises(UnsafeModel, match="HandMade"):
         read_version_dir(out / "model")
 

@@ -77,6 +77,19 @@ def test_no_endpoints_yet(env):
     assert any(f"python -m core docker house@{version} OUT_DIR" in t for t in texts(at.caption))
 
 
+def test_a_model_that_needs_trust_gets_no_docker_bundle(tmp_path, monkeypatch):
+    from deploy_helpers import HandMade
+
+    store = VersionStore(tmp_path / "board")
+    store.write(bundle(HandMade(), name="handmade"))
+    monkeypatch.setenv("FIXATIVE_STORE", str(store.url))
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    at = page(model="handmade")
+    [error] = [t for t in texts(at.error) if t.startswith("No Docker bundle for this version")]
+    assert "deploy_helpers.HandMade" in error and "--trust deploy_helpers.HandMade" in error
+    assert not at.get("download_button")
+
+
 def _predict(url: str, house_data) -> None:
     rows = house_data.drop(columns="price").head(2).to_json(orient="records").encode()
     request = urllib.request.Request(url + "/predict", data=rows,
