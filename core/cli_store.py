@@ -240,6 +240,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
                          f"'python -m core versions {name}').")
     store.delete(name, version, force=args.force)
     print(f"deleted {name}@{version}")
+    from core.deploy import serving
+
+    for endpoint in serving(store, name, version):
+        print(f"warning: the endpoint on port {endpoint.port} still serves {name}@{version} "
+              f"from memory; stop it with 'python -m core endpoints stop {endpoint.port}'.",
+              file=sys.stderr)
     return 0
 
 

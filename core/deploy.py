@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -65,6 +66,8 @@ MAX_BODY_MB = 1024
 # Servers started by this process, kept so that poll() reaps them when they exit (no
 # zombies) and so that a running one is never garbage-collected (Popen warns then).
 _CHILDREN: dict[int, subprocess.Popen] = {}
+
+log = logging.getLogger(__name__)
 
 
 # -- records ---------------------------------------------------------------------------
@@ -185,7 +188,14 @@ def _record(store: Any, endpoint: Endpoint, event: str, **extra: Any) -> None:
                "port": endpoint.port, "pid": endpoint.pid, "machine": endpoint.machine,
                "alias": endpoint.alias, "workers": endpoint.workers, "url": endpoint.url,
                "started": endpoint.started, **extra}
-    store.add_record(RECORD_KIND, endpoint.name, payload, version=endpoint.version)
+    try:
+        store.add_record(RECORD_KIND, endpoint.name, payload, version=endpoint.version)
+    except NotFound:
+        # The version was deleted while it was served: the event goes with the model.
+        try:
+            store.add_record(RECORD_KIND, endpoint.name, {**payload, "version": endpoint.version})
+        except NotFound:
+            log.info("not recording %s of %s: the model is gone", event, endpoint.label)
 
 
 def endpoint_history(store: Any, name: str | None = None) -> list[Any]:
@@ -520,6 +530,12 @@ def list_endpoints(store: Any, *, probe: bool = True, name: str | None = None
     return [endpoint_status(e, probe=probe) for e in found]
 
 
+def serving(store: Any, name: str, version: str) -> list[Endpoint]:
+    """Live endpoints on this machine that serve ``name@version``."""
+    return [s.endpoint for s in list_endpoints(store, probe=False, name=name)
+            if s.endpoint.version == version and s.status not in ("crashed", "stale")]
+
+
 def find_endpoint(store: Any, key: str | int) -> Endpoint:
     """The endpoint with id ``key`` (a unique prefix will do) or listening on port ``key``."""
     text = str(key).strip()
@@ -639,7 +655,8 @@ def endpoints_frame(statuses: Sequence[EndpointStatus]) -> pd.DataFrame:
 
 def history_frame(records: Sequence[Any]) -> pd.DataFrame:
     """Endpoint starts and stops from the board's records, newest first."""
-    rows = [{"at": r.at, "event": r.payload.get("event"), "version": r.version,
+    rows = [{"at": r.at, "event": r.payload.get("event"),
+             "version": r.version or r.payload.get("version"),
              "alias": r.payload.get("alias") or "", "port": r.payload.get("port"),
              "machine": r.payload.get("machine"), "user": r.user, "id": r.payload.get("id")}
             for r in reversed(list(records))]

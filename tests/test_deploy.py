@@ -17,8 +17,10 @@ import pytest
 from deploy_helpers import deploy_store
 
 from core import deploy
+from core.bundle import bundle
 from core.errors import BadRequest, Conflict, FixativeError, NotFound
 from core.netcheck import free_port, port_is_free
+from core.store import VersionStore
 
 pytestmark = pytest.mark.process
 
@@ -276,6 +278,37 @@ def test_stop_flushes_the_log_then_forgets(endpoint, store, house_data):
     assert events == ["started", "stopped"]
     with pytest.raises(NotFound):
         deploy.stop_endpoint(store, endpoint.id)
+
+
+def test_an_endpoint_whose_version_was_deleted_still_stops(tmp_path, capsys, house_model,
+                                                           house_data):
+    board = VersionStore(tmp_path / "board")
+    sample = house_data.drop(columns="price")
+    keep = board.write(bundle(house_model, sample, name="house")).version
+    served = board.write(bundle(house_model, sample, name="house")).version
+    ep = deploy.start_endpoint(board, f"house@{served}", port=free_port())
+    try:
+        assert [e.id for e in deploy.serving(board, "house", served)] == [ep.id]
+        assert deploy.serving(board, "house", keep) == []
+        from core.cli import main
+
+        assert main(["delete", f"house@{served}", "--force", "--store", str(board.url)]) == 0
+        err = capsys.readouterr().err
+        assert err == (f"warning: the endpoint on port {ep.port} still serves house@{served} "
+                       f"from memory; stop it with 'python -m core endpoints stop {ep.port}'.\n")
+        result = deploy.stop_endpoint(board, ep.port)
+        assert result.detail == "stopped"
+        assert deploy.process_state(ep.pid, ep.proc_start) == "gone"
+        assert deploy.list_endpoints(board) == []
+        [stop] = [r for r in deploy.endpoint_history(board, "house")
+                  if r.payload["event"] == "stopped"]
+        assert stop.version is None and stop.payload["version"] == served
+        frame = deploy.history_frame(deploy.endpoint_history(board, "house"))
+        assert list(frame["version"]) == [served, served]  # stopped, started
+        assert [v.version for v in board.versions("house")] == [keep]
+    finally:
+        if deploy.process_state(ep.pid, ep.proc_start) == "alive":
+            deploy.stop_endpoint(board, ep.id, grace=2)
 
 
 def test_endpoints_of_other_machines_are_neither_listed_nor_signalled(store):
