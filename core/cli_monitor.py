@@ -80,7 +80,10 @@ def _print_frame(frame: pd.DataFrame, fmt: str, title: str | None = None) -> Non
         shown = frame.copy()
         for col in shown.columns:
             if pd.api.types.is_datetime64_any_dtype(shown[col]):
-                shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M")
+                shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M").fillna("")
+            elif shown[col].dtype == object:  # e.g. no window yet: blank, not None
+                shown[col] = [v.strftime("%Y-%m-%d %H:%M") if isinstance(v, pd.Timestamp)
+                              else "" if v is None or v is pd.NaT else v for v in shown[col]]
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
                                "display.width", 200, "display.float_format", "{:.4g}".format):
             print(shown.to_string(index=False))

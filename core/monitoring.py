@@ -137,8 +137,7 @@ def parse_window(text: str | Window) -> Window:
         return Window(unit=raw, period_us=_UNIT_US.get(raw), label=raw)
     m = _PERIOD.match(raw)
     if m:
-        count, unit = int(m.group(1)), m.group(2).lower()
-        unit = "min" if unit == "m" else unit
+        count, unit = int(m.group(1)), _unit(m.group(2), text)
         if count <= 0:
             raise BadRequest(f"The window {text!r} must be longer than zero.")
         if count * _US[unit] < _US["min"]:
@@ -149,6 +148,15 @@ def parse_window(text: str | Window) -> Window:
         return Window(period_us=count * _US[unit], label=f"{count}{unit}")
     raise BadRequest(f"Unknown window {text!r}: use hour, day, week or month, or a fixed "
                      "period such as 15min, 6h, 3d or 2w.")
+
+
+def _unit(unit: str, text: Any) -> str:
+    """A period's unit; ``m`` alone is refused, as people mean minutes or months by it."""
+    unit = unit.lower()
+    if unit == "m":
+        raise BadRequest(f"{str(text).strip()!r} is ambiguous: write min for minutes (e.g. "
+                         "15min), or use month windows.")
+    return unit
 
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(min|m|h|d|w)\s*(ago)?\s*$", re.IGNORECASE)
@@ -165,7 +173,7 @@ def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
     if isinstance(value, str):
         m = _RELATIVE.match(value)
         if m:
-            unit = "min" if m.group(2).lower() == "m" else m.group(2).lower()
+            unit = _unit(m.group(2), value)
             base = pd.Timestamp(now or datetime.now(UTC))
             base = base.tz_localize("UTC") if base.tzinfo is None else base.tz_convert("UTC")
             return base - pd.Timedelta(microseconds=int(m.group(1)) * _US[unit])

@@ -97,6 +97,10 @@ def test_status_command(board, capsys):
     items = json.loads(capsys.readouterr().out)
     assert items[0]["model"] == "house" and items[0]["aliases"] == "production"
     assert items[0]["status"] == "none"  # March 2025 is long gone: nothing recent
+    assert main(["monitor-status", "--store", board]) == 0
+    table = capsys.readouterr().out
+    assert "house" in table and "production" in table
+    assert "None" not in table and "NaT" not in table  # no window yet reads as blank
 
 
 @pytest.mark.process

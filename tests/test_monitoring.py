@@ -314,7 +314,8 @@ def test_parse_window():
     assert parse_window(" 15MIN ").label == "15min"
     for bad, msg in (("fortnight", "Unknown window"), ("", "Unknown window"),
                      ("0h", "longer than zero"), ("10s", "Unknown window"),
-                     ("1; DROP TABLE x", "Unknown window"), ("9" * 400 + "d", "longer than 3650")):
+                     ("1; DROP TABLE x", "Unknown window"), ("9" * 400 + "d", "longer than 3650"),
+                     ("1m", "'1m' is ambiguous: write min for minutes")):
         with pytest.raises(BadRequest, match=msg):
             parse_window(bad)
 
@@ -333,6 +334,9 @@ def test_parse_time():
     assert parse_time("2025-03-01T02:00+02:00") == pd.Timestamp("2025-03-01T00:00Z")
     assert parse_time("7d", now=now) == pd.Timestamp("2025-03-03T12:00Z")
     assert parse_time("12h ago", now=now) == pd.Timestamp("2025-03-10T00:00Z")
+    assert parse_time("30min", now=now) == pd.Timestamp("2025-03-10T11:30Z")
+    with pytest.raises(BadRequest, match="'30m' is ambiguous"):
+        parse_time("30m", now=now)
     assert parse_time(None) is None and parse_time("") is None
     for bad in ("yesterday-ish", "2025-13-45", "'; DROP"):
         with pytest.raises(BadRequest, match="Cannot read"):
