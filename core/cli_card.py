@@ -38,6 +38,10 @@ def _format(requested: str | None, out: str | None) -> str:
         if fmt not in FORMATS:
             raise BadRequest(f"Unknown card format {requested[:40]!r}; use --format html or "
                              "--format qmd.")
+        suffix = Path(out).suffix.lower().lstrip(".") if out and out != "-" else ""
+        if suffix in FORMATS and suffix != fmt:
+            raise BadRequest(f"--out {out!r} names a .{suffix} file but --format is {fmt}; "
+                             f"change one so they agree.")
         return fmt
     if out and out != "-" and Path(out).suffix.lower() == ".qmd":
         return "qmd"

@@ -198,10 +198,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_SEARCH_FLAGS = {"created_after": "--after", "created_before": "--before",
+                 "min_value": "--min", "max_value": "--max"}
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    found = open_store(args).search(text=args.text, tag=args.tag, created_after=args.after,
-                                    created_before=args.before, metric=args.metric,
-                                    min_value=args.min, max_value=args.max)
+    if args.metric is None and (args.min is not None or args.max is not None):
+        raise BadRequest("--min/--max need --metric to compare, e.g. --metric rmse --max 50000.")
+    try:
+        found = open_store(args).search(text=args.text, tag=args.tag, created_after=args.after,
+                                        created_before=args.before, metric=args.metric,
+                                        min_value=args.min, max_value=args.max)
+    except BadRequest as exc:  # the store names its arguments; here they are flags
+        message = exc.message
+        for name, flag in _SEARCH_FLAGS.items():
+            message = message.replace(name, flag)
+        raise BadRequest(message) from None
     if args.json:
         _print_json([v.to_dict() for v in found])
     elif not found:

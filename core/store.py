@@ -532,6 +532,9 @@ class VersionStore:
                   ) -> AliasEvent:
         """Point ``alias`` at ``version`` (set or move); the move is kept in the history."""
         name, alias = validate_name(name), validate_alias(alias)
+        if alias.lower() == "latest":
+            raise BadRequest("'latest' always means the newest version, so it cannot be an "
+                             "alias; choose another name, such as 'production' or 'stable'.")
         version = self._version_info(name, validate_version(version)).version
         if self.aliases(name).get(alias) == version:
             for event in reversed(self.alias_history(name)):

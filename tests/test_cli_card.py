@@ -92,6 +92,8 @@ def test_existing_file_is_kept_unless_forced(store, tmp_path, capsys):
     (["<script>\n", "--out", "-"], "is not allowed"),
     (["churn", "--format", "pdf"], "Unknown card format 'pdf'; use --format html or"),
     (["churn", "--out", ""], "--out is empty"),
+    (["churn", "--out", "card.qmd", "--format", "html"],
+     "--out 'card.qmd' names a .qmd file but --format is html; change one so they agree."),
     (["churn", "--out", "/no/such/folder/card.html"], "The folder '/no/such/folder' does not"),
 ])
 def test_bad_arguments_give_one_line_errors(store, capsys, args, match):

@@ -143,6 +143,15 @@ def test_an_empty_store_argument_is_an_error(tmp_path, capsys, monkeypatch):
     (["write", "model.joblib", "--name", "x", "--sample", "empty.csv"], "empty"),
     (["write", "notes.pkl", "--name", "x"], "not"),
     (["write", "zero.pkl", "--name", "x"], "empty"),
+    (["write", "model.joblib", "--name", "x", "--metric", "a=1", "--metric", "a=2"],
+     "--metric a is given twice ('1' and '2'); give each metric once."),
+    (["write", "model.joblib", "--name", "x", "--tag", "a,b"], "cannot contain a comma"),
+    (["search", "--min", "0.5"], "--min/--max need --metric to compare, e.g. --metric rmse"),
+    (["search", "--after", "yesterday"], "--after must be a date or time"),
+    (["search", "--after", "2025-02-01", "--before", "2025-01-01"],
+     "--after (2025-02-01T00:00:00.000000Z) must be earlier than --before"),
+    (["search", "--metric", "r", "--min", "2", "--max", "1"], "--min (2.0) is larger than --max"),
+    (["prune", "houses", "--days", "inf"], "No model 'houses'"),
 ])
 def test_failures_are_one_clear_line(files, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(files)

@@ -286,6 +286,15 @@ def test_alias_moves_that_raced_still_form_one_chain(store, small):
     assert VersionStore(store.url).alias_history("houses") == store.alias_history("houses")
 
 
+@pytest.mark.parametrize("alias", ["latest", "LATEST", "Latest"])
+def test_latest_cannot_be_an_alias(store, small, alias):
+    info = store.write(small)
+    store.write(small)
+    with pytest.raises(BadRequest, match="'latest' always means the newest version"):
+        store.set_alias("houses", alias, info.version)
+    assert store.aliases("houses") == {}
+
+
 def test_history_of_an_unknown_model_is_an_error(store, small):
     with pytest.raises(NotFound, match="No model 'nope'"):
         store.alias_history("nope")
