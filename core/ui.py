@@ -31,6 +31,8 @@ DEFAULT_STORE = "./fixative-store"
 MODEL_KEY = "fx_model"
 VERSION_KEY = "fx_version"
 _PENDING_KEY = "_fx_pending_selection"
+# What was wrong with the link this session was opened with (set on that first run only).
+_LINK_PROBLEM_KEY = "_fx_link_problem"
 _AUTH_KEY = "_fx_authenticated"
 _LOGIN_KEY = "_fx_login_password"
 LATEST = "latest"
@@ -237,15 +239,44 @@ def _apply_pending(model_names: list[str]) -> None:
     if MODEL_KEY in st.session_state:
         return
     # First run of the session: take the selection from the URL.
-    name = _query("model")
-    if name not in model_names:
+    name, version, problem = _from_url(model_names)
+    if problem:
+        st.session_state[_LINK_PROBLEM_KEY] = problem
+    if name is None:
         return
     st.session_state[MODEL_KEY] = name
-    version = _query("version")
-    alias = _query("alias")
-    if not version and alias:
-        version = cached_aliases(name).get(alias)
     st.session_state[VERSION_KEY] = version or LATEST
+
+
+def _from_url(model_names: list[str] | None = None
+              ) -> tuple[str | None, str | None, str | None]:
+    """(model, version, problem) named by the URL; a model, version or alias that does
+    not exist is a problem to show, never a silent switch to something else."""
+    name = _query("model")
+    if name is None:
+        return None, None, None
+    names = model_names if model_names is not None else [m.name for m in cached_models()]
+    if name not in names:
+        return None, None, (f"The link names the model '{name}', which is not in this store; "
+                            "choose a model in the sidebar.")
+    version, alias = _query("version"), _query("alias")
+    versions = [v.version for v in cached_versions(name)]
+    if version and version not in versions:
+        return name, None, (f"The link names version '{version}' of {name}, which does not "
+                            f"exist (it may have been deleted); showing the latest version.")
+    if not version and alias:
+        aliases = cached_aliases(name)
+        version = aliases.get(alias)
+        if version is None:
+            known = ", ".join(sorted(aliases)) or "none"
+            return name, None, (f"{name} has no alias '{alias}' (its aliases: {known}); "
+                                "showing the latest version.")
+    return name, version, None
+
+
+def link_problem() -> str | None:
+    """What was wrong with the link this run was opened with, if anything."""
+    return st.session_state.get(_LINK_PROBLEM_KEY)
 
 
 def _version_label(version: str, aliases: Mapping[str, str], latest: str | None) -> str:
@@ -259,7 +290,10 @@ def model_picker() -> tuple[str | None, str | None]:
     """Sidebar selectors for model and version; keeps the URL in step with them."""
     models = cached_models()
     names = [m.name for m in models]
+    st.session_state.pop(_LINK_PROBLEM_KEY, None)  # a link's problem is told once
     _apply_pending(names)
+    if link_problem():
+        st.warning(link_problem())
     if st.session_state.get(MODEL_KEY) not in names:
         st.session_state[MODEL_KEY] = None
     if not names:
@@ -320,13 +354,10 @@ def selected_ref() -> tuple[str | None, str | None]:
         name = st.session_state.get(MODEL_KEY)
         version = st.session_state.get(VERSION_KEY)
         return name, (None if version in (None, LATEST) else version)
-    name = _query("model")
-    if name is None:
-        return None, None
-    version = _query("version")
-    alias = _query("alias")
-    if not version and alias:
-        version = cached_aliases(name).get(alias)
+    name, version, problem = _from_url()
+    if problem and st.session_state.get(_LINK_PROBLEM_KEY) != problem:
+        st.session_state[_LINK_PROBLEM_KEY] = problem
+        st.warning(problem)
     return name, version
 
 

@@ -76,6 +76,18 @@ def test_alias_link_follows_the_alias(store):
     assert len(at.text_area) == 0
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    ({"alias": "nosuch"}, "house has no alias 'nosuch' (its aliases: "),
+    ({"version": "20000101T000000Z-00000"}, "The link names version '20000101T000000Z-00000'"),
+])
+def test_a_shared_link_to_nothing_shows_no_other_card(store, params, message):
+    at = _page(model="house", view="card", **params)
+    assert not _html(at) and not _downloads(at)
+    [error] = [e.value for e in at.error]
+    assert message in error and error.endswith("Ask whoever shared it for a new link.")
+    assert "showing the latest" not in error
+
+
 def test_saving_a_section_records_it_and_shows_it_in_history(store):
     version = store.versions("house")[-1].version
     at = _page(model="house", version=version)

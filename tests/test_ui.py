@@ -210,11 +210,27 @@ def test_deep_link_to_unknown_model_selects_nothing(store):
     at = _frame(model="nope", version="x")
     assert at.sidebar.selectbox(key="fx_model").value is None
     assert "model" not in at.query_params
+    assert [w.value for w in at.warning] == [
+        "The link names the model 'nope', which is not in this store; choose a model in the "
+        "sidebar."]
 
 
 def test_deep_link_to_deleted_version_falls_back_to_latest(store):
     at = _frame(model="houses", version="20000101T000000Z-00000")
     assert at.sidebar.selectbox(key="fx_version").value == "latest"
+    assert [w.value for w in at.warning] == [
+        "The link names version '20000101T000000Z-00000' of houses, which does not exist (it "
+        "may have been deleted); showing the latest version."]
+    at.run()  # told once: the picker has taken over
+    assert not at.warning
+
+
+def test_deep_link_to_unknown_alias_says_so(store):
+    store.set_alias("houses", "production", store.versions("houses")[0].version)
+    at = _frame(model="houses", alias="nosuch")
+    assert at.sidebar.selectbox(key="fx_version").value == "latest"
+    assert [w.value for w in at.warning] == [
+        "houses has no alias 'nosuch' (its aliases: production); showing the latest version."]
 
 
 def test_index_reads_follow_the_change_marker(store, house_bundle):
