@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.errors import BadRequest, FixativeError, InvalidInput
-from core.labels import LabelsInfo, refresh_labels
+from core.labels import LabelsInfo, count_matched, refresh_labels
 from core.monitoring import _on_from_dir, actuals_dir, scored_dir, to_utc
 from core.predlog import feature_column, write_parquet
 
@@ -129,6 +129,35 @@ class SavedActuals:
     # The log joined to every actual so far (None: nothing logged yet, or the join
     # failed and monitoring joins live until the next upload; see core.labels).
     labels: LabelsInfo | None = None
+    # Rows of this upload that match a logged or scored prediction (None: not counted).
+    matched: int | None = None
+
+    def summary(self) -> str:
+        """What was saved, in words, with what to check when nothing matched."""
+        text = f"Saved {self.rows:,} actuals"
+        if self.matched is None:
+            return text + "."
+        if self.matched == self.rows:
+            return text + ", each matching a logged prediction."
+        if self.matched == 0:
+            return (text + ", but none matches a logged prediction yet: check that the key "
+                    f"column holds the values of '{self.on}' (and the row column the row "
+                    "within a batched request). They are kept and will match predictions "
+                    "logged later.")
+        missing = self.rows - self.matched
+        return text + f"; {self.matched:,} match a logged prediction, {missing:,} do not (yet)."
+
+
+_ACTUAL_NAMES = ("actual", "actuals", "truth", "true", "label", "target", "y", "outcome")
+
+
+def actual_column_guess(columns: Sequence[Any]) -> Any:
+    """The column of an actuals file most likely to hold the true value: one named like
+    it, else the last that is not a key or row number (files usually end with it)."""
+    cols = list(columns)
+    rest = [c for c in cols if str(c).lower() not in ("request_id", "row", "id", "key")]
+    named = [c for c in rest if str(c).lower() in _ACTUAL_NAMES]
+    return (named or rest or cols)[-1 if not named else 0]
 
 
 def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
@@ -212,8 +241,14 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
     except (duckdb.Error, OSError, pa.ArrowException, FixativeError) as exc:
         # The actuals are saved; metrics join them live until the next upload.
         _log.warning("Could not materialise the labelled rows of %s: %s", name, exc)
+    try:
+        matched: int | None = count_matched(store, name, deduped, on)
+    except (duckdb.Error, OSError, pa.ArrowException, FixativeError) as exc:
+        _log.warning("Could not count the matched actuals of %s: %s", name, exc)
+        matched = None
     return SavedActuals(path=path, rows=deduped.num_rows,
-                        duplicates=len(frame) - deduped.num_rows, on=on, labels=labels)
+                        duplicates=len(frame) - deduped.num_rows, on=on, labels=labels,
+                        matched=matched)
 
 
 def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,

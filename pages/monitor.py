@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, custom_metrics, thresholds, ui
-from core.actuals import read_table, save_actuals, score_upload
+from core.actuals import actual_column_guess, read_table, save_actuals, score_upload
 from core.errors import FixativeError
 from core.monitor_report import build, column_values, render_qmd
 from core.monitoring import CLASSIFICATION_METRICS, REGRESSION_METRICS, open_ref
@@ -220,7 +220,7 @@ with tabs[5]:
         key_col = a1.selectbox("Key column", cols, key="mon_actuals_key",
                                index=cols.index("request_id") if "request_id" in cols else 0)
         value_col = a2.selectbox("True value column", cols, key="mon_actuals_value",
-                                 index=min(1, len(cols) - 1))
+                                 index=cols.index(actual_column_guess(cols)))
         logged_cols = ["request_id"] + [c.name for c in meta.prototype.columns]
         on = a3.selectbox("Matches logged column", logged_cols, key="mon_actuals_on")
         row_col = a4.selectbox("Row column (batched requests)", ["(none)", *cols],
@@ -232,7 +232,8 @@ with tabs[5]:
                                        actual_column=value_col, on=on,
                                        row_column=None if row_col == "(none)" else row_col,
                                        classes=meta.classes, log_columns=logged_cols)
-                st.session_state[_MESSAGE] = ("success", f"Saved {saved_a.rows:,} actuals.")
+                st.session_state[_MESSAGE] = (
+                    "success" if saved_a.matched != 0 else "warning", saved_a.summary())
                 st.rerun()
             except FixativeError as exc:
                 st.error(exc.message)

@@ -112,13 +112,28 @@ def test_upload_actuals_then_metrics_appear(logged):
     at.file_uploader(key="mon_actuals").set_value(("truth.csv", _csv(actuals), "text/csv"))
     at.run()
     assert not at.exception, at.exception
-    at.selectbox(key="mon_actuals_value").set_value("price")
+    assert at.selectbox(key="mon_actuals_value").value == "price"  # not the row column
+    assert at.selectbox(key="mon_actuals_row").value == "row"
     _button(at, "Save actuals").click()
     at.run()
     assert not at.exception, at.exception
-    assert f"Saved {len(frame):,} actuals" in _texts(at)
+    assert f"Saved {len(frame):,} actuals, each matching a logged prediction." in _texts(at)
     metrics = _table(at, "metrics")
     assert metrics["n_actual"].sum() == len(frame) and metrics["rmse"].notna().all()
+
+
+def test_actuals_that_match_nothing_are_not_called_a_success(logged):
+    at = _page(model="house")
+    at.file_uploader(key="mon_actuals").set_value(
+        ("truth.csv", b"request_id,price\nnope1,100000\nnope2,200000\n", "text/csv"))
+    at.run()
+    _button(at, "Save actuals").click()
+    at.run()
+    assert not at.exception, at.exception
+    [warning] = [w.value for w in at.warning if "Saved 2 actuals" in w.value]
+    assert "none matches a logged prediction yet" in warning
+    assert "key column holds the values of 'request_id'" in warning
+    assert not [s for s in at.success if "Saved" in s.value]
 
 
 def test_bad_actuals_file_is_explained(logged):
