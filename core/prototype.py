@@ -6,6 +6,7 @@ operation on a column, never a Python loop over rows.
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -191,6 +192,7 @@ class Prototype:
             problems.append({"column": name, "problem": "missing",
                              "message": f"column '{name}' is missing"})
         extra = [str(c) for c in frame.columns if c not in set(self.names)]
+        extra += frame.attrs.get("extra_columns", [])
         if extra:
             shown = ", ".join(f"'{e}'" for e in extra[:20])
             more = "" if len(extra) <= 20 else f" and {len(extra) - 20} more"
@@ -241,12 +243,12 @@ def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
                 raise BadRequest("Columns have different lengths; "
                                  "every column needs one value per row.")
             return pd.DataFrame(dict(data))
-        return _frame_from_records([data])
+        return _frame_from_records([data], names)
     if isinstance(data, list):
         if not data:
             return pd.DataFrame(columns=list(names or []))
         if all(isinstance(r, Mapping) for r in data):
-            return _frame_from_records(data)
+            return _frame_from_records(data, names)
         if all(isinstance(r, list) for r in data):
             return _frame_from_rows(data, names)
         raise BadRequest("Expected a list of records (objects) or a list of rows (arrays), "
@@ -254,13 +256,24 @@ def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
     raise BadRequest(f"Cannot read input of type {type(data).__name__}; send a list of records.")
 
 
-def _frame_from_records(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def _frame_from_records(records: Sequence[Mapping[str, Any]],
+                        names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Records as a frame. Given the model's ``names``, only those columns are built and
+    the other keys are listed in ``frame.attrs["extra_columns"]``: records that each
+    carry different keys would otherwise make one column per key, rows × keys cells."""
     for i, rec in enumerate(records):
         for v in rec.values():
             if isinstance(v, (dict, list)):
                 raise BadRequest(f"Row {i} holds a nested value; each field must be a single "
                                  "number, string, boolean or null.")
-    return pd.DataFrame.from_records(records)
+    if names is None:
+        return pd.DataFrame.from_records(records)
+    keys = dict.fromkeys(k for rec in records for k in rec)  # first-seen order
+    frame = pd.DataFrame({n: [rec.get(n) for rec in records] for n in names if n in keys},
+                         index=pd.RangeIndex(len(records)))
+    wanted = set(names)
+    frame.attrs["extra_columns"] = [str(k) for k in keys if k not in wanted]
+    return frame
 
 
 def _frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str] | None) -> pd.DataFrame:
@@ -355,8 +368,8 @@ def _convert(s: pd.Series, col: Column, accepts_nulls: bool
     if null.any() and not col.nullable and not accepts_nulls and col.kind != "unknown":
         problems.append(_problem(
             col, "null", null, col.kind, None,
-            f"column '{col.name}' has nulls in {_row_phrase(null)} but had none in training; "
-            "fill them in"))
+            f"column '{col.name}' is null or absent in {_row_phrase(null)} but had no nulls in "
+            "training; give every record a value for it"))
     converter = _CONVERTERS.get(col.kind)
     if converter is None:
         return s, problems, warnings
@@ -401,19 +414,55 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return vals, bad
 
 
+_EXACT_FLOAT = 2.0**53  # every whole number below this is exact in a float64
+
+
+def _exact_int(value: Any) -> int | None:
+    """A whole number exactly as sent (int, numeric text, or a whole float); else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if math.isfinite(value) and float(value).is_integer() else None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        try:
+            number = decimal.Decimal(str(value).strip())
+        except decimal.InvalidOperation:
+            return None
+        return int(number) if number.is_finite() and number == number.to_integral() else None
+
+
 def _to_int(s: pd.Series, col: Column, null: np.ndarray):
+    dtype = col.dtype if col.dtype.startswith(("int", "uint", "Int", "UInt")) else "int64"
+    if pd.api.types.is_integer_dtype(s.dtype) and s.dtype.kind == "i" and not null.any():
+        return s.astype(dtype), None, "an integer"  # already exact: no float round trip
     vals, bad = _numeric(s)
     with np.errstate(invalid="ignore"):
         frac = ~np.isnan(vals) & ((vals != np.round(vals)) | np.isinf(vals))
-        # beyond int64 a whole number would wrap around instead of converting
-        huge = np.abs(vals) >= 2.0**63
+        # Beyond 2**53 a float64 rounds: those few values are read again exactly, and
+        # refused beyond int64, where a whole number would wrap around.
+        big = ~bad & ~frac & (np.abs(vals) >= _EXACT_FLOAT)
+    huge = np.zeros(len(s), dtype=bool)
+    exact: dict[int, int] = {}
+    for i in np.flatnonzero(big):
+        value = _exact_int(s.iat[i])
+        if value is None or not -(2**63) <= value < 2**63:
+            huge[i] = True
+        else:
+            exact[int(i)] = value
     bad = bad | frac | huge
     if bad.any():
         return s, bad, "an integer"
     if null.any():
         return pd.Series(vals, dtype="float64"), None, "an integer"
-    dtype = col.dtype if col.dtype.startswith(("int", "uint", "Int", "UInt")) else "int64"
-    return pd.Series(vals).astype(dtype), None, "an integer"
+    with np.errstate(invalid="ignore"):
+        ints = np.where(big, 0, vals).astype(np.int64)
+    for i, value in exact.items():
+        ints[i] = value
+    return pd.Series(ints).astype(dtype), None, "an integer"
 
 
 def _to_float(s: pd.Series, col: Column, null: np.ndarray):

@@ -25,7 +25,9 @@ warnings, or lists every problem at once.
 
 from __future__ import annotations
 
+import csv
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,16 +249,51 @@ def read_csv(body: bytes) -> pd.DataFrame:
     if not body.strip():
         raise BadRequest("The CSV body is empty; send a header row and at least one data row.")
     try:
-        # dtype=str: the prototype decides types, so '01234' stays a string where it is one
-        frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
-                            na_values=[""], encoding="utf-8")
+        header = next(csv.reader(io.StringIO(body[:body.find(b"\n") + 1 or len(body)]
+                                             .decode("utf-8"), newline=""),
+                                 skipinitialspace=True), [])
     except UnicodeDecodeError:
         raise BadRequest("The CSV body is not valid UTF-8 text.") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+    except csv.Error:
+        header = []
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise BadRequest(f"The CSV header names a column twice: {', '.join(twice[:10])}; give "
+                         "each column once.")
+    try:
+        with warnings.catch_warnings():
+            # a row wider than the header: pandas warns, then drops the extra fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # dtype=str: the prototype decides types, so '01234' stays a string where it is
+            # one. index_col=False: a row with one field more than the header is an error,
+            # not a row whose first field silently becomes its index.
+            frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
+                                na_values=[""], encoding="utf-8", index_col=False,
+                                skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise BadRequest("The CSV body is not valid UTF-8 text.") from None
+    except pd.errors.ParserWarning:
+        raise BadRequest(_wide_rows(body, len(header))) from None
+    except pd.errors.ParserError as exc:
+        if "fields in line" in str(exc) and header:  # a later row wider than the header
+            raise BadRequest(_wide_rows(body, len(header))) from None
+        raise BadRequest(f"The CSV body could not be parsed: {' '.join(str(exc).split())[:200]}"
+                         ".") from None
+    except (pd.errors.EmptyDataError, ValueError) as exc:
         raise BadRequest(f"The CSV body could not be parsed: {str(exc)[:200]}.") from None
     if len(frame) == 0:
         raise InvalidInput("The CSV body has a header but no rows; send at least one data row.")
     return frame
+
+
+def _wide_rows(body: bytes, width: int) -> str:
+    """Which data rows have more fields than the header (found only after the fast parse
+    failed, so clean bodies pay nothing for it)."""
+    reader = csv.reader(io.StringIO(body.decode("utf-8"), newline=""), skipinitialspace=True)
+    wide = [(i - 1, len(r)) for i, r in enumerate(reader) if i > 0 and len(r) > width]
+    shown = ", ".join(f"row {i} has {n}" for i, n in wide[:10])
+    return (f"Every CSV row needs one field per header column ({width}); {shown}. Quote "
+            "values that contain commas, and drop trailing commas.")
 
 
 # -- Payload -> model frame -----------------------------------------------------------------
@@ -400,10 +437,11 @@ def _check_int_range(frame: pd.DataFrame, prototype: Prototype) -> None:
         if s.dtype.kind not in "fO":
             continue
         # strings (object or pandas' str dtype) are left to the validator's messages
-        vals = (s.to_numpy(dtype=float, na_value=np.nan) if s.dtype.kind == "f"
-                else np.array([_number(v) for v in s], dtype=float))
-        with np.errstate(invalid="ignore"):
-            big = np.abs(vals) >= 2.0**63
+        if s.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                big = np.abs(s.to_numpy(dtype=float, na_value=np.nan)) >= 2.0**63
+        else:
+            big = np.array([_beyond_int64(v) for v in s], dtype=bool)
         if big.any():
             rows = np.flatnonzero(big)
             problems.append({"column": col.name, "problem": "out_of_range",
@@ -416,13 +454,13 @@ def _check_int_range(frame: pd.DataFrame, prototype: Prototype) -> None:
                            + "; ".join(p["message"] for p in problems) + ".", problems)
 
 
-def _number(v: Any) -> float:
-    if type(v) not in (int, float):
-        return np.nan
-    try:
-        return float(v)
-    except OverflowError:
-        return np.inf
+def _beyond_int64(v: Any) -> bool:
+    """A JSON number outside int64 (ints compared exactly: 2**63-1 fits, 2**63 does not)."""
+    if type(v) is int:
+        return not -(2**63) <= v < 2**63
+    if type(v) is float:
+        return abs(v) >= 2.0**63
+    return False
 
 
 def _check_scalars(cols: dict[str, Any]) -> None:

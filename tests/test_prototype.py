@@ -70,10 +70,22 @@ def test_extra_column_dropped_and_reported(proto):
     assert warnings == ["extra columns dropped: 'price'"]
 
 
-@pytest.mark.parametrize("bad", ["abc", 1.7, True, float("inf"), 1e300, -(2.0**63), "1e30"])
+@pytest.mark.parametrize("bad", ["abc", 1.7, True, float("inf"), 1e300, 2.0**63, -(2.0**64),
+                                 "1e30", 2**63, "9223372036854775808", "12.5"])
 def test_lossy_int_conversion_is_refused(proto, bad):
     with pytest.raises(InvalidInput, match="column 'rooms' expects an integer"):
         proto.validate([{"rooms": bad, "area": 60.0, "city": "a", "garden": True}])
+
+
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63), 2557863443820377553,
+                                   "2557863443820377553", " 42 ", -(2.0**63), 2.0**60])
+def test_whole_numbers_reach_an_int_column_exactly(proto, value):
+    # no float64 round trip: above 2**53 that would round 2557863443820377553 to ...600
+    frame, _ = proto.validate([{"rooms": value, "area": 60.0, "city": "a", "garden": True},
+                               {"rooms": 2, "area": 61.5, "city": "a", "garden": True}])
+    assert frame["rooms"].dtype == "int64"
+    assert int(frame["rooms"].iloc[0]) == int(str(value).strip().split(".")[0]) \
+        if not isinstance(value, float) else int(value)
 
 
 def test_string_into_float_refused(proto):
@@ -82,7 +94,7 @@ def test_string_into_float_refused(proto):
 
 
 def test_null_where_training_had_none(proto):
-    with pytest.raises(InvalidInput, match="column 'area' has nulls in row 1"):
+    with pytest.raises(InvalidInput, match="column 'area' is null or absent in row 1"):
         proto.validate([{"rooms": 1, "area": 60.0, "city": "a", "garden": True},
                         {"rooms": 1, "area": None, "city": "a", "garden": True}])
 

@@ -217,6 +217,69 @@ def test_ten_thousand_columns(conv, rows):
         convert(conv, [{f"c{i}": i for i in range(10_000)}])
 
 
+def test_records_each_with_other_extra_keys_build_only_the_model_columns(conv, rows, house):
+    # Each record brings its own extra key: a frame of every key would be rows × keys
+    # cells (20,000² here); only the model's columns are built.
+    rec = records_of(rows)[0]
+    n = 20_000
+    frame, warnings = convert(conv, [dict(rec, **{f"k{i}": i}) for i in range(n)])
+    expected, _ = house.prototype.validate([rec])
+    assert frame.shape == (n, len(conv.names))
+    pd.testing.assert_frame_equal(frame.head(1), expected)
+    assert warnings == ["extra columns dropped: " + ", ".join(f"'k{i}'" for i in range(20))
+                        + f" and {n - 20} more"]
+
+
+def test_empty_and_partial_records_name_what_is_missing(conv, rows):
+    with pytest.raises(InvalidInput) as err:
+        convert(conv, [{}])
+    assert "column 'bedrooms' is missing" in err.value.message
+    assert "no rows" not in err.value.message
+    full = records_of(rows)[0]
+    partial = {k: v for k, v in full.items() if k != "bedrooms"}
+    with pytest.raises(InvalidInput, match="column 'bedrooms' is null or absent in row 1"):
+        convert(conv, [full, partial])
+
+
+@pytest.mark.parametrize("extra", [",5", ",5,6", ","])
+def test_csv_rows_wider_than_the_header_are_refused_not_shifted(conv, rows, extra):
+    text = rows.head(2).to_csv(index=False)
+    header, first, second = text.strip().split("\n")
+    body = "\n".join([header, first, second + extra]).encode()
+    width = len(header.split(","))
+    with pytest.raises(BadRequest, match=rf"one field per header column \({width}\); row 1 has "
+                                         rf"{width + extra.count(',')}\. Quote values"):
+        convert(conv, body, "text/csv")
+
+
+def test_csv_header_naming_a_column_twice_or_with_spaces(conv, rows, house):
+    text = rows.head(2).to_csv(index=False)
+    header, *data = text.strip().split("\n")
+    names = header.split(",")
+    doubled = ",".join([names[0], *names]) + "\n" + "\n".join(
+        f"{r.split(',')[0]},{r}" for r in data)
+    with pytest.raises(BadRequest, match=f"names a column twice: {names[0]}"):
+        convert(conv, doubled.encode(), "text/csv")
+    spaced = ", ".join(names) + "\n" + "\n".join(", ".join(r.split(",")) for r in data)
+    frame, _ = convert(conv, spaced.encode(), "text/csv")
+    expected, _ = house.prototype.validate(rows.head(2))
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+def test_large_integers_keep_every_digit_on_every_path(conv, rows):
+    rec = records_of(rows)[0]
+    big = 2557863443820377553  # float64 would make it ...600
+    clean = dict(rec, bedrooms=big)
+    extra = dict(rec, bedrooms=big, note="x")  # not the fast path
+    as_text = dict(rec, bedrooms=str(big))
+    for body in ([clean], [extra], [as_text], [dict(rec, bedrooms=2**63 - 1)]):
+        frame, _ = convert(conv, body)
+        assert int(frame["bedrooms"].iloc[0]) == int(body[0]["bedrooms"])
+    csv_body = rows.head(1).assign(bedrooms=big).to_csv(index=False).encode()
+    frame, _ = convert(conv, csv_body, "text/csv")
+    assert int(frame["bedrooms"].iloc[0]) == big
+
+
 def test_split_errors(conv, rows):
     names = list(rows.columns)
     with pytest.raises(BadRequest, match="names a column twice: bedrooms"):
