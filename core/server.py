@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -54,6 +54,7 @@ from core.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from core.http_metrics import CONTENT_TYPE, ServerMetrics
 from core.openapi import OPEN_PATHS, build_openapi
@@ -188,6 +189,8 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error,
                                         FixativeError: _fixative_error})
+    # /predict/ is a 404 like any unknown path, not a redirect built from the Host header
+    app.router.redirect_slashes = False
     app.state.svc = svc
     app.add_middleware(_Gate, svc=svc)
     return app
@@ -409,6 +412,7 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
     try:
         if method == "predict_proba":
             _require_proba(svc)
+        _check_encoding(request.headers.get("content-encoding"))
         body = await read_body(request, svc.max_body_bytes)
         ctype = request.headers.get("content-type")
         if len(body) > THREAD_PARSE_BYTES:
@@ -442,6 +446,12 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         response = error_response(exc)
         _log_request(svc, info, route, response.status_code, exc.code)
         return response
+    except ClientDisconnect:
+        # The client went away mid-upload: nobody is there to answer, and it is not a
+        # server error (nginx's 499, "client closed request").
+        svc.metrics.errors.labels(route, CLIENT_CLOSED).inc()
+        _log_request(svc, info, route, 499, CLIENT_CLOSED)
+        return Response(status_code=499)
     except Exception:
         # A bug, not bad input: the middleware answers 500 and logs the traceback; the
         # prediction log still gets the request, so "every request is logged" holds.
@@ -472,6 +482,16 @@ def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
     return frame, warnings, payload.params
 
 
+CLIENT_CLOSED = "client_closed"
+
+
+def _check_encoding(encoding: str | None) -> None:
+    if encoding and encoding.strip().lower() not in ("identity", ""):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding.strip()[:40]!r} is not supported; send the body "
+            "uncompressed (it may be up to the server's body limit).")
+
+
 def _require_proba(svc: _Service) -> None:
     meta = svc.bundle.meta
     if not meta.has_proba:
@@ -484,8 +504,11 @@ def _invocations_method(svc: _Service, params: dict[str, Any]) -> str:
     if method not in ("predict", "predict_proba"):
         raise BadRequest(f"params.predict_method must be 'predict' or 'predict_proba', "
                          f"got {str(method)[:50]!r}.")
-    if method == "predict_proba":
-        _require_proba(svc)
+    if method == "predict_proba" and not svc.bundle.meta.has_proba:
+        meta = svc.bundle.meta
+        raise BadRequest(f"params.predict_method is 'predict_proba', but model '{meta.name}' "
+                         f"({meta.model_class}, {meta.task}) has no predict_proba: only "
+                         "probabilistic classifiers do. Use 'predict'.")
     return method
 
 

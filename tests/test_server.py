@@ -191,9 +191,31 @@ def test_predict_proba_on_a_regressor_is_a_clear_404(client, features):
     assert r.status_code == 404
     assert "has no predict_proba" in r.json()["error"]["message"]
     assert "POST /predict" in r.json()["error"]["message"]
+    # on /invocations the route exists: the parameter is what is wrong
     r = client.post("/invocations", json={"inputs": records(features.head(1)),
                                           "params": {"predict_method": "predict_proba"}})
-    assert r.status_code == 404
+    assert r.status_code == 400
+    assert "params.predict_method is 'predict_proba', but model 'house'" in \
+        r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+def test_compressed_bodies_are_a_clear_415(client, features, encoding):
+    import gzip
+
+    body = gzip.compress(json.dumps(records(features.head(2))).encode())
+    r = client.post("/predict", content=body, headers={"Content-Type": "application/json",
+                                                       "Content-Encoding": encoding})
+    assert r.status_code == 415
+    assert f"Content-Encoding '{encoding}' is not supported; send the body uncompressed" in \
+        r.json()["error"]["message"]
+
+
+def test_a_trailing_slash_is_not_redirected_by_the_host_header(client, features):
+    r = client.post("/predict/", json=records(features.head(1)),
+                    headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.json()["error"]["code"] == "not_found"
 
 
 # -- GET routes ---------------------------------------------------------------------------------

@@ -154,6 +154,38 @@ def test_body_over_the_limit_while_streaming(server):
     assert requests.get(server.url + "/ping", timeout=5).status_code == 200
 
 
+def test_a_client_that_hangs_up_mid_upload_is_no_server_error(server, board):
+    before = _status_count(server, "499"), _status_count(server, "500")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"X-Request-ID: hung-up-1\r\nContent-Length: 1000\r\n\r\n[{\"bedroo")
+    deadline = time.monotonic() + 10
+    while _status_count(server, "499") == before[0] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _status_count(server, "499") == before[0] + 1
+    assert _status_count(server, "500") == before[1]
+    assert "Traceback" not in server.output.read_text()
+    con = duckdb.connect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the log is flushed every 0.2 s here
+        rows = log_relation(VersionStore(board), con, "house").filter(
+            "request_id = 'hung-up-1'").project("status, error_code").fetchall()
+        if rows:
+            break
+        time.sleep(0.2)
+    assert rows == [(499, "client_closed")]
+
+
+def _status_count(server, status: str) -> float:
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("fixative_requests_total{") and f'status="{status}"' in line \
+                and 'route="/predict"' in line:
+            total += float(line.split()[-1])
+    return total
+
+
 def test_sigterm_flushes_everything_answered(board, features):
     # a flush interval far longer than the test: only the shutdown flush can write
     s = Server(board, "house", flush=3600)
