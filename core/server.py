@@ -228,6 +228,9 @@ class _Gate:
         try:
             if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
                 exc = Unauthorized(
+                    "The bearer token was not accepted: it is none of the server's tokens "
+                    f"({TOKENS_ENV}); check it, or ask for a current one."
+                    if _bearer(scope) else
                     "This endpoint needs a bearer token: send the header "
                     "'Authorization: Bearer <token>' with one of the server's tokens "
                     f"({TOKENS_ENV}).")
@@ -247,19 +250,22 @@ class _Gate:
         self.svc.metrics.observe(label, state["status"], time.perf_counter() - t0)
 
     def _authorized(self, scope: dict[str, Any]) -> bool:
-        given = b""
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                given = value
-                break
-        scheme, _, token = given.partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
+        token = _bearer(scope)
+        if not token:
             return False
-        token = token.strip()
         ok = False
         for candidate in self.svc.tokens:  # compare with all: no early exit
             ok |= hmac.compare_digest(token, candidate)
         return ok
+
+
+def _bearer(scope: dict[str, Any]) -> bytes:
+    """The token of an ``Authorization: Bearer`` header (empty when there is none)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else b""
+    return b""
 
 
 def _request_id(scope: dict[str, Any]) -> str:
