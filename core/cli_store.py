@@ -365,8 +365,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "prune", "delete old versions (never the newest or an aliased one)",
                  cmd_prune)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--keep", type=_positive_int, metavar="N")
-    p.add_argument("--days", type=_non_negative, metavar="D")
+    p.add_argument("--keep", type=_positive_int, metavar="N",
+                   help="keep the newest N versions")
+    p.add_argument("--days", type=_non_negative, metavar="D",
+                   help="keep versions younger than D days (with --keep, a version either "
+                        "rule keeps stays); the newest and aliased versions always stay")
 
     _command(sub, "reindex", "rebuild the DuckDB index from the board", cmd_reindex)
     _command(sub, "verify", "re-hash every stored file", cmd_verify)
