@@ -86,9 +86,19 @@ tags_text = st.text_input("Tags (comma-separated)", key="upload_tags")
 blocked = bool(problem) or (not report.ok and not trusted)
 if not report.ok and not trusted:
     st.warning("Tick the box above to trust exactly these imports, or upload another file.")
+# A second click on the same file would store an identical version: ask first.
+sample_digest = (hashlib.sha256(sample_file.getvalue()).hexdigest()[:16]
+                 if sample_file is not None else "")
+stored: dict = st.session_state.setdefault("upload_stored", {})
+earlier = stored.get((digest, sample_digest, name))
+if earlier is not None and not blocked:
+    st.warning(f"This file is already stored as `{name}@{earlier}`; storing it again adds an "
+               "identical version.")
+    blocked = not st.checkbox("Store it again anyway", key=f"upload_again_{digest}")
 if not st.button("Store version", key="upload_submit", type="primary", disabled=blocked):
     st.stop()
 
+bar = None
 try:
     metrics = up.parse_metrics(metric_rows)
     tags = up.parse_tags(tags_text)
@@ -100,10 +110,13 @@ try:
         description=description, metrics=metrics, tags=tags, trusted=trusted,
         progress=lambda f, text: bar.progress(f, text=text))
 except FixativeError as exc:
+    if bar is not None:
+        bar.empty()  # no progress bar left standing over the error
     st.error(f"Nothing was stored. {exc.message}")
     st.stop()
 
 # Rerun so the sidebar lists the new version; the message waits in session state.
+stored[(digest, sample_digest, info.name)] = info.version
 st.session_state["upload_last"] = (info.name, info.version)
 ui.select(info.name, info.version)
 st.rerun()

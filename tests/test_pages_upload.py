@@ -101,6 +101,24 @@ def test_upload_creates_a_version(store_dir, house_bytes, house_data):
                for m in at.markdown)
 
 
+def test_storing_the_same_file_twice_asks_first(store_dir, house_bytes):
+    at = _give(_upload_page(), house_bytes, "house.joblib")
+    at.button(key="upload_submit").click().run()
+    assert not at.exception, at.exception
+    (first,) = _versions(store_dir)
+    # the file is still in the uploader: a second click would add an identical version
+    assert any(f"already stored as `house@{first.version}`" in w.value for w in at.warning)
+    assert at.button(key="upload_submit").disabled
+    at.run()
+    assert len(_versions(store_dir)) == 1
+    at.checkbox(key=next(c.key for c in at.checkbox if c.key.startswith("upload_again_"))
+                ).check().run()
+    assert not at.button(key="upload_submit").disabled
+    at.button(key="upload_submit").click().run()
+    assert not at.exception, at.exception
+    assert len(_versions(store_dir)) == 2
+
+
 def test_hostile_pickle_shows_report_and_stores_nothing(store_dir, tmp_path):
     marker = tmp_path / "pwned"
     at = _give(_upload_page(), pickle.dumps(_Hostile(marker)), "evil.pkl")
