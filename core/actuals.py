@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
@@ -300,6 +300,8 @@ class ScoredUpload:
     paths: list[str]
     actuals: SavedActuals | None
     seconds: float
+    # What validation said of the features (dropped columns, unseen categories...).
+    warnings: list[str] = field(default_factory=list)
 
 
 def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: str,
@@ -334,11 +336,13 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
     probas: list[np.ndarray] = []
     latency = np.zeros(len(features))
     checked: list[pd.DataFrame] = []
+    warned: list[str] = []
     n = len(features)
     for lo in range(0, n, batch_rows):
         hi = min(lo + batch_rows, n)
         t0 = time.perf_counter()
-        part, _ = meta.prototype.validate(features.iloc[lo:hi])
+        part, said = meta.prototype.validate(features.iloc[lo:hi])
+        warned.extend(w for w in said if w not in warned and len(warned) < 5)
         model_in = bundle.model_input(part)
         preds.append(np.asarray(bundle.model.predict(model_in)))
         if classifier and meta.has_proba:
@@ -396,7 +400,7 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
                              row_column="row", classes=meta.classes)
     say(1.0, f"Scored {n:,} rows")
     return ScoredUpload(request_id=request_id, rows=n, paths=paths, actuals=saved,
-                        seconds=time.perf_counter() - started)
+                        seconds=time.perf_counter() - started, warnings=warned)
 
 
 __all__ = ["SavedActuals", "ScoredUpload", "actual_sources", "normalize_labels", "read_table",

@@ -6,6 +6,7 @@ CLI and the exported Quarto dashboard call.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -247,18 +248,34 @@ with tabs[5]:
         d1, d2 = st.columns(2)
         time_col = d1.selectbox("Time column", cols, index=cols.index(guess), key="mon_data_time")
         truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth")
-        if st.button("Score and keep", key="mon_data_score"):
+        # The file stays in the uploader after scoring: a second click would keep its rows
+        # twice, so it asks first.
+        data_key = (version, hashlib.sha256(st.session_state["mon_data"].getvalue())
+                    .hexdigest()[:16], time_col, truth_col)
+        scored: dict = st.session_state.setdefault("mon_scored", {})
+        again = True
+        if data_key in scored:
+            st.warning(f"This file was scored and kept a moment ago ({scored[data_key]:,} rows); "
+                       "keeping it again would count its rows twice.")
+            again = st.checkbox("Score and keep it again anyway", key="mon_data_again")
+        if st.button("Score and keep", key="mon_data_score", disabled=not again):
             bar = st.progress(0.0, text="Loading the model")
             try:
                 b = store.read(name, version)
                 done = score_upload(store, b, data, time_column=time_col,
                                     actual_column=None if truth_col == "(none)" else truth_col,
                                     progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
-                st.session_state[_MESSAGE] = ("success", f"Scored {done.rows:,} rows in "
-                                              f"{done.seconds:.1f} s; pick the source "
-                                              "'Uploaded data' to see them.")
+                scored[data_key] = done.rows
+                notes = "".join(f" Note: {w}." for w in done.warnings)
+                if any("'prediction'" in w for w in done.warnings):
+                    notes += (" The file's own predictions are not used: every row is scored "
+                              f"by {version}.")
+                st.session_state[_MESSAGE] = (
+                    "success", f"Scored {done.rows:,} rows in {done.seconds:.1f} s; they show "
+                               f"under the sources 'Both' and 'Uploaded data'.{notes}")
                 st.rerun()
             except FixativeError as exc:
+                bar.empty()
                 st.error(exc.message)
 
 # -- export -----------------------------------------------------------------------------------

@@ -155,6 +155,7 @@ def test_upload_data_is_scored_and_kept(board, house_data):
     store, b = board
     data = house_data.iloc[:30].copy()
     data["when"] = [f"2025-03-0{1 + i % 3}T10:00:00+02:00" for i in range(30)]
+    data["prediction"] = 1.0  # made elsewhere: dropped, and every row scored here
     at = _page(model="house")
     at.file_uploader(key="mon_data").set_value(("new.csv", _csv(data), "text/csv"))
     at.run()
@@ -164,7 +165,12 @@ def test_upload_data_is_scored_and_kept(board, house_data):
     _button(at, "Score and keep").click()
     at.run()
     assert not at.exception, at.exception
-    assert "Scored 30 rows" in _texts(at)
+    [said] = [s.value for s in at.success if "Scored 30 rows" in s.value]
+    assert "Note: extra columns dropped: 'prediction'." in said
+    assert "The file's own predictions are not used" in said
+    # the file is still in the uploader: scoring it again needs a second thought
+    assert "was scored and kept a moment ago (30 rows)" in _texts(at)
+    assert _button(at, "Score and keep").disabled
     at.selectbox(key="mon_source").set_value("upload")
     at.selectbox(key="mon_window").set_value("day")
     at.run()
