@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "saved setting, else week)")
     p.add_argument("--since", default=None, help="start (2025-03-01, 2025-03-01T12:00Z, 30d)")
     p.add_argument("--until", default=None, help="end, exclusive (same forms as --since)")
+    p.add_argument("--reference", default=None, metavar="FROM..UNTIL",
+                   help="measure drift against the rows of this period instead of the "
+                        "training sample, e.g. 2025-03-01..2025-03-08")
     p.add_argument("--source", default="log", choices=SOURCES)
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--what", default="all", choices=WHAT)
@@ -90,6 +93,17 @@ def _print_frame(frame: pd.DataFrame, fmt: str, title: str | None = None) -> Non
     print()
 
 
+def reference_period(text: str | None) -> tuple[str, str] | None:
+    """``FROM..UNTIL`` as the (start, end) of a drift reference; None when not given."""
+    if text is None or not text.strip():
+        return None
+    start, sep, end = text.partition("..")
+    if not sep or not start.strip() or not end.strip():
+        raise BadRequest(f"--reference takes FROM..UNTIL, e.g. 2025-03-01..2025-03-08; got "
+                         f"{text[:60]!r}.")
+    return start.strip(), end.strip()
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from core.monitor_report import build
 
@@ -98,7 +112,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                          "--what traffic (or use --format json for everything).")
     store = _store(args)
     report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
-                   source=args.source)
+                   source=args.source, reference=reference_period(args.reference))
     latest = report.marks
     if not report.metrics.empty and report.metrics["n"].sum() > 0:
         start = report.metrics.loc[report.metrics["n"] > 0, "window_start"].iloc[-1]

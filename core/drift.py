@@ -190,7 +190,9 @@ def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
     notes: list[str] = []
     if not profile:
         notes.append("This version has no reference profile (it was stored without a training "
-                     "sample); pick a reference window to measure drift.")
+                     "sample); measure drift against a period of logged rows instead: "
+                     "'Drift reference' on the Monitor page, or --reference FROM..UNTIL "
+                     "with python -m core monitor.")
         return refs, notes
     for c in meta.prototype.columns:
         log_col = feature_column(c.name)

@@ -67,10 +67,23 @@ since = c4.text_input("Since", key="mon_since", placeholder="e.g. 2025-03-01 or 
 until = c4.text_input("Until", key="mon_until", placeholder="e.g. 2025-04-01 (exclusive)")
 ref = f"{name}@{version}"
 all_versions = scope == "all versions"
+with st.expander("Drift reference", expanded=not meta.profile):
+    st.caption("Drift compares each window with the training sample stored with the version"
+               + ("" if meta.profile else " (this version has none)")
+               + ". To compare with a period of logged rows instead, give its start and end.")
+    r1, r2 = st.columns(2)
+    ref_from = r1.text_input("Reference from", key="mon_ref_from",
+                             placeholder="e.g. 2025-03-01")
+    ref_until = r2.text_input("Reference until", key="mon_ref_until",
+                              placeholder="e.g. 2025-03-08 (exclusive)")
+reference = (ref_from, ref_until) if ref_from.strip() and ref_until.strip() else None
+if reference is None and (ref_from.strip() or ref_until.strip()):
+    st.warning("Give both ends of the drift reference; until then drift uses the training "
+               "sample.")
 
 try:
     report = build(store, ref, window=window, since=since or None, until=until or None,
-                   source=source, all_versions=all_versions)
+                   source=source, all_versions=all_versions, reference=reference)
 except FixativeError as exc:
     st.error(exc.message)
     st.stop()

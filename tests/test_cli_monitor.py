@@ -59,6 +59,20 @@ def test_json_and_csv(board, capsys):
     assert len(lines) == 3 and lines[1].startswith("2025-03-04T00:00:00Z")
 
 
+def test_drift_against_a_reference_period(board, capsys):
+    # The whole log as the reference of its one week: every column's drift is nil.
+    assert main(["monitor", "house", "--window", "week", "--format", "json", "--what", "drift",
+                 "--reference", "2025-03-03..2025-03-10", "--store", board]) == 0
+    drift = json.loads(capsys.readouterr().out)["drift"]
+    assert {r["column"] for r in drift} >= {"bedrooms", "zipcode", "prediction"}
+    assert all(r["statistic"] == 0 and not r["drifted"] for r in drift)
+    # against the training sample the same week differs
+    assert main(["monitor", "house", "--window", "week", "--format", "json", "--what", "drift",
+                 "--store", board]) == 0
+    drift = json.loads(capsys.readouterr().out)["drift"]
+    assert any((r["statistic"] or 0) > 0 for r in drift)
+
+
 def test_empty_range_says_what_to_do(board, capsys):
     assert main(["monitor", "house", "--since", "2030-01-01", "--store", board]) == 0
     assert "No predictions logged" in capsys.readouterr().out
@@ -76,6 +90,9 @@ def test_empty_range_says_what_to_do(board, capsys):
     (["monitor", "house'; DROP TABLE x; --", "--store"], "(?i)not allowed|invalid|not found"),
     (["monitor", "house", "--window", "1min", "--since", "2000-01-01", "--store"],
      "at most"),
+    (["monitor", "house", "--reference", "2025-03-03", "--store"],
+     "--reference takes FROM..UNTIL, e.g. 2025-03-01..2025-03-08"),
+    (["monitor", "house", "--reference", "2025-03-03..soon", "--store"], "Cannot read"),
 ])
 def test_bad_arguments_give_one_line_errors(board, capsys, argv, message):
     assert main([*argv, board]) == 1

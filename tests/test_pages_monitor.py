@@ -105,6 +105,18 @@ def test_metrics_drift_and_traffic_are_shown(logged):
     assert len(at.get("plotly_chart")) >= 3
 
 
+def test_drift_against_a_reference_period_of_logged_rows(logged):
+    at = _page(model="house")
+    at.selectbox(key="mon_window").set_value("week").run()
+    assert (_table(at, "drift")["statistic"].fillna(0) > 0).any()  # vs the training sample
+    at.text_input(key="mon_ref_from").input(str(T0.date())).run()
+    assert "Give both ends of the drift reference" in _texts(at)
+    at.text_input(key="mon_ref_until").input(str((T0 + pd.Timedelta(days=7)).date())).run()
+    assert not at.exception, at.exception
+    drift = _table(at, "drift")
+    assert len(drift) and (drift["statistic"] == 0).all()  # the week is its own reference
+
+
 def test_upload_actuals_then_metrics_appear(logged):
     store, b, frame = logged
     at = _page(model="house")
