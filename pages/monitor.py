@@ -16,7 +16,12 @@ from core import charts, custom_metrics, thresholds, ui
 from core.actuals import actual_column_guess, read_table, save_actuals, score_upload
 from core.errors import FixativeError
 from core.monitor_report import build, column_values, render_qmd
-from core.monitoring import CLASSIFICATION_METRICS, REGRESSION_METRICS, open_ref
+from core.monitoring import (
+    CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
+    REGRESSION_METRICS,
+    open_ref,
+)
 from core.thresholds import QUALITY, Rule, Settings
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
@@ -201,8 +206,19 @@ with tabs[4]:
                      key="mon_rules_table")
     else:
         st.caption("No thresholds yet; drift is marked with each method's default levels.")
+    # Outside the form, so choosing a metric fills in its saved rule, or the direction
+    # that is worse for it (an accuracy is worse below, an error above).
+    r_metric = st.selectbox("Metric", list(dict.fromkeys(rule_names)), key="mon_rule_metric")
+    if st.session_state.get("_mon_rule_for") != r_metric:
+        st.session_state["_mon_rule_for"] = r_metric
+        existing = settings.rule(r_metric)
+        higher_better = r_metric in builtins and r_metric not in LOWER_IS_BETTER
+        st.session_state["mon_rule_dir"] = (existing.direction if existing else
+                                            "below" if higher_better else "above")
+        for key, value in (("mon_rule_warning", existing.warning if existing else None),
+                           ("mon_rule_alert", existing.alert if existing else None)):
+            st.session_state[key] = "" if value is None else f"{value:g}"
     with st.form("mon_rule_form"):
-        r_metric = st.selectbox("Metric", list(dict.fromkeys(rule_names)), key="mon_rule_metric")
         r_dir = st.selectbox("Worse when", ["above", "below"], key="mon_rule_dir")
         r_warn = st.text_input("Warning at", key="mon_rule_warning")
         r_alert = st.text_input("Alert at", key="mon_rule_alert")

@@ -212,7 +212,10 @@ def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
 def test_threshold_form(logged):
     store, *_ = logged
     at = _page(model="house")
-    at.selectbox(key="mon_rule_metric").set_value("rmse")
+    at.selectbox(key="mon_rule_metric").set_value("r2").run()
+    assert at.selectbox(key="mon_rule_dir").value == "below"  # a low r2 is the bad one
+    at.selectbox(key="mon_rule_metric").set_value("rmse").run()
+    assert at.selectbox(key="mon_rule_dir").value == "above"
     at.text_input(key="mon_rule_warning").input("10")
     at.text_input(key="mon_rule_alert").input("5")
     _button(at, "Save threshold").click()
@@ -225,6 +228,12 @@ def test_threshold_form(logged):
     assert "Saved the threshold for rmse" in _texts(at)
     assert thresholds.load(store, "house").rule("rmse").alert == 20.0
     assert thresholds.load(store, "house").window == "day"
+    # coming back to rmse shows its saved rule
+    at.selectbox(key="mon_rule_metric").set_value("mae").run()
+    assert at.text_input(key="mon_rule_alert").value == ""
+    at.selectbox(key="mon_rule_metric").set_value("rmse").run()
+    assert (at.text_input(key="mon_rule_warning").value,
+            at.text_input(key="mon_rule_alert").value) == ("10", "20")
 
 
 def test_bad_window_and_dates_are_explained(logged):
