@@ -218,7 +218,7 @@ def window_keys(window: Window, lo: int | None, hi: int | None,
     if last - first + 1 > MAX_WINDOWS:
         raise BadRequest(f"{window.label} windows over this range make {last - first + 1} "
                          f"windows (at most {MAX_WINDOWS}); choose a longer window or a "
-                         "shorter date range (--since/--until).")
+                         "shorter date range (since / until).")
     return list(range(first, last + 1))
 
 
@@ -486,8 +486,8 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
         raise BadRequest(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     t0, t1 = parse_time(since), parse_time(until)
     if t0 is not None and t1 is not None and t1 <= t0:
-        raise BadRequest(f"--until ({t1:%Y-%m-%d %H:%M}) must be after --since "
-                         f"({t0:%Y-%m-%d %H:%M}).")
+        raise BadRequest(f"The end of the range, until {t1:%Y-%m-%d %H:%M}, must be after its "
+                         f"start, since {t0:%Y-%m-%d %H:%M}.")
     versions = list(versions) if versions else None
     files: list[str] = []
     if source in ("log", "all"):

@@ -379,6 +379,8 @@ def require_model() -> tuple[str, str]:
         else:
             st.info("The store has no models yet. Upload one on the Upload page, or add the "
                     "example models on the Home page.")
+            link("pages/upload.py", "Upload a model file")
+            link("pages/home.py", "Add the example models")
         st.stop()
     return name, version
 

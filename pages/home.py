@@ -31,7 +31,7 @@ if not models:
         "The store is empty. Upload your own model file on the **Upload** page, or add the "
         "example models (a house-price regression and a churn classifier, trained here on "
         "generated data) to click through every page at once.")
-    if st.button("Add an example model", key="home_add_examples", type="primary"):
+    if st.button("Add the example models", key="home_add_examples", type="primary"):
         bar = st.progress(0.0, text="Training the example models")
         try:
             infos = store_examples(store, progress=lambda f, text: bar.progress(f, text=text))

@@ -56,6 +56,8 @@ def test_empty_store_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
     at = _page()
     assert "no models yet" in at.info[0].value and "Upload" in at.info[0].value
+    links = [e.proto.label for e in at.get("page_link")]
+    assert links == ["Upload a model file", "Add the example models"]
 
 
 def test_read_only_link_shows_the_card_without_editing_controls(store):

@@ -40,7 +40,7 @@ def test_empty_store_says_what_to_do(store_dir):
     assert at.title[0].value == "Fixative"
     assert "The store is empty" in at.info[0].value
     assert "Upload" in at.info[0].value
-    assert at.button(key="home_add_examples").label == "Add an example model"
+    assert at.button(key="home_add_examples").label == "Add the example models"
     assert [m.value for m in at.metric][:2] == ["0", "0"]
     assert str(store_dir) in _texts(at)
 
