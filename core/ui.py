@@ -385,6 +385,11 @@ def require_model() -> tuple[str, str]:
     return name, version
 
 
+def table_height(rows: int) -> int:
+    """Pixels for an ``st.dataframe`` that shows ``rows`` rows and its header unscrolled."""
+    return 35 * (rows + 1) + 3
+
+
 def link(page: str, label: str, **params: str) -> None:
     """A link to another page of the app carrying ``params`` in its URL.
 

@@ -82,14 +82,17 @@ if section == "Details":
     info = by_id[version]
     st.subheader(f"{name}@{version}")
     st.write(meta.description or "_No description._")
-    st.dataframe(pd.DataFrame([
+    details = pd.DataFrame([
         ("class", meta.model_class), ("library", meta.library), ("task", meta.task),
         ("classes", ", ".join(map(str, meta.classes or [])) or "—"),
         ("predict_proba", "yes" if meta.has_proba else "no"),
         ("aliases", ", ".join(sorted(info.aliases or [])) or "—"),
         ("tags", ", ".join(meta.tags) or "—"), ("user", meta.user), ("created", meta.created),
         ("size", f"{int(info.size or 0):,} bytes"), ("hash", info.hash),
-    ], columns=["field", "value"]), hide_index=True, key="models_meta")
+    ], columns=["field", "value"])
+    # every row in view (the automatic height stops at ten and hides the hash)
+    st.dataframe(details, hide_index=True, key="models_meta",
+                 height=ui.table_height(len(details)))
     for note in meta.notes:
         st.caption(note)
     st.markdown("**Metrics**")
