@@ -226,8 +226,11 @@ def _split(obj: dict[str, Any], names: Sequence[str], where: str) -> Payload:
         raise InvalidInput(f"'data' in {where} has no rows; send at least one row.")
     if columns is None:
         return Payload(data, _row_columns(data, names), fmt="split")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise BadRequest(f"'columns' in {where} must be an array of column names (strings).")
+    if not isinstance(columns, list) or not all(
+            isinstance(c, str) or (type(c) is int and c >= 0) for c in columns):
+        raise BadRequest(f"'columns' in {where} must be an array of column names (strings, or "
+                         "positions 0, 1, ... for a model fitted on an unnamed array).")
+    columns = [str(c) for c in columns]  # pandas writes the columns of an array as 0, 1, ...
     if len(set(columns)) != len(columns):
         dup = sorted({c for c in columns if columns.count(c) > 1})[:10]
         raise BadRequest(f"'columns' in {where} names a column twice: {', '.join(dup)}.")
@@ -323,8 +326,30 @@ class Converter:
         self.prototype = prototype
         self.names = prototype.names
         self._plan = _fast_plan(prototype)
+        # A model fitted on an unnamed array: vetiver and pandas name its columns "0",
+        # "1", ... (as vetiver's prototype does), so those name the columns by position.
+        self._positions = ({str(i): n for i, n in enumerate(self.names)}
+                           if not prototype.named else {})
+
+    def _by_position(self, payload: Payload) -> Payload:
+        pos, data = self._positions, payload.data
+        if payload.fmt == "records" and isinstance(data, list) and data and \
+                type(data[0]) is dict and any(k in pos for k in data[0]):
+            data = [{pos.get(k, k): v for k, v in r.items()} if type(r) is dict else r
+                    for r in data]
+            return Payload(data, _record_columns(data, self.names), payload.params, payload.fmt)
+        if isinstance(data, dict) and any(k in pos for k in data):
+            data = {pos.get(k, k): v for k, v in data.items()}
+            whole = len(data) == len(self.names) and all(n in data for n in self.names)
+            return Payload(data, data if whole else None, payload.params, payload.fmt)
+        if isinstance(data, pd.DataFrame) and any(str(c) in pos for c in data.columns):
+            return Payload(data.rename(columns=lambda c: pos.get(str(c), c)), None,
+                           payload.params, payload.fmt)
+        return payload
 
     def convert(self, payload: Payload) -> tuple[pd.DataFrame, list[str]]:
+        if self._positions and payload.columns is None:
+            payload = self._by_position(payload)
         if payload.columns is not None and self._plan is not None:
             frame = self._fast(payload.columns)
             if frame is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 import requests
 
@@ -103,6 +104,24 @@ def test_vetivers_own_client_works(server, house_model, features):
     got = vetiver.predict(endpoint, df)
     assert list(got.columns) == ["predict"]
     np.testing.assert_allclose(got["predict"].to_numpy(), house_model.predict(df))
+
+
+def test_vetivers_client_with_a_model_fitted_on_an_array(tmp_path):
+    import vetiver
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(40, 3))
+    model = LinearRegression().fit(X, X @ [1.0, -2.0, 0.5])
+    board = str(tmp_path / "board")
+    VersionStore(board).write(bundle(model, name="arr"))
+    s = Server(board, "arr")
+    try:
+        endpoint = vetiver.vetiver_endpoint(s.url + "/predict")
+        got = vetiver.predict(endpoint, pd.DataFrame(X[:5]))  # columns 0, 1, 2
+        np.testing.assert_allclose(got["predict"].to_numpy(), model.predict(X[:5]))
+    finally:
+        s.stop()
 
 
 def test_concurrent_clients_each_get_their_own_rows(server, house_model, features):

@@ -280,14 +280,45 @@ def test_large_integers_keep_every_digit_on_every_path(conv, rows):
     assert int(frame["bedrooms"].iloc[0]) == big
 
 
+@pytest.fixture(scope="module")
+def array_model():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 4))
+    return bundle(LinearRegression().fit(X, X @ [1.0, 2.0, 3.0, 4.0]), name="arr"), X
+
+
+def test_a_model_fitted_on_an_array_takes_columns_by_position(array_model):
+    # vetiver's client and pandas name an array's columns 0, 1, ...: they mean positions
+    b, X = array_model
+    conv = wire.Converter(b.prototype)
+    expected = b.model.predict(X[:3])
+    frame_df = pd.DataFrame(X[:3])
+    bodies = [
+        (json.loads(frame_df.to_json(orient="records")), None),  # keys "0".."3"
+        (json.loads(frame_df.to_json(orient="split", index=False)), None),  # columns [0..3]
+        ({str(i): X[:3, i].tolist() for i in range(4)}, None),
+        (frame_df.to_csv(index=False).encode(), "text/csv"),
+        (X[:3].tolist(), None),
+    ]
+    for body, ctype in bodies:
+        frame, warnings = convert(conv, body, ctype)
+        assert list(frame.columns) == b.prototype.names and warnings == []
+        np.testing.assert_allclose(b.model.predict(frame.to_numpy()), expected)
+    with pytest.raises(InvalidInput, match="column 'x2' is missing"):
+        convert(conv, [{"0": 1.0, "1": 2.0, "3": 4.0}])
+
+
 def test_split_errors(conv, rows):
     names = list(rows.columns)
     with pytest.raises(BadRequest, match="names a column twice: bedrooms"):
         convert(conv, {"columns": names + ["bedrooms"], "data": [[1] * (len(names) + 1)]})
     with pytest.raises(BadRequest, match="row 1 has 2"):
         convert(conv, {"columns": names, "data": [[1] * len(names), [1, 2]]})
-    with pytest.raises(BadRequest, match="array of column names"):
-        convert(conv, {"columns": [1, 2], "data": [[1, 2]]})
+    for columns in ([1.5, 2], [True, False], [-1, 0], [None, "a"]):
+        with pytest.raises(BadRequest, match="array of column names"):
+            convert(conv, {"columns": columns, "data": [[1, 2]]})
     with pytest.raises(BadRequest, match="array of rows"):
         convert(conv, {"columns": names, "data": "x"})
 
