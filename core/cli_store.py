@@ -186,7 +186,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"  {key + ':':13} {_cell(data[key])}")
     env = data.get("environment") or {}
     print(f"  {'python:':13} {env.get('python', '?')}")
-    print(f"  {'packages:':13} {_cell(env.get('packages') or {})}")
+    packages = env.get("packages") or {}
+    print(f"  {'packages:':13} " + (", ".join(
+        f"{k}={v}" if v else f"{k} (version not recorded)" for k, v in packages.items())
+        or "none recorded"))
     print("  inputs:")
     for col in data["prototype"]["columns"]:
         detail = col["categories"] if col.get("categories") else (

@@ -71,7 +71,8 @@ def test_vetiver_loads_what_fixative_wrote(store, board, house_model, house_data
     assert v.metadata.user["metrics"] == {"rmse": 1.0}
 
 
-def test_fixative_lists_and_loads_a_vetiver_pin(store, board, house_model, features):
+def test_fixative_lists_and_loads_a_vetiver_pin(store, board, house_model, features,
+                                                 capsys):
     vetiver.vetiver_pin_write(board, vetiver.VetiverModel(house_model, "vet-houses",
                                                           prototype_data=features))
     (info,) = store.versions("vet-houses")
@@ -90,6 +91,12 @@ def test_fixative_lists_and_loads_a_vetiver_pin(store, board, house_model, featu
     _, warnings = loaded.prototype.validate(features.head(20))
     assert warnings == []  # one example row says nothing about unseen levels or ranges
     assert store.verify() == []
+    # vetiver records package names without versions: show says so, not "scikit-learn="
+    from core.cli import main
+
+    assert main(["show", "vet-houses", "--store", str(store.url)]) == 0
+    shown = capsys.readouterr().out
+    assert "scikit-learn (version not recorded)" in shown and "scikit-learn=," not in shown
 
 
 def test_vetiver_array_model_keeps_its_unnamed_columns(store, board):
