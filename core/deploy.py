@@ -397,6 +397,18 @@ def check_max_body_mb(value: object) -> float:
     return mb
 
 
+def check_trusted(store: Any, name: str, version: str, trusted: Sequence[str]) -> None:
+    """Refuse at once (not after a server died loading it) a version whose model imports
+    names outside the allowlist that ``trusted`` does not name."""
+    from core.errors import UnsafeModel
+    from core.safety import unsafe_message
+
+    report = store.safety_report(name, version)
+    refused = [n for n in report.untrusted if n not in set(trusted) or report.forbidden]
+    if refused:
+        raise UnsafeModel(unsafe_message(refused, f"{name}@{version}"), refused)
+
+
 def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
                    workers: int = 1, log: bool = True, batching: bool = True,
                    max_body_mb: float | None = None, trusted: Sequence[str] = (),
@@ -417,6 +429,7 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
         raise BadRequest(f"timeout must be a positive number of seconds, got {timeout!r}.")
     name, version = store.resolve(ref)
+    check_trusted(store, name, version, trusted)
     folder = run_dir(store)
     ensure_port_free(host, port, owner=_owner_by_registry(folder, port))
 

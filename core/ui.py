@@ -100,6 +100,18 @@ def _meta(location: str, name: str, version: str) -> Any:
     return _open_store(location).meta(name, version)
 
 
+@st.cache_data(show_spinner=False, ttl=_CACHE_TTL, max_entries=256)
+def _safety(location: str, name: str, version: str) -> Any:
+    # A version's model file never changes: its scan holds as long as the version.
+    return _open_store(location).safety_report(name, version)
+
+
+def cached_safety(name: str, version: str) -> Any:
+    """The safety report of a stored version's model file (scanned, never loaded)."""
+    get_store()
+    return _safety(store_location(), name, version)
+
+
 @st.cache_data(show_spinner=False, ttl=_CACHE_TTL, max_entries=64)
 def _search(location: str, change: str, text: str) -> list[Any]:
     return _open_store(location).search(text=text)

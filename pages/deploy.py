@@ -7,6 +7,8 @@ import streamlit as st
 from core import deploy, dockerbundle, ui
 from core.errors import FixativeError
 from core.netcheck import MAX_WORKERS, free_port
+from core.safety import forbidden_message
+from core.upload import trust_label
 
 HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
          "0.0.0.0": "every network interface (0.0.0.0)"}
@@ -34,6 +36,18 @@ def start_section(store, name: str, version: str) -> None:
     elif "deploy_port" not in st.session_state:
         st.session_state["deploy_port"] = free_port("127.0.0.1", preferred=8080)
 
+    # Trust given at upload is not kept with the version: a model that needs it needs it
+    # again here, for exactly its names (and never for names that run programs or code).
+    reports = {t: ui.cached_safety(name, aliases[t.split(":", 1)[1]] if ":" in t else version)
+               for t in targets}
+    needs = sorted({n for r in reports.values() for n in r.untrusted})
+    forbidden = sorted({n for r in reports.values() for n in r.forbidden})
+    if forbidden:
+        st.error(forbidden_message(forbidden, f"A model among {', '.join(targets)}"))
+    elif needs:
+        st.warning("This model imports names outside the safety allowlist: "
+                   + ", ".join(f"`{n}`" for n in needs) + ". The server loads it only if you "
+                   "trust them.")
     with st.form("deploy_start_form"):
         target = st.selectbox("Serve", targets, key="deploy_target", format_func=label)
         col_port, col_host, col_workers = st.columns(3)
@@ -47,13 +61,16 @@ def start_section(store, name: str, version: str) -> None:
                                                 "start. Each loads the model.")
         log = st.checkbox("Log predictions (needed for monitoring)", value=True,
                           key="deploy_log")
+        trust = bool(needs) and not forbidden and st.checkbox(
+            trust_label(needs), key=f"deploy_trust_{name}_{version}")
         submitted = st.form_submit_button("Start endpoint", type="primary")
     if not submitted:
         return
+    trusted = [n for n in reports[target].untrusted] if trust else []
     with st.spinner(f"Starting {target} on port {int(port)}…"):
         try:
             started = deploy.start_endpoint(store, target, port=int(port), host=host,
-                                            workers=int(workers), log=log)
+                                            workers=int(workers), log=log, trusted=trusted)
         except FixativeError as exc:
             first, _, rest = exc.message.partition("\n")
             st.error(first)

@@ -18,7 +18,7 @@ from deploy_helpers import deploy_store
 
 from core import deploy
 from core.bundle import bundle
-from core.errors import BadRequest, Conflict, FixativeError, NotFound
+from core.errors import BadRequest, Conflict, FixativeError, NotFound, UnsafeModel
 from core.netcheck import free_port, port_is_free
 from core.store import VersionStore
 
@@ -159,12 +159,21 @@ def test_unknown_model_or_alias(store):
         deploy.start_endpoint(store, "house:staging", port=free_port())
 
 
+def test_a_model_that_needs_trust_is_refused_before_any_process_starts(store):
+    before = set(deploy.run_dir(store).glob("*"))
+    with pytest.raises(UnsafeModel, match=r"handmade@.* would import 1 name\(s\) outside the "
+                                          r"safety allowlist: deploy_helpers\.HandMade"):
+        deploy.start_endpoint(store, "handmade", port=free_port())
+    assert set(deploy.run_dir(store).glob("*")) == before  # no registry entry, no server log
+
+
 def test_server_that_dies_during_start_up_reports_its_log(store):
+    # Trusted, but its class lives in the tests' folder, which the server cannot import.
     port = free_port()
     before = set(deploy.run_dir(store).glob("*.json"))
     with pytest.raises(FixativeError, match=r"(?s)stopped during start-up \(.*HandMade.*\)\. "
                                             r"Last lines of its log:\n.*error: "):
-        deploy.start_endpoint(store, "handmade", port=port)
+        deploy.start_endpoint(store, "handmade", port=port, trusted=["deploy_helpers.HandMade"])
     assert set(deploy.run_dir(store).glob("*.json")) == before
     assert not [r for r in deploy.endpoint_history(store, "handmade")]
 

@@ -88,6 +88,21 @@ def test_a_model_that_needs_trust_gets_no_docker_bundle(tmp_path, monkeypatch):
     [error] = [t for t in texts(at.error) if t.startswith("No Docker bundle for this version")]
     assert "deploy_helpers.HandMade" in error and "--trust deploy_helpers.HandMade" in error
     assert not at.get("download_button")
+    # starting an endpoint asks for trust in exactly its names
+    assert any("imports names outside the safety allowlist: `deploy_helpers.HandMade`" in t
+               for t in texts(at.warning))
+    [trust] = [c for c in at.checkbox if c.key.startswith("deploy_trust_")]
+    assert "`deploy_helpers.HandMade`" in trust.label
+    at.button(key="FormSubmitter:deploy_start_form-Start endpoint").click().run()
+    assert any("would import 1 name(s) outside the safety allowlist" in t for t in texts(at.error))
+    assert deploy.list_endpoints(store, probe=False) == []
+    # trusted, the server gets the name (and here cannot import the tests' class)
+    [trust] = [c for c in at.checkbox if c.key.startswith("deploy_trust_")]
+    trust.check()
+    at.button(key="FormSubmitter:deploy_start_form-Start endpoint").click().run()
+    [error] = [t for t in texts(at.error) if "stopped during start-up" in t]
+    assert "outside the safety allowlist" not in error
+    assert deploy.list_endpoints(store, probe=False) == []
 
 
 def _predict(url: str, house_data) -> None:
