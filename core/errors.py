@@ -94,6 +94,11 @@ class UnsupportedMediaType(FixativeError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(FixativeError):
+    status = 408
+    code = "request_timeout"
+
+
 class MethodNotAllowed(FixativeError):
     status = 405
     code = "method_not_allowed"

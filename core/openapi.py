@@ -23,8 +23,9 @@ ERROR_SCHEMA: dict[str, Any] = {
 _ERRORS = {
     "400": "Malformed body (not JSON/CSV, wrong shape)",
     "401": "Missing or wrong bearer token",
+    "408": "The body stopped arriving before it was complete",
     "413": "Body larger than the server's limit",
-    "415": "Unsupported Content-Type (send application/json or text/csv)",
+    "415": "Unsupported Content-Type or Content-Encoding (send uncompressed JSON or CSV)",
     "422": "Input does not match the model's prototype (every problem listed)",
 }
 OPEN_PATHS = ("/ping", "/healthz")
@@ -123,14 +124,14 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
             "requestBody": predict_body,
             "responses": {**ok({"type": "object", "required": ["predict"], "properties": {
                 "predict": {"type": "array", "items": label}}}, {"predict": pred_example}),
-                **_errors("400", "413", "415", "422", auth=auth)},
+                **_errors("400", "408", "413", "415", "422", auth=auth)},
         }},
         "/invocations": {"post": {
             "summary": "Predict (MLflow scoring-server format)", "operationId": "invocations",
             "requestBody": invocations_body,
             "responses": {**ok({"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "array"}}}, {"predictions": pred_example}),
-                **_errors("400", "413", "415", "422", auth=auth)},
+                **_errors("400", "408", "413", "415", "422", auth=auth)},
         }},
         "/ping": _get("ping", "Liveness",
                       {"type": "object", "properties": {"ping": {"type": "string"}}},
@@ -166,7 +167,7 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
                                {"predict_proba": [[1.0 / max(len(meta.classes or [1]), 1)]
                                                   * len(meta.classes or [1])],
                                 "classes": meta.classes}),
-                          **_errors("400", "413", "415", "422", auth=auth)},
+                          **_errors("400", "408", "413", "415", "422", auth=auth)},
         }}
     spec: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -52,6 +52,7 @@ from core.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
     UnsupportedMediaType,
@@ -61,6 +62,8 @@ from core.openapi import OPEN_PATHS, build_openapi
 
 TOKENS_ENV = "FIXATIVE_API_TOKENS"
 DEFAULT_MAX_BODY = 20 * 2**20
+# Seconds a request body may stall before the request is answered 408.
+BODY_TIMEOUT = 30.0
 # Bodies larger than this are parsed in a worker thread instead of on the event loop.
 THREAD_PARSE_BYTES = 64 * 1024
 MAX_WARNINGS = 20
@@ -89,6 +92,7 @@ class _Service:
     metrics: ServerMetrics
     tokens: tuple[bytes, ...]
     max_body_bytes: int
+    body_timeout: float = 30.0
     writer: Any = None
     pin_url: str | None = None
     ready: bool = False
@@ -101,7 +105,8 @@ class _Service:
 def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
                tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                batching: bool = True, max_batch_rows: int = 10_000,
-               flush_interval: float = 1.0, metrics_dir: str | None = None) -> Starlette:
+               flush_interval: float = 1.0, metrics_dir: str | None = None,
+               body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """A Starlette app serving ``bundle``.
 
     ``store``: the VersionStore the bundle came from; needed for the prediction log
@@ -110,10 +115,13 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
     (see :mod:`core.batching`), at most ``max_batch_rows`` rows per model call.
     ``metrics_dir``: the directory the worker processes of one server share, so that
     ``/metrics`` counts for all of them (see :mod:`core.http_metrics`); None for a
-    server of one process.
+    server of one process. ``body_timeout``: seconds a request body may go without a
+    byte before the request gets a 408 (a client that stalls mid-upload).
     """
     if max_body_bytes < 1:
         raise BadRequest("max_body_bytes must be a positive number of bytes.")
+    if not 0 < body_timeout < float("inf"):
+        raise BadRequest("body_timeout must be a positive number of seconds.")
     if tokens is None:
         tokens = os.environ.get(TOKENS_ENV, "").split(",")
     token_bytes = tuple(t.strip().encode() for t in tokens if t and t.strip())
@@ -135,6 +143,7 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
         metrics=metrics,
         tokens=token_bytes,
         max_body_bytes=int(max_body_bytes),
+        body_timeout=float(body_timeout),
         classes=np.asarray(meta.classes, dtype=object) if meta.classes is not None else None,
     )
     if store is not None:
@@ -381,8 +390,9 @@ async def _invocations(request: Request) -> Response:
     return await _serve(request, "invocations", None)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The body, refusing (413) as soon as it is known to exceed ``limit`` bytes, and
+    (408) when no byte of it arrives for ``timeout`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -393,7 +403,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit, size)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body stopped arriving: no byte for {timeout:g} s after "
+                f"{total:,} bytes. Send the whole body (a Content-Length larger than the body "
+                "also waits for bytes that never come).") from None
         total += len(chunk)
         if total > limit:
             raise _too_large(limit, None)
@@ -419,7 +440,7 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         if method == "predict_proba":
             _require_proba(svc)
         _check_encoding(request.headers.get("content-encoding"))
-        body = await read_body(request, svc.max_body_bytes)
+        body = await read_body(request, svc.max_body_bytes, svc.body_timeout)
         ctype = request.headers.get("content-type")
         if len(body) > THREAD_PARSE_BYTES:
             frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body, ctype)

@@ -30,8 +30,10 @@ import sys, uvicorn
 from core.server import create_app
 from core.store import VersionStore
 board, name, port, flush = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+body_timeout = float(sys.argv[5])
 store = VersionStore(board)
-app = create_app(store.read(name), store=store, tokens=[], flush_interval=flush)
+app = create_app(store.read(name), store=store, tokens=[], flush_interval=flush,
+                 body_timeout=body_timeout)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
             timeout_graceful_shutdown=10)
 """
@@ -44,14 +46,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, board: str, name: str, flush: float = 1.0) -> None:
+    def __init__(self, board: str, name: str, flush: float = 1.0,
+                 body_timeout: float = 30.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.output = Path(board).parent / f"server-{self.port}.log"
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE, board, name, str(self.port), str(flush)],
+                [sys.executable, "-c", SERVE, board, name, str(self.port), str(flush),
+                 str(body_timeout)],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -193,6 +197,29 @@ def test_a_client_that_hangs_up_mid_upload_is_no_server_error(server, board):
             break
         time.sleep(0.2)
     assert rows == [(499, "client_closed")]
+
+
+def test_a_body_that_stops_arriving_gets_a_408(board):
+    s = Server(board, "house", body_timeout=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n\r\n[{\"bedroo")
+            answer = b""
+            while b"}}" not in answer:  # the JSON error ends the response
+                part = sock.recv(4096)
+                if not part:
+                    break
+                answer += part
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408")
+        error = json.loads(body)["error"]
+        assert error["code"] == "request_timeout"
+        assert error["message"].startswith("The request body stopped arriving: no byte for "
+                                           "0.5 s after 9 bytes.")
+        assert requests.get(s.url + "/ping", timeout=5).status_code == 200
+    finally:
+        s.stop()
 
 
 def _status_count(server, status: str) -> float:
