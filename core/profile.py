@@ -15,6 +15,8 @@ import pandas as pd
 from core.prototype import Prototype
 
 N_BINS = 10
+# An integer column with at most this many values gets a bin per value.
+MAX_INT_BINS = 20
 MAX_LEVELS = 100
 # Rows kept verbatim with a version (for KS/Wasserstein tests and the card).
 SAMPLE_ROWS = 2000
@@ -32,7 +34,13 @@ def profile_series(s: pd.Series, kind: str) -> dict[str, Any]:
         if len(x) == 0:
             out["type"] = "numeric"
             return out
-        edges = np.unique(np.quantile(x, np.linspace(0, 1, N_BINS + 1)))
+        distinct = np.unique(x)
+        if kind == "int" and len(distinct) <= MAX_INT_BINS:
+            # One bin per value: quantile edges would put the two largest values of,
+            # say, a 1-5 rating in one bin, which reads as a skew that is not there.
+            edges = np.append(distinct, distinct[-1] + 1)
+        else:
+            edges = np.unique(np.quantile(x, np.linspace(0, 1, N_BINS + 1)))
         if len(edges) == 1:
             edges = np.array([edges[0], edges[0]])
         counts = _bin_counts(x, edges)

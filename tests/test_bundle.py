@@ -46,6 +46,11 @@ def test_reference_profile(house_model, house_data):
     assert z["frequencies"] == house_data.zipcode.value_counts().to_dict()
     assert prof["prediction"]["type"] == "numeric"
     assert "price" not in prof["columns"]
+    # an integer column with few values gets a bin per value, each with its own count
+    bedrooms = prof["columns"]["bedrooms"]
+    values = house_data.bedrooms.value_counts().sort_index()
+    assert bedrooms["edges"][:-1] == values.index.astype(float).tolist()
+    assert bedrooms["counts"] == values.tolist()
 
 
 def test_row_sample_is_bounded(house_model):
