@@ -400,13 +400,9 @@ def check_max_body_mb(value: object) -> float:
 def check_trusted(store: Any, name: str, version: str, trusted: Sequence[str]) -> None:
     """Refuse at once (not after a server died loading it) a version whose model imports
     names outside the allowlist that ``trusted`` does not name."""
-    from core.errors import UnsafeModel
-    from core.safety import unsafe_message
+    from core.safety import refuse_untrusted
 
-    report = store.safety_report(name, version)
-    refused = [n for n in report.untrusted if n not in set(trusted) or report.forbidden]
-    if refused:
-        raise UnsafeModel(unsafe_message(refused, f"{name}@{version}"), refused)
+    refuse_untrusted(store.safety_report(name, version), trusted, f"{name}@{version}")
 
 
 def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",

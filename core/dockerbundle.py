@@ -33,7 +33,7 @@ from typing import Any
 
 from core.board import META_FILE
 from core.bundle import BundleMeta
-from core.errors import BadRequest, Conflict, UnsafeModel
+from core.errors import BadRequest, Conflict
 from core.netcheck import check_port, check_workers
 
 ENTRY_MODULE = "core.server_factory"
@@ -311,16 +311,12 @@ def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[
                          "metadata a bundle serves from; read it and write it again with "
                          "Fixative (store.write(store.read(...))), then bundle the new version.")
     meta = store.meta(name, version)
-    report = store.safety_report(name, version)
-    refused = [n for n in report.untrusted if n not in set(trusted) or report.forbidden]
-    if refused:
-        from core.safety import unsafe_message
+    from core.safety import refuse_untrusted
 
-        raise UnsafeModel(unsafe_message(refused, f"{name}@{version}") + (
-            "" if report.forbidden else
-            " A container would refuse to load it, so no bundle is written until each name "
-            "is trusted (add the package that provides them to the bundle's "
-            "requirements.txt too)."), refused)
+    refuse_untrusted(store.safety_report(name, version), trusted, f"{name}@{version}",
+                     advice=" A container would refuse to load it, so no bundle is written "
+                            "until each name is trusted (add the package that provides them "
+                            "to the bundle's requirements.txt too).")
     return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ())
 
 

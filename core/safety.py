@@ -393,21 +393,28 @@ def _loader_class() -> type:
     return _Loader
 
 
-def _refuse(report: SafetyReport, trusted: frozenset[str], name: str) -> None:
+def refuse_untrusted(report: SafetyReport, trusted: Iterable[str], name: str,
+                     advice: str = "") -> None:
+    """UnsafeModel unless every untrusted import of ``report`` is named in ``trusted``
+    (names that run programs or code never are). ``advice`` follows the message when
+    trust could help."""
+    trusted = frozenset(trusted)
     refused = [n for n in report.untrusted if n not in trusted or never_trusted(n)]
     if refused:
-        raise UnsafeModel(unsafe_message(refused, name), refused)
+        forbidden = any(never_trusted(n) for n in refused)
+        raise UnsafeModel(unsafe_message(refused, name) + ("" if forbidden else advice),
+                          refused)
 
 
 def _load(src: Path | bytes, name: str, trusted: frozenset[str], report: SafetyReport) -> Any:
-    _refuse(report, trusted, name)
+    refuse_untrusted(report, trusted, name)
     if report.format == "skops":
         import skops.io as sio
 
         # skops loads what its ``trusted`` names, so that list comes from a fresh audit of the
         # very bytes about to be read, every name on it allowed or trusted by the user.
         report, flagged = _scan_skops(src, name, report.size)
-        _refuse(report, trusted, name)
+        refuse_untrusted(report, trusted, name)
         try:
             if isinstance(src, bytes):
                 return sio.loads(src, trusted=flagged)
