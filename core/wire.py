@@ -186,8 +186,7 @@ def shape(obj: Any, names: Sequence[str], where: str) -> Payload:
             if len(lengths) > 1:
                 raise BadRequest("Columns have different lengths; every column needs one "
                                  "value per row.")
-            cols = obj if all(n in obj for n in names) and len(obj) == len(names) else None
-            return Payload(obj, cols, fmt="columns")
+            return Payload(obj, _exact_columns(obj, names), fmt="columns")
         # one record
         return Payload([obj], _record_columns([obj], names), fmt="records")
     raise BadRequest(f"{where[0].upper()}{where[1:]} must be a JSON array of records, "
@@ -197,6 +196,12 @@ def shape(obj: Any, names: Sequence[str], where: str) -> Payload:
 def _json_kind(obj: Any) -> str:
     return {str: "a string", bool: "a boolean", int: "a number", float: "a number",
             type(None): "null"}.get(type(obj), type(obj).__name__)
+
+
+def _exact_columns(cols: dict[str, list[Any]], names: Sequence[str]
+                   ) -> dict[str, list[Any]] | None:
+    """``cols`` when it holds exactly the model's columns (the fast path), else None."""
+    return cols if len(cols) == len(names) and all(n in cols for n in names) else None
 
 
 def _record_columns(records: list[Any], names: Sequence[str]) -> dict[str, list[Any]] | None:
@@ -243,8 +248,7 @@ def _split(obj: dict[str, Any], names: Sequence[str], where: str) -> Payload:
             [{"problem": "wrong_width", "rows": bad[:20], "expected": width}])
     transposed = list(zip(*data))
     by_name = {c: list(v) for c, v in zip(columns, transposed)}
-    cols = by_name if width == len(names) and all(n in by_name for n in names) else None
-    return Payload(by_name, cols, fmt="split")
+    return Payload(by_name, _exact_columns(by_name, names), fmt="split")
 
 
 def read_csv(body: bytes) -> pd.DataFrame:
@@ -340,8 +344,7 @@ class Converter:
             return Payload(data, _record_columns(data, self.names), payload.params, payload.fmt)
         if isinstance(data, dict) and any(k in pos for k in data):
             data = {pos.get(k, k): v for k, v in data.items()}
-            whole = len(data) == len(self.names) and all(n in data for n in self.names)
-            return Payload(data, data if whole else None, payload.params, payload.fmt)
+            return Payload(data, _exact_columns(data, self.names), payload.params, payload.fmt)
         if isinstance(data, pd.DataFrame) and any(str(c) in pos for c in data.columns):
             return Payload(data.rename(columns=lambda c: pos.get(str(c), c)), None,
                            payload.params, payload.fmt)
