@@ -26,10 +26,6 @@ FORMATS = ("table", "csv", "json")
 WHAT = ("all", "metrics", "drift", "traffic", "status")
 
 
-def _store(args: argparse.Namespace) -> Any:
-    return open_store(args)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="metrics, drift and status of a model per time window")
     p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
@@ -110,7 +106,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if args.format == "csv" and args.what in ("all", "status"):
         raise BadRequest("CSV holds one table: add --what metrics, --what drift or "
                          "--what traffic (or use --format json for everything).")
-    store = _store(args)
+    store = open_store(args)
     report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
                    source=args.source, reference=reference_period(args.reference))
     latest = report.marks
@@ -163,7 +159,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from core.thresholds import status, status_frame
 
-    store = _store(args)
+    store = open_store(args)
     frame = status_frame(status(store, args.name))
     if args.format == "json":
         print(json.dumps(_json_ready(frame), indent=2))

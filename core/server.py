@@ -92,7 +92,7 @@ class _Service:
     metrics: ServerMetrics
     tokens: tuple[bytes, ...]
     max_body_bytes: int
-    body_timeout: float = 30.0
+    body_timeout: float = BODY_TIMEOUT
     writer: Any = None
     pin_url: str | None = None
     ready: bool = False
@@ -390,7 +390,7 @@ async def _invocations(request: Request) -> Response:
     return await _serve(request, "invocations", None)
 
 
-async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
     """The body, refusing (413) as soon as it is known to exceed ``limit`` bytes, and
     (408) when no byte of it arrives for ``timeout`` seconds."""
     declared = request.headers.get("content-length")
