@@ -263,27 +263,32 @@ def _apply_pending(model_names: list[str]) -> None:
 def _from_url(model_names: list[str] | None = None
               ) -> tuple[str | None, str | None, str | None]:
     """(model, version, problem) named by the URL; a model, version or alias that does
-    not exist is a problem to show, never a silent switch to something else."""
+    not exist is a problem to show, never a silent switch to something else. The problem
+    says what is wrong; :func:`_told` adds what is shown instead."""
     name = _query("model")
     if name is None:
         return None, None, None
     names = model_names if model_names is not None else [m.name for m in cached_models()]
     if name not in names:
-        return None, None, (f"The link names the model '{name}', which is not in this store; "
-                            "choose a model in the sidebar.")
+        return None, None, f"The link names the model '{name}', which is not in this store"
     version, alias = _query("version"), _query("alias")
     versions = [v.version for v in cached_versions(name)]
     if version and version not in versions:
         return name, None, (f"The link names version '{version}' of {name}, which does not "
-                            f"exist (it may have been deleted); showing the latest version.")
+                            "exist (it may have been deleted)")
     if not version and alias:
         aliases = cached_aliases(name)
         version = aliases.get(alias)
         if version is None:
             known = ", ".join(sorted(aliases)) or "none"
-            return name, None, (f"{name} has no alias '{alias}' (its aliases: {known}); "
-                                "showing the latest version.")
+            return name, None, f"{name} has no alias '{alias}' (its aliases: {known})"
     return name, version, None
+
+
+def _told(problem: str, name: str | None) -> str:
+    """A link's problem with what the sidebar shows instead."""
+    return problem + ("; showing the latest version." if name is not None else
+                      "; choose a model in the sidebar.")
 
 
 def link_problem() -> str | None:
@@ -305,7 +310,7 @@ def model_picker() -> tuple[str | None, str | None]:
     st.session_state.pop(_LINK_PROBLEM_KEY, None)  # a link's problem is told once
     _apply_pending(names)
     if link_problem():
-        st.warning(link_problem())
+        st.warning(_told(link_problem(), st.session_state.get(MODEL_KEY)))
     if st.session_state.get(MODEL_KEY) not in names:
         st.session_state[MODEL_KEY] = None
     if not names:
@@ -369,7 +374,7 @@ def selected_ref() -> tuple[str | None, str | None]:
     name, version, problem = _from_url()
     if problem and st.session_state.get(_LINK_PROBLEM_KEY) != problem:
         st.session_state[_LINK_PROBLEM_KEY] = problem
-        st.warning(problem)
+        st.warning(_told(problem, name))
     return name, version
 
 

@@ -68,8 +68,7 @@ file_stem = f"{name}-{version}.card"
 
 if st.query_params.get("view") == "card":
     if ui.link_problem():  # a shared card shows what the link names, or nothing
-        st.error(f"{ui.link_problem().replace('; showing the latest version', '')} Ask "
-                 "whoever shared it for a new link.")
+        st.error(f"{ui.link_problem()}. Ask whoever shared it for a new link.")
         st.stop()
     st.html(fragment)
     st.download_button("Download this card (HTML)", data=html, file_name=f"{file_stem}.html",

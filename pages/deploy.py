@@ -66,7 +66,7 @@ def start_section(store, name: str, version: str) -> None:
         submitted = st.form_submit_button("Start endpoint", type="primary")
     if not submitted:
         return
-    trusted = [n for n in reports[target].untrusted] if trust else []
+    trusted = list(reports[target].untrusted) if trust else []
     with st.spinner(f"Starting {target} on port {int(port)}…"):
         try:
             started = deploy.start_endpoint(store, target, port=int(port), host=host,
