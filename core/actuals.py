@@ -251,6 +251,14 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
                         matched=matched)
 
 
+def match_condition(on: str, actual: str) -> str:
+    """SQL: the logged row ``l`` is the one the actual ``actual`` (key, row) is for."""
+    if on == "request_id":
+        return f'l.request_id = {actual}.key AND l."row" = {actual}.row'
+    quoted = on.replace('"', '""')
+    return f'CAST(l."{quoted}" AS VARCHAR) = {actual}.key AND l.status < 400'
+
+
 def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
                    log_columns: Sequence[str], numeric: bool) -> tuple[list[str], list[str]]:
     """Register the model's actuals with ``con``; returns LEFT JOIN clauses (against the
@@ -281,12 +289,7 @@ def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
                         f"arg_max(actual, uploaded_at) AS actual FROM {src} GROUP BY key, row")
         else:
             con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, actual FROM {src}")
-        if on == "request_id":
-            cond = f'l.request_id = a{i}.key AND l."row" = a{i}.row'
-        else:
-            quoted = on.replace('"', '""')
-            cond = f'CAST(l."{quoted}" AS VARCHAR) = a{i}.key AND l.status < 400'
-        joins.append(f"LEFT JOIN _act_{i} AS a{i} ON {cond}")
+        joins.append(f"LEFT JOIN _act_{i} AS a{i} ON {match_condition(on, f'a{i}')}")
         exprs.append(f"TRY_CAST(a{i}.actual AS {cast})")
     return joins, exprs
 

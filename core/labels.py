@@ -193,6 +193,8 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
 def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
+    from core.actuals import match_condition
+
     segments = all_segments(store, name)
     if not segments or actuals.num_rows == 0:
         return 0
@@ -200,13 +202,8 @@ def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
     try:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
         con.register("_m_act", actuals.select(["key", "row"]))
-        if on == "request_id":
-            cond = 'l.request_id = a.key AND l."row" = a.row'
-        else:
-            quoted = on.replace('"', '""')
-            cond = f'CAST(l."{quoted}" AS VARCHAR) = a.key AND l.status < 400'
-        return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS "
-                               f"(SELECT 1 FROM _m_src l WHERE {cond})").fetchone()[0])
+        return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 FROM "
+                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchone()[0])
     finally:
         con.close()
 
