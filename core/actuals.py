@@ -345,7 +345,9 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
         hi = min(lo + batch_rows, n)
         t0 = time.perf_counter()
         part, said = meta.prototype.validate(features.iloc[lo:hi])
-        warned.extend(w for w in said if w not in warned and len(warned) < 5)
+        for w in said:  # the first few distinct ones; each batch repeats most of them
+            if w not in warned and len(warned) < 5:
+                warned.append(w)
         model_in = bundle.model_input(part)
         preds.append(np.asarray(bundle.model.predict(model_in)))
         if classifier and meta.has_proba:
