@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from core.bundle import bundle
+from core.errors import BadRequest
 from core.predlog import log_relation
 from core.server import create_app
 from core.store import VersionStore
@@ -459,3 +460,9 @@ def test_concurrent_requests_each_get_their_own_rows(house, house_data, batching
 def test_create_app_rejects_a_bad_body_limit(house):
     with pytest.raises(Exception, match="max_body_bytes must be a positive"):
         create_app(house, max_body_bytes=0)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("inf"), float("nan")])
+def test_create_app_rejects_a_bad_body_timeout(house, seconds):
+    with pytest.raises(BadRequest, match="body_timeout must be a positive number of seconds"):
+        create_app(house, body_timeout=seconds, tokens=[])
