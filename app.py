@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import ui
+from core.workbench import ui
 
 st.set_page_config(page_title="Fixative", layout="wide")
 

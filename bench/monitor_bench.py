@@ -24,12 +24,12 @@ The run before (load 0.5-1.4) gave total 2.79 s (2.58-3.01), metrics 0.07 s, vet
 Writes a year of prediction-log segments of the benchmark house-price model
 (13 features, distributions of ``../shared/bench/make_model.py``; predictions are
 synthetic, no model is fitted) in the prediction log's own Parquet format (one
-zstd segment per day, as ``core.predlog`` writes them), with actuals for 30 % of the
+zstd segment per day, as ``core.store.predlog`` writes them), with actuals for 30 % of the
 rows, then:
 
-* materialises the join of the log to the actuals, as :func:`core.actuals.save_actuals`
-  does after every upload (:func:`core.labels.refresh_labels`), timed apart;
-* times, in a fresh process per run, Fixative's :func:`core.monitoring.open_monitor`
+* materialises the join of the log to the actuals, as :func:`core.monitoring.actuals.save_actuals`
+  does after every upload (:func:`core.monitoring.labels.refresh_labels`), timed apart;
+* times, in a fresh process per run, Fixative's :func:`core.monitoring.monitor.open_monitor`
   (list the segments, open the sandboxed DuckDB views), ``Monitor.metrics("week")``
   (counts of every logged row per window, RMSE/MAE/MAPE/R² from the materialised
   rows; Parquet read from disk, figures out) and ``Monitor.drift("week")`` (drift and
@@ -90,9 +90,9 @@ def _features() -> list[str]:
 
 def reference_meta(seed: int = 1):
     """BundleMeta with the reference profile of the benchmark model's training sample."""
-    from core.bundle import BundleMeta
-    from core.profile import build_profile, row_sample
-    from core.prototype import Prototype
+    from core.model.bundle import BundleMeta
+    from core.model.profile import build_profile, row_sample
+    from core.model.prototype import Prototype
 
     data = _bench_data(20_000, seed)
     sample = data.sample(n=2000, random_state=0).reset_index(drop=True)
@@ -108,8 +108,8 @@ def reference_meta(seed: int = 1):
 
 def write_log(board: Path, n: int, seed: int = 1, actual_share: float = 0.3) -> dict:
     """Write ``n`` logged rows as daily segments plus one actuals file; returns counts."""
-    from core.board import Board
-    from core.monitoring import LOG_SCHEMA_BASE, actuals_dir, log_dir
+    from core.monitoring.monitor import LOG_SCHEMA_BASE, actuals_dir, log_dir
+    from core.store.board import Board
 
     store = Board(str(board))
 
@@ -170,7 +170,7 @@ def write_log(board: Path, n: int, seed: int = 1, actual_share: float = 0.3) -> 
             continue
         date = (START + pd.Timedelta(days=d)).strftime("%Y-%m-%d")
         (base / date).mkdir(parents=True, exist_ok=True)
-        # zstd, as core.predlog.write_segment writes the log.
+        # zstd, as core.store.predlog.write_segment writes the log.
         pq.write_table(table.slice(lo, hi - lo), base / date / f"bench-1-00000000-{d:06d}.parquet",
                        compression="zstd")
     has_actual = (~failed) & (rng.random(n) < actual_share)
@@ -189,10 +189,10 @@ def write_log(board: Path, n: int, seed: int = 1, actual_share: float = 0.3) -> 
 
 def materialise(board: str) -> dict:
     """What ``save_actuals`` does after an upload: join the whole log to the actuals once
-    (:func:`core.labels.refresh_labels`). Timed apart: it runs once per upload of actuals,
-    not per query."""
-    from core.labels import refresh_labels
-    from core.store import VersionStore
+    (:func:`core.monitoring.labels.refresh_labels`). Timed apart: it runs once per
+    upload of actuals, not per query."""
+    from core.monitoring.labels import refresh_labels
+    from core.store.versionstore import VersionStore
 
     t0 = time.perf_counter()
     info = refresh_labels(VersionStore(board), MODEL, numeric=True)
@@ -212,8 +212,8 @@ def _peak_rss_mb() -> float:
 
 def measure(board: str, window: str) -> dict:
     """Fixative: weekly metrics plus drift of every feature, timed in this process."""
-    from core.monitoring import open_monitor
-    from core.store import VersionStore
+    from core.monitoring.monitor import open_monitor
+    from core.store.versionstore import VersionStore
 
     meta, sample = reference_meta()
     store = VersionStore(board)

@@ -30,9 +30,9 @@ PAGES = ["pages/home.py", "pages/upload.py", "pages/models.py", "pages/deploy.py
 def fill(store_dir: str, n_models: int, per_model: int) -> float:
     from sklearn.linear_model import LinearRegression
 
-    from core import examples
-    from core.bundle import bundle
-    from core.store import VersionStore
+    from core.model import examples
+    from core.model.bundle import bundle
+    from core.store.versionstore import VersionStore
 
     data = examples.house_prices(300, seed=0)
     features = data.drop(columns=["price", "zipcode"])
@@ -61,7 +61,7 @@ TITLES = {"pages/home.py": "Fixative", "pages/upload.py": "Upload a model",
 
 def _change_index() -> None:
     """Move an alias, as another process would: every cached index read is now stale."""
-    from core.store import VersionStore
+    from core.store.versionstore import VersionStore
 
     store = VersionStore(os.environ["FIXATIVE_STORE"])
     ids = [v.version for v in store.versions("model-000")]

@@ -41,8 +41,8 @@ def build_app(data_dir: str, log_board: str | None, batching: bool):
     import joblib
     import pandas as pd
 
-    from core.bundle import bundle
-    from core.server import create_app
+    from core.model.bundle import bundle
+    from core.serving.app import create_app
 
     model = joblib.load(os.path.join(data_dir, "model.joblib"))
     sample = pd.read_parquet(os.path.join(data_dir, "sample.parquet"))[FEATURES]
@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     import uvicorn
 
-    from core.server_factory import prepare_process
+    from core.serving.process import prepare_process
 
     prepare_process()  # as `python -m core serve` does
     app = build_app(args.dir, args.log_board, not args.no_batching)

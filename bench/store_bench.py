@@ -29,8 +29,8 @@ import pandas as pd  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 from sklearn.neighbors import KNeighborsRegressor  # noqa: E402
 
-from core.bundle import bundle  # noqa: E402
-from core.store import VersionStore  # noqa: E402
+from core.model.bundle import bundle  # noqa: E402
+from core.store.versionstore import VersionStore  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:

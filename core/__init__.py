@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.bundle import BundleMeta, ModelBundle, bundle
 from core.errors import FixativeError
-from core.prototype import Column, Prototype
+from core.model.bundle import BundleMeta, ModelBundle, bundle
+from core.model.prototype import Column, Prototype
 
 __all__ = ["BundleMeta", "Column", "FixativeError", "ModelBundle", "Prototype", "VersionStore",
            "bundle"]
@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
     # The store pulls in DuckDB; a prediction server that never lists versions
     # should not pay for it in memory at start-up.
     if name == "VersionStore":
-        from core.store import VersionStore
+        from core.store.versionstore import VersionStore
 
         return VersionStore
     raise AttributeError(f"module 'core' has no attribute {name!r}")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import cards, markup, ui
-from core.bundle import current_user
+from core.cards import card as cards
+from core.cards import markup
 from core.errors import FixativeError
+from core.model.bundle import current_user
+from core.workbench import ui
 
 _MESSAGE = "card_message"
 _REF = "card_ref"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import deploy, dockerbundle, ui
+from core.deploy import docker as dockerbundle
+from core.deploy import endpoints as deploy
 from core.errors import FixativeError
-from core.netcheck import MAX_WORKERS, free_port
-from core.safety import forbidden_message
-from core.upload import trust_label
+from core.safety.loader import forbidden_message
+from core.serving.netcheck import MAX_WORKERS, free_port
+from core.store.upload import trust_label
+from core.workbench import ui
 
 HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
          "0.0.0.0": "every network interface (0.0.0.0)"}

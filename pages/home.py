@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import ui
-from core.catalog import models_frame
 from core.errors import FixativeError
-from core.upload import store_examples
+from core.store.upload import store_examples
+from core.workbench import ui
+from core.workbench.catalog import models_frame
 
 store = ui.get_store()
 models = ui.cached_models()

@@ -7,10 +7,10 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from core import catalog, ui
-from core.charts import profile_figure
-from core.compare import compare
 from core.errors import FixativeError
+from core.model.compare import compare
+from core.workbench import catalog, ui
+from core.workbench.charts import profile_figure
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -1,6 +1,6 @@
 """Monitor: performance, drift and traffic of a model over time; actuals and new data.
 
-Everything shown comes from :func:`core.monitor_report.build`, the same function the
+Everything shown comes from :func:`core.monitoring.report.build`, the same function the
 CLI and the exported Quarto dashboard call.
 """
 
@@ -12,17 +12,19 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import charts, custom_metrics, thresholds, ui
-from core.actuals import actual_column_guess, read_table, save_actuals, score_upload
 from core.errors import FixativeError
-from core.monitor_report import build, column_values, render_qmd
-from core.monitoring import (
+from core.monitoring import custom as custom_metrics
+from core.monitoring import thresholds
+from core.monitoring.actuals import actual_column_guess, read_table, save_actuals, score_upload
+from core.monitoring.monitor import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
     REGRESSION_METRICS,
     open_ref,
 )
-from core.thresholds import QUALITY, Rule, Settings
+from core.monitoring.report import build, column_values, render_qmd
+from core.monitoring.thresholds import QUALITY, Rule, Settings
+from core.workbench import charts, ui
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",

@@ -7,10 +7,10 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from core import ui
-from core import upload as up
 from core.errors import FixativeError
-from core.safety import forbidden_message
+from core.safety.loader import forbidden_message
+from core.store import upload as up
+from core.workbench import ui
 
 store = ui.get_store()
 st.title("Upload a model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core import examples
+from core.model import examples
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.bundle import bundle
-from core.store import VersionStore
+from core.model.bundle import bundle
+from core.store.versionstore import VersionStore
 
 
 class HandMade:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core import bundle
-from core.predlog import build_table, write_segment
+from core.store.predlog import build_table, write_segment
 
 
 def store_version(store: Any, model: Any, data: pd.DataFrame, target: str, name: str) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import VersionStore
+from core.store.versionstore import VersionStore
 
 REPO = Path(__file__).resolve().parents[1]
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -97,8 +97,8 @@ SLOW_WRITER = """
 import sys, time
 import numpy as np, pandas as pd
 from sklearn.linear_model import LinearRegression
-from core.bundle import bundle
-from core.store import VersionStore
+from core.model.bundle import bundle
+from core.store.versionstore import VersionStore
 
 class Stall:
     # Pickled after the big array: the process is killed while the model file is half written.

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
-from core.bundle import bundle
-from core.server import create_app
+from core.model.bundle import bundle
+from core.serving.app import create_app
 
 # per operation and mode: 4 x 130 = 520 cases at least
 EXAMPLES = 130

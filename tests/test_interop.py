@@ -13,9 +13,9 @@ import vetiver
 from sklearn.linear_model import Ridge
 from vetiver.utils import serialize_prototype
 
-from core.bundle import bundle
 from core.errors import CorruptData
-from core.store import VersionStore
+from core.model.bundle import bundle
+from core.store.versionstore import VersionStore
 
 # pins-python leaves the handles of the files it hashes and its data.txt to the garbage
 # collector when it writes a pin.
@@ -92,7 +92,7 @@ def test_fixative_lists_and_loads_a_vetiver_pin(store, board, house_model, featu
     assert warnings == []  # one example row says nothing about unseen levels or ranges
     assert store.verify() == []
     # vetiver records package names without versions: show says so, not "scikit-learn="
-    from core.cli import main
+    from core.cli.main import main
 
     assert main(["show", "vet-houses", "--store", str(store.url)]) == 0
     shown = capsys.readouterr().out

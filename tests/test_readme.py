@@ -24,7 +24,7 @@ def test_python_example_runs(tmp_path):
 
 
 def test_every_documented_command_exists():
-    from core.cli import build_parser
+    from core.cli.main import build_parser
 
     commands = set(build_parser()._subparsers._group_actions[0].choices)
     documented = set(re.findall(r"^python -m core ([a-z-]+)", README, flags=re.M))

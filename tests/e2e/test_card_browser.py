@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core import cards, examples
-from core.bundle import bundle
-from core.store import VersionStore
+from core.cards import card as cards
+from core.model import examples
+from core.model.bundle import bundle
+from core.store.versionstore import VersionStore
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,96 @@
+"""``python -m core card NAME[@VERSION|:ALIAS] --format html|qmd --out FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.cli.store import open_store, store_argument
+from core.errors import BadRequest, Conflict
+from core.store.names import parse_ref
+
+FORMATS = ("html", "qmd")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    card = sub.add_parser(
+        "card", help="write a model card as a self-contained HTML page or a Quarto .qmd",
+        description="Write the model card of one version: an HTML page that opens offline, "
+                    "or a Quarto document whose chunks rebuild the card from the store.")
+    card.add_argument("ref", help="model reference: NAME (latest), NAME@VERSION or NAME:ALIAS")
+    card.add_argument("--format", default=None,
+                      help="html or qmd (default: from the --out suffix, else html)")
+    card.add_argument("--out", default=None, metavar="FILE",
+                      help="file to write ('-' for standard output; default "
+                           "NAME-VERSION.card.html or .qmd in the current folder)")
+    card.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    store_argument(card)
+    card.set_defaults(func=run)
+
+
+def _format(requested: str | None, out: str | None) -> str:
+    if requested is not None:
+        fmt = requested.strip().lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise BadRequest(f"Unknown card format {requested[:40]!r}; use --format html or "
+                             "--format qmd.")
+        suffix = Path(out).suffix.lower().lstrip(".") if out and out != "-" else ""
+        if suffix in FORMATS and suffix != fmt:
+            raise BadRequest(f"--out {out!r} names a .{suffix} file but --format is {fmt}; "
+                             f"change one so they agree.")
+        return fmt
+    if out and out != "-" and Path(out).suffix.lower() == ".qmd":
+        return "qmd"
+    return "html"
+
+
+def _target(out: str | None, default_name: str, force: bool) -> Path | None:
+    """Where to write (None for stdout), checked before any work is done."""
+    if out == "-":
+        return None
+    if out is not None and not out.strip():
+        raise BadRequest("--out is empty; give a file name, or '-' for standard output.")
+    path = Path(out) if out is not None else Path(default_name)
+    if path.is_dir():
+        raise BadRequest(f"--out {str(path)!r} is a folder; give a file name inside it, e.g. "
+                         f"{str(path / default_name)!r}.")
+    if not path.parent.is_dir():
+        raise BadRequest(f"The folder {str(path.parent)!r} does not exist; create it first or "
+                         "choose another --out.")
+    if path.exists() and not force:
+        raise Conflict(f"{str(path)!r} already exists; pass --force to overwrite it.")
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: Any) -> int:
+    from core.cards import card as cards
+
+    _, _, alias = parse_ref(args.ref)  # a malformed reference fails before the store opens
+    fmt = _format(args.format, args.out)
+    store = open_store(args)
+    name, version = store.resolve(args.ref)
+    target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
+    card = cards.card_data(store, name, version)
+    text = cards.render_html(card) if fmt == "html" else cards.render_qmd(card)
+    if target is None:
+        sys.stdout.write(text)
+        return 0
+    _write_atomically(target, text)
+    via = f" (alias {alias})" if alias else ""
+    print(f"Wrote the {fmt} card of {name}@{version}{via} to {target}")
+    return 0

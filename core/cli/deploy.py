@@ -1,0 +1,210 @@
+"""Commands to run models: ``serve``, ``endpoints`` (start/list/stop/logs) and ``docker``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from core.cli.store import open_store, store_argument, trust_argument
+from core.errors import BadRequest
+from core.store.names import parse_ref
+
+REF_HELP = "model reference: NAME (latest), NAME@VERSION or NAME:ALIAS"
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; "
+                             "0.0.0.0: every interface)")
+    parser.add_argument("--workers", default="1",
+                        help="server processes (default 1); each loads the same version")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not write the prediction log (monitoring will see nothing)")
+    parser.add_argument("--no-batching", action="store_true",
+                        help="predict every request on its own instead of micro-batching")
+    parser.add_argument("--max-body-mb", default=None,
+                        help="largest request body accepted, in MB (default 20)")
+    trust_argument(parser, "a name in the model file to allow although it is not on the "
+                           "safe list (only for files you trust)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve a model version as a REST endpoint",
+                           description="Serve one model version with uvicorn until stopped "
+                                       "(Ctrl+C or SIGTERM, which flushes the prediction log).")
+    serve.add_argument("ref", help=REF_HELP)
+    serve.add_argument("--port", required=True, help="port to listen on, e.g. 8080")
+    store_argument(serve)
+    _add_server_options(serve)
+    serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve.set_defaults(func=_serve)
+
+    endpoints = sub.add_parser("endpoints", help="start, list and stop local endpoints",
+                               description="Endpoints are background server processes on "
+                                           "this machine, recorded with the store.")
+    actions = endpoints.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    start = actions.add_parser("start", help="start an endpoint in the background")
+    start.add_argument("ref", help=REF_HELP)
+    start.add_argument("--port", default=None,
+                       help="port to listen on (default: 8080 or the next free one)")
+    store_argument(start)
+    _add_server_options(start)
+    start.add_argument("--timeout", type=float, default=60.0,
+                       help="seconds to wait for the server to answer (default 60)")
+    start.set_defaults(func=_endpoints_start)
+
+    listing = actions.add_parser("list", help="endpoints with health and request counts")
+    store_argument(listing)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(func=_endpoints_list)
+
+    stop = actions.add_parser("stop", help="stop endpoints (SIGTERM, then SIGKILL)")
+    stop.add_argument("keys", nargs="*", metavar="ID_OR_PORT")
+    stop.add_argument("--all", action="store_true", help="stop every endpoint of the store")
+    stop.add_argument("--grace", type=float, default=10.0,
+                      help="seconds to let a server finish before it is killed (default 10)")
+    store_argument(stop)
+    stop.set_defaults(func=_endpoints_stop)
+
+    logs = actions.add_parser("logs", help="the end of an endpoint's server log")
+    logs.add_argument("key", metavar="ID_OR_PORT")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    store_argument(logs)
+    logs.set_defaults(func=_endpoints_logs)
+
+    docker = sub.add_parser("docker", help="write a Docker bundle that serves a model version",
+                            description="Write a folder with a Dockerfile, pinned "
+                                        "requirements, the model and the server.")
+    docker.add_argument("ref", help=REF_HELP)
+    docker.add_argument("out_dir", metavar="OUT_DIR", help="new folder to write the bundle to")
+    docker.add_argument("--workers", default="1",
+                        help="server processes in the container (default 1; FIXATIVE_WORKERS "
+                             "overrides it at run time)")
+    docker.add_argument("--port", default="8080", help="port the container listens on")
+    trust_argument(docker, "a name in the model file to allow when the container loads it")
+    docker.add_argument("--force", action="store_true",
+                        help="replace OUT_DIR if it holds an earlier bundle")
+    docker.add_argument("--with-s3", action="store_true",
+                        help="include s3fs so the prediction log can go to an s3:// board")
+    store_argument(docker)
+    docker.set_defaults(func=_docker)
+
+
+# -- serve -------------------------------------------------------------------------------
+
+def _max_body_bytes(value: str | None) -> int | None:
+    from core.deploy.endpoints import check_max_body_mb
+
+    return None if value is None else int(check_max_body_mb(value) * 2**20)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from core.serving import process as server_factory
+    from core.serving.netcheck import check_host, check_port, check_workers, ensure_port_free
+
+    host = check_host(args.host)
+    port = check_port(args.port)
+    workers = check_workers(args.workers)
+    max_body = _max_body_bytes(args.max_body_mb)
+    store = open_store(args)
+    ensure_port_free(host, port, hint="choose another with --port")
+    name, version = store.resolve(args.ref)
+    settings = server_factory.ServeSettings(
+        name=name, version=version, store=str(store.url), trusted=list(args.trust),
+        log=not args.no_log, batching=not args.no_batching, max_body_bytes=max_body)
+    bundle = server_factory.load_bundle(settings, store=store)
+    alias = parse_ref(args.ref)[2]
+    via = f" (alias {alias})" if alias else ""
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
+          f"{'s' if workers > 1 else ''} (docs: {url}/). Stop with Ctrl+C.", flush=True)
+    server_factory.run(settings, host=host, port=port, workers=workers, bundle=bundle,
+                       store=store, access_log=args.access_log)
+    return 0
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+def _endpoints_start(args: argparse.Namespace) -> int:
+    from core.deploy import endpoints as deploy
+    from core.serving.netcheck import check_host, check_port, free_port
+
+    store = open_store(args)
+    host = check_host(args.host)
+    port = free_port(host, preferred=8080) if args.port is None else check_port(args.port)
+    endpoint = deploy.start_endpoint(
+        store, args.ref, port=port, host=host, workers=args.workers, log=not args.no_log,
+        batching=not args.no_batching, max_body_mb=args.max_body_mb, trusted=args.trust,
+        timeout=args.timeout)
+    print(f"Started {endpoint.label}: {endpoint.url}/ (id {endpoint.id}, pid {endpoint.pid}, "
+          f"log {endpoint.log_file})")
+    return 0
+
+
+def _endpoints_list(args: argparse.Namespace) -> int:
+    from core.deploy import endpoints as deploy
+
+    statuses = deploy.list_endpoints(open_store(args))
+    if args.json:
+        print(json.dumps([{**s.endpoint.to_dict(), "url": s.endpoint.url, "status": s.status,
+                           "detail": s.detail, "requests": s.requests, "errors": s.errors}
+                          for s in statuses], indent=1))
+        return 0
+    if not statuses:
+        print("No endpoints. Start one with `python -m core endpoints start NAME --port 8080`.")
+        return 0
+    rows = [("ID", "MODEL", "ALIAS", "URL", "PID", "STATUS", "REQUESTS", "STARTED")]
+    for s in statuses:
+        e = s.endpoint
+        rows.append((e.id, e.ref, e.alias or "", e.url, str(e.pid), s.status,
+                     "" if s.requests is None else str(s.requests), e.started[:19] + "Z"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for s in statuses:
+        if s.detail and s.status != "running":
+            print(f"{s.endpoint.id}: {s.detail}", file=sys.stderr)
+    return 0
+
+
+def _endpoints_stop(args: argparse.Namespace) -> int:
+    from core.deploy import endpoints as deploy
+
+    store = open_store(args)
+    if args.all == bool(args.keys):
+        raise BadRequest("Name the endpoints to stop (id or port), or pass --all; see "
+                         "`python -m core endpoints list`.")
+    targets: list[Any] = ([s.endpoint for s in deploy.list_endpoints(store, probe=False)]
+                          if args.all else [deploy.find_endpoint(store, k) for k in args.keys])
+    if not targets:
+        print("No endpoints to stop.")
+    for endpoint in targets:
+        result = deploy.stop_endpoint(store, endpoint, grace=args.grace)
+        print(f"{endpoint.label} (id {endpoint.id}): {result.detail}")
+    return 0
+
+
+def _endpoints_logs(args: argparse.Namespace) -> int:
+    from core.deploy import endpoints as deploy
+
+    if not 1 <= args.lines <= 100_000:
+        raise BadRequest(f"--lines must be between 1 and 100000, got {args.lines}.")
+    endpoint = deploy.find_endpoint(open_store(args), args.key)
+    print(deploy.log_tail(endpoint.log_file, args.lines))
+    return 0
+
+
+# -- docker ------------------------------------------------------------------------------
+
+def _docker(args: argparse.Namespace) -> int:
+    from core.deploy import docker as dockerbundle
+
+    out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
+                                    workers=args.workers, port=args.port, trusted=args.trust,
+                                    force=args.force, with_s3=args.with_s3)
+    print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")
+    return 0

@@ -1,0 +1,171 @@
+"""``python -m core monitor``: metrics, drift and status of a model from the command line.
+
+    python -m core monitor NAME[@VERSION|:ALIAS] [--window week] [--since 30d]
+        [--until 2025-06-01] [--source log|upload|all] [--format table|csv|json]
+        [--what all|metrics|drift|traffic|status]
+    python -m core monitor-status [NAME] [--format table|csv|json]
+
+Exit code 0 whatever the status (it is printed); 1 with a one-line error on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.cli.store import open_store, store_argument
+from core.errors import BadRequest
+from core.monitoring.monitor import SOURCES
+
+FORMATS = ("table", "csv", "json")
+WHAT = ("all", "metrics", "drift", "traffic", "status")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("monitor", help="metrics, drift and status of a model per time window")
+    p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
+    p.add_argument("--window", default=None,
+                   help="hour, day, week, month or a period such as 6h (default: the model's "
+                        "saved setting, else week)")
+    p.add_argument("--since", default=None, help="start (2025-03-01, 2025-03-01T12:00Z, 30d)")
+    p.add_argument("--until", default=None, help="end, exclusive (same forms as --since)")
+    p.add_argument("--reference", default=None, metavar="FROM..UNTIL",
+                   help="measure drift against the rows of this period instead of the "
+                        "training sample, e.g. 2025-03-01..2025-03-08")
+    p.add_argument("--source", default="log", choices=SOURCES)
+    p.add_argument("--format", default="table", choices=FORMATS)
+    p.add_argument("--what", default="all", choices=WHAT)
+    store_argument(p)
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("monitor-status", help="at a glance: ok / warning / alert of every "
+                                              "aliased model")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME")
+    p.add_argument("--format", default="table", choices=FORMATS)
+    store_argument(p)
+    p.set_defaults(func=cmd_status)
+
+
+def _json_ready(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].map(lambda t: t.isoformat() if pd.notna(t) else None)
+    out = out.astype(object).where(out.notna(), None)
+    records = out.to_dict("records")
+    for r in records:
+        for k, v in r.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                r[k] = None
+            elif isinstance(v, np.generic):
+                r[k] = v.item()
+    return records
+
+
+def _print_frame(frame: pd.DataFrame, fmt: str, title: str | None = None) -> None:
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        return
+    if title:
+        print(f"== {title} ==")
+    if frame.empty:
+        print("(nothing)")
+    else:
+        shown = frame.copy()
+        for col in shown.columns:
+            if pd.api.types.is_datetime64_any_dtype(shown[col]):
+                shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M").fillna("")
+            elif shown[col].dtype == object:  # e.g. no window yet: blank, not None
+                shown[col] = [v.strftime("%Y-%m-%d %H:%M") if isinstance(v, pd.Timestamp)
+                              else "" if v is None or v is pd.NaT else v for v in shown[col]]
+        with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
+                               "display.width", 200, "display.float_format", "{:.4g}".format):
+            print(shown.to_string(index=False))
+    print()
+
+
+def reference_period(text: str | None) -> tuple[str, str] | None:
+    """``FROM..UNTIL`` as the (start, end) of a drift reference; None when not given."""
+    if text is None or not text.strip():
+        return None
+    start, sep, end = text.partition("..")
+    if not sep or not start.strip() or not end.strip():
+        raise BadRequest(f"--reference takes FROM..UNTIL, e.g. 2025-03-01..2025-03-08; got "
+                         f"{text[:60]!r}.")
+    return start.strip(), end.strip()
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from core.monitoring.report import build
+
+    if args.format == "csv" and args.what in ("all", "status"):
+        raise BadRequest("CSV holds one table: add --what metrics, --what drift or "
+                         "--what traffic (or use --format json for everything).")
+    store = open_store(args)
+    report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
+                   source=args.source, reference=reference_period(args.reference))
+    latest = report.marks
+    if not report.metrics.empty and report.metrics["n"].sum() > 0:
+        start = report.metrics.loc[report.metrics["n"] > 0, "window_start"].iloc[-1]
+        latest = report.marks[report.marks["window_start"] == start]
+    problems = latest[latest["status"].isin(["warning", "alert"])]
+    if args.format == "json":
+        out: dict[str, Any] = {"model": report.name, "version": report.version,
+                               "window": report.window, "status": report.status,
+                               "notes": report.notes}
+        if args.what in ("all", "metrics"):
+            out["metrics"] = _json_ready(report.table())
+        if args.what in ("all", "drift"):
+            out["drift"] = _json_ready(report.drift)
+        if args.what in ("all", "traffic"):
+            out["traffic"] = _json_ready(report.traffic)
+        if args.what in ("all", "status"):
+            out["marks"] = _json_ready(problems)
+        print(json.dumps(out, indent=2))
+        return 0
+    if args.format == "csv":
+        frame = {"metrics": report.table(), "drift": report.drift,
+                 "traffic": report.traffic}[args.what]
+        _print_frame(frame, "csv")
+        return 0
+    status = report.status.upper() if report.status != "none" else (
+        "none yet (no metric of the latest window could be judged: too few rows, or no "
+        "actuals and no drift reference)")
+    print(f"{report.name}@{report.version} · {report.window} windows · status: {status}")
+    if report.metrics.empty:
+        print("No predictions logged in this range. Deploy the model (python -m core serve) or "
+              "upload data to score in the workbench's Monitor page.")
+        return 0
+    print()
+    if args.what in ("all", "metrics"):
+        _print_frame(report.table(), "table", "metrics")
+    if args.what in ("all", "drift"):
+        _print_frame(report.drift_summary(), "table", "drift (columns past the alert level)")
+    if args.what in ("all", "traffic"):
+        _print_frame(report.traffic, "table", "traffic")
+    if args.what in ("all", "status"):
+        _print_frame(problems[["metric", "value", "warning", "alert", "status"]], "table",
+                     "warnings and alerts in the latest window")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from core.monitoring.thresholds import status, status_frame
+
+    store = open_store(args)
+    frame = status_frame(status(store, args.name))
+    if args.format == "json":
+        print(json.dumps(_json_ready(frame), indent=2))
+    elif frame.empty:
+        print("No aliased models. Point an alias at a version (python -m core alias ...) to "
+              "watch it here.")
+    else:
+        _print_frame(frame, args.format)
+    return 0

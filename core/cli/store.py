@@ -1,0 +1,378 @@
+"""Store subcommands: write, list, versions, show, search, alias, history, delete, prune,
+reindex, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import BadRequest, NotFound
+from core.model.prototype import Column
+from core.store.board import local_root
+from core.store.names import parse_ref
+from core.store.versionstore import VersionStore
+
+# Refuse before reading: a model or sample beyond this is almost surely a wrong path.
+MAX_FILE_BYTES = 4 << 30
+
+
+def store_argument(parser: argparse.ArgumentParser) -> None:
+    """``--store URL`` on a subcommand (default: $FIXATIVE_STORE or ./fixative-store)."""
+    parser.add_argument("--store", metavar="URL", default=None,
+                        help="board folder or fsspec URL (default: $FIXATIVE_STORE or "
+                             "./fixative-store)")
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False) -> VersionStore:
+    """The store a command names. Only ``write`` creates a local store: for any other
+    command a missing folder is a mistyped path, not a new empty store."""
+    location = getattr(args, "store", None)
+    if location is not None and not location.strip():
+        raise BadRequest("--store is empty; give a board folder or URL, or leave it out to "
+                         "use $FIXATIVE_STORE or ./fixative-store.")
+    root = local_root(location)
+    if not create and root is not None and not os.path.isdir(root):
+        raise NotFound(f"There is no store at {root}. Check --store or FIXATIVE_STORE; "
+                       "'python -m core write MODEL_FILE --name NAME' creates one.")
+    return VersionStore(location)
+
+
+_TRUSTED_NAME = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+")
+
+
+def _trusted_names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    for name in names:
+        if not _TRUSTED_NAME.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"expected MODULE.NAME as the safety check lists it (e.g. "
+                f"mypkg.MyTransformer), got {name[:60]!r}")
+    return names
+
+
+def trust_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--trust MODULE.NAME``, the same on every command: one name per use (or several
+    separated by commas), so it never swallows the arguments after it."""
+    parser.add_argument("--trust", action="extend", type=_trusted_names, default=[],
+                        metavar="MODULE.NAME", help=f"{help} (repeatable, or a,b)")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Plain aligned columns, for people; ``--json`` is the form for programs."""
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_cell, value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("\n", " ")
+
+
+def _read_file(path: str, what: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise NotFound(f"The {what} '{path}' does not exist; check the path.")
+    if p.is_dir():
+        raise BadRequest(f"The {what} '{path}' is a folder; give the path of a file.")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise BadRequest(f"The {what} '{path}' is {size / 2**30:.1f} GiB, over the "
+                         f"{MAX_FILE_BYTES >> 30} GiB limit; check that it is the right file.")
+    return p.read_bytes()
+
+
+def _key_values(items: Iterable[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadRequest(f"--{what} takes KEY=VALUE (e.g. --{what} rmse=41000), got "
+                             f"{item!r}.")
+        if key.strip() in out:
+            raise BadRequest(f"--{what} {key.strip()} is given twice ({out[key.strip()]!r} and "
+                             f"{value.strip()!r}); give each {what} once.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+def cmd_write(args: argparse.Namespace) -> int:
+    from core.store.upload import upload
+
+    model_data = _read_file(args.model_file, "model file")
+    sample_data = _read_file(args.sample, "sample") if args.sample else None
+    info = upload(open_store(args, create=True), model_data, Path(args.model_file).name,
+                  name=args.name,
+                  sample_data=sample_data,
+                  sample_filename=Path(args.sample).name if args.sample else None,
+                  description=args.description or "",
+                  metrics=_key_values(args.metric, "metric"),
+                  tags=args.tag, trusted=args.trust)
+    if args.json:
+        _print_json(info.to_dict())
+    else:
+        print(f"stored {info.name}@{info.version}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    models = open_store(args).list_models()
+    if args.json:
+        _print_json([m.to_dict() for m in models])
+    elif not models:
+        print("The store is empty. Add a model with: python -m core write MODEL_FILE "
+              "--name NAME [--sample CSV]", file=sys.stderr)
+    else:
+        print_table([m.to_dict() | {"updated": m.updated} for m in models],
+                    ["name", "latest", "n_versions", "aliases", "task", "model_class",
+                     "updated"])
+    return 0
+
+
+def _version_rows(versions: Sequence[Any]) -> list[dict[str, Any]]:
+    return [v.to_dict() | {"created": v.created} for v in versions]
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    versions = open_store(args).versions(parse_ref(args.name)[0])
+    if args.json:
+        _print_json([v.to_dict() for v in versions])
+    else:
+        print_table(_version_rows(versions),
+                    ["version", "created", "user", "aliases", "metrics", "tags"])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    name, version = store.resolve(args.ref)
+    meta = store.meta(name, version).to_dict()
+    info = next(v for v in store.versions(name) if v.version == version)
+    if not args.json:
+        meta.pop("profile", None)  # bulky; --json has it
+    data = {"name": name, "version": version, "aliases": info.aliases,
+            "hash": info.hash, "size": info.size} | meta
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"{name}@{version}  ({', '.join(info.aliases) or 'no aliases'})")
+    for key in ("model_class", "library", "task", "classes", "description", "user",
+                "created", "metrics", "tags"):
+        if data.get(key) not in (None, "", [], {}):
+            print(f"  {key + ':':13} {_cell(data[key])}")
+    env = data.get("environment") or {}
+    print(f"  {'python:':13} {env.get('python', '?')}")
+    packages = env.get("packages") or {}
+    print(f"  {'packages:':13} " + (", ".join(
+        f"{k}={v}" if v else f"{k} (version not recorded)" for k, v in packages.items())
+        or "none recorded"))
+    print("  inputs:")
+    for col in data["prototype"]["columns"]:
+        detail = col["categories"] if col.get("categories") else (
+            Column.from_dict(col).range_text() or "")
+        null = "nullable" if col.get("nullable") else ""
+        print(f"    {col['name']:24} {col['kind']:9} {null:9} {_cell(detail)[:60]}")
+    for note in data.get("notes") or []:
+        print(f"  note: {note}")
+    return 0
+
+
+_SEARCH_FLAGS = {"created_after": "--after", "created_before": "--before",
+                 "min_value": "--min", "max_value": "--max"}
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if args.metric is None and (args.min is not None or args.max is not None):
+        raise BadRequest("--min/--max need --metric to compare, e.g. --metric rmse --max 50000.")
+    try:
+        found = open_store(args).search(text=args.text, tag=args.tag, created_after=args.after,
+                                        created_before=args.before, metric=args.metric,
+                                        min_value=args.min, max_value=args.max)
+    except BadRequest as exc:  # the store names its arguments; here they are flags
+        message = exc.message
+        for name, flag in _SEARCH_FLAGS.items():
+            message = message.replace(name, flag)
+        raise BadRequest(message) from None
+    if args.json:
+        _print_json([v.to_dict() for v in found])
+    elif not found:
+        print("No version matches every condition; try fewer conditions, or "
+              "'python -m core list' to see what is stored.")
+    else:
+        print_table(_version_rows(found), ["name", "version", "created", "metrics", "tags"])
+    return 0
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    name = parse_ref(args.name)[0]
+    target = args.version if args.version.startswith(":") else "@" + args.version
+    version = store.resolve(name + target)[1]
+    store.set_alias(name, args.alias, version)
+    print(f"{name}:{args.alias} -> {version}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    events = open_store(args).alias_history(parse_ref(args.name)[0])
+    if args.json:
+        _print_json([e.to_dict() for e in events])
+    else:
+        print_table([e.to_dict() | {"at": e.at} for e in events],
+                    ["at", "alias", "from_version", "to_version", "user"])
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    name, version = store.resolve(args.ref)
+    if "@" not in args.ref:
+        raise BadRequest(f"delete needs an exact version: {name}@VERSION (see "
+                         f"'python -m core versions {name}').")
+    store.delete(name, version, force=args.force)
+    print(f"deleted {name}@{version}")
+    from core.deploy.endpoints import serving
+
+    for endpoint in serving(store, name, version):
+        print(f"warning: the endpoint on port {endpoint.port} still serves {name}@{version} "
+              f"from memory; stop it with 'python -m core endpoints stop {endpoint.port}'.",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.keep is None and args.days is None:
+        raise BadRequest("prune needs --keep N (keep the newest N versions) or --days D "
+                         "(keep versions younger than D days).")
+    deleted = open_store(args).prune(parse_ref(args.name)[0], keep=args.keep, days=args.days)
+    print(f"pruned {len(deleted)} version(s)" + (": " + ", ".join(deleted) if deleted else ""))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    counts = open_store(args).reindex()
+    print("reindexed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems = open_store(args).verify()
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"error: {len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("every stored file matches its recorded hash")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _non_negative(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return x
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str, func, *,
+             json_output: bool = False) -> argparse.ArgumentParser:
+    """A subcommand with ``--store`` (and ``--json`` where it prints data) running ``func``."""
+    p = sub.add_parser(name, help=help)
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    store_argument(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = _command(sub, "write", "store a model file as a new version", cmd_write,
+                 json_output=True)
+    p.add_argument("model_file", metavar="MODEL_FILE", help=".joblib, .pkl/.pickle or .skops")
+    p.add_argument("--name", required=True, help="model name (letters, digits, - _ .)")
+    p.add_argument("--sample", metavar="CSV|PARQUET",
+                   help="training features: gives the prototype and the drift reference")
+    p.add_argument("--description", default="")
+    p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tag", action="append", default=[])
+    trust_argument(p, "trust an import the safety check does not know")
+
+    _command(sub, "list", "list models", cmd_list, json_output=True)
+
+    p = _command(sub, "versions", "list a model's versions, oldest first", cmd_versions,
+                 json_output=True)
+    p.add_argument("name", metavar="NAME")
+
+    p = _command(sub, "show", "show one version's metadata", cmd_show, json_output=True)
+    p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
+
+    p = _command(sub, "search", "find versions by name, tag, date or metric", cmd_search,
+                 json_output=True)
+    p.add_argument("--text", help="name contains")
+    p.add_argument("--tag")
+    p.add_argument("--after", help="created on or after (e.g. 2024-05-01)")
+    p.add_argument("--before", help="created before")
+    p.add_argument("--metric", help="metric name for --min/--max")
+    p.add_argument("--min", type=float)
+    p.add_argument("--max", type=float)
+
+    p = _command(sub, "alias", "point an alias (e.g. production) at a version", cmd_alias)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", help="a version id, or :ALIAS to copy one")
+    p.add_argument("alias", metavar="ALIAS")
+
+    p = _command(sub, "history", "every alias move of a model: who, when, from, to",
+                 cmd_history, json_output=True)
+    p.add_argument("name", metavar="NAME")
+
+    p = _command(sub, "delete", "delete one version (refused while aliased)", cmd_delete)
+    p.add_argument("ref", metavar="NAME@VERSION")
+    p.add_argument("--force", action="store_true", help="delete even if an alias points at it")
+
+    p = _command(sub, "prune", "delete old versions (never the newest or an aliased one)",
+                 cmd_prune)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--keep", type=_positive_int, metavar="N",
+                   help="keep the newest N versions")
+    p.add_argument("--days", type=_non_negative, metavar="D",
+                   help="keep versions younger than D days (with --keep, a version either "
+                        "rule keeps stays); the newest and aliased versions always stay")
+
+    _command(sub, "reindex", "rebuild the DuckDB index from the board", cmd_reindex)
+    _command(sub, "verify", "re-hash every stored file", cmd_verify)

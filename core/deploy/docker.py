@@ -1,0 +1,428 @@
+"""Docker bundle: a folder (or zip) that serves one model version anywhere containers run.
+
+Layout of a bundle::
+
+    Dockerfile        slim Python image of the model's major.minor, non-root, HEALTHCHECK
+    .dockerignore
+    requirements.txt  the model's packages pinned as recorded in the bundle, plus the
+                      server's, pinned as installed here
+    serve.json        what to serve and how (version, trusted names, workers, port)
+    model/            a standalone copy of the version folder (fixative.json, the model
+                      file, sample.parquet, data.txt)
+    core/             the Fixative modules the server imports, nothing else
+    README.md
+
+The bundle runs from its own folder with no Fixative checkout on the path:
+``python -m core.serving.process serve.json``, which is also the image's command.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import BadRequest, Conflict
+from core.model.bundle import BundleMeta
+from core.serving.netcheck import check_port, check_workers
+from core.store.board import META_FILE
+
+ENTRY_MODULE = "core.serving.process"
+SETTINGS_FILE = "serve.json"
+MODEL_DIR = "model"
+DEFAULT_PORT = 8080
+# What the server needs at run time whether or not its modules name it in an import
+# (pandas reads Parquet through pyarrow; uvicorn is started by the entry module).
+SERVER_PACKAGES = ("starlette", "uvicorn", "prometheus-client", "pandas", "numpy", "pyarrow",
+                   "fsspec", "pyyaml")
+# uvicorn's fast event loop and HTTP parser: used when installed (uvicorn picks them up by
+# itself), so a bundle pins them when this installation has them. Marker: (pin suffix).
+SPEEDUPS = {"uvloop": '; sys_platform != "win32"', "httptools": ""}
+# Needed only for the prediction log on an S3 board (``--with-s3``).
+S3_PACKAGES = ("s3fs",)
+
+
+def _core_dir() -> Path:
+    import core
+
+    return Path(core.__file__).resolve().parent
+
+
+# -- which core modules the server needs ---------------------------------------------------
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(core module names, top-level third-party names) imported anywhere in ``path``."""
+    own, other = _imports_cached(path, path.stat().st_mtime_ns)
+    return set(own), set(other)
+
+
+@functools.lru_cache(maxsize=256)
+def _imports_cached(path: Path, mtime_ns: int) -> tuple[frozenset[str], frozenset[str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = "core"
+    own: set[str] = set()
+    other: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                (own if alias.name.split(".")[0] == package else other).add(
+                    alias.name if alias.name.split(".")[0] == package
+                    else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import inside core
+                base = package + (f".{node.module}" if node.module else "")
+            else:
+                base = node.module or ""
+            if base.split(".")[0] == package:
+                own.add(base)
+                # ``from core import x``: x may be a module
+                own.update(f"{base}.{alias.name}" for alias in node.names)
+            elif base:
+                other.add(base.split(".")[0])
+    return frozenset(own), frozenset(other)
+
+
+def core_modules(entry: str = ENTRY_MODULE) -> tuple[list[Path], set[str]]:
+    """The ``core`` source files ``entry`` imports, transitively, and their third-party
+    import roots. ``core/__init__.py`` is always included (importing any module runs it).
+    """
+    root = _core_dir()
+    todo = ["core", entry]
+    seen: set[str] = set()
+    files: list[Path] = []
+    third: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")[1:]
+        candidates = [root.joinpath(*parts, "__init__.py"), root.joinpath(*parts).with_suffix(".py")
+                      if parts else root / "__init__.py"]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:  # a name imported from a module, not a module itself
+            continue
+        files.append(path)
+        # Importing a.b.c runs the __init__ of every package above it.
+        todo.extend(".".join(module.split(".")[:i]) for i in range(2, len(module.split("."))))
+        own, other = _imports(path)
+        third |= other
+        todo.extend(sorted(own - seen))
+    return sorted(set(files)), third
+
+
+def _data_dirs() -> list[Path]:
+    """Package data folders of ``core`` (templates, static files) read via importlib."""
+    return sorted(p for p in _core_dir().rglob("templates") if p.is_dir())
+
+
+# -- requirements ------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _installed_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _distributions(import_roots: Iterable[str]) -> set[str]:
+    mapping = _installed_distributions()
+    stdlib = set(sys.stdlib_module_names)
+    found: set[str] = set()
+    for root in import_roots:
+        if root in stdlib or root == "core":
+            continue
+        for dist in mapping.get(root, []):
+            found.add(dist)
+    return found
+
+
+def _canonical(dist: str) -> str:
+    return dist.lower().replace("_", "-").replace(".", "-")
+
+
+def requirements(meta: BundleMeta, extra: Sequence[str] = ()) -> list[str]:
+    """Pinned requirement lines: the model's packages at the versions recorded in its
+    bundle, then what the server needs at the versions installed here."""
+    pins: dict[str, str] = {}
+    shown: dict[str, str] = {}
+    for dist, version in (meta.environment.get("packages") or {}).items():
+        pins[_canonical(dist)] = str(version)
+        shown[_canonical(dist)] = dist
+    _, third = core_modules()
+    needed = _distributions(third) | set(SERVER_PACKAGES) | set(extra)
+    missing: list[str] = []
+    for dist in sorted(needed):
+        key = _canonical(dist)
+        if key in pins:
+            continue
+        try:
+            pins[key] = importlib.metadata.version(dist)
+            shown[key] = dist
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(dist)
+    if missing:
+        raise BadRequest(f"Cannot pin {', '.join(missing)}: not installed here. Install "
+                         "them (pip install ...) and write the bundle again.")
+    markers: dict[str, str] = {}
+    for dist, marker in SPEEDUPS.items():
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        pins.setdefault(dist, version)
+        shown.setdefault(dist, dist)
+        markers[dist] = marker
+    return [f"{shown[key]}=={pins[key]}{markers.get(key, '')}" for key in sorted(pins)]
+
+
+# -- the files -------------------------------------------------------------------------------
+
+def python_tag(meta: BundleMeta) -> str:
+    """``major.minor`` of the Python the model was saved with (this one's if unknown)."""
+    version = meta.environment.get("python_version") or []
+    if len(version) >= 2 and all(isinstance(v, int) for v in version[:2]):
+        return f"{version[0]}.{version[1]}"
+    text = str(meta.environment.get("python") or "")
+    parts = text.split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def dockerfile(meta: BundleMeta, *, port: int = DEFAULT_PORT, workers: int = 1) -> str:
+    health = ("import os, urllib.request; urllib.request.urlopen("
+              "'http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=4)")
+    return f"""\
+# Serves {meta.name} ({meta.model_class}) with Fixative's prediction server.
+FROM python:{python_tag(meta)}-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    PORT={port} \\
+    FIXATIVE_HOST=0.0.0.0 \\
+    FIXATIVE_WORKERS={workers}
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+# The app files stay owned by root: the server only reads them.
+COPY . .
+RUN groupadd --gid 10001 fixative \\
+    && useradd --no-log-init --create-home --uid 10001 --gid 10001 fixative
+# Numeric, so that runtimes which check for a non-root user can tell without /etc/passwd.
+USER 10001:10001
+
+EXPOSE {port}
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \\
+    CMD ["python", "-c", "{health}"]
+
+CMD ["python", "-m", "{ENTRY_MODULE}", "{SETTINGS_FILE}"]
+"""
+
+
+DOCKERIGNORE = """\
+.venv/
+**/__pycache__/
+*.pyc
+"""
+
+
+def readme(meta: BundleMeta, version: str, *, port: int, workers: int,
+           requirement_lines: Sequence[str]) -> str:
+    tag = meta.name.lower().replace("_", "-")
+    packages = "\n".join(f"    {line}" for line in requirement_lines)
+    return f"""\
+# {meta.name} {version}: prediction server bundle
+
+{meta.description or f'A {meta.task} model ({meta.model_class}, {meta.library}).'}
+
+This folder serves one model version as a REST API with Fixative's server: the
+vetiver routes (`POST /predict`), the MLflow scoring routes (`POST /invocations`),
+a docs page at `/` with copy-paste examples, `/openapi.json`, `/healthz` and
+Prometheus metrics at `/metrics`.
+
+## Run with Docker
+
+    docker build -t {tag}:{version.lower()} .
+    docker run --rm -p {port}:{port} {tag}:{version.lower()}
+
+Then open http://127.0.0.1:{port}/ for the docs page, or:
+
+    curl -X POST http://127.0.0.1:{port}/predict \\
+         -H 'Content-Type: application/json' \\
+         -d '{json.dumps([meta.prototype.example_record()], default=str)}'
+
+## Run without Docker
+
+From this folder, with Python {python_tag(meta)}:
+
+    python -m venv .venv
+    .venv/bin/pip install -r requirements.txt
+    PORT={port} FIXATIVE_HOST=127.0.0.1 .venv/bin/python -m {ENTRY_MODULE} {SETTINGS_FILE}
+
+## Settings (environment variables)
+
+- `PORT` (default {port}): port to listen on.
+- `FIXATIVE_HOST` (default 0.0.0.0): address to listen on.
+- `FIXATIVE_WORKERS` (default {workers}): server processes; one per CPU core is a good start.
+- `FIXATIVE_API_TOKENS` (unset): comma-separated bearer tokens; when set, every route
+  but `/ping` and `/healthz` needs one (`Authorization: Bearer TOKEN`).
+- `FIXATIVE_STORE` (unset): a Fixative board (a mounted folder or `s3://bucket/prefix`)
+  to write the prediction log to, for monitoring; unset means no prediction log.
+
+Each worker writes its own prediction log files, so replicas need no coordination.
+`/metrics` counts for all workers of a container together, whichever one answers.
+On SIGTERM (`docker stop`) every answered request is on disk before the server exits;
+after SIGKILL at most the last second of log is lost.
+
+## What is inside
+
+- `model/`: the stored version as written by Fixative (model file, `fixative.json`
+  metadata with the input schema, `sample.parquet`); the model file is checked for
+  unsafe contents before it is loaded, as in the store.
+- `core/`: the Fixative modules the server needs.
+- `serve.json`: which model and version to serve, names trusted when it was bundled.
+- `requirements.txt`, pinned (the model's packages as recorded when it was saved):
+
+{packages}
+"""
+
+
+def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = ()
+              ) -> tuple[str, str, BundleMeta, list[str]]:
+    """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines).
+
+    The model file is scanned (never loaded): a container cannot ask anyone to trust an
+    import outside the allowlist, so each one must be in ``trusted`` now.
+    """
+    name, version = store.resolve(ref)
+    if not store.fs.exists(store.path(name, version, META_FILE)):
+        raise BadRequest(f"{name}@{version} was pinned by pins or vetiver, so it lacks the "
+                         "metadata a bundle serves from; read it and write it again with "
+                         "Fixative (store.write(store.read(...))), then bundle the new version.")
+    meta = store.meta(name, version)
+    from core.safety.loader import refuse_untrusted
+
+    refuse_untrusted(store.safety_report(name, version), trusted, f"{name}@{version}",
+                     advice=" A container would refuse to load it, so no bundle is written "
+                            "until each name is trusted (add the package that provides them "
+                            "to the bundle's requirements.txt too).")
+    return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ())
+
+
+def _copy_version(store: Any, name: str, version: str, target: Path) -> None:
+    source = store.path(name, version)
+    fs = store.fs
+    target.mkdir(parents=True)
+    entries = fs.find(source, detail=False)
+    if not entries:
+        raise BadRequest(f"Version folder of {name}@{version} is empty on the board; run "
+                         "`python -m core verify` to check the store.")
+    prefix = source.rstrip("/") + "/"
+    for entry in entries:
+        rel = str(entry)[len(prefix):] if str(entry).startswith(prefix) else Path(entry).name
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open(entry, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+
+
+def _copy_core(target: Path) -> None:
+    root = _core_dir()
+    files, _ = core_modules()
+    for path in files:
+        dest = target / path.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    for folder in _data_dirs():
+        shutil.copytree(folder, target / folder.relative_to(root),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _prepare_out_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Conflict(f"{out_dir} exists and is not a folder; choose another output folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise Conflict(f"{out_dir} already exists and is not empty; choose a new folder, "
+                           "or pass --force to replace its contents.")
+        if not (out_dir / "Dockerfile").exists() or not (out_dir / SETTINGS_FILE).exists():
+            # --force replaces a bundle, never an unrelated folder full of someone's files.
+            raise Conflict(f"{out_dir} is not empty and does not hold a Docker bundle "
+                           "(no Dockerfile and serve.json); refusing to replace it even with "
+                           "--force. Choose a new folder.")
+
+
+def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
+                 port: int = DEFAULT_PORT, trusted: Sequence[str] = (), force: bool = False,
+                 with_s3: bool = False) -> Path:
+    """Write a Docker bundle of ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME:ALIAS``).
+
+    Refuses a non-empty ``out_dir`` unless ``force`` and it holds a previous bundle.
+    The bundle is assembled next to ``out_dir`` and moved into place at the end, so a
+    failure leaves no half-written bundle.
+    """
+    workers = check_workers(workers)
+    port = check_port(port)
+    out = Path(out_dir).expanduser()
+    if str(out_dir).strip() == "":
+        raise BadRequest("No output folder given; name a new folder for the bundle.")
+    name, version, meta, lines = preflight(store, ref, with_s3=with_s3, trusted=trusted)
+    _prepare_out_dir(out, force)
+
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise BadRequest(f"Cannot write to {out.parent}: {exc.strerror or exc}. Choose a "
+                         "folder you can write to.") from None
+    try:
+        _copy_version(store, name, version, staging / MODEL_DIR)
+        _copy_core(staging / "core")
+        settings = {"name": name, "version": version, "model_dir": MODEL_DIR,
+                    "trusted": list(trusted), "port": port, "workers": workers,
+                    "host": "0.0.0.0", "log": True, "batching": True}
+        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        (staging / "requirements.txt").write_text("\n".join(lines) + "\n")
+        (staging / "Dockerfile").write_text(dockerfile(meta, port=port, workers=workers))
+        (staging / ".dockerignore").write_text(DOCKERIGNORE)
+        (staging / "README.md").write_text(
+            readme(meta, version, port=port, workers=workers, requirement_lines=lines))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def bundle_zip(store: Any, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
+               trusted: Sequence[str] = (), with_s3: bool = False) -> tuple[str, bytes]:
+    """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button."""
+    import tempfile
+
+    name, version = store.resolve(ref)
+    folder_name = f"{name}-{version}-docker"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = write_bundle(store, f"{name}@{version}", Path(tmp) / folder_name,
+                           workers=workers, port=port, trusted=trusted, with_s3=with_s3)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, str(Path(folder_name) / path.relative_to(out)))
+    return f"{folder_name}.zip", buffer.getvalue()

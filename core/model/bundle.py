@@ -1,0 +1,386 @@
+"""ModelBundle: a fitted model plus what was known at training time."""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import BadRequest, FixativeError
+from core.model.profile import build_profile, row_sample
+from core.model.prototype import Prototype
+
+TASKS = ("regression", "binary", "multiclass", "unknown")
+# Always recorded: what any served scikit-learn-style model needs.
+BASE_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
+# Limits on what people type: listings and cards stay readable.
+MAX_DESCRIPTION = 10_000
+MAX_TAGS = 50
+MAX_LABEL = 100
+
+
+@dataclass
+class BundleMeta:
+    """Everything about a model except the model object itself. JSON-able via to_dict."""
+
+    name: str
+    model_class: str
+    library: str
+    task: str
+    prototype: Prototype
+    classes: list[Any] | None = None
+    has_proba: bool = False
+    profile: dict[str, Any] | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    user: str = ""
+    created: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_class": self.model_class,
+            "library": self.library,
+            "task": self.task,
+            "classes": self.classes,
+            "has_proba": self.has_proba,
+            "prototype": self.prototype.to_dict(),
+            "profile": self.profile,
+            "environment": self.environment,
+            "description": self.description,
+            "metrics": self.metrics,
+            "tags": self.tags,
+            "user": self.user,
+            "created": self.created,
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BundleMeta:
+        return cls(
+            name=data["name"],
+            model_class=data.get("model_class", ""),
+            library=data.get("library", ""),
+            task=data.get("task", "unknown"),
+            prototype=Prototype.from_dict(data.get("prototype") or {}),
+            classes=data.get("classes"),
+            has_proba=bool(data.get("has_proba", False)),
+            profile=data.get("profile"),
+            environment=dict(data.get("environment") or {}),
+            description=data.get("description") or "",
+            metrics={k: float(v) for k, v in (data.get("metrics") or {}).items()},
+            tags=list(data.get("tags") or []),
+            user=data.get("user") or "",
+            created=data.get("created") or "",
+            notes=list(data.get("notes") or []),
+        )
+
+
+@dataclass
+class ModelBundle:
+    """The deployable unit: a fitted model, its metadata and a bounded training sample."""
+
+    model: Any
+    meta: BundleMeta
+    sample: pd.DataFrame | None = None
+    # Set by the store once the bundle has been written or read.
+    version: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def prototype(self) -> Prototype:
+        return self.meta.prototype
+
+    def model_input(self, frame: pd.DataFrame) -> Any:
+        """What to hand to ``predict``: the frame, or its array for unnamed-array models."""
+        return frame if self.prototype.named else frame.to_numpy()
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Validate ``data`` against the prototype, then predict."""
+        frame, _ = self.prototype.validate(data)
+        return np.asarray(self.model.predict(self.model_input(frame)))
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        if not self.meta.has_proba:
+            raise BadRequest(f"Model '{self.name}' ({self.meta.model_class}) has no predict_proba; "
+                             "it is not a probabilistic classifier.")
+        frame, _ = self.prototype.validate(data)
+        return np.asarray(self.model.predict_proba(self.model_input(frame)))
+
+
+def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
+           description: str = "", metrics: Mapping[str, float] | None = None,
+           tags: Iterable[str] | None = None, user: str | None = None) -> ModelBundle:
+    """Capture a fitted model and, optionally, a sample of its training features.
+
+    Columns of ``sample`` that the model was not fitted on (a target column, an id)
+    are dropped when the model knows its feature names.
+    """
+    if not hasattr(model, "predict"):
+        raise BadRequest(f"{type(model).__name__} has no predict method; a model needs one "
+                         "(any scikit-learn-style estimator works).")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise BadRequest(f"The description must be text of at most {MAX_DESCRIPTION:,} "
+                         f"characters; put longer documentation in the model card.")
+    _check_fitted(model)
+    notes: list[str] = []
+    sample_rows: pd.DataFrame | None = None
+    names_in = getattr(model, "feature_names_in_", None)
+    if sample is not None:
+        sample = _align_sample(model, sample, names_in)
+        prototype = Prototype.from_frame(sample, named=names_in is not None)
+    elif names_in is not None:
+        prototype = Prototype.from_names(names_in)
+    elif hasattr(model, "n_features_in_"):
+        prototype = Prototype.from_n_features(model.n_features_in_)
+    else:
+        raise BadRequest(f"{type(model).__name__} records neither feature_names_in_ nor "
+                         "n_features_in_; pass a sample of the training features.")
+    prototype.accepts_nulls = _allows_nan(model)
+    if prototype.missing_information:
+        notes.append(prototype.missing_information)
+
+    task, classes = _task(model)
+    has_proba = _has_method(model, "predict_proba")
+    profile = None
+    if sample is not None:
+        sample_rows = row_sample(sample)
+        frame, _ = prototype.validate(sample_rows)
+        model_in = frame if prototype.named else frame.to_numpy()
+        try:
+            preds = np.asarray(model.predict(model_in))
+        except Exception as exc:
+            raise BadRequest(
+                f"The model could not predict on the sample ({type(exc).__name__}: "
+                f"{_one_line(exc)}). "
+                "Check that the sample holds the training features with the names and types "
+                "the model was fitted on.") from None
+        profile = build_profile(sample, prototype, preds)
+    else:
+        notes.append("No reference profile: drift cannot be measured without a training sample.")
+
+    return ModelBundle(
+        model=model,
+        meta=BundleMeta(
+            name=name,
+            model_class=type(model).__name__,
+            library=_library(model),
+            task=task,
+            prototype=prototype,
+            classes=classes,
+            has_proba=has_proba,
+            profile=profile,
+            environment=environment(model),
+            description=description,
+            metrics=_metrics(metrics),
+            tags=_tags(tags),
+            user=user or current_user(),
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            notes=notes,
+        ),
+        sample=sample_rows,
+    )
+
+
+def current_user() -> str:
+    env = os.environ.get("FIXATIVE_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _metric(key: Any, value: Any) -> float:
+    return finite_number(value, f"Metric '{key}'")
+
+
+def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise BadRequest(f"metrics must map names to numbers, e.g. {{'rmse': 41000}}; got a "
+                         f"{type(metrics).__name__}.")
+    for key in metrics:
+        _check_label(str(key), "A metric name")
+    return {str(k): _metric(k, v) for k, v in metrics.items()}
+
+
+def _tags(tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):  # one tag, not one per character
+        tags = [tags]
+    try:
+        found = sorted({str(t).strip() for t in tags} - {""})
+    except TypeError:
+        raise BadRequest(f"tags must be a list of words, e.g. ['houses', 'demo']; got a "
+                         f"{type(tags).__name__}.") from None
+    if len(found) > MAX_TAGS:
+        raise BadRequest(f"A version can have at most {MAX_TAGS} tags, got {len(found)}.")
+    for tag in found:
+        _check_label(tag, "A tag")
+        if "," in tag:
+            raise BadRequest(f"A tag cannot contain a comma (listings separate tags with "
+                             f"commas), got {tag!r}; give several tags instead.")
+    return found
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_label(text: str, what: str) -> None:
+    if len(text) > MAX_LABEL or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise BadRequest(f"{what} must be at most {MAX_LABEL} characters without control "
+                         f"characters, got {text[:40]!r}{'…' if len(text) > 40 else ''}.")
+
+
+def finite_number(value: Any, what: str) -> float:
+    """``value`` as a finite float, or BadRequest saying ``what`` must be one."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
+    if not np.isfinite(f):
+        raise BadRequest(f"{what} must be a finite number, got {value!r}.")
+    return f
+
+
+def _check_fitted(model: Any) -> None:
+    try:
+        from sklearn.base import BaseEstimator
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return
+    if isinstance(model, BaseEstimator):
+        try:
+            check_is_fitted(model)
+        except NotFittedError:
+            raise BadRequest(f"{type(model).__name__} is not fitted; call fit(...) before "
+                             "storing it.") from None
+
+
+def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
+    if isinstance(sample, np.ndarray):
+        sample = pd.DataFrame(sample, columns=[f"x{i}" for i in range(sample.shape[1])]
+                              if sample.ndim == 2 else None)
+    if not isinstance(sample, pd.DataFrame):
+        raise BadRequest(f"The sample must be a pandas DataFrame, got {type(sample).__name__}.")
+    if len(sample) == 0 or sample.shape[1] == 0:
+        raise BadRequest("The sample is empty; pass at least one row of the training features.")
+    if names_in is not None:
+        names = [str(n) for n in names_in]
+        missing = [n for n in names if n not in sample.columns]
+        if missing:
+            raise BadRequest(
+                f"The sample lacks columns the model was fitted on: {', '.join(missing[:20])}"
+                f"{' …' if len(missing) > 20 else ''}. Pass the training features.")
+        return sample[names]
+    n = getattr(model, "n_features_in_", None)
+    if n is not None and sample.shape[1] != n:
+        raise BadRequest(f"The sample has {sample.shape[1]} columns but the model was fitted on "
+                         f"{n}; pass exactly the training features, in training order.")
+    return sample
+
+
+def _allows_nan(model: Any) -> bool:
+    try:
+        return bool(model.__sklearn_tags__().input_tags.allow_nan)
+    except Exception:
+        return False
+
+
+def _has_method(model: Any, method: str) -> bool:
+    try:
+        return callable(getattr(model, method))
+    except AttributeError:  # sklearn's available_if raises for e.g. SVC(probability=False)
+        return False
+
+
+def _task(model: Any) -> tuple[str, list[Any] | None]:
+    classes = getattr(model, "classes_", None)
+    estimator_type = getattr(model, "_estimator_type", None)
+    try:
+        estimator_type = model.__sklearn_tags__().estimator_type
+    except Exception:
+        pass
+    if classes is not None and estimator_type != "regressor":
+        labels = np.asarray(classes).tolist()  # tolist() turns numpy scalars into Python ones
+        return ("binary" if len(labels) == 2 else "multiclass"), labels
+    if estimator_type == "regressor":
+        return "regression", None
+    return "unknown", None
+
+
+def estimators(model: Any) -> list[Any]:
+    """The model and every estimator nested in it (pipeline steps, transformers...)."""
+    found: list[Any] = [model]
+    try:
+        params = model.get_params(deep=True)
+    except Exception:
+        return found
+    for value in params.values():
+        if hasattr(value, "fit") and not isinstance(value, type):
+            found.append(value)
+    return found
+
+
+def _final_estimator(model: Any) -> Any:
+    while hasattr(model, "steps"):
+        model = model.steps[-1][1]
+    return model
+
+
+def _library(model: Any) -> str:
+    return type(_final_estimator(model)).__module__.split(".")[0]
+
+
+def _distribution(module_root: str) -> str | None:
+    dists = importlib.metadata.packages_distributions().get(module_root)
+    return dists[0] if dists else None
+
+
+def environment(model: Any) -> dict[str, Any]:
+    """Python version and the versions of the packages the model's classes come from."""
+    roots = {type(e).__module__.split(".")[0] for e in estimators(model)}
+    packages: dict[str, str] = {}
+    for dist in BASE_PACKAGES:
+        try:
+            packages[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    for root in sorted(roots):
+        dist = _distribution(root)
+        if dist and dist not in packages:
+            try:
+                packages[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    return {
+        "python": platform.python_version(),
+        "python_version": list(sys.version_info[:3]),
+        "platform": platform.platform(terse=True),
+        "packages": packages,
+    }
+
+
+__all__ = ["BundleMeta", "ModelBundle", "bundle", "environment", "FixativeError"]

@@ -1,0 +1,294 @@
+"""Custom metrics: one SQL aggregate expression over the ``monitoring`` view, per window.
+
+A custom metric is what a business asks for and no library ships, e.g.
+``avg(prediction) / avg(sqft_living)`` or
+``count(*) FILTER (WHERE status >= 400) / count(*)``. It sees every logged row of the
+window (failed requests too; filter on ``status`` when that matters) and the columns
+of ``monitoring``: the log's, the features, ``prediction``, ``proba`` and ``actual``.
+
+Only a single read-only aggregate expression is accepted. It is parsed by DuckDB
+itself (``json_serialize_sql``) and its syntax tree is checked: no statement
+separators, no FROM/WHERE/subqueries (so no other table, file or function-table such
+as ``read_parquet``, ``glob`` or ``query``), no window functions, no functions that
+read settings or the environment, only known columns, and every column inside an
+aggregate. It is then bound against the view in the monitoring connection, which
+cannot read files outside the model's monitoring folders and whose configuration is
+locked; a type error or a non-numeric result is reported before it is saved.
+
+Metrics are saved per model as records of kind ``custom_metric`` (the latest record
+of a name wins; ``{"deleted": true}`` removes it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from core.errors import BadRequest
+
+if TYPE_CHECKING:
+    from core.monitoring.monitor import Monitor
+
+RECORD_KIND = "custom_metric"
+MAX_LENGTH = 2000
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+# Nodes an aggregate expression may be built from.
+ALLOWED_CLASSES = {"FUNCTION", "COLUMN_REF", "CONSTANT", "OPERATOR", "COMPARISON",
+                   "CONJUNCTION", "CASE", "CAST", "BETWEEN"}
+# Functions that read settings, the environment, files or the catalog, or change state.
+DENIED = re.compile(
+    r"^(read_|glob|query|sql_|getenv|current_setting|current_schema|current_database|"
+    r"current_catalog|current_user|session_user|user$|version$|pragma|checkpoint|export|"
+    r"import|copy|attach|detach|install|load|setseed|nextval|currval|txid|has_.*privilege|"
+    r"pg_|duckdb_|which_secret|parquet_|iceberg|delta|json_execute|to_json_serial|"
+    r"json_serialize|json_deserialize|enum_|error$|system|sniff_csv|stats$|"
+    r"alias$|typeof$|can_cast|current_|in_search_path|get_current)", re.IGNORECASE)
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
+
+
+@dataclass(frozen=True)
+class CustomMetric:
+    name: str
+    sql: str
+    description: str = ""
+    # "above": higher is worse (alert when above the threshold); "below": lower is worse.
+    direction: str = "above"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sql": self.sql, "description": self.description,
+                "direction": self.direction}
+
+
+@lru_cache(maxsize=1)
+def _functions() -> tuple[frozenset[str], frozenset[str]]:
+    """(all scalar+aggregate function names, aggregate names) known to DuckDB."""
+    con = duckdb.connect()
+    try:
+        rows = con.execute("SELECT DISTINCT lower(function_name), function_type "
+                           "FROM duckdb_functions() "
+                           "WHERE function_type IN ('scalar', 'aggregate')").fetchall()
+    finally:
+        con.close()
+    names = frozenset(r[0] for r in rows)
+    aggregates = frozenset(r[0] for r in rows if r[1] == "aggregate") | {"count_star"}
+    return names | {"count_star"}, aggregates
+
+
+def check_name(name: str) -> str:
+    text = str(name or "").strip()
+    if not NAME.match(text):
+        raise BadRequest(f"Custom metric name {name!r} is not allowed: start with a letter, then "
+                         "letters, digits or _ (at most 48), e.g. price_per_sqft.")
+    return text
+
+
+def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
+    """Check ``sql`` is one read-only aggregate expression over ``columns``; returns its
+    syntax tree. Raises BadRequest saying what is wrong."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise BadRequest("The custom metric is empty; write one aggregate expression such as "
+                         "avg(prediction) / avg(sqft_living).")
+    text = sql.strip()
+    if len(text) > MAX_LENGTH:
+        raise BadRequest(f"The custom metric is {len(text):,} characters; at most {MAX_LENGTH:,}.")
+    if "\x00" in text:
+        raise BadRequest("The custom metric contains a NUL character.")
+    if ";" in text:
+        raise BadRequest("A custom metric is one expression: remove the ';' (statements such as "
+                         "COPY, ATTACH or PRAGMA are not allowed).")
+    if "--" in text or "/*" in text:
+        raise BadRequest("Comments are not allowed in a custom metric; put the explanation in "
+                         "its description.")
+    con = duckdb.connect()
+    try:
+        raw = con.execute("SELECT json_serialize_sql($q)",
+                          {"q": f"SELECT ({text}) AS value"}).fetchone()[0]
+    finally:
+        con.close()
+    tree = json.loads(raw)
+    if tree.get("error"):
+        message = str(tree.get("error_message") or "syntax error").splitlines()[0]
+        raise BadRequest(f"The custom metric is not a valid SQL expression: {message}. Write one "
+                         "aggregate expression such as avg(prediction) / avg(sqft_living).")
+    statements = tree.get("statements") or []
+    node = statements[0].get("node", {}) if len(statements) == 1 else {}
+    if (len(statements) != 1 or node.get("type") != "SELECT_NODE"
+            or (node.get("from_table") or {}).get("type") != "EMPTY"
+            or node.get("where_clause") or node.get("group_expressions")
+            or node.get("having") or node.get("qualify") or node.get("sample")
+            or node.get("modifiers") or (node.get("cte_map") or {}).get("map")
+            or len(node.get("select_list") or []) != 1):
+        raise BadRequest("A custom metric is a single expression, without FROM, WHERE, GROUP BY "
+                         "or a second statement; it is computed per window over the monitoring "
+                         "view.")
+    known = {c.lower(): c for c in columns}
+    found = {"aggregate": False}
+    _walk(node["select_list"][0], known, inside=False, found=found)
+    if not found["aggregate"]:
+        raise BadRequest("A custom metric must aggregate the window's rows, e.g. avg(...), "
+                         "sum(...), count(*) or quantile_cont(..., 0.9).")
+    return node["select_list"][0]
+
+
+def _walk(node: Any, known: dict[str, str], inside: bool, found: dict[str, bool]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, known, inside, found)
+        return
+    if not isinstance(node, dict):
+        return
+    cls = node.get("class")
+    if cls is not None:
+        if cls not in ALLOWED_CLASSES:
+            what = {"SUBQUERY": "a subquery (SELECT ...)", "WINDOW": "a window function (OVER)",
+                    "STAR": "*", "PARAMETER": "a parameter", "LAMBDA": "a lambda",
+                    "COLUMN_REF": "a column"}.get(cls, f"this kind of SQL ({cls.lower()})")
+            raise BadRequest(f"A custom metric cannot contain {what}; use aggregates of the "
+                             "monitoring view's columns only.")
+        if cls == "COLUMN_REF":
+            names = node.get("column_names") or []
+            if len(names) != 1 or names[0].lower() not in known:
+                shown = ".".join(names)
+                raise BadRequest(f"Unknown column {shown!r}; the monitoring view has "
+                                 f"{', '.join(sorted(known.values()))}.")
+            if not inside:
+                raise BadRequest(f"Column {names[0]!r} is used outside an aggregate; wrap it, "
+                                 f"e.g. avg({names[0]}).")
+        if cls == "FUNCTION":
+            fname = str(node.get("function_name") or "").lower()
+            if node.get("schema") or node.get("catalog"):
+                raise BadRequest(f"Qualified function names ({node.get('schema')}.{fname}) are "
+                                 "not allowed in a custom metric.")
+            all_functions, aggregates = _functions()
+            operator = bool(node.get("is_operator"))
+            if not operator and (DENIED.match(fname) or fname not in all_functions):
+                raise BadRequest(f"The function {fname}() is not allowed in a custom metric; use "
+                                 "aggregates (avg, sum, count, quantile_cont, ...) and arithmetic.")
+            if fname in aggregates and not operator:
+                if inside:
+                    raise BadRequest(f"Aggregates cannot be nested ({fname} inside another).")
+                found["aggregate"] = True
+                for key in ("arguments", "filter", "order_bys"):
+                    _walk(node.get(key), known, True, found)
+                return
+    for key, value in node.items():
+        if key in ("query_location", "query_location_length", "alias", "class", "type",
+                   "cast_type"):
+            continue
+        if isinstance(value, (dict, list)):
+            _walk(value, known, inside, found)
+
+
+def validate(mon: Monitor, sql: str) -> str:
+    """Parse, check and bind ``sql`` against ``mon``'s view; returns the cleaned text."""
+    text = str(sql or "").strip()
+    parse(text, mon.columns)
+    try:
+        described = mon.con.execute(f"DESCRIBE SELECT ({text}) AS value FROM monitoring"
+                                    ).fetchall()
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        raise BadRequest(f"The custom metric does not fit the monitoring view: {message}") from None
+    dtype = str(described[0][1]).upper()
+    if not dtype.startswith(NUMERIC_TYPES):
+        raise BadRequest(f"The custom metric returns {dtype}; it must return a number.")
+    return text
+
+
+def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.DataFrame:
+    """One row per window, one column per custom metric (null where it failed; see
+    ``frame.attrs['errors']``)."""
+    from core.monitoring.monitor import parse_window
+
+    w = parse_window(window)
+    metrics = list(metrics)
+    errors: dict[str, str] = {}
+    data = None
+    if mon.has_rows and metrics:
+        exprs = []
+        for m in metrics:
+            try:
+                text = validate(mon, m.sql)
+                exprs.append((m.name, text))
+            except BadRequest as exc:
+                errors[m.name] = exc.message
+        parts = [f"CAST(({text}) AS DOUBLE) AS \"{name}\"" for name, text in exprs]
+        if parts:
+            data = _run(mon, w, parts, exprs, errors)
+    keys = mon.windows(w, data["k"] if data is not None else ())
+    out = mon.frame_for(w, keys, data)
+    for m in metrics:
+        if m.name not in out:
+            out[m.name] = np.nan
+        out[m.name] = out[m.name].astype("float64")
+    out = out.drop(columns=["k"])
+    out.attrs["errors"] = errors
+    return out
+
+
+def _run(mon: Monitor, w: Any, parts: list[str], exprs: list[tuple[str, str]],
+         errors: dict[str, str]) -> pd.DataFrame | None:
+    view = "monitoring" if any(re.search(r"\bactual\b", t, re.I) for _, t in exprs) \
+        else "monitoring_log"
+    try:
+        return mon.query(f"SELECT {w.key_sql()} AS k, {', '.join(parts)} FROM {view} "
+                         "GROUP BY k")
+    except duckdb.Error:
+        pass
+    # One failed at run time (e.g. a cast); run them one by one to keep the others.
+    data = None
+    for (name, text), part in zip(exprs, parts):
+        try:
+            one = mon.query(f"SELECT {w.key_sql()} AS k, {part} FROM monitoring GROUP BY k")
+        except duckdb.Error as exc:
+            errors[name] = f"failed while computing: {str(exc).splitlines()[0]}"
+            continue
+        data = one if data is None else data.merge(one, on="k", how="outer")
+    return data
+
+
+# -- saved per model --------------------------------------------------------------------------
+
+def saved(store: Any, name: str) -> list[CustomMetric]:
+    """The model's custom metrics (latest record per metric name, deleted ones dropped)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in store.records(RECORD_KIND, name):
+        payload = record.payload or {}
+        if payload.get("name"):
+            latest[str(payload["name"])] = payload
+    return [CustomMetric(name=p["name"], sql=p.get("sql", ""),
+                         description=p.get("description", ""),
+                         direction=p.get("direction", "above"))
+            for p in latest.values() if not p.get("deleted")]
+
+
+def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None) -> CustomMetric:
+    """Validate ``metric`` against the model's monitoring view, then record it."""
+    name = check_name(metric.name)
+    if metric.direction not in ("above", "below"):
+        raise BadRequest("direction must be 'above' (higher is worse) or 'below' (lower is "
+                         "worse).")
+    from core.monitoring.monitor import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+    if name in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS, "n", "n_actual"):
+        raise BadRequest(f"{name!r} is a built-in metric; give the custom metric another name.")
+    text = validate(mon, metric.sql)
+    clean = CustomMetric(name=name, sql=text, description=str(metric.description or "")[:500],
+                         direction=metric.direction)
+    store.add_record(RECORD_KIND, mon.name, clean.to_dict(), user=user)
+    return clean
+
+
+def delete(store: Any, model: str, metric_name: str, user: str | None = None) -> None:
+    if metric_name not in {m.name for m in saved(store, model)}:
+        raise BadRequest(f"No custom metric {metric_name!r} for {model}.")
+    store.add_record(RECORD_KIND, model, {"name": metric_name, "deleted": True}, user=user)

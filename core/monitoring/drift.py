@@ -1,0 +1,579 @@
+"""Drift and data quality per window, against the version's reference or a reference window.
+
+Every input column and the prediction are compared, window by window, with the
+reference: the profile stored with the version (quantile bins with counts for
+numbers, frequencies for categories; :mod:`core.model.profile`) plus its row sample, or a
+window of logged data the person chose.
+
+Methods and defaults (after Evidently's, which most readers know):
+
+============== ============ ==================================== ==================
+method         columns      statistic                            drift when
+============== ============ ==================================== ==================
+ks             numeric      two-sample Kolmogorov-Smirnov        p < 0.05
+chisquare      both         chi-square test of homogeneity       p < 0.05
+                            (reference vs current counts)
+wasserstein    numeric      Wasserstein-1 / std of reference     > 0.1
+jensenshannon  both         Jensen-Shannon distance (natural log) > 0.1
+psi            both         population stability index           > 0.25 (warn 0.1)
+============== ============ ==================================== ==================
+
+Default: numeric columns with at most 1000 current values in the window use ``ks``,
+larger ones ``wasserstein`` (a test's p-value on a large window flags differences too
+small to matter); categorical columns ``chisquare`` up to 1000 values and
+``jensenshannon`` above. Evidently decides on the reference size; deciding per window
+on the current size keeps small windows on a test and big windows on a distance.
+Numeric columns without raw reference values (the prediction, or a version stored
+without a sample) default to ``psi`` on the profile's bins.
+
+Binned methods (psi, chisquare, jensenshannon) use counts per reference bin (numbers)
+or per reference category, with unseen categories in one extra bucket. Raw methods
+(ks, wasserstein) use the reference sample and at most ``RAW_ROWS`` current values per
+window, a uniform sample chosen reproducibly by hashing the timestamp and row (all
+values when the window has no more). Zero shares are replaced by 0.0001 for psi (as
+Evidently).
+
+Cost. Three DuckDB scans, whatever the number of columns and windows: one computes, per
+window, the null and out-of-range counts of every numeric column and the bin counts of
+those whose method is binned (a column with raw reference values uses ks or
+wasserstein by default, so its bins are counted only when a binned method is chosen);
+one counts the values of the categorical columns (one GROUP BY each); one draws the
+sample of the raw columns. NumPy and SciPy then work on those small results.
+
+A window with fewer than ``MIN_VALUES`` (30) values of a column gets its statistic but
+no score and no drift verdict: on a handful of rows a test has no power and distances
+such as psi are large whatever the distributions (psi of 2 rows is easily above 5).
+
+Data quality, per column and window: the share of nulls, of values outside the
+training range (numbers) and of categories never seen in training.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial import distance
+
+from core.errors import BadRequest
+
+if TYPE_CHECKING:
+    from core.monitoring.monitor import Monitor
+
+SMALL = 1000
+# Fewer values than this in a window: the statistic is shown but drift is not judged.
+MIN_VALUES = 30
+RAW_ROWS = 5000
+REFERENCE_ROWS = 20_000
+PSI_EPS = 1e-4
+OTHER = "(other)"
+UNSEEN = "(unseen)"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    kinds: tuple[str, ...]
+    raw: bool
+    # A p-value (drift when below) or a distance (drift when above).
+    is_test: bool
+    alert: float
+    warning: float
+
+
+METHODS: dict[str, Method] = {
+    "ks": Method("ks", "Kolmogorov-Smirnov p-value", ("numeric",), True, True, 0.05, 0.1),
+    "chisquare": Method("chisquare", "chi-square p-value", ("numeric", "categorical"), False,
+                        True, 0.05, 0.1),
+    "wasserstein": Method("wasserstein", "Wasserstein distance (normed)", ("numeric",), True,
+                          False, 0.1, 0.05),
+    "jensenshannon": Method("jensenshannon", "Jensen-Shannon distance",
+                            ("numeric", "categorical"), False, False, 0.1, 0.05),
+    "psi": Method("psi", "PSI", ("numeric", "categorical"), False, False, 0.25, 0.1),
+}
+
+
+def method_info(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise BadRequest(f"Unknown drift method {name!r}; use one of "
+                         f"{', '.join(METHODS)}.") from None
+
+
+def default_method(kind: str, n_current: int, has_raw: bool) -> str:
+    if kind == "numeric":
+        if not has_raw:
+            return "psi"
+        return "ks" if n_current <= SMALL else "wasserstein"
+    return "chisquare" if n_current <= SMALL else "jensenshannon"
+
+
+@dataclass
+class ColumnReference:
+    """What the current data of one logged column is compared with."""
+
+    column: str
+    kind: str
+    counts: np.ndarray
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+    known: list[str] | None = None
+    lo: float | None = None
+    hi: float | None = None
+    values: np.ndarray | None = None
+    null_share: float = 0.0
+    is_bool: bool = False
+
+    @property
+    def has_raw(self) -> bool:
+        return self.values is not None and len(self.values) > 0
+
+    @functools.cached_property
+    def sorted_values(self) -> np.ndarray | None:
+        return np.sort(self.values) if self.values is not None else None
+
+    @functools.cached_property
+    def std(self) -> float | None:
+        return float(np.std(self.values)) if self.has_raw else None
+
+
+def _finite(values: Any) -> np.ndarray:
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    return x[np.isfinite(x)]
+
+
+def from_profile(column: str, prof: Mapping[str, Any], *, kind: str = "",
+                 values: Any = None, categories: Sequence[Any] | None = None,
+                 lo: float | None = None, hi: float | None = None) -> ColumnReference | None:
+    """A reference from a profile entry (``core.model.profile.profile_series``) and raw values."""
+    ptype = prof.get("type")
+    if ptype == "numeric" and prof.get("edges"):
+        raw = _finite(values) if values is not None else None
+        return ColumnReference(
+            column=column, kind="numeric", counts=np.asarray(prof["counts"], dtype=float),
+            edges=[float(e) for e in prof["edges"]],
+            lo=lo if lo is not None else prof.get("min"),
+            hi=hi if hi is not None else prof.get("max"),
+            values=raw, null_share=float(prof.get("null_share") or 0.0))
+    if ptype == "categorical":
+        freq = {str(k): float(v) for k, v in (prof.get("frequencies") or {}).items()}
+        other = float(prof.get("other") or 0)
+        cats = list(freq)
+        counts = [freq[c] for c in cats] + [other]
+        known = [str(c) for c in categories] if categories else (cats if not other else None)
+        return ColumnReference(column=column, kind="categorical",
+                               counts=np.asarray(counts, dtype=float), categories=cats,
+                               known=known, null_share=float(prof.get("null_share") or 0.0),
+                               is_bool=kind == "bool")
+    return None
+
+
+def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
+    """References of every input column and the prediction from the version's profile.
+
+    Returns the references and notes on columns that cannot be compared.
+    """
+    from core.store.predlog import feature_column
+
+    meta = mon.meta
+    profile = meta.profile or {}
+    cols = profile.get("columns") or {}
+    sample = mon.sample
+    refs: list[ColumnReference] = []
+    notes: list[str] = []
+    if not profile:
+        notes.append("This version has no reference profile (it was stored without a training "
+                     "sample); measure drift against a period of logged rows instead: "
+                     "'Drift reference' on the Monitor page, or --reference FROM..UNTIL "
+                     "with python -m core monitor.")
+        return refs, notes
+    for c in meta.prototype.columns:
+        log_col = feature_column(c.name)
+        prof = cols.get(c.name)
+        if prof is None or log_col not in mon.columns:
+            notes.append(f"{c.name}: not in the profile or the log")
+            continue
+        values = sample[c.name] if sample is not None and c.name in sample.columns else None
+        ref = from_profile(log_col, prof, kind=c.kind, values=values, categories=c.categories,
+                           lo=c.min, hi=c.max)
+        if ref is None:
+            notes.append(f"{c.name}: no distribution recorded ({c.kind})")
+        else:
+            refs.append(ref)
+    pred = profile.get("prediction")
+    if pred and "prediction" in mon.columns:
+        ref = from_profile("prediction", pred)
+        if ref is not None:
+            refs.append(ref)
+    return refs, notes
+
+
+def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnReference]:
+    """References built from logged rows in ``[start, end)`` (at most REFERENCE_ROWS)."""
+    from core.model.profile import profile_series
+    from core.monitoring.monitor import parse_time
+    from core.store.predlog import feature_column
+
+    t0, t1 = parse_time(start), parse_time(end)
+    if t0 is None or t1 is None or t1 <= t0:
+        raise BadRequest("A reference window needs a start before its end.")
+    where = (f"status < 400 AND ts >= make_timestamptz({t0.value // 1000}) "
+             f"AND ts < make_timestamptz({t1.value // 1000})")
+    n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchone()[0]
+    if n == 0:
+        raise BadRequest(f"No logged rows between {t0:%Y-%m-%d %H:%M} and {t1:%Y-%m-%d %H:%M} "
+                         "UTC to use as the reference; pick a window with predictions.")
+    frac = min(1.0, REFERENCE_ROWS / n)
+    thr = int(np.ceil(frac * 1_000_003))
+    rows = mon.query(f"SELECT * EXCLUDE (proba) FROM monitoring_ref WHERE {where} "
+                     f"AND hash(request_id, \"row\") % 1000003 < {thr}")
+    refs = []
+    specs = [(feature_column(c.name), c) for c in mon.meta.prototype.columns]
+    specs.append(("prediction", None))
+    for log_col, col in specs:
+        if log_col not in rows.columns:
+            continue
+        s = rows[log_col]
+        if col is not None:
+            kind = col.kind
+        else:
+            kind = "category" if mon.is_classifier else "float"
+        if kind == "bool":
+            s = s.map({True: "True", False: "False"}, na_action="ignore")
+        prof = profile_series(s, kind)
+        ref = from_profile(log_col, prof, kind=kind,
+                           values=s if prof.get("type") == "numeric" else None,
+                           categories=col.categories if col is not None else None,
+                           lo=col.min if col is not None else None,
+                           hi=col.max if col is not None else None)
+        if ref is not None:
+            refs.append(ref)
+    return refs
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _value_sql(ref: ColumnReference) -> str:
+    q = _quote(ref.column)
+    if ref.is_bool:
+        return f"CASE WHEN {q} IS NULL THEN NULL WHEN {q}::BOOLEAN THEN 'True' ELSE 'False' END"
+    return f"{q}::VARCHAR"
+
+
+def _bound(value: float, integer: bool, above: bool = False) -> str:
+    """A literal for ``x < value`` (or ``x > value`` when ``above``); for an integer column
+    the equivalent integer, so DuckDB compares integers instead of casting every value."""
+    v = float(value)
+    if integer and np.isfinite(v) and abs(v) < 2**62:
+        return str(int(np.floor(v)) if above else int(np.ceil(v)))
+    return repr(v)
+
+
+def _aggregates(refs: Sequence[ColumnReference], kind: str,
+                types: Mapping[str, str] | None = None,
+                binned: Sequence[int] | None = None) -> list[str]:
+    """Per-window aggregates of the ``kind`` columns: non-null count, values outside the
+    training range and, for the references whose index is in ``binned`` (all when None),
+    the cumulative count below each interior bin edge."""
+    out = []
+    for i, r in enumerate(refs):
+        if r.kind != kind:
+            continue
+        q = _quote(r.column)
+        out.append(f"count({q}) AS nn_{i}")
+        if r.kind == "numeric":
+            integer = str((types or {}).get(r.column, "")).upper() in (
+                "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                "UINTEGER", "UBIGINT")
+            if binned is None or i in binned:
+                for j, e in enumerate((r.edges or [])[1:-1]):
+                    out.append(f"count_if({q} < {_bound(e, integer)}) AS c_{i}_{j}")
+            outside = []
+            if r.lo is not None:
+                outside.append(f"{q} < {_bound(r.lo, integer)}")
+            if r.hi is not None:
+                outside.append(f"{q} > {_bound(r.hi, integer, above=True)}")
+            if outside:
+                out.append(f"count_if({' OR '.join(outside)}) AS out_{i}")
+    return out
+
+
+def _needs_bins(r: ColumnReference, methods: Mapping[str, str]) -> bool:
+    """Whether a numeric column's drift uses its bin counts: with raw reference values
+    both default methods (ks, wasserstein) compare raw values instead."""
+    chosen = methods.get(r.column)
+    if chosen is not None:
+        return not METHODS[chosen].raw
+    return not r.has_raw
+
+
+def _categorical_counts(mon: Monitor, k: str, refs: Sequence[ColumnReference],
+                        by_key: dict[int, dict[str, Any]]) -> None:
+    """Add ``nn_i``, ``h_i`` (value -> count) and ``u_i`` (unseen) per window for
+    categorical columns: one GROUP BY per column (faster than IN-lists or histograms)."""
+    for i, r in enumerate(refs):
+        if r.kind != "categorical":
+            continue
+        counts = mon.query(f"SELECT {k} AS k, {_value_sql(r)} AS v, count(*) AS c "
+                           f"FROM monitoring_log WHERE status < 400 AND {_quote(r.column)} "
+                           "IS NOT NULL GROUP BY ALL")
+        known = set(r.known) if r.known is not None else None
+        for row in by_key.values():
+            row[f"nn_{i}"], row[f"h_{i}"] = 0, {}
+            if known is not None:
+                row[f"u_{i}"] = 0
+        for key, v, c in counts.itertuples(index=False):
+            row = by_key.get(int(key))
+            if row is None:
+                continue
+            row[f"nn_{i}"] += int(c)
+            row[f"h_{i}"][str(v)] = row[f"h_{i}"].get(str(v), 0) + int(c)
+            if known is not None and str(v) not in known:
+                row[f"u_{i}"] += int(c)
+
+
+def _current_counts(row: Mapping[str, Any], i: int, r: ColumnReference) -> np.ndarray:
+    nn = int(row[f"nn_{i}"] or 0)
+    if r.kind == "numeric":
+        m = len(r.edges or []) - 2
+        cum = [int(row[f"c_{i}_{j}"] or 0) for j in range(m)]
+        bounds = [0, *cum, nn]
+        return np.diff(np.asarray(bounds, dtype=float))
+    hist = row.get(f"h_{i}") or {}
+    counts = [float(hist.get(c, 0)) for c in (r.categories or [])]
+    counts.append(float(nn - sum(counts)))
+    return np.asarray(counts)
+
+
+def binned_statistic(method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[float, float | None]:
+    """(statistic, p-value or None) of a binned method on aligned reference/current counts."""
+    ref = np.asarray(ref, dtype=float)
+    cur = np.asarray(cur, dtype=float)
+    if method == "psi":
+        r = np.clip(ref / ref.sum(), PSI_EPS, None)
+        c = np.clip(cur / cur.sum(), PSI_EPS, None)
+        return float(np.sum((c - r) * np.log(c / r))), None
+    if method == "jensenshannon":
+        return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum())), None
+    if method == "chisquare":
+        keep = (ref + cur) > 0
+        if keep.sum() < 2:
+            return 0.0, 1.0
+        res = stats.chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
+        return float(res.statistic), float(res.pvalue)
+    raise BadRequest(f"{method} is not a binned method.")
+
+
+def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray, *,
+                  ref_sorted: np.ndarray | None = None,
+                  ref_std: float | None = None) -> tuple[float, float | None]:
+    """(statistic, p-value or None) of a raw method; ``ref_sorted``/``ref_std`` (the
+    reference sorted, its standard deviation) spare recomputing them per window."""
+    if method == "ks":
+        res = stats.ks_2samp(ref, cur)
+        return float(res.statistic), float(res.pvalue)
+    if method == "wasserstein":
+        std = float(np.std(ref)) if ref_std is None else ref_std
+        norm = max(std, 0.001)
+        u = np.sort(ref) if ref_sorted is None else ref_sorted
+        return _wasserstein_sorted(u, np.sort(cur)) / norm, None
+    raise BadRequest(f"{method} needs binned counts, not raw values.")
+
+
+def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """Wasserstein-1 distance of two sorted samples: the area between their empirical
+    CDFs (as ``scipy.stats.wasserstein_distance``, without sorting the inputs again)."""
+    if len(u) == 0 or len(v) == 0:
+        raise BadRequest("The Wasserstein distance needs values on both sides.")
+    both = np.concatenate((u, v))
+    both.sort(kind="mergesort")
+    deltas = np.diff(both)
+    u_cdf = u.searchsorted(both[:-1], "right") / len(u)
+    v_cdf = v.searchsorted(both[:-1], "right") / len(v)
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
+
+
+def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | None = None,
+            methods: Mapping[str, str] | None = None,
+            columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Drift and data quality: one row per window and column (see the module docstring).
+
+    ``methods`` maps a column to a method to use instead of the default; ``columns``
+    limits the columns compared.
+    """
+    from core.monitoring.monitor import parse_window
+
+    w = parse_window(window)
+    methods = dict(methods or {})
+    for col, m in methods.items():
+        method_info(m)
+    if reference is not None:
+        refs, notes = references_from_window(mon, *reference), []
+    else:
+        refs, notes = references(mon)
+    if columns is not None:
+        wanted = set(columns)
+        unknown = wanted - {r.column for r in refs}
+        if unknown:
+            raise BadRequest(f"No reference for {', '.join(sorted(unknown))}; drift covers "
+                             f"{', '.join(r.column for r in refs) or 'no column'}.")
+        refs = [r for r in refs if r.column in wanted]
+    for col, m in methods.items():
+        ref = next((r for r in refs if r.column == col), None)
+        if ref is None:
+            raise BadRequest(f"No reference for column {col!r}.")
+        info = METHODS[m]
+        if ref.kind not in info.kinds:
+            fits = ", ".join(k for k, v in METHODS.items() if ref.kind in v.kinds)
+            raise BadRequest(f"{info.label} does not apply to the {ref.kind} column {col!r}; "
+                             f"use one of {fits}.")
+        if info.raw and not ref.has_raw:
+            raise BadRequest(f"{info.label} needs raw reference values for {col!r}, and this "
+                             "version has no row sample; use psi, chisquare or jensenshannon.")
+    cols = ["window_start", "window_end", "column", "kind", "method", "n", "statistic",
+            "p_value", "score", "warning", "alert", "drifted", "null_share",
+            "out_of_range_share", "unseen_share", "note"]
+    k = w.key_sql()
+    by_key: dict[int, dict[str, Any]] = {}
+    if refs and mon.has_rows:
+        binned = [i for i, r in enumerate(refs) if r.kind == "numeric" and _needs_bins(r, methods)]
+        parts = _aggregates(refs, "numeric", mon.types, binned)
+        agg = mon.query(f"SELECT {k} AS k, count(*) AS n{''.join(', ' + p for p in parts)} "
+                        f"FROM monitoring_log WHERE status < 400 GROUP BY k")
+        by_key = {int(row["k"]): row for row in agg.to_dict("records")}
+    keys = mon.windows(w, list(by_key))
+    if not refs or not keys:
+        frame = pd.DataFrame(columns=cols)
+        frame.attrs["notes"] = notes
+        return frame
+    _categorical_counts(mon, k, refs, by_key)
+    raw = _raw_values(mon, k, refs, methods, by_key)
+    rows = []
+    for key in keys:
+        row = by_key.get(key)
+        start, end = w.start(key), w.end(key)
+        for i, r in enumerate(refs):
+            rows.append(_column_row(r, i, row, raw.get(key, {}).get(r.column), methods,
+                                    start, end))
+    frame = pd.DataFrame(rows, columns=cols)
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
+                methods: Mapping[str, str], by_key: Mapping[int, Mapping[str, Any]]
+                ) -> dict[int, dict[str, np.ndarray]]:
+    """Current values (sampled to RAW_ROWS per window) of columns whose method is raw."""
+    need = []
+    for i, r in enumerate(refs):
+        if r.kind != "numeric" or not r.has_raw:
+            continue
+        chosen = methods.get(r.column)
+        if chosen is not None:
+            if METHODS[chosen].raw:
+                need.append(r.column)
+            continue
+        # Default methods for numeric columns with raw references are both raw.
+        if any(int(row[f"nn_{i}"] or 0) > 0 for row in by_key.values()):
+            need.append(r.column)
+    if not need or not by_key:
+        return {}
+    mod = 1_000_003
+    # The sampling threshold of window k is thr[k - first + 1]: a list lookup per row is
+    # far cheaper than joining every row to a table of thresholds.
+    first, last = min(by_key), max(by_key)
+    thr = [0] * (last - first + 1)
+    for key, row in by_key.items():
+        thr[key - first] = int(np.ceil(mod * min(1.0, RAW_ROWS / max(int(row["n"]), 1))))
+    select = ", ".join(_quote(c) for c in need)
+    data = mon.con.execute(f"""
+        SELECT k, {select} FROM (
+            SELECT {k} AS k, {select}, hash(epoch_us(ts), "row") % {mod} AS h
+            FROM monitoring_log WHERE status < 400)
+        WHERE h < $thr[k - {first} + 1]""", {"thr": thr}).fetchnumpy()
+    keys = np.asarray(data["k"], dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.r_[0, cuts]
+    out: dict[int, dict[str, np.ndarray]] = {int(keys[a]): {} for a in starts} if len(keys) else {}
+    for c in need:
+        values = _as_float(data[c])[order]
+        for a, part in zip(starts, np.split(values, cuts)):
+            out[int(keys[a])][c] = part[np.isfinite(part)]
+    return out
+
+
+def _as_float(values: Any) -> np.ndarray:
+    """A fetched column as float64, nulls (a masked array's masked entries) as NaN."""
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(float).filled(np.nan)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
+    return arr.astype(float)
+
+
+def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
+                raw: np.ndarray | None, methods: Mapping[str, str],
+                start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:
+    n_rows = int(row["n"]) if row else 0
+    nn = int(row[f"nn_{i}"] or 0) if row else 0
+    method = methods.get(r.column) or default_method(r.kind, nn, r.has_raw)
+    info = METHODS[method]
+    out: dict[str, Any] = {"window_start": start, "window_end": end, "column": r.column,
+                           "kind": r.kind, "method": method, "n": nn, "statistic": np.nan,
+                           "p_value": np.nan, "score": np.nan, "warning": info.warning,
+                           "alert": info.alert, "drifted": None, "null_share": np.nan,
+                           "out_of_range_share": np.nan, "unseen_share": np.nan, "note": ""}
+    if n_rows == 0:
+        out["note"] = "no predictions in this window"
+        return out
+    out["null_share"] = (n_rows - nn) / n_rows
+    if nn == 0:
+        out["note"] = "only nulls in this window"
+        return out
+    if r.kind == "numeric":
+        outside = int(row.get(f"out_{i}") or 0)
+        has_range = r.lo is not None or r.hi is not None
+        out["out_of_range_share"] = outside / nn if has_range else np.nan
+    elif f"u_{i}" in row:
+        out["unseen_share"] = int(row[f"u_{i}"] or 0) / nn
+    if info.raw:
+        if raw is None or len(raw) == 0:
+            out["note"] = "no finite values in this window"
+            return out
+        statistic, p = raw_statistic(method, r.values, raw, ref_sorted=r.sorted_values,
+                                     ref_std=r.std)
+        if len(raw) < nn:
+            out["note"] = f"{info.label} on a sample of {len(raw):,} of {nn:,} values"
+    else:
+        if r.counts.sum() <= 0:
+            out["note"] = "the reference has no values"
+            return out
+        statistic, p = binned_statistic(method, r.counts, _current_counts(row, i, r))
+    out["statistic"] = statistic
+    out["p_value"] = np.nan if p is None else p
+    if nn < MIN_VALUES:
+        # shown, not judged: a handful of values says little about a distribution, and
+        # distances such as psi come out huge on them
+        out["note"] = (f"only {nn} value{'s' if nn > 1 else ''} in this window: drift is "
+                       f"judged from {MIN_VALUES} values")
+        return out
+    score = p if info.is_test else statistic
+    out["score"] = score
+    out["drifted"] = bool(score < info.alert) if info.is_test else bool(score > info.alert)
+    return out

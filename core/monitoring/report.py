@@ -1,0 +1,131 @@
+"""Everything the Monitor page, the CLI and the Quarto export show, computed once.
+
+:func:`build` opens the monitoring view for a model reference and returns the metrics,
+custom metrics, drift, traffic and threshold marks for one window size and range, so
+that every face of monitoring runs the same queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from core.errors import BadRequest
+from core.monitoring import custom as custom_metrics
+from core.monitoring import thresholds
+from core.monitoring.monitor import open_ref, parse_window
+
+
+@dataclass
+class Report:
+    name: str
+    version: str
+    window: str
+    metrics: pd.DataFrame
+    custom: pd.DataFrame
+    drift: pd.DataFrame
+    traffic: pd.DataFrame
+    marks: pd.DataFrame
+    settings: thresholds.Settings
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """Worst mark of the latest window with predictions ("none" without data)."""
+        if self.metrics.empty or self.metrics["n"].sum() == 0 or self.marks.empty:
+            return "none"
+        latest = self.metrics.loc[self.metrics["n"] > 0, "window_start"].iloc[-1]
+        return thresholds.worst(self.marks.loc[self.marks["window_start"] == latest, "status"])
+
+    def table(self) -> pd.DataFrame:
+        """Metrics and custom metrics side by side, one row per window (for CSV)."""
+        custom = self.custom.drop(columns=["window_end"], errors="ignore")
+        if custom.shape[1] <= 1:
+            return self.metrics
+        return self.metrics.merge(custom, on="window_start", how="left")
+
+    def drift_summary(self) -> pd.DataFrame:
+        """Per window: how many columns drifted, and which."""
+        if self.drift.empty:
+            return pd.DataFrame(columns=["window_start", "columns", "drifted", "which"])
+        rows = []
+        for start, g in self.drift.groupby("window_start", sort=True):
+            hit = g.loc[g["drifted"].fillna(False).astype(bool), "column"].tolist()
+            rows.append({"window_start": start, "columns": len(g), "drifted": len(hit),
+                         "which": ", ".join(hit)})
+        return pd.DataFrame(rows)
+
+
+def build(store: Any, ref: str, *, window: str | None = None, since: Any = None,
+          until: Any = None, source: str = "log", reference: tuple[Any, Any] | None = None,
+          all_versions: bool = False) -> Report:
+    """The monitoring report of ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
+
+    ``window`` defaults to the model's saved setting (``week`` if none).
+    """
+    name, version = store.resolve(str(ref or "").strip() or "?")
+    settings = thresholds.load(store, name)
+    w = parse_window(window or settings.window)
+    with open_ref(store, ref, source=source, since=since, until=until,
+                  all_versions=all_versions, reference=reference) as mon:
+        metrics = mon.metrics(w)
+        custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, name))
+        drift = mon.drift(w, reference=reference)
+        traffic = mon.traffic(w)
+    notes = list(drift.attrs.get("notes", []))
+    notes += [f"custom metric {k}: {v}" for k, v in custom.attrs.get("errors", {}).items()]
+    marks = thresholds.evaluate(settings, metrics, drift, custom)
+    return Report(name=name, version=version, window=w.label, metrics=metrics, custom=custom,
+                  drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes)
+
+
+def column_values(store: Any, ref: str, column: str, start: Any, end: Any, *,
+                  source: str = "log", limit: int = 5000) -> pd.Series:
+    """Up to ``limit`` logged values of ``column`` in ``[start, end)`` (a uniform sample),
+    for a reference-vs-current chart."""
+    with open_ref(store, ref, source=source, since=start, until=end) as mon:
+        if column not in mon.columns or column in ("proba",):
+            raise BadRequest(f"{column!r} is not a logged column.")
+        n = mon.con.execute("SELECT count(*) FROM monitoring_log WHERE status < 400"
+                            ).fetchone()[0]
+        if n == 0:
+            return pd.Series([], dtype=object, name=column)
+        quoted = '"' + column.replace('"', '""') + '"'
+        frac = min(1.0, int(limit) / n)
+        thr = int(frac * 1_000_003) + 1
+        data = mon.query(f"SELECT {quoted} AS v FROM monitoring_log WHERE status < 400 "
+                         f"AND hash(request_id, \"row\") % 1000003 < {thr} LIMIT {int(limit)}")
+    return data["v"].rename(column)
+
+
+def render_qmd(store: Any, ref: str, *, window: str, since: Any = None, until: Any = None,
+               source: str = "log", all_versions: bool = False,
+               project_root: str | None = None) -> str:
+    """A Quarto dashboard (.qmd) whose Python chunks rebuild this report.
+
+    Every value is written as a Python literal (``repr``), never pasted as code or
+    markdown, so names and paths cannot inject anything into the document.
+    """
+    import json
+    from importlib import resources
+    from string import Template
+
+    from core.monitoring.monitor import parse_time
+
+    parse_window(window)
+    name, version = store.resolve(ref)
+
+    def when(value: Any) -> str:
+        t = parse_time(value)
+        return repr(t.isoformat()) if t is not None else "None"
+
+    path_setup = (f"sys.path.insert(0, {str(project_root)!r})" if project_root else "")
+    template = resources.files("core.monitoring").joinpath("templates", "monitor.qmd")
+    text = template.read_text("utf-8")
+    return Template(text).substitute(
+        title=json.dumps(f"Monitoring: {name}@{version}"), path_setup=path_setup,
+        board=repr(str(store.url)), ref=repr(f"{name}@{version}"), window=repr(window),
+        since=when(since), until=when(until), source=repr(source),
+        all_versions=repr(bool(all_versions)))

@@ -1,0 +1,553 @@
+"""The prediction server: ``create_app(bundle) -> Starlette``, run by uvicorn.
+
+Routes: ``GET /`` (docs page), ``/openapi.json``, ``/ping``, ``/healthz``, ``/metadata``,
+``/prototype``, ``/pin-url``, ``/metrics``; ``POST /predict`` (vetiver's format),
+``/predict_proba`` (classifiers) and ``/invocations`` (MLflow's formats). Body shapes
+are described in :mod:`core.serving.wire`.
+
+Every failure answers ``{"error": {"code", "message", "details"}}`` with its HTTP
+status; bad input never gets a 500 and no response carries a traceback or a server
+path. Every response carries ``X-Request-ID`` (the client's own, if it sent a sane
+one). Validation warnings (dropped extra columns, unseen categories, values outside
+the training range) travel in the ``X-Fixative-Warnings`` header as a JSON array, so
+response bodies keep exactly the shapes vetiver's and MLflow's clients expect.
+
+Bearer tokens: ``tokens=...`` or ``FIXATIVE_API_TOKENS`` (comma-separated); when set,
+every route except ``/ping`` and ``/healthz`` needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hmac
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from core.cards.card import card_route
+from core.errors import (
+    BadRequest,
+    FixativeError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from core.model.bundle import ModelBundle
+from core.serving import wire
+from core.serving.batching import Batcher
+from core.serving.docs_page import render_docs, with_base_url
+from core.serving.metrics import CONTENT_TYPE, ServerMetrics
+from core.serving.openapi import OPEN_PATHS, build_openapi
+
+TOKENS_ENV = "FIXATIVE_API_TOKENS"
+DEFAULT_MAX_BODY = 20 * 2**20
+# Seconds a request body may stall before the request is answered 408.
+BODY_TIMEOUT = 30.0
+# Bodies larger than this are parsed in a worker thread instead of on the event loop.
+THREAD_PARSE_BYTES = 64 * 1024
+MAX_WARNINGS = 20
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
+_log = logging.getLogger("fixative.server")
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return wire.dumps(content)
+
+
+def error_response(exc: FixativeError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+
+@dataclass
+class _Service:
+    """Everything one app needs, built once in create_app."""
+
+    bundle: ModelBundle
+    converter: wire.Converter
+    batcher: Batcher
+    metrics: ServerMetrics
+    tokens: tuple[bytes, ...]
+    max_body_bytes: int
+    body_timeout: float = BODY_TIMEOUT
+    writer: Any = None
+    pin_url: str | None = None
+    ready: bool = False
+    docs: str = ""
+    openapi: bytes = b""
+    route_labels: frozenset[str] = field(default_factory=frozenset)
+    classes: np.ndarray | None = None
+
+
+def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
+               tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+               batching: bool = True, max_batch_rows: int = 10_000,
+               flush_interval: float = 1.0, metrics_dir: str | None = None,
+               body_timeout: float = BODY_TIMEOUT) -> Starlette:
+    """A Starlette app serving ``bundle``.
+
+    ``store``: the VersionStore the bundle came from; needed for the prediction log
+    (``log=True``) and ``/pin-url``. ``tokens``: bearer tokens (None reads
+    ``FIXATIVE_API_TOKENS``; empty means open). ``batching``: adaptive micro-batching
+    (see :mod:`core.serving.batching`), at most ``max_batch_rows`` rows per model call.
+    ``metrics_dir``: the directory the worker processes of one server share, so that
+    ``/metrics`` counts for all of them (see :mod:`core.serving.metrics`); None for a
+    server of one process. ``body_timeout``: seconds a request body may go without a
+    byte before the request gets a 408 (a client that stalls mid-upload).
+    """
+    if max_body_bytes < 1:
+        raise BadRequest("max_body_bytes must be a positive number of bytes.")
+    if not 0 < body_timeout < float("inf"):
+        raise BadRequest("body_timeout must be a positive number of seconds.")
+    if tokens is None:
+        tokens = os.environ.get(TOKENS_ENV, "").split(",")
+    token_bytes = tuple(t.strip().encode() for t in tokens if t and t.strip())
+    meta = bundle.meta
+    version = bundle.version or "unversioned"
+    metrics = ServerMetrics(meta.name, version, metrics_dir)
+    model = bundle.model
+    named = meta.prototype.named
+
+    def call(method: str, frame: Any) -> Any:
+        data = frame if named else frame.to_numpy()
+        return getattr(model, method)(data)
+
+    svc = _Service(
+        bundle=bundle,
+        converter=wire.Converter(meta.prototype),
+        batcher=Batcher(call, enabled=batching, max_rows=max_batch_rows,
+                        on_batch=metrics.observe_batch),
+        metrics=metrics,
+        tokens=token_bytes,
+        max_body_bytes=int(max_body_bytes),
+        body_timeout=float(body_timeout),
+        classes=np.asarray(meta.classes, dtype=object) if meta.classes is not None else None,
+    )
+    if store is not None:
+        svc.pin_url = f"{str(store.url).rstrip('/')}/{meta.name}/{version}/"
+        if log:
+            from core.store.predlog import LogWriter
+
+            kinds = {c.name: c.kind for c in meta.prototype.columns}
+            svc.writer = LogWriter(store, meta.name, version, flush_interval,
+                                   feature_kinds=kinds, classes=meta.classes)
+    svc.docs = render_docs(bundle, auth=bool(token_bytes))
+    svc.openapi = wire.dumps(build_openapi(bundle, auth=bool(token_bytes)))
+
+    routes = [
+        Route("/", _docs, methods=["GET"]),
+        Route("/openapi.json", _openapi, methods=["GET"]),
+        Route("/ping", _ping, methods=["GET"]),
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/metadata", _metadata, methods=["GET"]),
+        Route("/prototype", _prototype, methods=["GET"]),
+        Route("/pin-url", _pin_url, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
+        Route("/predict", _predict, methods=["POST"]),
+        Route("/predict_proba", _predict_proba, methods=["POST"]),
+        Route("/invocations", _invocations, methods=["POST"]),
+        Route("/card", card_route(bundle, store), methods=["GET"]),  # model card
+    ]
+    svc.route_labels = frozenset(r.path for r in routes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        # The model and everything imported so far live as long as the process: keep
+        # them out of the cyclic collector's full passes (shorter GC pauses under load).
+        gc.freeze()
+        # imports while starting add warning filters; a serving process keeps one
+        from core.serving.process import settle_process
+
+        settle_process()
+        if svc.writer is not None:
+            svc.writer.start()
+        svc.ready = True
+        try:
+            yield
+        finally:
+            svc.ready = False
+            gc.unfreeze()
+            await svc.batcher.close()
+            if svc.writer is not None:
+                await asyncio.to_thread(svc.writer.close)
+            svc.metrics.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error,
+                                        FixativeError: _fixative_error})
+    # /predict/ is a 404 like any unknown path, not a redirect built from the Host header
+    app.router.redirect_slashes = False
+    app.state.svc = svc
+    app.add_middleware(_Gate, svc=svc)
+    return app
+
+
+# -- middleware: request id, auth, metrics, last-resort errors ------------------------------
+
+
+class _Gate:
+    def __init__(self, app: Any, svc: _Service) -> None:
+        self.app = app
+        self.svc = svc
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        rid = _request_id(scope)
+        scope["fixative"] = {"id": rid, "ts": datetime.now(UTC), "t0": t0}
+        state = {"status": 500, "started": False}
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        path = scope["path"]
+        label = path if path in self.svc.route_labels else "other"
+        in_progress = self.svc.metrics.in_progress.labels(label)
+        in_progress.inc()
+        try:
+            if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
+                exc = Unauthorized(
+                    "The bearer token was not accepted: it is none of the server's tokens "
+                    f"({TOKENS_ENV}); check it, or ask for a current one."
+                    if _bearer(scope) else
+                    "This endpoint needs a bearer token: send the header "
+                    "'Authorization: Bearer <token>' with one of the server's tokens "
+                    f"({TOKENS_ENV}).")
+                await error_response(exc, {"WWW-Authenticate": "Bearer"})(scope, receive,
+                                                                           send_with_id)
+            else:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    _log.exception("unhandled error in request %s %s", scope.get("method"), path)
+                    if not state["started"]:
+                        exc = InternalError(f"The server failed on this request (request id "
+                                            f"{rid}); the server log has the details.")
+                        await error_response(exc)(scope, receive, send_with_id)
+        finally:
+            in_progress.dec()
+        self.svc.metrics.observe(label, state["status"], time.perf_counter() - t0)
+
+    def _authorized(self, scope: dict[str, Any]) -> bool:
+        token = _bearer(scope)
+        if not token:
+            return False
+        ok = False
+        for candidate in self.svc.tokens:  # compare with all: no early exit
+            ok |= hmac.compare_digest(token, candidate)
+        return ok
+
+
+def _bearer(scope: dict[str, Any]) -> bytes:
+    """The token of an ``Authorization: Bearer`` header (empty when there is none)."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else b""
+    return b""
+
+
+def _request_id(scope: dict[str, Any]) -> str:
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if _REQUEST_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: FixativeError = NotFound(
+            f"There is no route {request.url.path[:200]}; see GET / or GET /openapi.json "
+            "for the routes this server has.")
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}; "
+                               f"use {allowed or 'another method'}.",
+                               [{"allowed": [m.strip() for m in allowed.split(",") if m]}])
+    else:
+        err = FixativeError(str(exc.detail)[:200])
+        err.status = exc.status_code
+        err.code = "http_error"
+    return error_response(err, dict(exc.headers or {}))
+
+
+async def _fixative_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FixativeError)
+    return error_response(exc)
+
+
+def _svc(request: Request) -> _Service:
+    return request.app.state.svc
+
+
+# -- GET routes -------------------------------------------------------------------------------
+
+
+async def _docs(request: Request) -> Response:
+    return HTMLResponse(with_base_url(_svc(request).docs, str(request.base_url)))
+
+
+async def _openapi(request: Request) -> Response:
+    return Response(_svc(request).openapi, media_type="application/json")
+
+
+async def _ping(request: Request) -> Response:
+    return JSONResponse({"ping": "pong"})
+
+
+async def _healthz(request: Request) -> Response:
+    svc = _svc(request)
+    meta = svc.bundle.meta
+    if not svc.ready:
+        raise ServiceUnavailable("The server is starting or shutting down; retry shortly.")
+    return JSONResponse({"status": "ready", "model": meta.name,
+                         "version": svc.bundle.version or "unversioned"})
+
+
+async def _metadata(request: Request) -> Response:
+    """vetiver's shape: user, version, url, required_pkgs, python_version."""
+    svc = _svc(request)
+    meta = svc.bundle.meta
+    env = meta.environment or {}
+    user = {k: v for k, v in meta.to_dict().items() if k not in ("prototype", "profile")}
+    return JSONResponse({
+        "user": user,
+        "version": svc.bundle.version,
+        "url": svc.pin_url,
+        "required_pkgs": [f"{k}=={v}" for k, v in sorted((env.get("packages") or {}).items())],
+        "python_version": env.get("python_version"),
+    })
+
+
+async def _prototype(request: Request) -> Response:
+    """vetiver's shape: a JSON schema titled 'prototype' with an example per column."""
+    schema = _svc(request).bundle.meta.prototype.json_schema()
+    return JSONResponse({"properties": schema["properties"], "required": schema["required"],
+                         "title": "prototype", "type": "object"})
+
+
+async def _pin_url(request: Request) -> Response:
+    svc = _svc(request)
+    if svc.pin_url is None:
+        raise NotFound("This server was started from a bundle that is not in a store, so it "
+                       "has no pin URL.")
+    return JSONResponse(repr(svc.pin_url))
+
+
+async def _metrics(request: Request) -> Response:
+    return Response(_svc(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+# -- prediction routes -------------------------------------------------------------------------
+
+
+async def _predict(request: Request) -> Response:
+    return await _serve(request, "predict", "predict")
+
+
+async def _predict_proba(request: Request) -> Response:
+    return await _serve(request, "predict_proba", "predict_proba")
+
+
+async def _invocations(request: Request) -> Response:
+    return await _serve(request, "invocations", None)
+
+
+async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The body, refusing (413) as soon as it is known to exceed ``limit`` bytes, and
+    (408) when no byte of it arrives for ``timeout`` seconds."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("The Content-Length header is not a number.") from None
+        if size > limit:
+            raise _too_large(limit, size)
+    chunks: list[bytes] = []
+    total = 0
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body stopped arriving: no byte for {timeout:g} s after "
+                f"{total:,} bytes. Send the whole body (a Content-Length larger than the body "
+                "also waits for bytes that never come).") from None
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
+    mib = limit / 2**20
+    got = f" ({size / 2**20:.1f} MiB)" if size is not None else ""
+    return PayloadTooLarge(
+        f"The request body{got} is larger than this server's limit of {mib:.3g} MiB; send "
+        "fewer rows per request, or start the server with a larger body limit.",
+        [{"limit_bytes": limit}])
+
+
+async def _serve(request: Request, route: str, method: str | None) -> Response:
+    svc = _svc(request)
+    info = request.scope["fixative"]
+    frame = out = proba = None
+    headers: dict[str, str] = {}
+    try:
+        if method == "predict_proba":
+            _require_proba(svc)
+        _check_encoding(request.headers.get("content-encoding"))
+        body = await read_body(request, svc.max_body_bytes, svc.body_timeout)
+        ctype = request.headers.get("content-type")
+        if len(body) > THREAD_PARSE_BYTES:
+            frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body, ctype)
+        else:
+            frame, warnings, params = _parse(svc, route, body, ctype)
+        if method is None:
+            method = _invocations_method(svc, params)
+        outcome = await svc.batcher.submit_traced(method, frame)
+        result = outcome.values
+        if method == "predict_proba":
+            proba = result
+            labels = svc.classes[np.argmax(result, axis=1)] if svc.classes is not None else None
+            out = labels
+            payload: dict[str, Any] = (
+                {"predictions": _jsonable(result)} if route == "invocations"
+                else {"predict_proba": _jsonable(result), "classes": svc.bundle.meta.classes})
+        else:
+            out = result
+            key = "predictions" if route == "invocations" else "predict"
+            payload = {key: _jsonable(result)}
+        if warnings:
+            headers["X-Fixative-Warnings"] = _warnings_header(warnings)
+        svc.metrics.rows.labels(route).inc(len(frame))
+        response = JSONResponse(payload, headers=headers)
+        # log the batch frame the model saw: one frame per batch, not per request
+        rows = (outcome.start, outcome.start + len(frame))
+        frame = outcome.frame
+    except FixativeError as exc:
+        svc.metrics.errors.labels(route, exc.code).inc()
+        response = error_response(exc)
+        _log_request(svc, info, route, response.status_code, exc.code)
+        return response
+    except ClientDisconnect:
+        # The client went away mid-upload: nobody is there to answer, and it is not a
+        # server error (nginx's 499, "client closed request").
+        svc.metrics.errors.labels(route, CLIENT_CLOSED).inc()
+        _log_request(svc, info, route, 499, CLIENT_CLOSED)
+        return Response(status_code=499)
+    except Exception:
+        # A bug, not bad input: the middleware answers 500 and logs the traceback; the
+        # prediction log still gets the request, so "every request is logged" holds.
+        _log_request(svc, info, route, InternalError.status, InternalError.code)
+        raise
+    _log_request(svc, info, route, response.status_code, None, frame=frame, rows=rows,
+                 prediction=out, proba=proba)
+    return response
+
+
+def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
+                 error_code: str | None, *, frame: Any = None, rows: Any = None,
+                 prediction: Any = None, proba: Any = None) -> None:
+    if svc.writer is not None:
+        svc.writer.append(ts=info["ts"], request_id=info["id"], route=route, status=status,
+                          latency_ms=(time.perf_counter() - info["t0"]) * 1e3,
+                          frame=frame, rows=rows, prediction=prediction, proba=proba,
+                          error_code=error_code)
+
+
+def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
+    names = svc.converter.names
+    if route == "invocations":
+        payload = wire.parse_invocations(body, ctype, names)
+    else:
+        payload = wire.parse_predict(body, ctype, names)
+    frame, warnings = svc.converter.convert(payload)
+    return frame, warnings, payload.params
+
+
+CLIENT_CLOSED = "client_closed"
+
+
+def _check_encoding(encoding: str | None) -> None:
+    if encoding and encoding.strip().lower() not in ("identity", ""):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding.strip()[:40]!r} is not supported; send the body "
+            "uncompressed (it may be up to the server's body limit).")
+
+
+def _require_proba(svc: _Service) -> None:
+    meta = svc.bundle.meta
+    if not meta.has_proba:
+        raise NotFound(f"Model '{meta.name}' ({meta.model_class}, {meta.task}) has no "
+                       "predict_proba: only probabilistic classifiers do. Use POST /predict.")
+
+
+def _invocations_method(svc: _Service, params: dict[str, Any]) -> str:
+    method = params.get("predict_method", "predict")
+    if method not in ("predict", "predict_proba"):
+        raise BadRequest(f"params.predict_method must be 'predict' or 'predict_proba', "
+                         f"got {str(method)[:50]!r}.")
+    if method == "predict_proba" and not svc.bundle.meta.has_proba:
+        meta = svc.bundle.meta
+        raise BadRequest(f"params.predict_method is 'predict_proba', but model '{meta.name}' "
+                         f"({meta.model_class}, {meta.task}) has no predict_proba: only "
+                         "probabilistic classifiers do. Use 'predict'.")
+    return method
+
+
+def _jsonable(values: np.ndarray) -> Any:
+    if values.dtype.kind in "fiub" and values.flags.c_contiguous:
+        return values
+    return values.tolist()
+
+
+def _warnings_header(warnings: list[str]) -> str:
+    shown = warnings[:MAX_WARNINGS]
+    if len(warnings) > MAX_WARNINGS:
+        shown.append(f"and {len(warnings) - MAX_WARNINGS} more warnings")
+    # header values must be latin-1: ensure_ascii \\u-escapes everything else
+    return json.dumps([w[:500] for w in shown], ensure_ascii=True)

@@ -1,0 +1,529 @@
+"""Request bodies on the wire: what clients send to the prediction server.
+
+Accepted shapes (``POST /predict`` and ``POST /invocations``):
+
+- vetiver: a JSON array of records ``[{"col": value, ...}, ...]`` (vetiver's Python
+  client sends ``df.to_json(orient="records")`` with no Content-Type at all);
+- a JSON array of rows ``[[v1, v2, ...], ...]`` in the model's column order;
+- columnar JSON ``{"columns": [...], "data": [[...], ...]}`` (pandas ``split``
+  orient), the cheapest way to send large batches;
+- MLflow's scoring-server envelopes on ``/invocations``: ``dataframe_split``,
+  ``dataframe_records``, ``instances`` or ``inputs`` (records, rows or a mapping of
+  column to values), with optional ``params``;
+- CSV with a header row (``Content-Type: text/csv``).
+
+JSON is parsed with orjson, which rejects ``NaN``/``Infinity`` literals, invalid
+UTF-8 and nesting deeper than 1024 levels with an error instead of a crash. For
+duplicate keys in an object the last value wins, as in Python's ``json``.
+
+Conversion to the model's frame has a fast path for the common case (every column
+present with exactly the training type, nothing out of range or unseen): columns
+are built directly as typed numpy arrays, never row by row through pandas. Anything
+else goes through :meth:`Prototype.validate`, which produces the same frame plus
+warnings, or lists every problem at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from core.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from core.model.prototype import Prototype, to_frame
+
+JSON_TYPES = ("application/json", "text/json", "text/plain", "application/x-www-form-urlencoded")
+CSV_TYPES = ("text/csv", "application/csv")
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_SCALARS = (int, float, str, bool, type(None))
+
+
+@dataclass
+class Payload:
+    """A parsed request body: the data in one of the shapes validation understands."""
+
+    data: Any
+    # column name -> list of values, when the body had every column by name or position
+    columns: dict[str, list[Any]] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    fmt: str = "records"
+
+
+# -- bytes -> Python ------------------------------------------------------------------------
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def check_media_type(content_type: str | None) -> str:
+    """``json`` or ``csv``; raises 415 for anything else. No Content-Type means JSON."""
+    mt = media_type(content_type)
+    if not mt or mt in JSON_TYPES or (mt.startswith("application/") and mt.endswith("+json")):
+        return "json"
+    if mt in CSV_TYPES:
+        return "csv"
+    raise UnsupportedMediaType(
+        f"Content-Type '{mt[:100]}' is not supported; send JSON (application/json) "
+        "or CSV with a header row (text/csv).",
+        [{"content_type": mt[:100], "accepted": ["application/json", "text/csv"]}])
+
+
+def loads(body: bytes) -> Any:
+    """Parse JSON bytes; every failure is a 400 that says what is wrong."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; send a JSON array of records, "
+                         "e.g. [{\"column\": value, ...}].")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(_json_error(str(exc)), [{"problem": "malformed_json",
+                                                   "detail": str(exc)[:200]}]) from None
+    # Some clients JSON-encode an already encoded JSON string; unwrap once.
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(_json_error(str(exc))) from None
+    return value
+
+
+def _json_error(detail: str) -> str:
+    low = detail.lower()
+    if "depth limit" in low or "recursion" in low:
+        why = "it is nested too deeply (more than 1024 levels)"
+    elif "utf-8" in low:
+        why = "it is not valid UTF-8 text"
+    elif "infinity" in low:
+        why = "a number is too large for a 64-bit float"
+    elif "expected a json value" in low:
+        why = ("it holds something that is not JSON (NaN and Infinity are not JSON; "
+               "send null for a missing value)")
+    else:
+        why = f"it is not valid JSON ({detail[:120]})"
+    return f"The request body could not be parsed: {why}."
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+# -- Python -> Payload ----------------------------------------------------------------------
+
+
+def parse_predict(body: bytes, content_type: str | None, names: Sequence[str]) -> Payload:
+    """The body of ``POST /predict``: records, rows, columnar JSON or CSV."""
+    if check_media_type(content_type) == "csv":
+        return Payload(read_csv(body), fmt="csv")
+    return shape(loads(body), names, where="the request body")
+
+
+def parse_invocations(body: bytes, content_type: str | None, names: Sequence[str]) -> Payload:
+    """The body of ``POST /invocations``, following MLflow's scoring server."""
+    if check_media_type(content_type) == "csv":
+        return Payload(read_csv(body), fmt="csv")
+    obj = loads(body)
+    if not isinstance(obj, dict):
+        raise BadRequest(
+            "/invocations expects a JSON object with exactly one of the fields "
+            f"{', '.join(MLFLOW_KEYS)} (MLflow's format), or {{\"columns\": [...], "
+            "\"data\": [...]}; for a plain array of records use POST /predict.")
+    keys = [k for k in MLFLOW_KEYS if k in obj]
+    if not keys and "data" in obj:
+        return shape(obj, names, where="the request body")
+    if len(keys) != 1:
+        found = ", ".join(sorted(map(str, obj)))[:200] or "none"
+        raise BadRequest(
+            "The input must be a JSON object with exactly one of the fields "
+            f"{', '.join(MLFLOW_KEYS)}; found: {found}.",
+            [{"problem": "mlflow_envelope", "allowed": list(MLFLOW_KEYS)}])
+    params = obj.get("params") or {}
+    if not isinstance(params, dict):
+        raise BadRequest("'params' must be a JSON object, e.g. {\"predict_method\": \"predict\"}.")
+    key = keys[0]
+    inner = obj[key]
+    if key == "dataframe_split":
+        if not isinstance(inner, dict) or "data" not in inner:
+            raise BadRequest("'dataframe_split' must be an object with 'columns' and 'data' "
+                             "(pandas' split orient).")
+        payload = shape(inner, names, where="'dataframe_split'")
+    elif key == "dataframe_records":
+        if not isinstance(inner, list):
+            raise BadRequest("'dataframe_records' must be a JSON array of records.")
+        payload = shape(inner, names, where="'dataframe_records'")
+    else:
+        payload = shape(inner, names, where=f"'{key}'")
+    payload.params = params
+    payload.fmt = key
+    return payload
+
+
+def shape(obj: Any, names: Sequence[str], where: str) -> Payload:
+    """Recognise records, rows, columnar split JSON or a column mapping."""
+    if isinstance(obj, list):
+        if not obj:
+            raise InvalidInput(f"{where[0].upper()}{where[1:]} has no rows; "
+                               "send at least one record.")
+        first = type(obj[0])
+        if first is dict:
+            return Payload(obj, _record_columns(obj, names), fmt="records")
+        if first is list:
+            return Payload(obj, _row_columns(obj, names), fmt="rows")
+        raise BadRequest(f"{where[0].upper()}{where[1:]} must be an array of records "
+                         "(objects) or of rows (arrays), not of plain values.")
+    if isinstance(obj, dict):
+        if "data" in obj and ("columns" in obj or set(obj) <= {"data", "index"}):
+            return _split(obj, names, where)
+        if obj and all(isinstance(v, list) for v in obj.values()):
+            lengths = {len(v) for v in obj.values()}
+            if len(lengths) > 1:
+                raise BadRequest("Columns have different lengths; every column needs one "
+                                 "value per row.")
+            return Payload(obj, _exact_columns(obj, names), fmt="columns")
+        # one record
+        return Payload([obj], _record_columns([obj], names), fmt="records")
+    raise BadRequest(f"{where[0].upper()}{where[1:]} must be a JSON array of records, "
+                     f"got {_json_kind(obj)}; e.g. [{{\"column\": value, ...}}].")
+
+
+def _json_kind(obj: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number",
+            type(None): "null"}.get(type(obj), type(obj).__name__)
+
+
+def _exact_columns(cols: dict[str, list[Any]], names: Sequence[str]
+                   ) -> dict[str, list[Any]] | None:
+    """``cols`` when it holds exactly the model's columns (the fast path), else None."""
+    return cols if len(cols) == len(names) and all(n in cols for n in names) else None
+
+
+def _record_columns(records: list[Any], names: Sequence[str]) -> dict[str, list[Any]] | None:
+    """Column lists when every record has exactly the model's columns, else None."""
+    n = len(names)
+    try:
+        if any(len(r) != n for r in records):
+            return None
+        return {name: [r[name] for r in records] for name in names}
+    except (KeyError, TypeError):
+        return None
+
+
+def _row_columns(rows: list[Any], names: Sequence[str]) -> dict[str, list[Any]] | None:
+    n = len(names)
+    if not all(type(r) is list and len(r) == n for r in rows):
+        return None
+    return dict(zip(names, map(list, zip(*rows))))
+
+
+def _split(obj: dict[str, Any], names: Sequence[str], where: str) -> Payload:
+    data = obj.get("data")
+    columns = obj.get("columns")
+    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        raise BadRequest(f"'data' in {where} must be an array of rows (arrays of values).")
+    if not data:
+        raise InvalidInput(f"'data' in {where} has no rows; send at least one row.")
+    if columns is None:
+        return Payload(data, _row_columns(data, names), fmt="split")
+    if not isinstance(columns, list) or not all(
+            isinstance(c, str) or (type(c) is int and c >= 0) for c in columns):
+        raise BadRequest(f"'columns' in {where} must be an array of column names (strings, or "
+                         "positions 0, 1, ... for a model fitted on an unnamed array).")
+    columns = [str(c) for c in columns]  # pandas writes the columns of an array as 0, 1, ...
+    if len(set(columns)) != len(columns):
+        dup = sorted({c for c in columns if columns.count(c) > 1})[:10]
+        raise BadRequest(f"'columns' in {where} names a column twice: {', '.join(dup)}.")
+    width = len(columns)
+    bad = [i for i, r in enumerate(data) if len(r) != width]
+    if bad:
+        raise BadRequest(
+            f"Every row of 'data' needs {width} values, one per name in 'columns'; "
+            f"row {bad[0]} has {len(data[bad[0]])}.",
+            [{"problem": "wrong_width", "rows": bad[:20], "expected": width}])
+    transposed = list(zip(*data))
+    by_name = {c: list(v) for c, v in zip(columns, transposed)}
+    return Payload(by_name, _exact_columns(by_name, names), fmt="split")
+
+
+def read_csv(body: bytes) -> pd.DataFrame:
+    """A CSV body with a header row. Values are read as text and typed by validation."""
+    if not body.strip():
+        raise BadRequest("The CSV body is empty; send a header row and at least one data row.")
+    try:
+        header = next(csv.reader(io.StringIO(body[:body.find(b"\n") + 1 or len(body)]
+                                             .decode("utf-8"), newline=""),
+                                 skipinitialspace=True), [])
+    except UnicodeDecodeError:
+        raise BadRequest("The CSV body is not valid UTF-8 text.") from None
+    except csv.Error:
+        header = []
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise BadRequest(f"The CSV header names a column twice: {', '.join(twice[:10])}; give "
+                         "each column once.")
+    try:
+        with warnings.catch_warnings():
+            # a row wider than the header: pandas warns, then drops the extra fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # dtype=str: the prototype decides types, so '01234' stays a string where it is
+            # one. index_col=False: a row with one field more than the header is an error,
+            # not a row whose first field silently becomes its index.
+            frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
+                                na_values=[""], encoding="utf-8", index_col=False,
+                                skipinitialspace=True)
+    except UnicodeDecodeError:
+        raise BadRequest("The CSV body is not valid UTF-8 text.") from None
+    except pd.errors.ParserWarning:
+        raise BadRequest(_wide_rows(body, len(header))) from None
+    except pd.errors.ParserError as exc:
+        if "fields in line" in str(exc) and header:  # a later row wider than the header
+            raise BadRequest(_wide_rows(body, len(header))) from None
+        raise BadRequest(f"The CSV body could not be parsed: {' '.join(str(exc).split())[:200]}"
+                         ".") from None
+    except (pd.errors.EmptyDataError, ValueError) as exc:
+        raise BadRequest(f"The CSV body could not be parsed: {str(exc)[:200]}.") from None
+    if len(frame) == 0:
+        raise InvalidInput("The CSV body has a header but no rows; send at least one data row.")
+    return frame
+
+
+def _wide_rows(body: bytes, width: int) -> str:
+    """Which data rows have more fields than the header (found only after the fast parse
+    failed, so clean bodies pay nothing for it)."""
+    reader = csv.reader(io.StringIO(body.decode("utf-8"), newline=""), skipinitialspace=True)
+    wide = [(i - 1, len(r)) for i, r in enumerate(reader) if i > 0 and len(r) > width]
+    shown = ", ".join(f"row {i} has {n}" for i, n in wide[:10])
+    return (f"Every CSV row needs one field per header column ({width}); {shown}. Quote "
+            "values that contain commas, and drop trailing commas.")
+
+
+# -- Payload -> model frame -----------------------------------------------------------------
+
+
+# Below this many rows a Python comparison beats two numpy reductions (a few µs each,
+# per column, per request: it shows at one row per request).
+_SMALL = 8
+
+
+def _within(values: list[Any], arr: np.ndarray, lo: float, hi: float) -> bool:
+    """All values in [lo, hi]; False for NaN, as the comparisons are."""
+    if len(values) <= _SMALL:
+        return all(lo <= v <= hi for v in values)
+    mn, mx = arr.min(), arr.max()
+    return bool(mn >= lo and mx <= hi)
+
+
+class Converter:
+    """Turns payloads into the frame the model gets, for one prototype.
+
+    ``convert`` returns ``(frame, warnings)`` or raises :class:`InvalidInput`; the
+    result is identical to ``prototype.validate(payload.data)``.
+    """
+
+    def __init__(self, prototype: Prototype) -> None:
+        self.prototype = prototype
+        self.names = prototype.names
+        self._plan = _fast_plan(prototype)
+        # A model fitted on an unnamed array: vetiver and pandas name its columns "0",
+        # "1", ... (as vetiver's prototype does), so those name the columns by position.
+        self._positions = ({str(i): n for i, n in enumerate(self.names)}
+                           if not prototype.named else {})
+
+    def _by_position(self, payload: Payload) -> Payload:
+        pos, data = self._positions, payload.data
+        if payload.fmt == "records" and isinstance(data, list) and data and \
+                type(data[0]) is dict and any(k in pos for k in data[0]):
+            data = [{pos.get(k, k): v for k, v in r.items()} if type(r) is dict else r
+                    for r in data]
+            return Payload(data, _record_columns(data, self.names), payload.params, payload.fmt)
+        if isinstance(data, dict) and any(k in pos for k in data):
+            data = {pos.get(k, k): v for k, v in data.items()}
+            return Payload(data, _exact_columns(data, self.names), payload.params, payload.fmt)
+        if isinstance(data, pd.DataFrame) and any(str(c) in pos for c in data.columns):
+            return Payload(data.rename(columns=lambda c: pos.get(str(c), c)), None,
+                           payload.params, payload.fmt)
+        return payload
+
+    def convert(self, payload: Payload) -> tuple[pd.DataFrame, list[str]]:
+        if self._positions and payload.columns is None:
+            payload = self._by_position(payload)
+        if payload.columns is not None and self._plan is not None:
+            frame = self._fast(payload.columns)
+            if frame is not None:
+                return frame, []
+        data = payload.data
+        if payload.fmt == "csv":
+            data = _typed_csv(data, self.prototype)
+        elif payload.columns is not None or isinstance(data, dict):
+            cols = payload.columns if payload.columns is not None else data
+            _check_scalars(cols)
+            data = pd.DataFrame(cols)
+        elif payload.fmt in ("rows", "split") and isinstance(data, list):
+            _check_scalars_rows(data)
+        try:
+            frame = to_frame(data, self.names)
+            _check_int_range(frame, self.prototype)
+            return self.prototype.validate(frame)
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"The input could not be converted to the model's column types "
+                               f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+
+    def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
+        out: dict[str, Any] = {}
+        n = -1
+        for name, kind, dtype, lo, hi, cats in self._plan:
+            values = cols[name]
+            if n < 0:
+                n = len(values)
+                if n == 0:
+                    return None
+            types = set(map(type, values))
+            if kind == "int":
+                if types != {int}:
+                    return None
+                try:
+                    arr = np.array(values, dtype=dtype)
+                except OverflowError:
+                    return None
+                if lo is not None and not _within(values, arr, lo, hi):
+                    return None
+            elif kind == "float":
+                if not types <= {int, float}:
+                    return None
+                arr = np.array(values, dtype=dtype)
+                if lo is not None:
+                    if not _within(values, arr, lo, hi):
+                        return None
+                elif not np.isfinite(arr).all():
+                    return None
+            elif kind == "str":
+                if types != {str} or (cats is not None and not cats.issuperset(values)):
+                    return None
+                arr = pd.array(values, dtype=dtype) if dtype != "object" else np.array(
+                    values, dtype=object)
+            elif kind == "cat":
+                if types != {str}:
+                    return None
+                try:
+                    codes = [cats[v] for v in values]
+                except KeyError:  # unseen: validation warns about it
+                    return None
+                arr = pd.Categorical.from_codes(codes, dtype=dtype)
+            else:  # bool
+                if types != {bool}:
+                    return None
+                arr = np.array(values, dtype=bool)
+            out[name] = arr
+        return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+
+
+def _fast_plan(prototype: Prototype) -> list[tuple[Any, ...]] | None:
+    """Per column: (name, kind, dtype, min, max, categories) for the fast path, or None
+    when some column needs the general validator (datetimes, unknown kinds, nullable
+    columns, pandas categoricals)."""
+    plan: list[tuple[Any, ...]] = []
+    for c in prototype.columns:
+        if c.kind == "int" and c.dtype.startswith(("int", "uint")):
+            plan.append((c.name, "int", c.dtype, c.min, c.max, None))
+        elif c.kind == "int":
+            plan.append((c.name, "int", "int64", c.min, c.max, None))
+        elif c.kind == "float":
+            dtype = c.dtype if c.dtype.startswith("float") else "float64"
+            plan.append((c.name, "float", dtype, c.min, c.max, None))
+        elif c.kind == "category" and c.dtype == "category" and c.categories is not None:
+            if not all(isinstance(v, str) for v in c.categories):
+                return None
+            positions = {v: i for i, v in enumerate(c.categories)}
+            plan.append((c.name, "cat", pd.CategoricalDtype(c.categories), None, None,
+                         positions))
+        elif c.kind in ("string", "category") and c.dtype != "category":
+            dtype = c.dtype if c.dtype in ("str", "string") else "object"
+            cats = set(c.categories) if c.categories is not None else None
+            if cats is not None and not all(isinstance(v, str) for v in cats):
+                return None
+            plan.append((c.name, "str", dtype, None, None, cats))
+        elif c.kind == "bool":
+            plan.append((c.name, "bool", "bool", None, None, None))
+        else:
+            return None
+    return plan
+
+
+def _check_int_range(frame: pd.DataFrame, prototype: Prototype) -> None:
+    """Integers beyond 64 bits cannot reach an integer column without loss."""
+    problems = []
+    for col in prototype.columns:
+        if col.kind != "int" or col.name not in frame.columns:
+            continue
+        s = frame[col.name]
+        if s.dtype.kind not in "fO":
+            continue
+        # strings (object or pandas' str dtype) are left to the validator's messages
+        if s.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                big = np.abs(s.to_numpy(dtype=float, na_value=np.nan)) >= 2.0**63
+        else:
+            big = np.array([_beyond_int64(v) for v in s], dtype=bool)
+        if big.any():
+            rows = np.flatnonzero(big)
+            problems.append({"column": col.name, "problem": "out_of_range",
+                             "rows": rows[:20].tolist(), "n_rows": int(len(rows)),
+                             "expected": "an integer between -2**63 and 2**63-1",
+                             "message": f"column '{col.name}' has integers too large for 64 bits "
+                                        f"in row {int(rows[0])}"})
+    if problems:
+        raise InvalidInput("The input does not match the model's prototype: "
+                           + "; ".join(p["message"] for p in problems) + ".", problems)
+
+
+def _beyond_int64(v: Any) -> bool:
+    """A JSON number outside int64 (ints compared exactly: 2**63-1 fits, 2**63 does not)."""
+    if type(v) is int:
+        return not -(2**63) <= v < 2**63
+    if type(v) is float:
+        return abs(v) >= 2.0**63
+    return False
+
+
+def _check_scalars(cols: dict[str, Any]) -> None:
+    for name, values in cols.items():
+        if not isinstance(values, list):
+            continue
+        for i, v in enumerate(values):
+            if not isinstance(v, _SCALARS):
+                raise BadRequest(f"Row {i}, column '{str(name)[:100]}' holds a nested value; "
+                                 "each field must be a single number, string, boolean or null.")
+
+
+def _check_scalars_rows(rows: list[Any]) -> None:
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise BadRequest(f"Row {i} is not an array; send every row as an array of values.")
+        for v in row:
+            if not isinstance(v, _SCALARS):
+                raise BadRequest(f"Row {i} holds a nested value; each field must be a single "
+                                 "number, string, boolean or null.")
+
+
+def _typed_csv(frame: pd.DataFrame, prototype: Prototype) -> pd.DataFrame:
+    """CSV cells are text; give numeric and bool columns numbers where the text is one.
+
+    Cells that do not parse stay text, so validation reports them with their row.
+    """
+    out = frame.copy()
+    for col in prototype.columns:
+        if col.name not in out.columns or col.kind not in ("int", "float"):
+            continue
+        text = out[col.name]
+        nums = pd.to_numeric(text, errors="coerce")
+        if nums.isna().equals(text.isna()):
+            out[col.name] = nums
+        else:
+            out[col.name] = text.astype(object)
+    return out

@@ -1,0 +1,646 @@
+"""Board I/O through fsspec: paths, listings, change markers, atomic staging, events.
+
+A board is a local folder or any fsspec URL (``s3://bucket/prefix``). This module
+knows where things live and how to write them so that no reader ever sees half of
+them; what the files contain is :mod:`core.store.layout`'s business.
+
+Atomicity. Local boards stage a version in ``.fixative/tmp/<pid>-<host>-<uuid>``
+and ``os.rename`` the folder into place, which is atomic on POSIX. Object stores
+have no rename: a version is staged the same way, then copied into its folder with
+``data.txt`` last, and a version folder without ``data.txt`` is invisible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fsspec
+import xxhash
+
+from core.errors import FixativeError, NotFound
+from core.store.names import MAX_NAME_LENGTH
+from core.store.versions import clock, version_id
+
+PINS_META = "data.txt"
+META_FILE = "fixative.json"
+SAMPLE_FILE = "sample.parquet"
+SYSTEM_DIR = ".fixative"
+STORE_ENV = "FIXATIVE_STORE"
+DEFAULT_STORE = "./fixative-store"
+S3_ENDPOINT_ENV = "FIXATIVE_S3_ENDPOINT_URL"
+# Staging folders of writers on other hosts (whose liveness cannot be checked) are
+# removed once they are this old.
+STALE_SECONDS = 24 * 3600
+# Object stores carry no cheap folder timestamps: their change marker also changes
+# every MARKER_PERIOD seconds, so versions pinned by other tools show up within it.
+MARKER_PERIOD = 60
+CHUNK = 1 << 20
+_HOST = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
+_STAGE = re.compile(r"(\d+)-([A-Za-z0-9_]+)-[0-9a-f]{32}")
+_ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """Hashes and size of a stored file: sha256 for Fixative, xxh64 for pins' pin_hash."""
+
+    sha256: str
+    xxh64: str
+    size: int
+
+
+class HashingWriter:
+    """A write-only file wrapper that hashes the bytes on their way to disk.
+
+    Large buffers (pickled arrays) are hashed in helper threads, sha256 and xxh64 each
+    in its own, while the same buffer is written: hashlib and xxhash release the GIL,
+    so on a multi-core machine hashing costs little extra time. Buffers are never
+    copied or kept.
+    """
+
+    _PARALLEL = 1 << 20
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self._xx = xxhash.xxh64()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = data if isinstance(data, bytes) else memoryview(data).cast("B")
+        n = len(view)
+        if n >= self._PARALLEL:
+            pool = _helpers()
+            hashed = (pool.submit(self._sha.update, view), pool.submit(self._xx.update, view))
+            try:
+                self._raw.write(view)
+            finally:
+                for h in hashed:
+                    h.result()
+        else:
+            self._sha.update(view)
+            self._xx.update(view)
+            self._raw.write(view)
+        self.size += n
+        return n
+
+    def tell(self) -> int:
+        # joblib asks for the position to align arrays; the file starts empty.
+        return self.size
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def stat(self) -> FileStat:
+        return FileStat(self._sha.hexdigest(), self._xx.hexdigest(), self.size)
+
+
+class DurableFile:
+    """A local file being written that starts reaching the disk while it is written.
+
+    Every ``SYNC_EVERY`` bytes, a helper thread asks the kernel to write out what it
+    holds so far (``fdatasync``), while the writer goes on; :meth:`sync` then only
+    waits for the tail. A 50 MB model reaches the disk in about the time it takes to
+    write it, instead of write time plus a whole-file ``fsync`` after it.
+    """
+
+    SYNC_EVERY = 8 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._fd = raw.fileno()
+        self._since = 0
+        self._pending: Any = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        step = self.SYNC_EVERY
+        for start in range(0, len(view), step):  # slices of one big array: no copies
+            self._since += self._raw.write(view[start:start + step])
+            if self._since >= step and (self._pending is None or self._pending.done()):
+                self._start_sync()
+        if len(view) >= step and self._since:
+            # The end of a big buffer: the writer may now wait (for the hashes of this
+            # buffer), so the rest starts reaching the disk meanwhile, after any sync
+            # already running (the sync pool has one thread, so they run in order).
+            self._raw.flush()
+            self._start_sync()
+        return len(view)
+
+    def _start_sync(self) -> None:
+        self._since = 0
+        self._pending = _syncer().submit(_datasync, self._fd)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def sync(self) -> None:
+        """Everything written is on disk when this returns."""
+        self._raw.flush()
+        if self._pending is not None:
+            self._pending.result()
+        os.fsync(self._fd)
+
+    def __enter__(self) -> DurableFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        # never let the file close under a sync still running on its descriptor
+        if self._pending is not None:
+            with contextlib.suppress(OSError):
+                self._pending.result()
+
+
+# fdatasync skips metadata the data does not need; macOS has only fsync.
+_datasync = getattr(os, "fdatasync", os.fsync)
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if name not in _POOLS:
+            _POOLS[name] = ThreadPoolExecutor(max_workers=workers,
+                                              thread_name_prefix=f"fixative-{name}")
+        return _POOLS[name]
+
+
+def _helpers() -> ThreadPoolExecutor:
+    return _pool("hash", 2)
+
+
+def _syncer() -> ThreadPoolExecutor:
+    return _pool("sync", 1)
+
+
+def hash_stream(f: BinaryIO, sink: BinaryIO | None = None) -> FileStat:
+    """Hash a readable stream, copying it into ``sink`` on the way when given."""
+    sha, xx, size = hashlib.sha256(), xxhash.xxh64(), 0
+    while True:
+        buf = f.read(CHUNK)
+        if not buf:
+            break
+        sha.update(buf)
+        xx.update(buf)
+        size += len(buf)
+        if sink is not None:
+            sink.write(buf)
+    return FileStat(sha.hexdigest(), xx.hexdigest(), size)
+
+
+def hash_bytes(data: bytes) -> FileStat:
+    return FileStat(hashlib.sha256(data).hexdigest(), xxhash.xxh64(data).hexdigest(), len(data))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def store_location(location: str | os.PathLike[str] | None = None) -> str:
+    """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
+    (a ``file://`` URL as its plain path)."""
+    text = os.fspath(location) if location is not None else ""
+    text = text or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def local_root(location: str | os.PathLike[str] | None = None) -> str | None:
+    """The absolute folder of a local board; None for a URL."""
+    text = store_location(location)
+    return None if "://" in text else os.path.abspath(os.path.expanduser(text))
+
+
+class Board:
+    """Where the store's files live, and the primitive operations on them."""
+
+    def __init__(self, location: str | os.PathLike[str] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        text = store_location(location)
+        self.storage_options = dict(storage_options or {})
+        if "://" in text:
+            protocol = text.split("://", 1)[0]
+            options = dict(self.storage_options)
+            if protocol in ("s3", "s3a"):
+                endpoint = os.environ.get(S3_ENDPOINT_ENV)
+                client = options.get("client_kwargs") or {}
+                if endpoint and "endpoint_url" not in options and "endpoint_url" not in client:
+                    options["endpoint_url"] = endpoint
+                # Listings must be live: other processes add versions all the time.
+                options.setdefault("use_listings_cache", False)
+            self.endpoint = str(options.get("endpoint_url") or
+                                (options.get("client_kwargs") or {}).get("endpoint_url") or "")
+            try:
+                fs, root = fsspec.core.url_to_fs(text, **options)
+            except (ImportError, ValueError) as exc:
+                raise FixativeError(f"Cannot open the store at {text}: {exc}") from None
+            self.local = False
+            self.fs = fs
+            self.root = root.rstrip("/")
+            self.url = text.rstrip("/")
+            self._check_bucket()
+        else:
+            self.local = True
+            self.endpoint = ""
+            self.fs = fsspec.filesystem("file")
+            self.root = os.path.abspath(os.path.expanduser(text))
+            self.url = self.root
+            if os.path.exists(self.root) and not os.path.isdir(self.root):
+                raise FixativeError(f"The store location {self.root} is a file, not a folder; "
+                                    "point FIXATIVE_STORE at a folder (it is created if missing).")
+            os.makedirs(self.root, exist_ok=True)
+
+    def _check_bucket(self) -> None:
+        bucket = self.root.split("/", 1)[0]
+        try:
+            found = self.fs.exists(bucket)
+        except PermissionError as exc:
+            raise FixativeError(f"Access to {self.url} was refused ({exc}); check the "
+                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY settings.") from None
+        if not found:
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            raise NotFound(f"The bucket '{bucket}'{where} does not exist. Create it first, or "
+                           f"check the store URL and {S3_ENDPOINT_ENV}.")
+
+    # -- paths --------------------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        """Absolute path of ``parts`` inside the board, as ``self.fs`` expects it."""
+        clean = [p.strip("/") for p in parts if p]
+        if any(p in (".", "..") for c in clean for p in c.split("/")):
+            raise FixativeError(f"Refusing a path that leaves the board: {'/'.join(clean)}")
+        return "/".join([self.root, *clean]) if clean else self.root
+
+    def entry_names(self, *parts: str) -> frozenset[str] | None:
+        """Names in a local board folder (empty when it is missing); None on remote
+        boards, where listing a folder is a request, not a system call."""
+        if not self.local:
+            return None
+        try:
+            return frozenset(os.listdir(self.path(*parts)))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
+    def listdir(self, *parts: str) -> list[tuple[str, bool]]:
+        """(name, is_folder) of the entries of a board folder; empty when it is missing."""
+        path = self.path(*parts)
+        if self.local:
+            try:
+                with os.scandir(path) as it:
+                    return [(e.name, e.is_dir()) for e in it]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        try:
+            entries = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for e in entries:
+            name = posixpath.basename(e["name"].rstrip("/"))
+            if name and e["name"].rstrip("/") != path:
+                out.append((name, e["type"] == "directory"))
+        return out
+
+    def find(self, *parts: str) -> list[str]:
+        """Paths (relative to ``parts``) of every file below a board folder."""
+        base = self.path(*parts)
+        if self.local:
+            out = []
+            for dirpath, _dirs, files in os.walk(base):
+                rel = os.path.relpath(dirpath, base)
+                for f in files:
+                    out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+            return out
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
+
+    def exists(self, *parts: str) -> bool:
+        path = self.path(*parts)
+        return os.path.exists(path) if self.local else self.fs.exists(path)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        """The file's bytes; FileNotFoundError when it is missing."""
+        path = self.path(*parts)
+        if self.local:
+            with open(path, "rb") as f:
+                return f.read()
+        return self.fs.cat_file(path)
+
+    def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
+        """Write a small file so that readers see the old bytes or the new, never half."""
+        path = self.path(*parts)
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def local_copy(self, *parts: str) -> Iterator[tuple[str, FileStat]]:
+        """A local path to the file and its hashes (remote files are downloaded once)."""
+        path = self.path(*parts)
+        if self.local:
+            with open(path, "rb") as f:
+                stat = hash_stream(f)
+            yield path, stat
+            return
+        suffix = os.path.splitext(path)[1]
+        fd, tmp = tempfile.mkstemp(prefix="fixative-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as sink, self.fs.open(path, "rb") as src:
+                stat = hash_stream(src, sink)
+            yield tmp, stat
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    # -- models and versions ------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        """Folders at the top of the board that can be model names."""
+        return sorted(name for name, is_dir in self.listdir()
+                      if is_dir and valid_entry(name))
+
+    def complete_versions(self, name: str, known: set[str] | frozenset[str] = frozenset()
+                          ) -> set[str]:
+        """Version folders of ``name`` that hold a ``data.txt``.
+
+        Folders in ``known`` are taken as complete without looking inside: versions
+        are immutable, so one seen complete stays complete until it is deleted.
+        """
+        if self.local:
+            out = set()
+            for version, is_dir in self.listdir(name):
+                if not is_dir or not valid_entry(version):
+                    continue
+                if version in known or os.path.exists(self.path(name, version, PINS_META)):
+                    out.add(version)
+            return out
+        out = set()
+        for rel in self.find(name):
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[1] == PINS_META and valid_entry(parts[0]):
+                out.add(parts[0])
+        return out
+
+    def incomplete_versions(self) -> list[str]:
+        """``name/version`` folders without ``data.txt`` (interrupted or foreign writes)."""
+        out = []
+        for name in self.model_names():
+            complete = self.complete_versions(name)
+            for version, is_dir in self.listdir(name):
+                if is_dir and version not in complete:
+                    out.append(f"{name}/{version}")
+        return out
+
+    def stage(self) -> Stage:
+        return Stage(self)
+
+    def remove_version(self, name: str, version: str) -> None:
+        """Delete a version folder: it disappears at once, then its files go."""
+        target = self.path(name, version)
+        if self.local:
+            trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}")
+            os.makedirs(os.path.dirname(trash), exist_ok=True)
+            try:
+                os.rename(target, trash)
+            except FileNotFoundError:
+                return
+            shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path(name))  # only succeeds when no version is left
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(name, version, PINS_META))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(target, recursive=True)
+
+    # -- change marker ------------------------------------------------------------------
+
+    def generation(self) -> str:
+        try:
+            return self.read_bytes(SYSTEM_DIR, "generation").decode("ascii", "replace").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return ""
+
+    def bump(self) -> None:
+        """Tell every process that the board changed (after the change is complete)."""
+        self.write_bytes((SYSTEM_DIR, "generation"), uuid.uuid4().hex.encode("ascii"))
+
+    def marker(self) -> str:
+        """Changes whenever the board's versions, aliases or records change.
+
+        Fixative's own writes rewrite ``.fixative/generation``. Locally, folder
+        modification times also catch versions that pins or vetiver add or delete.
+        """
+        gen = self.generation()
+        if not self.local:
+            return f"{gen}|{int(time.time() // MARKER_PERIOD)}"
+        h = hashlib.blake2b(gen.encode(), digest_size=12)
+        try:
+            with os.scandir(self.root) as it:
+                for e in it:
+                    if e.name.startswith(".") or not e.is_dir():
+                        continue
+                    h.update(f"|{e.name}:{e.stat().st_mtime_ns}".encode())
+        except FileNotFoundError:
+            h.update(b"|missing")
+        return h.hexdigest()
+
+    # -- events -------------------------------------------------------------------------
+
+    def write_event(self, folder: tuple[str, ...], event: str, data: dict[str, Any]) -> None:
+        body = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        self.write_bytes((SYSTEM_DIR, *folder, f"{event}.json"), body)
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def clean_staging(self) -> int:
+        """Remove staging and trash folders left by writers that died; returns how many."""
+        removed = 0
+        for folder in ("tmp", "trash"):
+            for entry, _is_dir in self.listdir(SYSTEM_DIR, folder):
+                if self._abandoned(folder, entry):
+                    path = self.path(SYSTEM_DIR, folder, entry)
+                    if self.local:
+                        if os.path.isdir(path):
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            with contextlib.suppress(OSError):
+                                os.unlink(path)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            self.fs.rm(path, recursive=True)
+                    removed += 1
+        return removed
+
+    def _abandoned(self, folder: str, entry: str) -> bool:
+        m = _STAGE.fullmatch(entry)
+        if m and m.group(2) == _HOST:
+            return not _pid_alive(int(m.group(1)))
+        return self._age(folder, entry) > STALE_SECONDS
+
+    def _age(self, folder: str, entry: str) -> float:
+        path = self.path(SYSTEM_DIR, folder, entry)
+        try:
+            if self.local:
+                return time.time() - os.stat(path).st_mtime
+            times = [info.get("LastModified") for info in
+                     self.fs.find(path, detail=True).values()]
+            stamps = [t.timestamp() for t in times if t is not None]
+            return time.time() - max(stamps) if stamps else 0.0
+        except (FileNotFoundError, OSError):
+            return 0.0
+
+
+def valid_entry(name: str) -> bool:
+    """Whether a folder name can be a model or version on the board."""
+    return len(name) <= MAX_NAME_LENGTH and bool(_ENTRY_NAME.fullmatch(name))
+
+
+class Stage:
+    """A private folder where one version is assembled before it becomes visible."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.id = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}"
+        self.dir = board.path(SYSTEM_DIR, "tmp", self.id)
+        self.files: dict[str, FileStat] = {}
+        self._done = False
+        if board.local:
+            os.makedirs(self.dir)
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.discard()
+
+    def _file(self, fname: str) -> str:
+        return f"{self.dir}/{fname}"
+
+    def write_stream(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
+        """Stream a file into the stage, hashing while writing (never held in memory)."""
+        if self.board.local:
+            with open(self._file(fname), "wb", buffering=CHUNK) as raw, \
+                    DurableFile(raw) as durable:
+                writer = HashingWriter(durable)
+                produce(writer)
+                durable.sync()
+        else:
+            with self.board.fs.open(self._file(fname), "wb") as raw:
+                writer = HashingWriter(raw)
+                produce(writer)
+        self.files[fname] = writer.stat()
+        return self.files[fname]
+
+    def write_bytes(self, fname: str, data: bytes) -> FileStat:
+        return self.write_stream(fname, lambda w: w.write(data))
+
+    def commit(self, name: str, finish: Callable[[str, Any], dict[str, bytes]]) -> str:
+        """Give the staged files a version id and make them visible at once.
+
+        ``finish(version, at)`` returns the small files that name the version
+        (``fixative.json``, ``data.txt``); it is called again if the id is taken.
+        """
+        for _ in range(1000):
+            at = clock.now()
+            version = version_id(at)
+            small = finish(version, at)
+            if self.board.local:
+                if self._commit_local(name, version, small):
+                    return version
+            elif self._commit_remote(name, version, small):
+                return version
+        raise FixativeError(f"Could not find a free version id for '{name}'; "  # pragma: no cover
+                            "is the system clock stuck?")
+
+    def _commit_local(self, name: str, version: str, small: dict[str, bytes]) -> bool:
+        for fname, data in small.items():
+            with open(self._file(fname), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(self.dir)
+        model_dir = self.board.path(name)
+        target = self.board.path(name, version)
+        for _ in range(10):
+            os.makedirs(model_dir, exist_ok=True)
+            if os.path.lexists(target):
+                return False
+            try:
+                os.rename(self.dir, target)
+            except FileNotFoundError:
+                continue  # the model folder was removed by a delete in between
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    return False
+                raise
+            _fsync_dir(model_dir)
+            self._done = True
+            return True
+        return False
+
+    def _commit_remote(self, name: str, version: str, small: dict[str, bytes]) -> bool:
+        fs = self.board.fs
+        target = self.board.path(name, version)
+        if fs.exists(target):
+            return False
+        for fname in self.files:
+            fs.copy(self._file(fname), f"{target}/{fname}")
+        # data.txt is what makes a version visible, so it goes last.
+        for fname, data in sorted(small.items(), key=lambda kv: kv[0] == PINS_META):
+            fs.pipe_file(f"{target}/{fname}", data)
+        return True
+
+    def discard(self) -> None:
+        if self.board.local:
+            if not self._done:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.board.fs.rm(self.dir, recursive=True)

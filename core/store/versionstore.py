@@ -1,0 +1,767 @@
+"""VersionStore: immutable model versions on a board, indexed by DuckDB, with aliases.
+
+    store = VersionStore("./fixative-store")     # or "s3://bucket/prefix", or None
+    info = store.write(bundle)                    # a new version, atomically
+    store.set_alias("houses", "production", info.version)
+    bundle = store.read("houses", alias="production")
+
+The board (:mod:`core.store.board`, layout in :mod:`core.store.layout`) is the source of truth:
+versions in the pins layout, aliases and records as append-only event files under
+``.fixative/``. The index (:mod:`core.store.index`) is derived from it and refreshed
+whenever the board's change marker moves; answers are kept in memory until then,
+so repeated listings cost one marker check. On a local board, an answer about one
+model also outlives changes elsewhere on the board: it is kept with the names in that
+model's folder and its alias-event folder, and reused while both are unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+import os
+import pickle
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
+from core.model.bundle import BundleMeta, ModelBundle, current_user
+from core.safety.loader import SafetyReport
+from core.store import layout
+from core.store.board import (
+    META_FILE,
+    PINS_META,
+    SAMPLE_FILE,
+    SYSTEM_DIR,
+    Board,
+    hash_bytes,
+    valid_entry,
+)
+from core.store.index import Index, entry_info, read_entry
+from core.store.names import (
+    parse_ref,
+    validate_alias,
+    validate_kind,
+    validate_name,
+    validate_version,
+)
+from core.store.versions import (
+    AliasEvent,
+    ModelInfo,
+    Record,
+    VersionInfo,
+    clock,
+    event_id,
+    iso,
+    parse_iso,
+)
+
+INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
+MAX_RECORD_BYTES = 1 << 20
+_SHOWN = 20
+
+__all__ = [
+    "AliasEvent", "ModelInfo", "Record", "VersionInfo", "VersionStore", "validate_alias",
+    "validate_name", "validate_version",
+]
+
+
+def _listing(items: Iterable[str]) -> str:
+    items = list(items)
+    shown = ", ".join(items[:_SHOWN])
+    return shown + (f" … ({len(items)} in all)" if len(items) > _SHOWN else "")
+
+
+def _utc(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        parsed = parse_iso(value)
+        if parsed is not None:
+            return parsed
+    raise BadRequest(f"{what} must be a date or time such as '2024-05-03' or "
+                     f"'2024-05-03T10:00:00Z', got {value!r}.")
+
+
+class VersionStore:
+    """Model versions on a board (local folder or fsspec URL) with a DuckDB index."""
+
+    def __init__(self, board: str | os.PathLike[str] | None = None, *,
+                 storage_options: dict[str, Any] | None = None,
+                 index_path: str | None = None, lock_timeout: float = 30.0) -> None:
+        self._board = Board(board, storage_options)
+        self.url = self._board.url
+        self.fs = self._board.fs
+        self._index = Index(index_path or self._default_index_path(), lock_timeout)
+        self._cache: dict[Any, Any] = {}
+        self._cache_marker: str | None = None
+        # key -> (what the model's folders held, answer): see _model_state
+        self._kept: dict[Any, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VersionStore({self.url!r})"
+
+    def _default_index_path(self) -> str:
+        if self._board.local:
+            return self._board.path(SYSTEM_DIR, "index.duckdb")
+        folder = os.environ.get(INDEX_DIR_ENV) or os.path.join(
+            os.path.expanduser("~"), ".cache", "fixative")
+        key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
+        return os.path.join(folder, f"{key}.duckdb")
+
+    @property
+    def index_path(self) -> str:
+        return self._index.path
+
+    @property
+    def is_local(self) -> bool:
+        return self._board.local
+
+    def path(self, *parts: str) -> str:
+        """Absolute path inside the board, for ``store.fs``."""
+        return self._board.path(*parts)
+
+    def change_marker(self) -> str:
+        """Changes whenever versions, aliases or records change (a cache key)."""
+        return self._board.marker()
+
+    # -- cached index queries -----------------------------------------------------------
+
+    def _query(self, key: Any, run: Callable[[Any], Any], model: str | None = None) -> Any:
+        """``run(con)`` on an index that agrees with the board, or its cached answer.
+
+        ``model``: the answer depends only on that model's versions and alias events, so
+        it stays good while they are unchanged, whatever else changes on the board.
+        """
+        marker = self._board.marker()
+        with self._lock:
+            if marker != self._cache_marker:
+                self._cache = {}
+                self._cache_marker = marker
+            if key in self._cache:
+                return _copy(self._cache[key])
+            kept = self._kept.get(key)
+        # Taken before the query: a change after this point makes the next check fail.
+        state = self._model_state(model) if model is not None else None
+        reuse = state is not None and kept is not None and kept[0] == state
+        if reuse:
+            value = kept[1]
+        else:
+            value = None
+            if state is not None and kept is not None and key[0] == "versions":
+                value = self._grown(model, kept, state)
+            if value is None:
+                with self._index.session(self._board, marker) as con:
+                    value = run(con)
+        with self._lock:
+            if self._cache_marker == marker:
+                self._cache[key] = value
+            if not reuse and state is not None and self._complete(state, key, value):
+                self._kept[key] = (state, value)
+        return _copy(value)
+
+    def _model_state(self, name: str) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The names in a model's version folder and alias-event folder (local boards;
+        versions are immutable, so these names say whether an answer still holds)."""
+        versions = self._board.entry_names(name)
+        if versions is None:
+            return None
+        return versions, self._board.entry_names(SYSTEM_DIR, "aliases", name) or frozenset()
+
+    def _grown(self, name: str, kept: tuple[Any, Any],
+               state: tuple[frozenset[str], frozenset[str]]) -> list[VersionInfo] | None:
+        """A kept version listing plus the versions written since, read from their own
+        folders; None unless new version folders are the only change (the index answers
+        everything else)."""
+        (versions_then, aliases_then), listed = kept
+        versions_now, aliases_now = state
+        if aliases_now != aliases_then or not versions_then <= versions_now:
+            return None
+        added = []
+        for version in sorted(versions_now - versions_then):
+            # a version is complete once its data.txt is there, as for the index
+            if not valid_entry(version) or not os.path.exists(
+                    self._board.path(name, version, PINS_META)):
+                return None
+            row, _why = read_entry(self._board, name, version)
+            if row is None:
+                return None
+            added.append(entry_info(row))
+        return sorted([*listed, *added], key=lambda v: v.version)
+
+    def _complete(self, state: tuple[frozenset[str], frozenset[str]], key: Any,
+                  value: Any) -> bool:
+        """Whether the folder names alone can vouch for ``value``: every entry of the
+        model folder is one of the versions the index holds (an unfinished or foreign
+        folder could become a version without changing the names)."""
+        if key[0] == "versions":
+            return state[0] == {v.version for v in value}
+        known = self._cache.get(("versions", key[1]))
+        return known is not None and state[0] == {v.version for v in known}
+
+    def list_models(self) -> list[ModelInfo]:
+        """Every model on the board, by name."""
+        return self._query(("models",), Index.models)
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """The versions of one model, oldest first."""
+        name = validate_name(name)
+        found = self._query(("versions", name),
+                            lambda con: Index.versions(con, "v.name = ?", [name]), name)
+        if not found:
+            raise self._no_model(name)
+        return found
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias -> version for one model."""
+        name = validate_name(name)
+        return self._query(("aliases", name), lambda con: Index.aliases(con, name), name)
+
+    def alias_history(self, name: str) -> list[AliasEvent]:
+        """Every alias move of one model, oldest first."""
+        name = validate_name(name)
+        events = self._query(("history", name), lambda con: Index.alias_history(con, name),
+                             name)
+        if not events:
+            self.versions(name)  # no such model is an error, not an empty history
+        return events
+
+    def alias_at(self, name: str, alias: str, at: datetime | date | str) -> str | None:
+        """The version ``alias`` pointed at, at time ``at`` (None if it pointed nowhere)."""
+        alias = validate_alias(alias)
+        when = _utc(at, "at")
+        current = None
+        for event in self.alias_history(name):
+            if event.alias == alias and event.at <= when:
+                current = event.to_version
+        return current
+
+    def search(self, text: str | None = None, tag: str | None = None,
+               created_after: datetime | date | str | None = None,
+               created_before: datetime | date | str | None = None,
+               metric: str | None = None, min_value: float | None = None,
+               max_value: float | None = None) -> list[VersionInfo]:
+        """Versions matching every given condition, by name then oldest first.
+
+        ``text`` is a case-insensitive substring of the name or description; ``tag`` an
+        exact tag; ``created_after``/``created_before`` bound the creation time; ``metric``
+        with ``min_value``/``max_value`` keeps versions whose metric lies in the range.
+        """
+        where, params = ["TRUE"], []
+        if text:
+            pattern = "%" + str(text).replace("\\", "\\\\").replace("%", "\\%") \
+                .replace("_", "\\_") + "%"
+            where.append("(v.name ILIKE ? ESCAPE '\\' OR v.description ILIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        if tag:
+            where.append("list_contains(v.tags, ?)")
+            params.append(str(tag))
+        after = _utc(created_after, "created_after")
+        before = _utc(created_before, "created_before")
+        if after and before and after >= before:
+            raise BadRequest(f"created_after ({iso(after)}) must be earlier than created_before "
+                             f"({iso(before)}).")
+        if after:
+            where.append("v.created >= ?")
+            params.append(after)
+        if before:
+            where.append("v.created < ?")
+            params.append(before)
+        bounds = [_number(min_value, "min_value"), _number(max_value, "max_value")]
+        if metric is None and (min_value is not None or max_value is not None):
+            raise BadRequest("min_value/max_value need a metric to compare, e.g. "
+                             "search(metric='rmse', max_value=50000).")
+        if metric is not None:
+            if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+                raise BadRequest(f"min_value ({bounds[0]}) is larger than max_value "
+                                 f"({bounds[1]}); nothing can match.")
+            cond = ["m.name = v.name", "m.version = v.version", "m.metric = ?"]
+            params.append(str(metric))
+            if bounds[0] is not None:
+                cond.append("m.value >= ?")
+                params.append(bounds[0])
+            if bounds[1] is not None:
+                cond.append("m.value <= ?")
+                params.append(bounds[1])
+            where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(cond)})")
+        clause = " AND ".join(where)
+        key = ("search", clause, tuple(str(p) for p in params))
+        return self._query(key, lambda con: Index.versions(con, clause, params))
+
+    def records(self, kind: str, name: str | None = None, version: str | None = None
+                ) -> list[Record]:
+        """Records of one kind (optionally of one model / version), oldest first."""
+        kind = validate_kind(kind)
+        name = None if name is None else validate_name(name)
+        version = None if version is None else validate_version(version)
+        return self._query(("records", kind, name, version),
+                           lambda con: Index.records(con, kind, name, version))
+
+    # -- resolving ----------------------------------------------------------------------
+
+    def _no_model(self, name: str) -> NotFound:
+        names = [m.name for m in self.list_models()]
+        if not names:
+            return NotFound(f"No model '{name}' in the store at {self.url}: the store is empty. "
+                            "Add one on the workbench's Upload page, with "
+                            "'python -m core write MODEL_FILE --name NAME', or "
+                            "store.write(bundle).")
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
+                        f"Models: {_listing(names)}.")
+
+    def _version_info(self, name: str, version: str) -> VersionInfo:
+        versions = self.versions(name)
+        for info in versions:
+            if info.version == version:
+                return info
+        raise NotFound(f"No version '{version}' of model '{name}'. It has {len(versions)} "
+                       f"version(s); the latest is '{versions[-1].version}'. List them with "
+                       f"'python -m core versions {name}'.")
+
+    def _resolve(self, name: str, version: str | None, alias: str | None) -> str:
+        name = validate_name(name)
+        if version is not None and alias is not None:
+            raise BadRequest(f"Give a version or an alias of '{name}', not both.")
+        if version is not None:
+            return self._version_info(name, validate_version(version)).version
+        if alias is not None:
+            alias = validate_alias(alias)
+            aliases = self.aliases(name)
+            if alias not in aliases:
+                self.versions(name)  # an unknown model is reported as such
+                listed = (f"aliases: {_listing(sorted(aliases))}" if aliases else
+                          "it has no aliases yet; set one with "
+                          f"'python -m core alias {name} VERSION {alias}'")
+                raise NotFound(f"No alias '{alias}' for model '{name}'; {listed}.")
+            target = aliases[alias]
+            known = {v.version for v in self.versions(name)}
+            if target not in known:
+                raise NotFound(f"Alias '{alias}' of model '{name}' points at version '{target}', "
+                               "which is no longer in the store; move it with "
+                               f"'python -m core alias {name} VERSION {alias}'.")
+            return target
+        return self.versions(name)[-1].version
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS`` -> (name, version)."""
+        name, version, alias = parse_ref(ref)
+        return name, self._resolve(name, version, alias)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self, bundle: ModelBundle) -> VersionInfo:
+        """Store ``bundle`` as a new version of ``bundle.name``; sets ``bundle.version``."""
+        if not isinstance(bundle, ModelBundle):
+            raise BadRequest(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
+                             "build one with core.bundle(model, sample, name=...).")
+        name = validate_name(bundle.meta.name)
+        meta = bundle.meta
+        model_file = layout.model_file(name)
+        written: dict[str, Any] = {}
+        with self._board.stage() as stage:
+            try:
+                stage.write_stream(model_file, lambda w: layout.dump_model(bundle.model, w))
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise BadRequest(f"The model cannot be saved with joblib ({type(exc).__name__}: "
+                                 f"{exc}). Models holding lambdas, locks, open files or "
+                                 "connections cannot be stored.") from None
+            if bundle.sample is not None and len(bundle.sample):
+                stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
+
+            def finish(version: str, at: datetime) -> dict[str, bytes]:
+                meta_raw = layout.fixative_json(meta, version, at, stage.files)
+                written["at"] = at
+                return {META_FILE: meta_raw,
+                        PINS_META: layout.data_txt(name, meta, at, stage.files[model_file],
+                                                   hash_bytes(meta_raw), version)}
+
+            version = stage.commit(name, finish)
+            stat = stage.files[model_file]
+        self._board.bump()
+        bundle.version = version
+        return VersionInfo(
+            name=name, version=version, created=written["at"], hash=stat.sha256,
+            size=stat.size, user=meta.user, description=meta.description, task=meta.task,
+            model_class=meta.model_class, library=meta.library, metrics=dict(meta.metrics),
+            tags=list(meta.tags), aliases=[], source="fixative")
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _documents(self, name: str, version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """data.txt and fixative.json of a version, the latter checked against its hash."""
+        where = f"{name}/{version}"
+        try:
+            doc = layout.parse_data_txt(self._board.read_bytes(name, version, PINS_META))
+        except FileNotFoundError:
+            raise NotFound(f"Version {where} is not in the store (its {PINS_META} is "
+                           "missing).") from None
+        except ValueError as exc:
+            raise CorruptData(f"{where}/{PINS_META} is unreadable: {exc}. "
+                              f"{_recovery(name, version)}") from None
+        block = layout.fixative_block(doc)
+        if block is None:
+            return doc, None
+        raw = self._checked_bytes(name, version, META_FILE, block.get("meta_sha256"))
+        return doc, json.loads(raw)
+
+    def _checked_bytes(self, name: str, version: str, file: str, sha256: Any) -> bytes:
+        """A file of a version, refused unless it matches the sha256 recorded at write."""
+        try:
+            raw = self._board.read_bytes(name, version, file)
+        except FileNotFoundError:
+            raise CorruptData(f"{name}/{version}/{file} is missing. "
+                              f"{_recovery(name, version)}") from None
+        actual = hash_bytes(raw).sha256
+        if actual != sha256:
+            raise CorruptData(_mismatch(name, version, file, sha256, actual))
+        return raw
+
+    def meta(self, name: str, version: str | None = None) -> BundleMeta:
+        """The metadata of a version (latest when None), without loading the model."""
+        version = self._resolve(name, version, None)
+        doc, meta_doc = self._documents(name, version)
+        if meta_doc is not None:
+            return BundleMeta.from_dict(meta_doc)
+        return layout.pins_meta(name, doc)
+
+    def sample(self, name: str, version: str | None = None) -> pd.DataFrame | None:
+        """The reference rows stored with a version, or None when it has none."""
+        version = self._resolve(name, version, None)
+        _doc, meta_doc = self._documents(name, version)
+        return self._sample(name, version, meta_doc)
+
+    def _sample(self, name: str, version: str, meta_doc: dict[str, Any] | None
+                ) -> pd.DataFrame | None:
+        files = ((meta_doc or {}).get("fixative") or {}).get("files") or {}
+        expected = files.get(SAMPLE_FILE)
+        if not expected:
+            return None
+        raw = self._checked_bytes(name, version, SAMPLE_FILE, expected.get("sha256"))
+        return pd.read_parquet(io.BytesIO(raw))
+
+    def read(self, name: str, version: str | None = None, alias: str | None = None,
+             trusted: Iterable[str] = ()) -> ModelBundle:
+        """Load a version (by id, by alias, or the latest) after checking its hashes.
+
+        The model file goes through :func:`core.safety.loader.load_model`: names outside the
+        allowlist are refused unless listed in ``trusted``.
+        """
+        from core.safety.loader import load_model
+
+        version = self._resolve(name, version, alias)
+        doc, meta_doc = self._documents(name, version)
+        model_file = self._model_file(name, version, doc)
+        if meta_doc is not None:
+            expected = ((meta_doc.get("fixative") or {}).get("files") or {}).get(model_file) or {}
+            want, algo = expected.get("sha256"), "sha256"
+        else:
+            want, algo = str(doc.get("pin_hash") or ""), "xxh64"
+        try:
+            with self._board.local_copy(name, version, model_file) as (path, stat):
+                actual = stat.sha256 if algo == "sha256" else stat.xxh64
+                if want and actual != want:
+                    raise CorruptData(_mismatch(name, version, model_file, want, actual, algo))
+                if not want:
+                    raise CorruptData(f"{name}/{version}: no hash was recorded for {model_file}, "
+                                      "so it cannot be checked. "
+                                      f"{_recovery(name, version)}")
+                model = load_model(path, trusted=tuple(trusted))
+        except FileNotFoundError:
+            raise CorruptData(f"{name}/{version}/{model_file} is missing. "
+                              f"{_recovery(name, version)}") from None
+        if meta_doc is not None:
+            meta = BundleMeta.from_dict(meta_doc)
+            sample = self._sample(name, version, meta_doc)
+        else:
+            meta = _complete_pins_meta(layout.pins_meta(name, doc), model)
+            sample = None
+        return ModelBundle(model=model, meta=meta, sample=sample, version=version)
+
+    def safety_report(self, name: str, version: str | None = None) -> SafetyReport:
+        """What a version's model file would import, from a scan (it is never loaded)."""
+        from core.safety.loader import scan_file
+
+        version = self._resolve(name, version, None)
+        doc, _ = self._documents(name, version)
+        model_file = self._model_file(name, version, doc)
+        try:
+            with self._board.local_copy(name, version, model_file) as (path, _stat):
+                return scan_file(path, filename=model_file)
+        except FileNotFoundError:
+            raise CorruptData(f"{name}/{version}/{model_file} is missing. "
+                              f"{_recovery(name, version)}") from None
+
+    @staticmethod
+    def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
+        model_file = str(doc.get("file") or "")
+        if not layout.is_model_pin(doc) or not _plain_file_name(model_file):
+            raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
+                              f"(type {doc.get('type')!r}, file {model_file!r}). "
+                              f"{_recovery(name, version)}")
+        return model_file
+
+    def read_ref(self, ref: str, trusted: Iterable[str] = ()) -> ModelBundle:
+        """Read ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``."""
+        name, version, alias = parse_ref(ref)
+        return self.read(name, version=version, alias=alias, trusted=trusted)
+
+    # -- aliases ------------------------------------------------------------------------
+
+    def _alias_event(self, name: str, alias: str, to_version: str | None, user: str | None
+                     ) -> AliasEvent:
+        current = self.aliases(name).get(alias)
+        at = clock.now()
+        event = AliasEvent(name=name, alias=alias, from_version=current, to_version=to_version,
+                           user=user or current_user(), at=at, id=event_id(at))
+        self._board.write_event(("aliases", name), event.id, event.to_dict())
+        return event
+
+    def set_alias(self, name: str, alias: str, version: str, user: str | None = None
+                  ) -> AliasEvent:
+        """Point ``alias`` at ``version`` (set or move); the move is kept in the history."""
+        name, alias = validate_name(name), validate_alias(alias)
+        if alias.lower() == "latest":
+            raise BadRequest("'latest' always means the newest version, so it cannot be an "
+                             "alias; choose another name, such as 'production' or 'stable'.")
+        version = self._version_info(name, validate_version(version)).version
+        if self.aliases(name).get(alias) == version:
+            for event in reversed(self.alias_history(name)):
+                if event.alias == alias:
+                    return event
+        event = self._alias_event(name, alias, version, user)
+        self._board.bump()
+        return event
+
+    def remove_alias(self, name: str, alias: str, user: str | None = None) -> AliasEvent:
+        """Remove an alias; the removal is kept in the history."""
+        name, alias = validate_name(name), validate_alias(alias)
+        aliases = self.aliases(name)
+        if alias not in aliases:
+            self.versions(name)
+            raise NotFound(f"No alias '{alias}' for model '{name}'; aliases: "
+                           f"{_listing(sorted(aliases)) or 'none'}.")
+        event = self._alias_event(name, alias, None, user)
+        self._board.bump()
+        return event
+
+    # -- deleting -----------------------------------------------------------------------
+
+    def delete(self, name: str, version: str, force: bool = False,
+               user: str | None = None) -> None:
+        """Delete one version; refused while an alias points at it unless ``force``.
+
+        With ``force`` the aliases pointing at it are removed (recorded in the history).
+        """
+        name = validate_name(name)
+        version = self._version_info(name, validate_version(version)).version
+        held = sorted(a for a, v in self.aliases(name).items() if v == version)
+        if held and not force:
+            first = held[0]
+            raise Conflict(
+                f"Version {version} of '{name}' is what alias(es) {', '.join(held)} point at, "
+                f"so it is not deleted. Move the alias first ('python -m core alias {name} "
+                f"OTHER_VERSION {first}'), or delete with --force (force=True) to remove the "
+                "alias too.")
+        for alias in held:
+            self._alias_event(name, alias, None, user)
+        self._board.remove_version(name, version)
+        self._board.bump()
+
+    def prune(self, name: str, keep: int | None = None, days: float | None = None) -> list[str]:
+        """Delete old versions; returns the deleted ids, oldest first.
+
+        Kept: the newest ``keep`` versions, versions younger than ``days`` days, the
+        latest version and every version an alias points at.
+        """
+        if keep is None and days is None:
+            raise BadRequest("prune needs keep=N (keep the newest N versions) and/or days=D "
+                             "(keep versions younger than D days).")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise BadRequest(f"keep must be a whole number of at least 1 (the latest version is "
+                             f"always kept), got {keep!r}.")
+        cutoff = None
+        if days is not None:
+            d = _number(days, "days")
+            if d is None or d < 0:
+                raise BadRequest(f"days must be 0 or more (0 keeps none for its age), got "
+                                 f"{days!r}.")
+            try:
+                cutoff = datetime.now(UTC) - timedelta(days=d)
+            except OverflowError:  # before the calendar starts: every version is younger
+                cutoff = datetime.min.replace(tzinfo=UTC)
+        versions = self.versions(validate_name(name))
+        aliased = set(self.aliases(name).values())
+        kept = {versions[-1].version} | aliased
+        if keep is not None:
+            kept |= {v.version for v in versions[-keep:]}
+        if cutoff is not None:
+            kept |= {v.version for v in versions if v.created >= cutoff}
+        doomed = [v.version for v in versions if v.version not in kept]
+        for version in doomed:
+            self._board.remove_version(name, version)
+        if doomed:
+            self._board.bump()
+        return doomed
+
+    # -- records ------------------------------------------------------------------------
+
+    def add_record(self, kind: str, name: str, payload: Mapping[str, Any],
+                   version: str | None = None, user: str | None = None) -> Record:
+        """Append a record (card text, monitoring settings, endpoint...) for a model."""
+        kind, name = validate_kind(kind), validate_name(name)
+        if version is not None:
+            version = self._version_info(name, validate_version(version)).version
+        else:
+            self.versions(name)
+        if not isinstance(payload, Mapping):
+            raise BadRequest(f"A record's payload must be a mapping (dict), got "
+                             f"{type(payload).__name__}.")
+        try:
+            body = json.dumps(dict(payload), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"A record's payload must be plain JSON (text, numbers, lists, "
+                             f"mappings; no NaN): {exc}.") from None
+        if len(body) > MAX_RECORD_BYTES:
+            raise PayloadTooLarge(f"The record is {len(body):,} bytes; records hold at most "
+                                  f"{MAX_RECORD_BYTES:,}. Store large data as a file instead.")
+        at = clock.now()
+        record = Record(kind=kind, name=name, version=version, at=at,
+                        user=user or current_user(), payload=json.loads(body), id=event_id(at))
+        self._board.write_event(("records", kind, name), record.id, record.to_dict())
+        self._board.bump()
+        return record
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild the index from the board; also removes abandoned staging folders."""
+        removed = self._board.clean_staging()
+        marker = self._board.marker()
+        with self._index.session(self._board, marker, rebuild=True) as con:
+            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                      for table in ("models", "versions", "aliases", "alias_history", "records")}
+        with self._lock:
+            self._cache, self._cache_marker, self._kept = {}, None, {}
+        counts["removed_staging"] = removed
+        return counts
+
+    def verify(self) -> list[str]:
+        """Re-hash every file of every version; returns the problems found (empty if none)."""
+        problems: list[str] = []
+        board_versions: set[tuple[str, str]] = set()
+        for name in self._board.model_names():
+            for version in sorted(self._board.complete_versions(name)):
+                row, reason = read_entry(self._board, name, version)
+                if row is None:
+                    continue
+                board_versions.add((name, version))
+                problems.extend(self._verify_version(name, version))
+        for folder in self._board.incomplete_versions():
+            problems.append(f"{folder}: no {PINS_META}, so the folder is not a version (an "
+                            "interrupted write, or a pin being written right now). Delete the "
+                            "folder if no writer is running.")
+        indexed = {(v.name, v.version) for v in self.search()}
+        for name, version in sorted(board_versions - indexed):
+            problems.append(f"{name}/{version}: on the board but not in the index; run "
+                            "store.reindex().")
+        for name, version in sorted(indexed - board_versions):
+            problems.append(f"{name}/{version}: in the index but not on the board; run "
+                            "store.reindex().")
+        return problems
+
+    def _verify_version(self, name: str, version: str) -> list[str]:
+        try:
+            doc, meta_doc = self._documents(name, version)
+        except CorruptData as exc:
+            return [exc.message]
+        if meta_doc is None:
+            file, want = str(doc.get("file") or ""), str(doc.get("pin_hash") or "")
+            if not _plain_file_name(file):
+                return [f"{name}/{version}/{PINS_META} names an unsafe file {file!r}."]
+            try:
+                with self._board.local_copy(name, version, file) as (_path, stat):
+                    if want and stat.xxh64 != want:
+                        return [_mismatch(name, version, file, want, stat.xxh64, "xxh64")]
+            except FileNotFoundError:
+                return [f"{name}/{version}/{file} is missing. {_recovery(name, version)}"]
+            return []
+        out = []
+        files = ((meta_doc.get("fixative") or {}).get("files") or {})
+        for file, expected in sorted(files.items()):
+            if not _plain_file_name(file):
+                out.append(f"{name}/{version}/{META_FILE} names an unsafe file {file!r}.")
+                continue
+            try:
+                with self._board.local_copy(name, version, file) as (_path, stat):
+                    if stat.sha256 != expected.get("sha256"):
+                        out.append(_mismatch(name, version, file, expected.get("sha256"),
+                                             stat.sha256))
+            except FileNotFoundError:
+                out.append(f"{name}/{version}/{file} is missing. {_recovery(name, version)}")
+        return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _number(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
+    if f != f:
+        raise BadRequest(f"{what} must be a number, got NaN.")
+    return f
+
+
+def _plain_file_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
+
+
+def _recovery(name: str, version: str) -> str:
+    return (f"Restore the file from a backup, or delete the version with "
+            f"'python -m core delete {name}@{version} --force'.")
+
+
+def _mismatch(name: str, version: str, file: str, expected: Any, actual: str,
+              algo: str = "sha256") -> str:
+    return (f"{name}/{version}/{file} is corrupt: its {algo} is {actual}, but {expected} was "
+            f"recorded when it was written. {_recovery(name, version)}")
+
+
+def _complete_pins_meta(meta: BundleMeta, model: Any) -> BundleMeta:
+    """Fill in what only the loaded model knows for a version pinned by pins or vetiver."""
+    from core.model.bundle import bundle as make_bundle
+
+    fresh = make_bundle(model, name=meta.name, description=meta.description,
+                        user=meta.user or None).meta
+    meta.model_class = fresh.model_class
+    meta.library = fresh.library
+    meta.task = fresh.task
+    meta.classes = fresh.classes
+    meta.has_proba = fresh.has_proba
+    if not meta.prototype.columns:
+        meta.prototype = fresh.prototype
+    meta.prototype.accepts_nulls = fresh.prototype.accepts_nulls
+    if not meta.environment.get("python"):
+        meta.environment = fresh.environment
+    return meta

@@ -1,0 +1,188 @@
+"""Tables, figures and confirmation texts for browsing the store (the Models page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.model.prototype import Prototype
+
+MODEL_COLUMNS = ["name", "latest", "aliases", "versions", "updated", "task", "library"]
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _alias_text(aliases: Mapping[str, str] | Iterable[str] | None) -> str:
+    if not aliases:
+        return ""
+    if isinstance(aliases, Mapping):
+        return ", ".join(f"{a} → {v}" for a, v in sorted(aliases.items()))
+    return ", ".join(sorted(aliases))
+
+
+def models_frame(models: Sequence[Any], text: str = "",
+                 also: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per model, newest update first, filtered by ``text``.
+
+    A model matches when ``text`` appears (case-insensitively) in its name, task,
+    library, class or aliases, or when its name is in ``also`` (hits of a search over
+    descriptions and tags).
+    """
+    needle = text.strip().lower()
+    extra = set(also)
+    rows = []
+    for m in models:
+        aliases = _alias_text(m.aliases)
+        hay = " ".join([m.name, m.task or "", m.library or "", m.model_class or "",
+                        aliases]).lower()
+        if needle and needle not in hay and m.name not in extra:
+            continue
+        rows.append({"name": m.name, "latest": m.latest, "aliases": aliases,
+                     "versions": int(m.n_versions), "updated": _utc(m.updated),
+                     "task": m.task, "library": m.library})
+    frame = pd.DataFrame(rows, columns=MODEL_COLUMNS)
+    if len(frame):
+        frame = frame.sort_values("updated", ascending=False, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def versions_frame(versions: Sequence[Any]) -> pd.DataFrame:
+    """Versions newest first with their metrics spread into columns."""
+    rows = []
+    for v in reversed(list(versions)):
+        row = {"version": v.version, "created": _utc(v.created),
+               "aliases": ", ".join(sorted(v.aliases or [])), "user": v.user,
+               "description": v.description, "size": int(v.size or 0),
+               "tags": ", ".join(v.tags or [])}
+        row.update({f"metric: {k}": val for k, val in sorted((v.metrics or {}).items())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def timeline_figure(versions: Sequence[Any], title: str = "") -> go.Figure:
+    """Versions as points on a time axis; aliased versions labelled with their aliases."""
+    fig = go.Figure()
+    if not versions:
+        fig.add_annotation(text="No versions yet.", showarrow=False, xref="paper",
+                           yref="paper", x=0.5, y=0.5)
+    else:
+        xs = [_utc(v.created) for v in versions]
+        labels = [", ".join(sorted(v.aliases or [])) for v in versions]
+        hover = [f"{v.version}<br>{v.user or ''}<br>{(v.description or '')[:80]}"
+                 for v in versions]
+        fig.add_trace(go.Scatter(
+            x=xs, y=[1] * len(xs), mode="markers+text+lines", text=labels,
+            textposition="top center", hovertext=hover, hoverinfo="text",
+            marker={"size": [14 if lab else 9 for lab in labels]}, name="versions"))
+        # Versions written within minutes would otherwise spread over a millisecond axis.
+        if max(xs) - min(xs) < timedelta(hours=1):
+            fig.update_xaxes(range=[min(xs) - timedelta(hours=1), max(xs) + timedelta(hours=1)])
+    fig.update_yaxes(visible=False, range=[0.5, 1.8])
+    fig.update_layout(title=title or None, template="plotly_white", height=220,
+                      margin={"l": 20, "r": 20, "t": 40 if title else 10, "b": 30},
+                      showlegend=False)
+    return fig
+
+
+def prototype_frame(prototype: Prototype) -> pd.DataFrame:
+    """The input prototype as a table: one row per column, in the model's order."""
+    rows = []
+    for c in prototype.columns:
+        if c.categories is not None:
+            shown = ", ".join(map(str, c.categories[:10]))
+            values = shown + (f", … ({len(c.categories)})" if len(c.categories) > 10 else "")
+        elif c.min is not None:
+            values = c.range_text() or ""
+        else:
+            values = ""
+        rows.append({"column": c.name, "kind": c.kind, "dtype": c.dtype,
+                     "nullable": c.nullable, "values seen": values,
+                     "example": "" if c.example is None else str(c.example)})
+    return pd.DataFrame(rows, columns=["column", "kind", "dtype", "nullable", "values seen",
+                                       "example"])
+
+
+def environment_frame(environment: Mapping[str, Any]) -> pd.DataFrame:
+    rows = [{"name": "python", "version": environment.get("python", "")},
+            {"name": "platform", "version": environment.get("platform", "")}]
+    rows += [{"name": k, "version": v}
+             for k, v in sorted((environment.get("packages") or {}).items())]
+    return pd.DataFrame(rows, columns=["name", "version"])
+
+
+def alias_history_frame(events: Sequence[Any]) -> pd.DataFrame:
+    """Alias moves, newest first."""
+    rows = [{"at": _utc(e.at), "alias": e.alias, "from": e.from_version or "",
+             "to": e.to_version or "", "user": e.user or ""} for e in events]
+    frame = pd.DataFrame(rows, columns=["at", "alias", "from", "to", "user"])
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def _describe(v: Any) -> str:
+    created = _utc(v.created)
+    when = created.strftime("%Y-%m-%d %H:%M UTC") if created else "unknown time"
+    return f"{v.name}@{v.version} (created {when}, {_bytes(int(v.size or 0))})"
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def delete_message(version: Any) -> str:
+    """What deleting one version removes, for the confirmation checkbox."""
+    text = (f"Delete {_describe(version)}: its model file, metadata and sample are removed "
+            "from the store for good.")
+    if version.aliases:
+        text += (f" It holds alias(es) {', '.join(sorted(version.aliases))}, which will be "
+                 "removed too.")
+    return text
+
+
+def prune_plan(versions: Sequence[Any], keep: int | None = None, days: int | None = None,
+               now: datetime | None = None) -> list[Any]:
+    """The versions a prune would remove: neither among the newest ``keep`` nor younger
+    than ``days`` days, and never the latest or an aliased version.
+
+    Mirrors ``VersionStore.prune`` so the confirmation can name exactly what goes.
+    """
+    if keep is None and days is None:
+        return []
+    ordered = list(versions)
+    if not ordered:
+        return []
+    now = now or datetime.now(UTC)
+    keep_ids = {v.version for v in ordered[-keep:]} if keep else set()
+    keep_ids.add(ordered[-1].version)
+    out = []
+    for v in ordered:
+        if v.version in keep_ids or v.aliases:
+            continue
+        if days is not None and _utc(v.created) >= now - timedelta(days=days):
+            continue
+        out.append(v)
+    return out
+
+
+def prune_message(name: str, doomed: Sequence[Any]) -> str:
+    if not doomed:
+        return f"Nothing to prune: every version of {name} is kept by these rules."
+    shown = "; ".join(_describe(v) for v in doomed[:20])
+    more = "" if len(doomed) <= 20 else f"; and {len(doomed) - 20} more"
+    return f"Delete {len(doomed)} version(s) of {name} for good: {shown}{more}."

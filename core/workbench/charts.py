@@ -1,0 +1,332 @@
+"""Plotly figures used by the workbench pages, model cards and monitoring exports.
+
+Every function returns a ``plotly.graph_objects.Figure`` built from plain data
+(profile dicts, pandas frames of metrics), so figures are testable by their traces
+and data rather than by pixels, and the same figure serves a page, an HTML card or
+a Quarto chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+REFERENCE_COLOR = "#636EFA"
+CURRENT_COLOR = "#EF553B"
+STATUS_COLORS = {"ok": "#2CA02C", "warning": "#FF7F0E", "alert": "#D62728", "none": "#7F7F7F"}
+TEMPLATE = "plotly_white"
+
+
+def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
+    fig.update_layout(title=title or None, template=TEMPLATE,
+                      margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 40}, **kwargs)
+    return fig
+
+
+def _message_figure(message: str, title: str = "") -> go.Figure:
+    """An empty figure that says why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title)
+
+
+def _one_window(fig: go.Figure, frame: pd.DataFrame, bars: bool = False) -> None:
+    """A time axis around a lone window: plotly would zoom to a millisecond around it."""
+    starts = pd.to_datetime(frame["window_start"]).unique()
+    if len(starts) != 1 or "window_end" not in frame:
+        return
+    start = pd.Timestamp(starts[0])
+    span = pd.Timestamp(frame["window_end"].iloc[0]) - start
+    if span <= pd.Timedelta(0):
+        return
+    fig.update_xaxes(range=[start - span, start + span])
+    if bars:
+        fig.update_traces(width=span.total_seconds() * 1000 * 0.6, selector={"type": "bar"})
+
+
+# -- reference vs current distribution ---------------------------------------------------
+
+
+def numeric_bin_counts(values: Any, edges: list[float]) -> np.ndarray:
+    """Counts of ``values`` in the profile's bins (outer bins open-ended, as in profile.py)."""
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    edges_arr = np.asarray(edges, dtype=float)
+    idx = np.searchsorted(edges_arr[1:-1], x, side="right")
+    return np.bincount(idx, minlength=max(len(edges_arr) - 1, 1))
+
+
+def _shares(counts: np.ndarray | list[float]) -> np.ndarray:
+    arr = np.asarray(counts, dtype=float)
+    total = arr.sum()
+    return arr / total if total > 0 else np.zeros_like(arr)
+
+
+def _bin_labels(edges: list[float]) -> list[str]:
+    n = len(edges) - 1
+    labels = []
+    for i in range(n):
+        lo = "−∞" if i == 0 else f"{edges[i]:.4g}"
+        hi = "+∞" if i == n - 1 else f"{edges[i + 1]:.4g}"
+        labels.append(f"[{lo}, {hi})")
+    return labels
+
+
+def _current_numeric(current: Any, edges: list[float]) -> tuple[np.ndarray, float | None]:
+    """Counts per reference bin and null share of the current data."""
+    if isinstance(current, Mapping):
+        counts = current.get("counts")
+        if counts is None:
+            raise ValueError("A numeric comparison needs 'counts' aligned to the reference bins.")
+        counts = np.asarray(counts, dtype=float)
+        if len(counts) != len(edges) - 1:
+            raise ValueError(f"'counts' has {len(counts)} entries but the reference has "
+                             f"{len(edges) - 1} bins.")
+        return counts, current.get("null_share")
+    s = pd.Series(current)
+    null_share = float(s.isna().mean()) if len(s) else None
+    return numeric_bin_counts(s, edges).astype(float), null_share
+
+
+def _current_categorical(current: Any) -> tuple[dict[str, float], float | None]:
+    if isinstance(current, Mapping):
+        freq = current.get("frequencies", current)
+        return {str(k): float(v) for k, v in freq.items()
+                if not isinstance(v, (Mapping, list))}, current.get("null_share")
+    s = pd.Series(current)
+    null_share = float(s.isna().mean()) if len(s) else None
+    counts = s.dropna().astype(str).value_counts()
+    return {str(k): float(v) for k, v in counts.items()}, null_share
+
+
+def profile_figure(column_profile: Mapping[str, Any], current: pd.Series | Mapping | None = None,
+                   title: str = "") -> go.Figure:
+    """Reference distribution of one column from its profile entry, optionally with current data.
+
+    ``column_profile`` is one entry of ``BundleMeta.profile["columns"]`` (or
+    ``profile["prediction"]``) as built by :mod:`core.model.profile`. ``current`` is either
+    the raw current values (a Series or anything list-like) or an already aggregated
+    dict: ``{"counts": [...]}`` aligned to the reference bins for numeric columns,
+    ``{"frequencies": {value: count}}`` (or a plain ``{value: count}``) for categorical
+    ones. Bars show the share of non-null rows per bin or category, so samples of any
+    size compare; categories unseen in the reference are added at the end.
+    """
+    kind = column_profile.get("type")
+    if kind == "numeric" and column_profile.get("edges"):
+        return _numeric_profile_figure(column_profile, current, title)
+    if kind == "categorical":
+        return _categorical_profile_figure(column_profile, current, title)
+    return _message_figure("No distribution was recorded for this column "
+                           "(it has no values or an unsupported type).", title)
+
+
+def _null_note(ref_null: float | None, cur_null: float | None) -> str:
+    parts = []
+    if ref_null:
+        parts.append(f"reference nulls {ref_null:.1%}")
+    if cur_null:
+        parts.append(f"current nulls {cur_null:.1%}")
+    return " · ".join(parts)
+
+
+def _numeric_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -> go.Figure:
+    edges = [float(e) for e in prof["edges"]]
+    ref_counts = np.asarray(prof.get("counts") or [0] * (len(edges) - 1), dtype=float)
+    labels = _bin_labels(edges)
+    lo = np.asarray(edges[:-1])
+    hi = np.asarray(edges[1:])
+    mids = (lo + hi) / 2
+    widths = np.maximum(hi - lo, 0.0)
+    # Degenerate single-value reference: give the bar a visible width.
+    if not np.any(widths > 0):
+        widths = np.full_like(widths, max(abs(edges[0]) * 0.05, 0.5))
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="reference", x=mids, y=_shares(ref_counts), width=widths * 0.95,
+                         customdata=np.column_stack([labels, ref_counts]),
+                         hovertemplate="%{customdata[0]}<br>share %{y:.1%}"
+                                       "<br>n %{customdata[1]}<extra>reference</extra>",
+                         marker_color=REFERENCE_COLOR, opacity=0.6))
+    cur_null = None
+    if current is not None:
+        cur_counts, cur_null = _current_numeric(current, edges)
+        fig.add_trace(go.Bar(name="current", x=mids, y=_shares(cur_counts), width=widths * 0.5,
+                             customdata=np.column_stack([labels, cur_counts]),
+                             hovertemplate="%{customdata[0]}<br>share %{y:.1%}"
+                                           "<br>n %{customdata[1]}<extra>current</extra>",
+                             marker_color=CURRENT_COLOR, opacity=0.8))
+    _share_axis_and_nulls(fig, prof, cur_null)
+    fig.update_xaxes(title="value (outer bins are open-ended)")
+    return _layout(fig, title, barmode="overlay", bargap=0, showlegend=current is not None)
+
+
+def _share_axis_and_nulls(fig: go.Figure, prof: Mapping[str, Any], cur_null: Any) -> None:
+    """The y axis of a distribution figure, and the null shares noted above the plot."""
+    note = _null_note(prof.get("null_share"), cur_null)
+    if note:
+        fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper",
+                           x=1, y=1.02, xanchor="right", yanchor="bottom", font={"size": 11})
+    fig.update_yaxes(title="share of rows", tickformat=".0%")
+
+
+def _categorical_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -> go.Figure:
+    ref_freq = {str(k): float(v) for k, v in (prof.get("frequencies") or {}).items()}
+    other = float(prof.get("other") or 0)
+    categories = list(ref_freq)
+    ref_values = [ref_freq[c] for c in categories]
+    if other:
+        categories.append("(other)")
+        ref_values.append(other)
+    cur_null = None
+    cur_values: list[float] | None = None
+    if current is not None:
+        cur_freq, cur_null = _current_categorical(current)
+        unseen = [c for c in cur_freq if c not in ref_freq]
+        if other:
+            # The reference lumped its rare levels together; unseen ones may be among them.
+            cur_values = [cur_freq.get(c, 0.0) for c in categories[:-1]]
+            cur_values.append(sum(cur_freq[c] for c in unseen))
+        else:
+            categories = categories + unseen
+            ref_values = ref_values + [0.0] * len(unseen)
+            cur_values = [cur_freq.get(c, 0.0) for c in categories]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="reference", x=categories, y=_shares(ref_values),
+                         customdata=ref_values, marker_color=REFERENCE_COLOR,
+                         hovertemplate="%{x}<br>share %{y:.1%}<br>n %{customdata}"
+                                       "<extra>reference</extra>"))
+    if cur_values is not None:
+        fig.add_trace(go.Bar(name="current", x=categories, y=_shares(cur_values),
+                             customdata=cur_values, marker_color=CURRENT_COLOR,
+                             hovertemplate="%{x}<br>share %{y:.1%}<br>n %{customdata}"
+                                           "<extra>current</extra>"))
+    _share_axis_and_nulls(fig, prof, cur_null)
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, barmode="group", showlegend=current is not None)
+
+
+# -- monitoring ---------------------------------------------------------------------------------
+
+
+def metric_figure(metrics: pd.DataFrame, metric: str, *, warning: float | None = None,
+                  alert: float | None = None, direction: str = "above",
+                  title: str = "") -> go.Figure:
+    """One metric over time: a line with markers sized by the window's row count, and
+    shaded warning/alert bands when thresholds are given.
+
+    ``metrics`` has ``window_start`` and ``metric``, and ``n_actual`` or ``n``.
+    """
+    if metrics is None or metrics.empty or metric not in metrics:
+        return _message_figure("No windows to show yet: log predictions (or upload data) and "
+                               "actuals first.", title)
+    x = metrics["window_start"]
+    y = metrics[metric].astype(float)
+    n = metrics["n_actual"] if "n_actual" in metrics else metrics.get("n", pd.Series(1, x.index))
+    n = n.fillna(0).astype(float)
+    size = 6 + 18 * np.sqrt(n / n.max()) if n.max() > 0 else np.full(len(n), 8.0)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=metric,
+                             marker={"size": size, "color": REFERENCE_COLOR},
+                             customdata=np.column_stack([n]),
+                             hovertemplate="%{x}<br>" + metric + " %{y:.4g}"
+                                           "<br>n %{customdata[0]:,.0f}<extra></extra>",
+                             connectgaps=False))
+    finite = y[np.isfinite(y)]
+    levels = [v for v in (warning, alert) if v is not None]
+    lo = float(min([*finite, *levels])) if len(finite) or levels else 0.0
+    hi = float(max([*finite, *levels])) if len(finite) or levels else 1.0
+    pad = (hi - lo) * 0.15 or abs(hi) * 0.15 or 1.0
+    lo, hi = lo - pad, hi + pad
+    bands = []
+    if direction == "above":
+        if warning is not None:
+            bands.append(("warning", warning, alert if alert is not None else hi))
+        if alert is not None:
+            bands.append(("alert", alert, hi))
+    else:
+        if warning is not None:
+            bands.append(("warning", alert if alert is not None else lo, warning))
+        if alert is not None:
+            bands.append(("alert", lo, alert))
+    for status, y0, y1 in bands:
+        fig.add_hrect(y0=y0, y1=y1, fillcolor=STATUS_COLORS[status], opacity=0.12,
+                      line_width=0, annotation_text=status, annotation_position="top left",
+                      name=status)
+    fig.update_yaxes(title=metric, range=[lo, hi])
+    fig.update_xaxes(title="window start (UTC)")
+    _one_window(fig, metrics)
+    return _layout(fig, title, showlegend=False)
+
+
+def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
+    """Columns × windows, coloured by status (ok/warning/alert by the method's levels),
+    with the score in the hover."""
+    if drift is None or drift.empty:
+        return _message_figure("No drift to show: it needs logged rows and a reference "
+                               "(a version stored with a training sample).", title)
+    if drift["score"].isna().all():
+        from core.monitoring.drift import MIN_VALUES
+
+        return _message_figure(
+            f"No window has enough values to judge drift yet (a column needs {MIN_VALUES} "
+            "values in a window): use a longer window, or wait for more predictions. The "
+            "statistics so far are in the table below.", title)
+    frame = drift.copy()
+    level = np.full(len(frame), np.nan)
+    for i, rec in enumerate(frame.to_dict("records")):
+        score, warn, alert = rec["score"], rec["warning"], rec["alert"]
+        if pd.isna(score):
+            continue
+        is_test = rec["method"] in ("ks", "chisquare")
+        bad = (lambda t: score < t) if is_test else (lambda t: score > t)
+        level[i] = 2 if bad(alert) else 1 if bad(warn) else 0
+    frame["level"] = level
+    cols = list(dict.fromkeys(frame["column"]))
+    windows = sorted(frame["window_start"].unique())
+    z = frame.pivot_table(index="column", columns="window_start", values="level",
+                          aggfunc="max", dropna=False).reindex(index=cols, columns=windows)
+    text = frame.assign(label=[f"{m}: {s:.3g}" if pd.notna(s) else
+                               f"not judged ({n} values)" if n else "no data"
+                               for m, s, n in zip(frame["method"], frame["score"], frame["n"])]
+                        ).pivot_table(index="column", columns="window_start", values="label",
+                                      aggfunc="first").reindex(index=cols, columns=windows)
+    colorscale = [[0.0, STATUS_COLORS["ok"]], [0.5, STATUS_COLORS["warning"]],
+                  [1.0, STATUS_COLORS["alert"]]]
+    # windows as labels: a date axis would zoom to a millisecond around a lone window
+    fig = go.Figure(go.Heatmap(
+        z=z.to_numpy(dtype=float), x=[f"{pd.Timestamp(w):%Y-%m-%d %H:%M}" for w in windows],
+        y=cols,
+        text=text.fillna("no data").to_numpy(), zmin=0, zmax=2, colorscale=colorscale,
+        hovertemplate="%{y}<br>%{x}<br>%{text}<extra></extra>", xgap=1, ygap=1,
+        colorbar={"tickvals": [0, 1, 2], "ticktext": ["ok", "warning", "alert"]}))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(type="category", title="window start (UTC)")
+    return _layout(fig, title, height=max(260, 28 * len(cols) + 120))
+
+
+def traffic_figure(traffic: pd.DataFrame, title: str = "") -> go.Figure:
+    """Requests per window, latency percentiles (ms) and error rate, stacked."""
+    from plotly.subplots import make_subplots
+
+    if traffic is None or traffic.empty:
+        return _message_figure("No requests logged yet: deploy the model and send it "
+                               "predictions.", title)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("requests", "latency (ms)", "error rate"))
+    x = traffic["window_start"]
+    fig.add_trace(go.Bar(x=x, y=traffic["requests"], name="requests",
+                         marker_color=REFERENCE_COLOR), row=1, col=1)
+    for col, dash in (("p50_ms", "solid"), ("p90_ms", "dash"), ("p99_ms", "dot")):
+        fig.add_trace(go.Scatter(x=x, y=traffic[col], name=col.replace("_ms", ""),
+                                 mode="lines+markers", line={"dash": dash}), row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=traffic["error_rate"], name="error rate",
+                             mode="lines+markers", line={"color": STATUS_COLORS["alert"]}),
+                  row=3, col=1)
+    fig.update_yaxes(tickformat=".1%", rangemode="nonnegative", row=3, col=1)
+    _one_window(fig, traffic, bars=True)
+    return _layout(fig, title, height=600)

@@ -1,0 +1,189 @@
+"""Custom SQL metrics: values, validation and hostile input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from monitor_helpers import store_version, write_log
+
+from core.errors import BadRequest
+from core.monitoring import custom as cm
+from core.monitoring import thresholds as th
+from core.monitoring.actuals import save_actuals
+from core.monitoring.drift import MIN_VALUES
+from core.monitoring.monitor import open_monitor
+from core.store.versionstore import VersionStore
+
+T0 = pd.Timestamp("2025-03-03", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def logged(house_data, house_model, tmp_path_factory):
+    store = VersionStore(str(tmp_path_factory.mktemp("custom") / "board"))
+    b = store_version(store, house_model, house_data, "price", "house")
+    rows = house_data.iloc[:120].reset_index(drop=True)
+    ts = [T0 + pd.Timedelta(hours=i) for i in range(120)]
+    frame = write_log(store, b, rows.drop(columns=["price"]), ts, request_size=3, failed=[2])
+    frame["price"] = rows.loc[frame["source_row"], "price"].to_numpy()
+    save_actuals(store, "house", frame, key_column="request_id", actual_column="price",
+                 row_column="row")
+    return store, b, frame
+
+
+def test_values_match_pandas(logged):
+    store, b, frame = logged
+    metrics = [cm.CustomMetric("ppsf", "avg(prediction) / avg(sqft_living)"),
+               cm.CustomMetric("error_rate", "count(*) FILTER (WHERE status >= 400) / count(*)"),
+               cm.CustomMetric("bias", "avg(prediction - actual)"),
+               cm.CustomMetric("p90", "quantile_cont(prediction, 0.9)")]
+    with open_monitor(store, "house", b.meta) as mon:
+        out = cm.compute(mon, "day", metrics)
+    assert out.attrs["errors"] == {}
+    for row in out.itertuples():
+        g = frame[frame["ts"].dt.floor("D") == row.window_start]
+        assert row.ppsf == pytest.approx(g["prediction"].mean() / g["sqft_living"].mean())
+        assert row.bias == pytest.approx((g["prediction"] - g["price"]).mean())
+        assert row.p90 == pytest.approx(np.quantile(g["prediction"], 0.9))
+    # The failed request (the 3rd, on day 1) is logged as one row next to the served ones.
+    day1 = frame[frame["ts"].dt.floor("D") == T0]
+    assert out["error_rate"].iloc[0] == pytest.approx(1 / (len(day1) + 1))
+    assert out["error_rate"].iloc[1:].eq(0).all()
+
+
+HOSTILE = [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("avg(prediction); DROP TABLE monitoring", "remove the ';'"),
+    ("count(*) FROM read_parquet('/etc/passwd')", "not a valid SQL|single expression"),
+    ("(SELECT count(*) FROM read_csv('/etc/passwd'))", "subquery"),
+    ("avg(prediction) FILTER (WHERE request_id IN (SELECT request_id FROM monitoring))",
+     "subquery"),
+    ("getenv('HOME')", "not allowed|getenv"),
+    ("max(current_setting('threads'))", "not allowed"),
+    ("count(*) + len(glob('/*'))", "not allowed"),
+    ("avg(prediction) OVER ()", "window function"),
+    ("sqft_living", "outside an aggregate"),
+    ("avg(prediction) + sqft_living", "outside an aggregate"),
+    ("1 + 1", "must aggregate"),
+    ("avg(nosuchcol)", "Unknown column"),
+    ("avg(m.prediction)", "Unknown column"),
+    ("avg(avg(prediction))", "nested"),
+    ("avg(prediction) -- comment", "Comments"),
+    ("avg(prediction) /* x */", "Comments"),
+    ("COPY monitoring TO '/tmp/x.csv'", "not a valid SQL"),
+    ("ATTACH '/tmp/x.db'", "not a valid SQL|does not fit|cannot contain"),
+    ("pragma version", "not a valid SQL|does not fit|Unknown column"),
+    ("max(route)", "must return a number"),
+    ("avg(prediction) " + "+ 1 " * 2000, "at most"),
+    ("avg(prediction)\x00", "NUL"),
+    ("main.avg(prediction)", "Qualified|not allowed"),
+    ("list_transform([1], x -> x)[1] + count(*)", "lambda|not allowed"),
+]
+
+
+@pytest.mark.parametrize("sql,message", HOSTILE)
+def test_hostile_and_wrong_expressions_are_rejected(logged, sql, message):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        with pytest.raises(BadRequest, match=message):
+            cm.validate(mon, sql)
+
+
+def test_save_list_delete_and_names(logged):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        saved = cm.save(store, mon, cm.CustomMetric("ppsf", " avg(prediction)/avg(sqft_living) ",
+                                                    "price per square foot"))
+        assert saved.sql == "avg(prediction)/avg(sqft_living)"
+        for bad, msg in (("1abc", "not allowed"), ("a b", "not allowed"), ("rmse", "built-in"),
+                         ("x" * 60, "not allowed")):
+            with pytest.raises(BadRequest, match=msg):
+                cm.save(store, mon, cm.CustomMetric(bad, "count(*)"))
+        with pytest.raises(BadRequest, match="direction"):
+            cm.save(store, mon, cm.CustomMetric("ok_name", "count(*)", direction="sideways"))
+        with pytest.raises(BadRequest, match="outside an aggregate"):
+            cm.save(store, mon, cm.CustomMetric("bad", "prediction"))
+    assert [m.name for m in cm.saved(store, "house")] == ["ppsf"]
+    cm.delete(store, "house", "ppsf")
+    assert cm.saved(store, "house") == []
+    with pytest.raises(BadRequest, match="No custom metric"):
+        cm.delete(store, "house", "ppsf")
+
+
+def test_runtime_failure_keeps_the_other_metrics(logged):
+    store, b, _ = logged
+    metrics = [cm.CustomMetric("ok", "count(*)"),
+               cm.CustomMetric("boom", "max(CAST(route AS INTEGER))")]
+    with open_monitor(store, "house", b.meta) as mon:
+        out = cm.compute(mon, "day", metrics)
+    assert (out["ok"] > 0).all()
+    assert out["boom"].isna().all() and "boom" in out.attrs["errors"]
+
+
+def test_thresholds_mark_windows(logged):
+    store, b, _ = logged
+    settings = th.Settings(window="day", rules=[
+        th.Rule("rmse", warning=1.0, alert=1e12, direction="above"),
+        th.Rule("r2", warning=0.99999, alert=-100, direction="below"),
+        th.Rule("custom:ppsf", alert=0.0),
+        th.Rule("null_share", warning=0.5)])
+    with open_monitor(store, "house", b.meta, sample=store.sample("house", b.version)) as mon:
+        m = mon.metrics("day")
+        d = mon.drift("day")
+        c = cm.compute(mon, "day", [cm.CustomMetric("ppsf", "avg(prediction)/avg(sqft_living)")])
+        weekly = mon.drift("week")
+    marks = th.evaluate(settings, m, d, c)
+    assert set(marks.loc[marks["metric"] == "rmse", "status"]) == {"warning"}
+    assert set(marks.loc[marks["metric"] == "r2", "status"]) == {"warning"}
+    assert set(marks.loc[marks["metric"] == "custom:ppsf", "status"]) == {"alert"}
+    assert set(marks.loc[marks["metric"] == "null_share", "status"]) == {"ok"}
+    drift_marks = marks[marks["metric"].str.startswith("drift:")]
+    assert len(drift_marks) == len(d)
+    # a window with too few values of a column gets no verdict; every other one does
+    unjudged = {(w, f"drift:{c}") for w, c, n in zip(d["window_start"], d["column"], d["n"])
+                if n < MIN_VALUES}
+    assert unjudged  # these windows hold ~24 requests a day
+    for w, metric, status in zip(drift_marks["window_start"], drift_marks["metric"],
+                                 drift_marks["status"]):
+        assert (status == "none") == ((w, metric) in unjudged)
+    assert (weekly["n"] >= MIN_VALUES).all()
+    weekly_marks = th.evaluate(th.Settings(window="week"), None, weekly, None)
+    assert set(weekly_marks["status"]) <= {"ok", "warning", "alert"}
+
+
+def test_rules_validate_and_round_trip(logged):
+    store, b, _ = logged
+    with pytest.raises(BadRequest, match="must be above or equal"):
+        th.Rule("rmse", warning=10, alert=5)
+    with pytest.raises(BadRequest, match="warning or an alert"):
+        th.Rule("rmse")
+    with pytest.raises(BadRequest, match="direction"):
+        th.Rule("rmse", alert=1, direction="up")
+    with pytest.raises(BadRequest, match="finite"):
+        th.Rule("rmse", alert=float("inf"))
+    with pytest.raises(BadRequest, match="number"):
+        th.Settings.from_dict({"rules": [{"metric": "rmse", "alert": "lots"}]})
+    with pytest.raises(BadRequest, match="Unknown window"):
+        th.save(store, "house", th.Settings(window="fortnight"))
+    with pytest.raises(BadRequest, match="Two thresholds"):
+        th.save(store, "house", th.Settings(rules=[th.Rule("rmse", alert=1),
+                                                   th.Rule("rmse", alert=2)]))
+    s = th.Settings(window="day", rules=[th.Rule("mae", warning=1, alert=2)])
+    th.save(store, "house", s)
+    assert th.load(store, "house") == s
+    assert th.Rule("x", alert=1).status(float("nan")) == "none"
+    assert th.worst(["ok", "alert", "warning"]) == "alert" and th.worst([]) == "none"
+
+
+def test_status_of_aliased_models(logged):
+    store, b, frame = logged
+    store.set_alias("house", "production", b.version)
+    th.save(store, "house", th.Settings(window="day", rules=[th.Rule("rmse", alert=1.0)]))
+    now = (T0 + pd.Timedelta(days=5, hours=1)).to_pydatetime()
+    items = th.status(store, now=now)
+    assert [(s.model, s.aliases, s.status) for s in items] == [("house", ["production"], "alert")]
+    assert "rmse" in items[0].alerts and items[0].n > 0
+    later = th.status(store, "house", now=(T0 + pd.Timedelta(days=60)).to_pydatetime())
+    assert later[0].status == "none" and "no predictions" in later[0].message
+    assert list(th.status_frame(items)["status"]) == ["alert"]
