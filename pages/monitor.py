@@ -16,11 +16,11 @@ from core.errors import FixativeError
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.actuals import actual_column_guess, read_table, save_actuals, score_upload
-from core.monitoring.monitor import (
+from core.monitoring.monitor import open_ref
+from core.monitoring.performance import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
     REGRESSION_METRICS,
-    open_ref,
 )
 from core.monitoring.report import build, column_values, render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings

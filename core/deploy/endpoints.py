@@ -53,6 +53,7 @@ from core.serving.netcheck import (
     url_host,
 )
 from core.store.names import parse_ref
+from core.store.paths import endpoints_dir
 
 RECORD_KIND = "endpoint"
 RUN_DIR_ENV = "FIXATIVE_RUN_DIR"
@@ -142,7 +143,7 @@ def _is_local(store: Any) -> bool:
 def run_dir(store: Any) -> Path:
     """The folder on this machine holding the registry files and logs of ``store``."""
     if _is_local(store):
-        return Path(store.path(".fixative", "endpoints"))
+        return Path(endpoints_dir(store))
     base = os.environ.get(RUN_DIR_ENV) or str(Path.home() / ".cache" / "fixative")
     key = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
     return Path(base) / "endpoints" / key

@@ -35,8 +35,9 @@ import pyarrow as pa
 
 from core.errors import BadRequest, FixativeError, InvalidInput
 from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
-from core.monitoring.monitor import _on_from_dir, actuals_dir, scored_dir, to_utc
+from core.store.paths import actuals_dir, scored_dir
 from core.store.predlog import feature_column, write_parquet
+from core.times import to_utc
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_UPLOAD_ROWS = 5_000_000
@@ -251,49 +252,6 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
                         matched=matched)
 
 
-def match_condition(on: str, actual: str) -> str:
-    """SQL: the logged row ``l`` is the one the actual ``actual`` (key, row) is for."""
-    if on == "request_id":
-        return f'l.request_id = {actual}.key AND l."row" = {actual}.row'
-    quoted = on.replace('"', '""')
-    return f'CAST(l."{quoted}" AS VARCHAR) = {actual}.key AND l.status < 400'
-
-
-def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
-                   log_columns: Sequence[str], numeric: bool) -> tuple[list[str], list[str]]:
-    """Register the model's actuals with ``con``; returns LEFT JOIN clauses (against the
-    log aliased ``l``) and the expressions of the matched actual, by priority."""
-    from core.monitoring.monitor import _register
-
-    base = actuals_dir(store, name)
-    try:
-        folders = sorted(p for p in store.fs.ls(base, detail=False)
-                         if p.rstrip("/").rsplit("/", 1)[-1].startswith("by-"))
-    except FileNotFoundError:
-        return [], []
-    # request_id first: it identifies a row exactly.
-    folders.sort(key=lambda p: (_on_from_dir(p.rstrip("/").rsplit("/", 1)[-1]) != "request_id", p))
-    joins, exprs = [], []
-    cast = "DOUBLE" if numeric else "VARCHAR"
-    for i, folder in enumerate(folders):
-        on = _on_from_dir(folder.rstrip("/").rsplit("/", 1)[-1])
-        if on != "request_id" and on not in log_columns:
-            continue
-        files = sorted(f for f in store.fs.glob(f"{folder.rstrip('/')}/*.parquet")
-                       if not f.rsplit("/", 1)[-1].startswith("."))
-        src = f"_act_src_{i}"
-        if not _register(con, store, src, files):
-            continue
-        if len(files) > 1:
-            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, "
-                        f"arg_max(actual, uploaded_at) AS actual FROM {src} GROUP BY key, row")
-        else:
-            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, actual FROM {src}")
-        joins.append(f"LEFT JOIN _act_{i} AS a{i} ON {match_condition(on, f'a{i}')}")
-        exprs.append(f"TRY_CAST(a{i}.actual AS {cast})")
-    return joins, exprs
-
-
 # -- scoring uploaded data ------------------------------------------------------------------
 
 @dataclass
@@ -408,5 +366,5 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
                         seconds=time.perf_counter() - started, warnings=warned)
 
 
-__all__ = ["SavedActuals", "ScoredUpload", "actual_sources", "normalize_labels", "read_table",
-           "save_actuals", "score_upload"]
+__all__ = ["SavedActuals", "ScoredUpload", "normalize_labels", "read_table", "save_actuals",
+           "score_upload"]

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BadRequest
+from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from core.monitoring.windows import parse_window
 
 if TYPE_CHECKING:
     from core.monitoring.monitor import Monitor
@@ -207,8 +209,6 @@ def validate(mon: Monitor, sql: str) -> str:
 def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.DataFrame:
     """One row per window, one column per custom metric (null where it failed; see
     ``frame.attrs['errors']``)."""
-    from core.monitoring.monitor import parse_window
-
     w = parse_window(window)
     metrics = list(metrics)
     errors: dict[str, str] = {}
@@ -277,8 +277,6 @@ def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None
     if metric.direction not in ("above", "below"):
         raise BadRequest("direction must be 'above' (higher is worse) or 'below' (lower is "
                          "worse).")
-    from core.monitoring.monitor import CLASSIFICATION_METRICS, REGRESSION_METRICS
-
     if name in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS, "n", "n_actual"):
         raise BadRequest(f"{name!r} is a built-in metric; give the custom metric another name.")
     text = validate(mon, metric.sql)

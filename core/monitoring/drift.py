@@ -61,6 +61,10 @@ from scipy import stats
 from scipy.spatial import distance
 
 from core.errors import BadRequest
+from core.model.profile import profile_series
+from core.monitoring.windows import parse_window
+from core.store.predlog import feature_column
+from core.times import parse_time
 
 if TYPE_CHECKING:
     from core.monitoring.monitor import Monitor
@@ -180,8 +184,6 @@ def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
 
     Returns the references and notes on columns that cannot be compared.
     """
-    from core.store.predlog import feature_column
-
     meta = mon.meta
     profile = meta.profile or {}
     cols = profile.get("columns") or {}
@@ -217,10 +219,6 @@ def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
 
 def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnReference]:
     """References built from logged rows in ``[start, end)`` (at most REFERENCE_ROWS)."""
-    from core.model.profile import profile_series
-    from core.monitoring.monitor import parse_time
-    from core.store.predlog import feature_column
-
     t0, t1 = parse_time(start), parse_time(end)
     if t0 is None or t1 is None or t1 <= t0:
         raise BadRequest("A reference window needs a start before its end.")
@@ -414,8 +412,6 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
     ``methods`` maps a column to a method to use instead of the default; ``columns``
     limits the columns compared.
     """
-    from core.monitoring.monitor import parse_window
-
     w = parse_window(window)
     methods = dict(methods or {})
     for col, m in methods.items():

@@ -15,7 +15,9 @@ import pandas as pd
 from core.errors import BadRequest
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
-from core.monitoring.monitor import open_ref, parse_window
+from core.monitoring.monitor import open_ref
+from core.monitoring.windows import parse_window
+from core.times import parse_time
 
 
 @dataclass
@@ -111,8 +113,6 @@ def render_qmd(store: Any, ref: str, *, window: str, since: Any = None, until: A
     import json
     from importlib import resources
     from string import Template
-
-    from core.monitoring.monitor import parse_time
 
     parse_window(window)
     name, version = store.resolve(ref)

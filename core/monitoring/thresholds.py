@@ -27,6 +27,10 @@ import pandas as pd
 
 from core.errors import BadRequest, FixativeError
 from core.model.bundle import finite_number
+from core.monitoring import custom as custom_metrics
+from core.monitoring.drift import METHODS
+from core.monitoring.monitor import open_monitor
+from core.monitoring.windows import parse_window
 
 RECORD_KIND = "monitor_settings"
 STATUSES = ("none", "ok", "warning", "alert")
@@ -106,8 +110,6 @@ def load(store: Any, name: str) -> Settings:
 
 
 def save(store: Any, name: str, settings: Settings, user: str | None = None) -> Settings:
-    from core.monitoring.monitor import parse_window
-
     parse_window(settings.window)
     seen = set()
     for r in settings.rules:
@@ -148,8 +150,6 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
             for start, value in zip(custom["window_start"], custom[col]):
                 add(start, f"custom:{col}", value, rule)
     if drift is not None and not drift.empty:
-        from core.monitoring.drift import METHODS
-
         for rec in drift.to_dict("records"):
             metric = f"drift:{rec['column']}"
             rule = settings.rule(metric)
@@ -192,9 +192,6 @@ def status(store: Any, name: str | None = None, now: datetime | None = None
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the worst mark in the latest
     window with predictions, over the last three windows."""
-    from core.monitoring import custom as custom_metrics
-    from core.monitoring.monitor import open_monitor, parse_window
-
     now = now or datetime.now(UTC)
     if name is not None:
         targets = _targets(store, name, include_latest=True)

@@ -35,12 +35,12 @@ import xxhash
 
 from core.errors import FixativeError, NotFound
 from core.store.names import MAX_NAME_LENGTH
+from core.store.paths import SYSTEM_DIR
 from core.store.versions import clock, version_id
 
 PINS_META = "data.txt"
 META_FILE = "fixative.json"
 SAMPLE_FILE = "sample.parquet"
-SYSTEM_DIR = ".fixative"
 STORE_ENV = "FIXATIVE_STORE"
 DEFAULT_STORE = "./fixative-store"
 S3_ENDPOINT_ENV = "FIXATIVE_S3_ENDPOINT_URL"

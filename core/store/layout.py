@@ -30,7 +30,8 @@ import yaml
 from core.model.bundle import BundleMeta
 from core.model.prototype import Prototype
 from core.store.board import PINS_META, FileStat
-from core.store.versions import VERSION_TIME_FORMAT, iso, parse_iso, pins_created, version_time
+from core.store.versions import VERSION_TIME_FORMAT, pins_created, version_time
+from core.times import iso, parse_iso
 
 FORMAT = 1
 MODEL_TYPES = ("joblib",)

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import BadRequest
+from core.store.paths import log_dir, segment_files
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
                "error_code", "prediction", "proba")
@@ -53,11 +54,6 @@ MAX_PENDING = 200_000
 _log = logging.getLogger("fixative.predlog")
 _KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
                "string": pa.string(), "category": pa.string()}
-
-
-def log_dir(store: Any, name: str, version: str | None = None) -> str:
-    parts = [".fixative", "logs", name] + ([version] if version else [])
-    return store.path(*parts)
 
 
 def feature_column(name: str) -> str:
@@ -301,8 +297,7 @@ def _probas(probas: list[Any], sizes: np.ndarray, n_failed: int) -> pa.Array:
 def write_segment(store: Any, name: str, version: str, day: str, stem: str,
                   table: pa.Table) -> str:
     """Write ``table`` as one log segment; see :func:`write_parquet`."""
-    return write_parquet(store, store.path(".fixative", "logs", name, version, day), stem,
-                         table)
+    return write_parquet(store, log_dir(store, name, version, day), stem, table)
 
 
 def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
@@ -346,23 +341,13 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
                          table)
 
 
-def segment_files(store: Any, name: str, versions: Sequence[str] | None = None) -> list[str]:
-    root = log_dir(store, name)
-    patterns = ([f"{root}/{v}/*/*.parquet" for v in versions] if versions
-                else [f"{root}/*/*/*.parquet"])
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(store.fs.glob(pattern))
-    return sorted(found)
-
-
 def log_relation(store: Any, con: Any, name: str,
                  versions: Sequence[str] | None = None) -> Any:
     """The prediction log of model ``name`` (optionally only ``versions``) as a DuckDB
     relation over its Parquet segments (``union_by_name``, so segments written by
     different model versions with different features read together). With no segment
     yet, an empty relation with the log columns."""
-    files = segment_files(store, name, versions)
+    files = segment_files(store, log_dir(store, name), versions)
     if not files:
         return con.from_arrow(_empty_table())
     protocol = store.fs.protocol

@@ -32,12 +32,11 @@ import pandas as pd
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.safety.loader import SafetyReport
-from core.store import layout
+from core.store import layout, paths
 from core.store.board import (
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
-    SYSTEM_DIR,
     Board,
     hash_bytes,
     valid_entry,
@@ -57,9 +56,8 @@ from core.store.versions import (
     VersionInfo,
     clock,
     event_id,
-    iso,
-    parse_iso,
 )
+from core.times import as_utc, iso
 
 INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
 MAX_RECORD_BYTES = 1 << 20
@@ -75,21 +73,6 @@ def _listing(items: Iterable[str]) -> str:
     items = list(items)
     shown = ", ".join(items[:_SHOWN])
     return shown + (f" … ({len(items)} in all)" if len(items) > _SHOWN else "")
-
-
-def _utc(value: Any, what: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        parsed = parse_iso(value)
-        if parsed is not None:
-            return parsed
-    raise BadRequest(f"{what} must be a date or time such as '2024-05-03' or "
-                     f"'2024-05-03T10:00:00Z', got {value!r}.")
 
 
 class VersionStore:
@@ -113,7 +96,7 @@ class VersionStore:
 
     def _default_index_path(self) -> str:
         if self._board.local:
-            return self._board.path(SYSTEM_DIR, "index.duckdb")
+            return paths.index_file(self._board)
         folder = os.environ.get(INDEX_DIR_ENV) or os.path.join(
             os.path.expanduser("~"), ".cache", "fixative")
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
@@ -176,7 +159,8 @@ class VersionStore:
         versions = self._board.entry_names(name)
         if versions is None:
             return None
-        return versions, self._board.entry_names(SYSTEM_DIR, "aliases", name) or frozenset()
+        aliases = self._board.entry_names(paths.SYSTEM_DIR, *paths.alias_events(name))
+        return versions, aliases or frozenset()
 
     def _grown(self, name: str, kept: tuple[Any, Any],
                state: tuple[frozenset[str], frozenset[str]]) -> list[VersionInfo] | None:
@@ -239,7 +223,7 @@ class VersionStore:
     def alias_at(self, name: str, alias: str, at: datetime | date | str) -> str | None:
         """The version ``alias`` pointed at, at time ``at`` (None if it pointed nowhere)."""
         alias = validate_alias(alias)
-        when = _utc(at, "at")
+        when = as_utc(at, "at")
         current = None
         for event in self.alias_history(name):
             if event.alias == alias and event.at <= when:
@@ -266,8 +250,8 @@ class VersionStore:
         if tag:
             where.append("list_contains(v.tags, ?)")
             params.append(str(tag))
-        after = _utc(created_after, "created_after")
-        before = _utc(created_before, "created_before")
+        after = as_utc(created_after, "created_after")
+        before = as_utc(created_before, "created_before")
         if after and before and after >= before:
             raise BadRequest(f"created_after ({iso(after)}) must be earlier than created_before "
                              f"({iso(before)}).")
@@ -525,7 +509,7 @@ class VersionStore:
         at = clock.now()
         event = AliasEvent(name=name, alias=alias, from_version=current, to_version=to_version,
                            user=user or current_user(), at=at, id=event_id(at))
-        self._board.write_event(("aliases", name), event.id, event.to_dict())
+        self._board.write_event(paths.alias_events(name), event.id, event.to_dict())
         return event
 
     def set_alias(self, name: str, alias: str, version: str, user: str | None = None
@@ -639,7 +623,7 @@ class VersionStore:
         at = clock.now()
         record = Record(kind=kind, name=name, version=version, at=at,
                         user=user or current_user(), payload=json.loads(body), id=event_id(at))
-        self._board.write_event(("records", kind, name), record.id, record.to_dict())
+        self._board.write_event(paths.record_events(kind, name), record.id, record.to_dict())
         self._board.bump()
         return record
 

@@ -11,14 +11,10 @@ from sklearn.linear_model import LogisticRegression
 
 from core.errors import BadRequest
 from core.monitoring.actuals import save_actuals, score_upload
-from core.monitoring.monitor import (
-    MAX_WINDOWS,
-    open_monitor,
-    open_ref,
-    parse_time,
-    parse_window,
-)
+from core.monitoring.monitor import open_monitor, open_ref
+from core.monitoring.windows import MAX_WINDOWS, parse_window
 from core.store.versionstore import VersionStore
+from core.times import parse_time
 
 DAY = pd.Timedelta(days=1)
 T0 = pd.Timestamp("2025-03-03", tz="UTC")  # a Monday

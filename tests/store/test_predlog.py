@@ -17,7 +17,7 @@ import store_fixtures
 
 from core.errors import BadRequest
 from core.model.bundle import bundle
-from core.store import predlog
+from core.store import paths, predlog
 from core.store.predlog import LogWriter, log_relation, write_rows
 from core.store.versionstore import VersionStore
 
@@ -47,7 +47,7 @@ def kinds(b):
 
 
 def files(store, name="house"):
-    return predlog.segment_files(store, name)
+    return paths.segment_files(store, paths.log_dir(store, name))
 
 
 def test_segment_schema_and_rows(store, house, frame):
