@@ -495,14 +495,6 @@ def render_qmd(card: CardData) -> str:
     return _template("card.qmd", False).render(card=card, sections=SECTIONS)
 
 
-def automatic_markdown(card: CardData, key: str) -> str:
-    """The automatic part of one section as Markdown (used by the .qmd chunks)."""
-    from core.cards import qmd as cardmd
-
-    section(key)
-    return cardmd.automatic(card, key)
-
-
 def share_query(name: str, *, version: str | None = None, alias: str | None = None,
                 view: bool = True) -> str:
     """The query string of a workbench link to a card: ``model=..&version=..&view=card``.

@@ -59,6 +59,7 @@ from core.serving.batching import Batcher
 from core.serving.docs_page import render_docs, with_base_url
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
 from core.serving.openapi import OPEN_PATHS, build_openapi
+from core.serving.warnpolicy import settle_process
 
 TOKENS_ENV = "FIXATIVE_API_TOKENS"
 DEFAULT_MAX_BODY = 20 * 2**20
@@ -179,8 +180,6 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
         # them out of the cyclic collector's full passes (shorter GC pauses under load).
         gc.freeze()
         # imports while starting add warning filters; a serving process keeps one
-        from core.serving.process import settle_process
-
         settle_process()
         if svc.writer is not None:
             svc.writer.start()
