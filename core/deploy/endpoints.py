@@ -42,6 +42,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import settings
 from core.errors import BadRequest, Conflict, FixativeError, NotFound
 from core.serving.netcheck import (
     check_host,
@@ -56,7 +57,6 @@ from core.store.names import parse_ref
 from core.store.paths import endpoints_dir
 
 RECORD_KIND = "endpoint"
-RUN_DIR_ENV = "FIXATIVE_RUN_DIR"
 START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 HEALTH_TIMEOUT = 1.0
@@ -144,7 +144,7 @@ def run_dir(store: Any) -> Path:
     """The folder on this machine holding the registry files and logs of ``store``."""
     if _is_local(store):
         return Path(endpoints_dir(store))
-    base = os.environ.get(RUN_DIR_ENV) or str(Path.home() / ".cache" / "fixative")
+    base = settings.run_dir()
     key = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
     return Path(base) / "endpoints" / key
 

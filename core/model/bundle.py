@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
-import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import settings
 from core.errors import BadRequest, FixativeError
 from core.model.profile import build_profile, row_sample
 from core.model.prototype import Prototype
@@ -198,7 +198,7 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
 
 
 def current_user() -> str:
-    env = os.environ.get("FIXATIVE_USER")
+    env = settings.user()
     if env:
         return env
     try:

@@ -28,12 +28,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.errors import InternalError
+from core.settings import METRICS_DIR_ENV as MULTIPROC_ENV
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# prometheus-client's own switch: read when it is first imported in a process.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DIR_PREFIX = "fixative-metrics-"
 
 

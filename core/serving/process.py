@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core import settings as env
 from core.errors import BadRequest, CorruptData, FixativeError, NotFound
 from core.model.bundle import BundleMeta, ModelBundle
 from core.serving.warnpolicy import prepare_process
 
-SETTINGS_ENV = "FIXATIVE_SERVE_SETTINGS"
-STORE_ENV = "FIXATIVE_STORE"
 DEFAULT_MAX_BODY = 20 * 2**20
 # Seconds uvicorn gives open requests (and the log flush) after SIGTERM.
 GRACEFUL_SHUTDOWN = 8
@@ -149,7 +148,7 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     from core.serving.app import create_app
 
     if settings.model_dir:
-        location = os.environ.get(STORE_ENV)
+        location = env.store_env()
         store = open_store(location) if location else None
     elif store is None:
         store = open_store(settings.store)
@@ -164,15 +163,13 @@ def app() -> Any:
     """uvicorn factory (``core.serving.process:app``): settings from the environment, and
     the metrics directory shared with the other workers from ``PROMETHEUS_MULTIPROC_DIR``
     when it is set."""
-    from core.serving.metrics import MULTIPROC_ENV
-
     prepare_process()
-    text = os.environ.get(SETTINGS_ENV)
+    text = env.serve_settings()
     if not text:
-        raise BadRequest(f"{SETTINGS_ENV} is not set; start the server with "
+        raise BadRequest(f"{env.SERVE_SETTINGS_ENV} is not set; start the server with "
                          "`python -m core serve NAME --port P`.")
     return build_app(ServeSettings.from_json(text),
-                     metrics_dir=os.environ.get(MULTIPROC_ENV) or None)
+                     metrics_dir=env.metrics_dir())
 
 
 def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
@@ -191,7 +188,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
         return
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[env.SERVE_SETTINGS_ENV] = settings.to_json()
     # Set before uvicorn spawns the workers, which inherit it (and keep it for the ones
     # it starts in place of a dead worker).
     with shared_metrics_dir():
@@ -200,8 +197,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
 
 # -- Docker bundle entry -----------------------------------------------------------------
 
-def _env_int(name: str, default: int, check: Any) -> int:
-    value = os.environ.get(name)
+def _env_int(value: str | None, default: int, check: Any) -> int:
     return check(value) if value not in (None, "") else check(default)
 
 
@@ -221,12 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BadRequest(f"Cannot read settings file {args[0]}: {exc}.") from None
         settings = ServeSettings.from_json(json.dumps(data))
         settings.model_dir = str(path.parent / (settings.model_dir or "model"))
-        host = check_host(os.environ.get("FIXATIVE_HOST") or data.get("host") or "0.0.0.0")
-        port = _env_int("PORT", data.get("port", 8080), check_port)
-        workers = _env_int("FIXATIVE_WORKERS", data.get("workers", 1), check_workers)
+        host = check_host(env.host() or data.get("host") or "0.0.0.0")
+        port = _env_int(env.port(), data.get("port", 8080), check_port)
+        workers = _env_int(env.workers(), data.get("workers", 1), check_workers)
         bundle = load_bundle(settings) if workers == 1 else None
-        if settings.log and not os.environ.get(STORE_ENV):
-            print(f"Prediction log off: set {STORE_ENV} to a board (a mounted folder or "
+        if settings.log and not env.store_env():
+            print(f"Prediction log off: set {env.STORE_ENV} to a board (a mounted folder or "
                   "s3://bucket/prefix) to log predictions for monitoring.", flush=True)
         print(f"Serving {settings.name}@{settings.version} on {host}:{port} with {workers} "
               f"worker{'s' if workers > 1 else ''}.", flush=True)

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 import fsspec
 import xxhash
 
+from core import settings
 from core.errors import FixativeError, NotFound
 from core.store.names import MAX_NAME_LENGTH
 from core.store.paths import SYSTEM_DIR
@@ -41,9 +42,6 @@ from core.store.versions import clock, version_id
 PINS_META = "data.txt"
 META_FILE = "fixative.json"
 SAMPLE_FILE = "sample.parquet"
-STORE_ENV = "FIXATIVE_STORE"
-DEFAULT_STORE = "./fixative-store"
-S3_ENDPOINT_ENV = "FIXATIVE_S3_ENDPOINT_URL"
 # Staging folders of writers on other hosts (whose liveness cannot be checked) are
 # removed once they are this old.
 STALE_SECONDS = 24 * 3600
@@ -230,7 +228,7 @@ def store_location(location: str | os.PathLike[str] | None = None) -> str:
     """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
     (a ``file://`` URL as its plain path)."""
     text = os.fspath(location) if location is not None else ""
-    text = text or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    text = text or settings.store_location()
     return text[len("file://"):] if text.startswith("file://") else text
 
 
@@ -251,7 +249,7 @@ class Board:
             protocol = text.split("://", 1)[0]
             options = dict(self.storage_options)
             if protocol in ("s3", "s3a"):
-                endpoint = os.environ.get(S3_ENDPOINT_ENV)
+                endpoint = settings.s3_endpoint_url()
                 client = options.get("client_kwargs") or {}
                 if endpoint and "endpoint_url" not in options and "endpoint_url" not in client:
                     options["endpoint_url"] = endpoint
@@ -289,7 +287,7 @@ class Board:
         if not found:
             where = f" at {self.endpoint}" if self.endpoint else ""
             raise NotFound(f"The bucket '{bucket}'{where} does not exist. Create it first, or "
-                           f"check the store URL and {S3_ENDPOINT_ENV}.")
+                           f"check the store URL and {settings.S3_ENDPOINT_ENV}.")
 
     # -- paths --------------------------------------------------------------------------
 

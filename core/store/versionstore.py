@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import settings
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.safety.loader import SafetyReport
@@ -59,7 +60,6 @@ from core.store.versions import (
 )
 from core.times import as_utc, iso
 
-INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
 MAX_RECORD_BYTES = 1 << 20
 _SHOWN = 20
 
@@ -97,8 +97,7 @@ class VersionStore:
     def _default_index_path(self) -> str:
         if self._board.local:
             return paths.index_file(self._board)
-        folder = os.environ.get(INDEX_DIR_ENV) or os.path.join(
-            os.path.expanduser("~"), ".cache", "fixative")
+        folder = settings.index_dir()
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
         return os.path.join(folder, f"{key}.duckdb")
 
