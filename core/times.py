@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 
 # Microseconds in one of each span unit (``min``, ``h``, ``d``, ``w``).
 SPAN_US = {"min": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6}
@@ -24,8 +24,8 @@ def span_unit(unit: str, text: Any) -> str:
     """A span's unit; ``m`` alone is refused, as people mean minutes or months by it."""
     unit = unit.lower()
     if unit == "m":
-        raise BadRequest(f"{str(text).strip()!r} is ambiguous: write min for minutes (e.g. "
-                         "15min), or use month windows.")
+        raise InvalidArgument(f"{str(text).strip()!r} is ambiguous: write min for minutes (e.g. "
+                              "15min), or use month windows.")
     return unit
 
 
@@ -47,11 +47,11 @@ def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
     try:
         t = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
-        raise BadRequest(f"Cannot read {value!r} as a time: use a date such as 2025-03-01, "
-                         "a time such as 2025-03-01T12:00:00+02:00, or a span such as 30d "
-                         "(30 days ago).") from None
+        raise InvalidArgument(f"Cannot read {value!r} as a time: use a date such as 2025-03-01, "
+                              "a time such as 2025-03-01T12:00:00+02:00, or a span such as 30d "
+                              "(30 days ago).") from None
     if t is pd.NaT:
-        raise BadRequest(f"Cannot read {value!r} as a time.")
+        raise InvalidArgument(f"Cannot read {value!r} as a time.")
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
@@ -62,16 +62,17 @@ def to_utc(values: pd.Series, column: str = "time") -> pd.Series:
         try:
             s = pd.to_datetime(s, utc=True, format="mixed")
         except (ValueError, TypeError, OverflowError) as exc:
-            raise BadRequest(f"The {column} column has values that are not times ({exc}); "
-                             "use ISO dates such as 2025-03-01 or 2025-03-01T12:00:00Z.") from None
+            raise InvalidArgument(f"The {column} column has values that are not times ({exc}); "
+                                  "use ISO dates such as 2025-03-01 or "
+                                  "2025-03-01T12:00:00Z.") from None
     elif s.dt.tz is None:
         s = s.dt.tz_localize("UTC")
     else:
         s = s.dt.tz_convert("UTC")
     if s.isna().any():
         rows = np.flatnonzero(s.isna().to_numpy())[:10].tolist()
-        raise BadRequest(f"The {column} column has empty or unreadable times in rows {rows}; "
-                         "every row needs a time.")
+        raise InvalidArgument(f"The {column} column has empty or unreadable times in rows {rows}; "
+                              "every row needs a time.")
     return s.astype("datetime64[us, UTC]")
 
 
@@ -105,5 +106,5 @@ def as_utc(value: Any, what: str) -> datetime | None:
         parsed = parse_iso(value)
         if parsed is not None:
             return parsed
-    raise BadRequest(f"{what} must be a date or time such as '2024-05-03' or "
-                     f"'2024-05-03T10:00:00Z', got {value!r}.")
+    raise InvalidArgument(f"{what} must be a date or time such as '2024-05-03' or "
+                          f"'2024-05-03T10:00:00Z', got {value!r}.")

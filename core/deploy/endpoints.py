@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 from core import settings
-from core.errors import BadRequest, Conflict, FixativeError, NotFound
+from core.errors import Conflict, FixativeError, InvalidArgument, NotFound
 from core.serving.netcheck import (
     check_host,
     check_port,
@@ -390,11 +390,11 @@ def check_max_body_mb(value: object) -> float:
     try:
         mb = float(str(value))
     except (TypeError, ValueError):
-        raise BadRequest(f"max body size {str(value)[:40]!r} is not a number of megabytes; "
-                         "e.g. 20.") from None
+        raise InvalidArgument(f"max body size {str(value)[:40]!r} is not a number of megabytes; "
+                              "e.g. 20.") from None
     if not 0 < mb <= MAX_BODY_MB:
-        raise BadRequest(f"max body size must be more than 0 and at most {MAX_BODY_MB} MB, "
-                         f"got {value}.")
+        raise InvalidArgument(f"max body size must be more than 0 and at most {MAX_BODY_MB} MB, "
+                              f"got {value}.")
     return mb
 
 
@@ -424,7 +424,7 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     if max_body_mb is not None:
         max_body_mb = check_max_body_mb(max_body_mb)
     if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
-        raise BadRequest(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}.")
     name, version = store.resolve(ref)
     check_trusted(store, name, version, trusted)
     folder = run_dir(store)
@@ -625,7 +625,7 @@ def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame
     flushes about once a second, so the newest requests can take that long to show.
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
-        raise BadRequest(f"n must be a whole number between 1 and 10000, got {n!r}.")
+        raise InvalidArgument(f"n must be a whole number between 1 and 10000, got {n!r}.")
     import duckdb
 
     from core.store import predlog

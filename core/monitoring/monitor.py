@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.errors import BadRequest, NotFound
+from core.errors import InvalidArgument, NotFound
 from core.model.bundle import BundleMeta
 from core.monitoring.drift import compute as compute_drift
 from core.monitoring.join import actual_sources
@@ -145,7 +145,7 @@ class Monitor:
         """One row per window: n, n_actual and the task's metrics (see module docstring)."""
         w = parse_window(window)
         if min_rows < 1:
-            raise BadRequest("min_rows must be at least 1.")
+            raise InvalidArgument("min_rows must be at least 1.")
         by = ["version"] if by_version else []
         if self.is_classifier:
             data = classification_metrics(self, w, by, min_rows)
@@ -228,11 +228,11 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     workbench) or ``all``.
     """
     if source not in SOURCES:
-        raise BadRequest(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
+        raise InvalidArgument(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     t0, t1 = parse_time(since), parse_time(until)
     if t0 is not None and t1 is not None and t1 <= t0:
-        raise BadRequest(f"The end of the range, until {t1:%Y-%m-%d %H:%M}, must be after its "
-                         f"start, since {t0:%Y-%m-%d %H:%M}.")
+        raise InvalidArgument(f"The end of the range, until {t1:%Y-%m-%d %H:%M}, must be after its "
+                              f"start, since {t0:%Y-%m-%d %H:%M}.")
     versions = list(versions) if versions else None
     files: list[str] = []
     if source in ("log", "all"):
@@ -306,7 +306,7 @@ def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, un
     """
     text = str(ref or "").strip()
     if not text:
-        raise BadRequest("Name a model: NAME, NAME@VERSION or NAME:ALIAS.")
+        raise InvalidArgument("Name a model: NAME, NAME@VERSION or NAME:ALIAS.")
     name, version = store.resolve(text)
     pinned = ("@" in text or ":" in text) and not all_versions
     meta = store.meta(name, version)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest, FixativeError
+from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import finite_number
 from core.monitoring import custom as custom_metrics
 from core.monitoring.drift import METHODS
@@ -46,21 +46,23 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not str(self.metric or "").strip():
-            raise BadRequest("A threshold needs a metric name.")
+            raise InvalidArgument("A threshold needs a metric name.")
         if self.direction not in ("above", "below"):
-            raise BadRequest(f"direction must be 'above' or 'below', got {self.direction!r}.")
+            raise InvalidArgument(f"direction must be 'above' or 'below', got {self.direction!r}.")
         for label in ("warning", "alert"):
             value = getattr(self, label)
             if value is not None and not np.isfinite(float(value)):
-                raise BadRequest(f"The {label} level of {self.metric} must be a finite number.")
+                raise InvalidArgument(f"The {label} level of {self.metric} must be a finite "
+                                      "number.")
         if self.warning is None and self.alert is None:
-            raise BadRequest(f"The threshold for {self.metric} needs a warning or an alert level.")
+            raise InvalidArgument(f"The threshold for {self.metric} needs a warning or an alert "
+                                  "level.")
         if self.warning is not None and self.alert is not None:
             w, a = float(self.warning), float(self.alert)
             if (self.direction == "above" and w > a) or (self.direction == "below" and w < a):
                 worse = "above" if self.direction == "above" else "below"
-                raise BadRequest(f"For {self.metric}, alert ({a:g}) must be {worse} or equal to "
-                                 f"warning ({w:g}) when {self.direction} is bad.")
+                raise InvalidArgument(f"For {self.metric}, alert ({a:g}) must be {worse} or equal "
+                                      f"to warning ({w:g}) when {self.direction} is bad.")
 
     def status(self, value: Any) -> str:
         if value is None or (isinstance(value, float) and not np.isfinite(value)) or pd.isna(value):
@@ -114,7 +116,7 @@ def save(store: Any, name: str, settings: Settings, user: str | None = None) -> 
     seen = set()
     for r in settings.rules:
         if r.metric in seen:
-            raise BadRequest(f"Two thresholds for {r.metric}; keep one.")
+            raise InvalidArgument(f"Two thresholds for {r.metric}; keep one.")
         seen.add(r.metric)
     store.add_record(RECORD_KIND, name, settings.to_dict(), user=user)
     return settings

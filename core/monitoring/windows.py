@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.times import SPAN_US, span_unit
 
 UNITS = ("hour", "day", "week", "month")
@@ -71,15 +71,15 @@ def parse_window(text: str | Window) -> Window:
     if m:
         count, unit = int(m.group(1)), span_unit(m.group(2), text)
         if count <= 0:
-            raise BadRequest(f"The window {text!r} must be longer than zero.")
+            raise InvalidArgument(f"The window {text!r} must be longer than zero.")
         if count * SPAN_US[unit] < SPAN_US["min"]:
-            raise BadRequest("The shortest window is one minute.")
+            raise InvalidArgument("The shortest window is one minute.")
         if count * SPAN_US[unit] > 3650 * SPAN_US["d"]:
-            raise BadRequest(f"The window {text!r} is longer than 3650 days; use month windows "
-                             "or a shorter period.")
+            raise InvalidArgument(f"The window {text!r} is longer than 3650 days; use month "
+                                  "windows or a shorter period.")
         return Window(period_us=count * SPAN_US[unit], label=f"{count}{unit}")
-    raise BadRequest(f"Unknown window {text!r}: use hour, day, week or month, or a fixed "
-                     "period such as 15min, 6h, 3d or 2w.")
+    raise InvalidArgument(f"Unknown window {text!r}: use hour, day, week or month, or a fixed "
+                          "period such as 15min, 6h, 3d or 2w.")
 
 
 def window_keys(window: Window, lo: int | None, hi: int | None,
@@ -90,7 +90,7 @@ def window_keys(window: Window, lo: int | None, hi: int | None,
     if first is None or last is None or last < first:
         return []
     if last - first + 1 > MAX_WINDOWS:
-        raise BadRequest(f"{window.label} windows over this range make {last - first + 1} "
-                         f"windows (at most {MAX_WINDOWS}); choose a longer window or a "
-                         "shorter date range (since / until).")
+        raise InvalidArgument(f"{window.label} windows over this range make {last - first + 1} "
+                              f"windows (at most {MAX_WINDOWS}); choose a longer window or a "
+                              "shorter date range (since / until).")
     return list(range(first, last + 1))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core import settings as env
-from core.errors import BadRequest, CorruptData, FixativeError, NotFound
+from core.errors import CorruptData, FixativeError, InvalidArgument, NotFound
 from core.model.bundle import BundleMeta, ModelBundle
 from core.serving.warnpolicy import prepare_process
 
@@ -55,10 +55,10 @@ class ServeSettings:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise BadRequest(f"Serve settings are not valid JSON ({exc}).") from None
+            raise InvalidArgument(f"Serve settings are not valid JSON ({exc}).") from None
         if not isinstance(data, dict) or "name" not in data or "version" not in data:
-            raise BadRequest("Serve settings must be a JSON object with at least 'name' and "
-                             "'version'.")
+            raise InvalidArgument("Serve settings must be a JSON object with at least 'name' and "
+                                  "'version'.")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -111,8 +111,8 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
         raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
     block = layout.fixative_block(doc)
     if block is None or not layout.is_model_pin(doc):
-        raise BadRequest(f"{folder} was pinned by pins or vetiver, not written by Fixative; "
-                         "read it from the store and write it again to serve it from here.")
+        raise InvalidArgument(f"{folder} was pinned by pins or vetiver, not written by Fixative; "
+                              "read it from the store and write it again to serve it from here.")
     meta_doc = json.loads(_checked_bytes(folder, META_FILE, {"sha256": block.get("meta_sha256")}))
     files = (meta_doc.get("fixative") or {}).get("files") or {}
     model_file = str(doc["file"])
@@ -166,8 +166,8 @@ def app() -> Any:
     prepare_process()
     text = env.serve_settings()
     if not text:
-        raise BadRequest(f"{env.SERVE_SETTINGS_ENV} is not set; start the server with "
-                         "`python -m core serve NAME --port P`.")
+        raise InvalidArgument(f"{env.SERVE_SETTINGS_ENV} is not set; start the server with "
+                              "`python -m core serve NAME --port P`.")
     return build_app(ServeSettings.from_json(text),
                      metrics_dir=env.metrics_dir())
 
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise BadRequest(f"Cannot read settings file {args[0]}: {exc}.") from None
+            raise InvalidArgument(f"Cannot read settings file {args[0]}: {exc}.") from None
         settings = ServeSettings.from_json(json.dumps(data))
         settings.model_dir = str(path.parent / (settings.model_dir or "model"))
         host = check_host(env.host() or data.get("host") or "0.0.0.0")

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.store.paths import log_dir, segment_files
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
@@ -321,18 +321,18 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
     """Write scored rows (e.g. uploaded data scored in the workbench) as one segment in
     the prediction log's format; returns its path."""
     if route not in ROUTES:
-        raise BadRequest(f"route must be one of {', '.join(ROUTES)}, got {route!r}.")
+        raise InvalidArgument(f"route must be one of {', '.join(ROUTES)}, got {route!r}.")
     if not isinstance(inputs, pd.DataFrame) or len(inputs) == 0:
-        raise BadRequest("inputs must be a non-empty DataFrame of the model's features.")
+        raise InvalidArgument("inputs must be a non-empty DataFrame of the model's features.")
     preds = np.asarray(predictions)
     if len(preds) != len(inputs):
-        raise BadRequest(f"Got {len(preds)} predictions for {len(inputs)} input rows; "
-                         "pass one prediction per row.")
+        raise InvalidArgument(f"Got {len(preds)} predictions for {len(inputs)} input rows; "
+                              "pass one prediction per row.")
     if proba is not None and len(proba) != len(inputs):
-        raise BadRequest(f"Got {len(proba)} probability rows for {len(inputs)} input rows.")
+        raise InvalidArgument(f"Got {len(proba)} probability rows for {len(inputs)} input rows.")
     ts = ts or datetime.now(UTC)
     if ts.tzinfo is None:
-        raise BadRequest("ts must be timezone-aware (e.g. datetime.now(UTC)).")
+        raise InvalidArgument("ts must be timezone-aware (e.g. datetime.now(UTC)).")
     entry = (ts, request_id or uuid.uuid4().hex, route, status, float(latency_ms),
              inputs.reset_index(drop=True), preds, proba, None, None)
     table = build_table([entry], name, version, classes, {})

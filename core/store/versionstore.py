@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from core import settings
-from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
+from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.safety.loader import SafetyReport
 from core.store import layout, paths
@@ -252,8 +252,8 @@ class VersionStore:
         after = as_utc(created_after, "created_after")
         before = as_utc(created_before, "created_before")
         if after and before and after >= before:
-            raise BadRequest(f"created_after ({iso(after)}) must be earlier than created_before "
-                             f"({iso(before)}).")
+            raise InvalidArgument(f"created_after ({iso(after)}) must be earlier than "
+                                  f"created_before ({iso(before)}).")
         if after:
             where.append("v.created >= ?")
             params.append(after)
@@ -262,12 +262,12 @@ class VersionStore:
             params.append(before)
         bounds = [_number(min_value, "min_value"), _number(max_value, "max_value")]
         if metric is None and (min_value is not None or max_value is not None):
-            raise BadRequest("min_value/max_value need a metric to compare, e.g. "
-                             "search(metric='rmse', max_value=50000).")
+            raise InvalidArgument("min_value/max_value need a metric to compare, e.g. "
+                                  "search(metric='rmse', max_value=50000).")
         if metric is not None:
             if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-                raise BadRequest(f"min_value ({bounds[0]}) is larger than max_value "
-                                 f"({bounds[1]}); nothing can match.")
+                raise InvalidArgument(f"min_value ({bounds[0]}) is larger than max_value "
+                                      f"({bounds[1]}); nothing can match.")
             cond = ["m.name = v.name", "m.version = v.version", "m.metric = ?"]
             params.append(str(metric))
             if bounds[0] is not None:
@@ -316,7 +316,7 @@ class VersionStore:
     def _resolve(self, name: str, version: str | None, alias: str | None) -> str:
         name = validate_name(name)
         if version is not None and alias is not None:
-            raise BadRequest(f"Give a version or an alias of '{name}', not both.")
+            raise InvalidArgument(f"Give a version or an alias of '{name}', not both.")
         if version is not None:
             return self._version_info(name, validate_version(version)).version
         if alias is not None:
@@ -347,8 +347,8 @@ class VersionStore:
     def write(self, bundle: ModelBundle) -> VersionInfo:
         """Store ``bundle`` as a new version of ``bundle.name``; sets ``bundle.version``."""
         if not isinstance(bundle, ModelBundle):
-            raise BadRequest(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
-                             "build one with core.bundle(model, sample, name=...).")
+            raise InvalidArgument(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
+                                  "build one with core.bundle(model, sample, name=...).")
         name = validate_name(bundle.meta.name)
         meta = bundle.meta
         model_file = layout.model_file(name)
@@ -357,9 +357,10 @@ class VersionStore:
             try:
                 stage.write_stream(model_file, lambda w: layout.dump_model(bundle.model, w))
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise BadRequest(f"The model cannot be saved with joblib ({type(exc).__name__}: "
-                                 f"{exc}). Models holding lambdas, locks, open files or "
-                                 "connections cannot be stored.") from None
+                raise InvalidArgument("The model cannot be saved with joblib "
+                                      f"({type(exc).__name__}: {exc}). Models holding lambdas, "
+                                      "locks, open files or connections cannot be "
+                                      "stored.") from None
             if bundle.sample is not None and len(bundle.sample):
                 stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
 
@@ -516,8 +517,8 @@ class VersionStore:
         """Point ``alias`` at ``version`` (set or move); the move is kept in the history."""
         name, alias = validate_name(name), validate_alias(alias)
         if alias.lower() == "latest":
-            raise BadRequest("'latest' always means the newest version, so it cannot be an "
-                             "alias; choose another name, such as 'production' or 'stable'.")
+            raise InvalidArgument("'latest' always means the newest version, so it cannot be an "
+                                  "alias; choose another name, such as 'production' or 'stable'.")
         version = self._version_info(name, validate_version(version)).version
         if self.aliases(name).get(alias) == version:
             for event in reversed(self.alias_history(name)):
@@ -569,17 +570,17 @@ class VersionStore:
         latest version and every version an alias points at.
         """
         if keep is None and days is None:
-            raise BadRequest("prune needs keep=N (keep the newest N versions) and/or days=D "
-                             "(keep versions younger than D days).")
+            raise InvalidArgument("prune needs keep=N (keep the newest N versions) and/or days=D "
+                                  "(keep versions younger than D days).")
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise BadRequest(f"keep must be a whole number of at least 1 (the latest version is "
-                             f"always kept), got {keep!r}.")
+            raise InvalidArgument("keep must be a whole number of at least 1 (the latest version "
+                                  f"is always kept), got {keep!r}.")
         cutoff = None
         if days is not None:
             d = _number(days, "days")
             if d is None or d < 0:
-                raise BadRequest(f"days must be 0 or more (0 keeps none for its age), got "
-                                 f"{days!r}.")
+                raise InvalidArgument(f"days must be 0 or more (0 keeps none for its age), got "
+                                      f"{days!r}.")
             try:
                 cutoff = datetime.now(UTC) - timedelta(days=d)
             except OverflowError:  # before the calendar starts: every version is younger
@@ -609,13 +610,13 @@ class VersionStore:
         else:
             self.versions(name)
         if not isinstance(payload, Mapping):
-            raise BadRequest(f"A record's payload must be a mapping (dict), got "
-                             f"{type(payload).__name__}.")
+            raise InvalidArgument(f"A record's payload must be a mapping (dict), got "
+                                  f"{type(payload).__name__}.")
         try:
             body = json.dumps(dict(payload), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise BadRequest(f"A record's payload must be plain JSON (text, numbers, lists, "
-                             f"mappings; no NaN): {exc}.") from None
+            raise InvalidArgument(f"A record's payload must be plain JSON (text, numbers, lists, "
+                                  f"mappings; no NaN): {exc}.") from None
         if len(body) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"The record is {len(body):,} bytes; records hold at most "
                                   f"{MAX_RECORD_BYTES:,}. Store large data as a file instead.")
@@ -710,9 +711,9 @@ def _number(value: Any, what: str) -> float | None:
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
+        raise InvalidArgument(f"{what} must be a number, got {value!r}.") from None
     if f != f:
-        raise BadRequest(f"{what} must be a number, got NaN.")
+        raise InvalidArgument(f"{what} must be a number, got NaN.")
     return f
 
 

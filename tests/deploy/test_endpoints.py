@@ -17,7 +17,7 @@ import pytest
 from deploy_helpers import deploy_store
 
 from core.deploy import endpoints as deploy
-from core.errors import BadRequest, Conflict, FixativeError, NotFound, UnsafeModel
+from core.errors import Conflict, FixativeError, InvalidArgument, NotFound, UnsafeModel
 from core.model.bundle import bundle
 from core.serving.netcheck import free_port, port_is_free
 from core.store.versionstore import VersionStore
@@ -123,7 +123,7 @@ def test_recent_requests_come_from_the_prediction_log(endpoint, store, house_dat
 
 def test_recent_requests_rejects_bad_counts(endpoint, store):
     for n in (0, -1, 10_001, 2.5, True, "5"):
-        with pytest.raises(BadRequest, match="n must be a whole number between 1 and 10000"):
+        with pytest.raises(InvalidArgument, match="n must be a whole number between 1 and 10000"):
             deploy.recent_requests(store, endpoint, n)
 
 
@@ -145,7 +145,7 @@ def test_busy_port_names_the_endpoint_using_it(endpoint, store):
     ({"port": 8080, "timeout": float("nan")}, "timeout must be a positive number of seconds"),
 ])
 def test_bad_settings_are_refused_before_anything_starts(store, kwargs, message):
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidArgument, match=message):
         deploy.start_endpoint(store, "house", **kwargs)
     assert not list(deploy.run_dir(store).glob("*.json")) or all(
         json.loads(p.read_text())["name"] == "house"
