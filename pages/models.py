@@ -171,7 +171,7 @@ def delete_section(store, name: str, version: str, versions: list, by_id: dict,
     use_days = c2.checkbox("Only versions older than", key="models_use_days")
     days = c2.number_input("days", min_value=1, value=30, step=1, key="models_days",
                            disabled=not use_days)
-    plan = catalog.prune_plan(versions, keep=int(keep), days=int(days) if use_days else None)
+    plan = store.prune_plan(name, keep=int(keep), days=int(days) if use_days else None)
     st.caption("The latest version and versions with an alias are always kept.")
     # A different plan needs a fresh confirmation, so the plan is part of the key.
     plan_key = hashlib.sha256("-".join(v.version for v in plan).encode()).hexdigest()[:12]

@@ -35,6 +35,7 @@ from markupsafe import Markup
 from core.cards import markup, svgcharts
 from core.errors import InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
+from core.times import parse_iso
 
 CARD_KIND = "card"
 MAX_TEXT_CHARS = 50_000
@@ -340,16 +341,6 @@ def _history(versions: Sequence[Any], current: str | None,
     return rows
 
 
-def _parse_created(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
            records: Sequence[Any] = ()) -> CardData:
@@ -360,7 +351,7 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         name=meta.name, version=version, board=board, model_class=meta.model_class,
         library=meta.library, task=meta.task, classes=meta.classes, has_proba=meta.has_proba,
         description=meta.description, tags=list(meta.tags), user=meta.user,
-        created=_parse_created(meta.created),
+        created=parse_iso(meta.created),
         aliases=sorted(a for a, v in aliases.items() if v == version and version),
         environment=dict(meta.environment), prototype_source=meta.prototype.source,
         accepts_nulls=meta.prototype.accepts_nulls, columns=_columns(meta),

@@ -24,7 +24,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -50,6 +50,7 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
+from core.store.prune import prune_plan
 from core.store.versions import (
     AliasEvent,
     ModelInfo,
@@ -575,29 +576,23 @@ class VersionStore:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise InvalidArgument("keep must be a whole number of at least 1 (the latest version "
                                   f"is always kept), got {keep!r}.")
-        cutoff = None
         if days is not None:
             d = _number(days, "days")
             if d is None or d < 0:
                 raise InvalidArgument(f"days must be 0 or more (0 keeps none for its age), got "
                                       f"{days!r}.")
-            try:
-                cutoff = datetime.now(UTC) - timedelta(days=d)
-            except OverflowError:  # before the calendar starts: every version is younger
-                cutoff = datetime.min.replace(tzinfo=UTC)
-        versions = self.versions(validate_name(name))
-        aliased = set(self.aliases(name).values())
-        kept = {versions[-1].version} | aliased
-        if keep is not None:
-            kept |= {v.version for v in versions[-keep:]}
-        if cutoff is not None:
-            kept |= {v.version for v in versions if v.created >= cutoff}
-        doomed = [v.version for v in versions if v.version not in kept]
+        doomed = [v.version for v in self.prune_plan(name, keep=keep, days=days)]
         for version in doomed:
             self._board.remove_version(name, version)
         if doomed:
             self._board.bump()
         return doomed
+
+    def prune_plan(self, name: str, keep: int | None = None,
+                   days: float | None = None) -> list[VersionInfo]:
+        """The versions :meth:`prune` with these rules would delete, oldest first."""
+        versions = self.versions(validate_name(name))
+        return prune_plan(versions, keep=keep, days=days, aliased=self.aliases(name).values())
 
     # -- records ------------------------------------------------------------------------
 
