@@ -115,7 +115,7 @@ def store_section(store: Any, model_file: Any, model_data: bytes, digest: str,
 
     bar = None
     try:
-        metrics = up.parse_metrics(v.metric_rows)
+        metrics = up.metrics_from_rows(v.metric_rows)
         tags = up.parse_tags(v.tags_text)
         bar = st.progress(0.0, text="Starting")
         info = up.upload(

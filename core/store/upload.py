@@ -149,7 +149,7 @@ def read_sample(data: bytes, filename: str, text: Iterable[str] = ()) -> pd.Data
     return frame
 
 
-def parse_metrics(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
+def metrics_from_rows(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
     """Key/value rows (columns ``metric`` and ``value``) to a dict; blank rows are ignored."""
     if rows is None:
         return {}

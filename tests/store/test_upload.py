@@ -46,11 +46,11 @@ def test_bad_samples(data, filename, message):
 # -- metrics and tags ------------------------------------------------------------------
 
 
-def test_parse_metrics_skips_blank_rows():
+def test_metrics_from_rows_skips_blank_rows():
     rows = pd.DataFrame({"metric": ["rmse", None, " r2 ", ""], "value": [1.5, None, "0.8", None]})
-    assert up.parse_metrics(rows) == {"rmse": 1.5, "r2": 0.8}
-    assert up.parse_metrics(None) == {}
-    assert up.parse_metrics(pd.DataFrame({"metric": [], "value": []})) == {}
+    assert up.metrics_from_rows(rows) == {"rmse": 1.5, "r2": 0.8}
+    assert up.metrics_from_rows(None) == {}
+    assert up.metrics_from_rows(pd.DataFrame({"metric": [], "value": []})) == {}
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -60,9 +60,9 @@ def test_parse_metrics_skips_blank_rows():
     ([{"metric": "rmse", "value": float("inf")}], r"Metric 'rmse' must be a finite number"),
     ([{"metric": "a", "value": 1}, {"metric": "a", "value": 2}], r"Metric 'a' is listed twice"),
 ])
-def test_parse_metrics_errors(rows, message):
+def test_metrics_from_rows_errors(rows, message):
     with pytest.raises(InvalidArgument, match=message):
-        up.parse_metrics(rows)
+        up.metrics_from_rows(rows)
 
 
 def test_parse_tags():
