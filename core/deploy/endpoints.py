@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import settings
+from core import processes, settings
 from core.errors import Conflict, FixativeError, InvalidArgument, NotFound
 from core.serving.netcheck import (
     check_host,
@@ -206,22 +206,8 @@ def endpoint_history(store: Any, name: str | None = None) -> list[Any]:
 
 # -- processes ---------------------------------------------------------------------------
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) of ``pid`` from /proc."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    try:
-        return rest[0], int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
 def process_start_ticks(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
+    return processes.start_ticks(pid)
 
 
 def _reap(pid: int) -> None:
@@ -240,20 +226,7 @@ def _reap(pid: int) -> None:
 def process_state(pid: int, start_ticks: int | None) -> str:
     """``alive``, ``gone`` or ``reused`` (the pid now belongs to another program)."""
     _reap(pid)
-    if not Path("/proc").is_dir():  # no /proc (not Linux): existence is all we can see
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return "gone"
-        except PermissionError:
-            return "reused"
-        return "alive"
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return "gone"
-    if start_ticks is not None and stat[1] != start_ticks:
-        return "reused"
-    return "alive"
+    return processes.state(pid, start_ticks)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -467,20 +440,12 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     return endpoint
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rfind(")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _serves(port: int, pid: int) -> bool:
     """Whether the listener on ``port`` is ``pid`` or one of its workers, so that another
     server that took the port in the meantime is not mistaken for ours. True when /proc
     cannot tell."""
     owner = listener_pid(port)
-    return owner is None or owner == pid or _parent(owner) == pid
+    return owner is None or owner == pid or processes.parent(owner) == pid
 
 
 def _wait_ready(endpoint: Endpoint, process: subprocess.Popen, timeout: float) -> None:

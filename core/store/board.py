@@ -35,6 +35,7 @@ import xxhash
 
 from core import settings
 from core.errors import FixativeError, NotFound
+from core.processes import pid_alive
 from core.store.names import MAX_NAME_LENGTH
 from core.store.paths import SYSTEM_DIR
 from core.store.versions import clock, version_id
@@ -204,16 +205,6 @@ def hash_stream(f: BinaryIO, sink: BinaryIO | None = None) -> FileStat:
 
 def hash_bytes(data: bytes) -> FileStat:
     return FileStat(hashlib.sha256(data).hexdigest(), xxhash.xxh64(data).hexdigest(), len(data))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: str) -> None:
@@ -519,7 +510,7 @@ class Board:
     def _abandoned(self, folder: str, entry: str) -> bool:
         m = _STAGE.fullmatch(entry)
         if m and m.group(2) == _HOST:
-            return not _pid_alive(int(m.group(1)))
+            return not pid_alive(int(m.group(1)))
         return self._age(folder, entry) > STALE_SECONDS
 
     def _age(self, folder: str, entry: str) -> float:
