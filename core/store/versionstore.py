@@ -51,6 +51,8 @@ from core.store.names import (
     validate_version,
 )
 from core.store.prune import prune_plan
+from core.store.search import number, search_sql
+from core.store.verify import mismatch, plain_file_name, recovery, store_problems
 from core.store.versions import (
     AliasEvent,
     ModelInfo,
@@ -59,7 +61,7 @@ from core.store.versions import (
     clock,
     event_id,
 )
-from core.times import as_utc, iso
+from core.times import as_utc
 
 MAX_RECORD_BYTES = 1 << 20
 _SHOWN = 20
@@ -241,44 +243,8 @@ class VersionStore:
         exact tag; ``created_after``/``created_before`` bound the creation time; ``metric``
         with ``min_value``/``max_value`` keeps versions whose metric lies in the range.
         """
-        where, params = ["TRUE"], []
-        if text:
-            pattern = "%" + str(text).replace("\\", "\\\\").replace("%", "\\%") \
-                .replace("_", "\\_") + "%"
-            where.append("(v.name ILIKE ? ESCAPE '\\' OR v.description ILIKE ? ESCAPE '\\')")
-            params += [pattern, pattern]
-        if tag:
-            where.append("list_contains(v.tags, ?)")
-            params.append(str(tag))
-        after = as_utc(created_after, "created_after")
-        before = as_utc(created_before, "created_before")
-        if after and before and after >= before:
-            raise InvalidArgument(f"created_after ({iso(after)}) must be earlier than "
-                                  f"created_before ({iso(before)}).")
-        if after:
-            where.append("v.created >= ?")
-            params.append(after)
-        if before:
-            where.append("v.created < ?")
-            params.append(before)
-        bounds = [_number(min_value, "min_value"), _number(max_value, "max_value")]
-        if metric is None and (min_value is not None or max_value is not None):
-            raise InvalidArgument("min_value/max_value need a metric to compare, e.g. "
-                                  "search(metric='rmse', max_value=50000).")
-        if metric is not None:
-            if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-                raise InvalidArgument(f"min_value ({bounds[0]}) is larger than max_value "
-                                      f"({bounds[1]}); nothing can match.")
-            cond = ["m.name = v.name", "m.version = v.version", "m.metric = ?"]
-            params.append(str(metric))
-            if bounds[0] is not None:
-                cond.append("m.value >= ?")
-                params.append(bounds[0])
-            if bounds[1] is not None:
-                cond.append("m.value <= ?")
-                params.append(bounds[1])
-            where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(cond)})")
-        clause = " AND ".join(where)
+        clause, params = search_sql(text, tag, created_after, created_before, metric,
+                                    min_value, max_value)
         key = ("search", clause, tuple(str(p) for p in params))
         return self._query(key, lambda con: Index.versions(con, clause, params))
 
@@ -394,7 +360,7 @@ class VersionStore:
                            "missing).") from None
         except ValueError as exc:
             raise CorruptData(f"{where}/{PINS_META} is unreadable: {exc}. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         block = layout.fixative_block(doc)
         if block is None:
             return doc, None
@@ -407,10 +373,10 @@ class VersionStore:
             raw = self._board.read_bytes(name, version, file)
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         actual = hash_bytes(raw).sha256
         if actual != sha256:
-            raise CorruptData(_mismatch(name, version, file, sha256, actual))
+            raise CorruptData(mismatch(name, version, file, sha256, actual))
         return raw
 
     def meta(self, name: str, version: str | None = None) -> BundleMeta:
@@ -457,20 +423,20 @@ class VersionStore:
             with self._board.local_copy(name, version, model_file) as (path, stat):
                 actual = stat.sha256 if algo == "sha256" else stat.xxh64
                 if want and actual != want:
-                    raise CorruptData(_mismatch(name, version, model_file, want, actual, algo))
+                    raise CorruptData(mismatch(name, version, model_file, want, actual, algo))
                 if not want:
                     raise CorruptData(f"{name}/{version}: no hash was recorded for {model_file}, "
                                       "so it cannot be checked. "
-                                      f"{_recovery(name, version)}")
+                                      f"{recovery(name, version)}")
                 model = load_model(path, trusted=tuple(trusted))
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         if meta_doc is not None:
             meta = BundleMeta.from_dict(meta_doc)
             sample = self._sample(name, version, meta_doc)
         else:
-            meta = _complete_pins_meta(layout.pins_meta(name, doc), model)
+            meta = layout.complete_pins_meta(layout.pins_meta(name, doc), model)
             sample = None
         return ModelBundle(model=model, meta=meta, sample=sample, version=version)
 
@@ -486,15 +452,15 @@ class VersionStore:
                 return scan_file(path, filename=model_file)
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
 
     @staticmethod
     def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
         model_file = str(doc.get("file") or "")
-        if not layout.is_model_pin(doc) or not _plain_file_name(model_file):
+        if not layout.is_model_pin(doc) or not plain_file_name(model_file):
             raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
                               f"(type {doc.get('type')!r}, file {model_file!r}). "
-                              f"{_recovery(name, version)}")
+                              f"{recovery(name, version)}")
         return model_file
 
     def read_ref(self, ref: str, trusted: Iterable[str] = ()) -> ModelBundle:
@@ -577,7 +543,7 @@ class VersionStore:
             raise InvalidArgument("keep must be a whole number of at least 1 (the latest version "
                                   f"is always kept), got {keep!r}.")
         if days is not None:
-            d = _number(days, "days")
+            d = number(days, "days")
             if d is None or d < 0:
                 raise InvalidArgument(f"days must be 0 or more (0 keeps none for its age), got "
                                       f"{days!r}.")
@@ -638,59 +604,8 @@ class VersionStore:
 
     def verify(self) -> list[str]:
         """Re-hash every file of every version; returns the problems found (empty if none)."""
-        problems: list[str] = []
-        board_versions: set[tuple[str, str]] = set()
-        for name in self._board.model_names():
-            for version in sorted(self._board.complete_versions(name)):
-                row, reason = read_entry(self._board, name, version)
-                if row is None:
-                    continue
-                board_versions.add((name, version))
-                problems.extend(self._verify_version(name, version))
-        for folder in self._board.incomplete_versions():
-            problems.append(f"{folder}: no {PINS_META}, so the folder is not a version (an "
-                            "interrupted write, or a pin being written right now). Delete the "
-                            "folder if no writer is running.")
-        indexed = {(v.name, v.version) for v in self.search()}
-        for name, version in sorted(board_versions - indexed):
-            problems.append(f"{name}/{version}: on the board but not in the index; run "
-                            "store.reindex().")
-        for name, version in sorted(indexed - board_versions):
-            problems.append(f"{name}/{version}: in the index but not on the board; run "
-                            "store.reindex().")
-        return problems
-
-    def _verify_version(self, name: str, version: str) -> list[str]:
-        try:
-            doc, meta_doc = self._documents(name, version)
-        except CorruptData as exc:
-            return [exc.message]
-        if meta_doc is None:
-            file, want = str(doc.get("file") or ""), str(doc.get("pin_hash") or "")
-            if not _plain_file_name(file):
-                return [f"{name}/{version}/{PINS_META} names an unsafe file {file!r}."]
-            try:
-                with self._board.local_copy(name, version, file) as (_path, stat):
-                    if want and stat.xxh64 != want:
-                        return [_mismatch(name, version, file, want, stat.xxh64, "xxh64")]
-            except FileNotFoundError:
-                return [f"{name}/{version}/{file} is missing. {_recovery(name, version)}"]
-            return []
-        out = []
-        files = ((meta_doc.get("fixative") or {}).get("files") or {})
-        for file, expected in sorted(files.items()):
-            if not _plain_file_name(file):
-                out.append(f"{name}/{version}/{META_FILE} names an unsafe file {file!r}.")
-                continue
-            try:
-                with self._board.local_copy(name, version, file) as (_path, stat):
-                    if stat.sha256 != expected.get("sha256"):
-                        out.append(_mismatch(name, version, file, expected.get("sha256"),
-                                             stat.sha256))
-            except FileNotFoundError:
-                out.append(f"{name}/{version}/{file} is missing. {_recovery(name, version)}")
-        return out
-
+        return store_problems(self._board, self._documents,
+                              lambda: {(v.name, v.version) for v in self.search()})
 
 def _copy(value: Any) -> Any:
     if isinstance(value, list):
@@ -698,49 +613,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return dict(value)
     return value
-
-
-def _number(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{what} must be a number, got {value!r}.") from None
-    if f != f:
-        raise InvalidArgument(f"{what} must be a number, got NaN.")
-    return f
-
-
-def _plain_file_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
-
-
-def _recovery(name: str, version: str) -> str:
-    return (f"Restore the file from a backup, or delete the version with "
-            f"'python -m core delete {name}@{version} --force'.")
-
-
-def _mismatch(name: str, version: str, file: str, expected: Any, actual: str,
-              algo: str = "sha256") -> str:
-    return (f"{name}/{version}/{file} is corrupt: its {algo} is {actual}, but {expected} was "
-            f"recorded when it was written. {_recovery(name, version)}")
-
-
-def _complete_pins_meta(meta: BundleMeta, model: Any) -> BundleMeta:
-    """Fill in what only the loaded model knows for a version pinned by pins or vetiver."""
-    from core.model.bundle import bundle as make_bundle
-
-    fresh = make_bundle(model, name=meta.name, description=meta.description,
-                        user=meta.user or None).meta
-    meta.model_class = fresh.model_class
-    meta.library = fresh.library
-    meta.task = fresh.task
-    meta.classes = fresh.classes
-    meta.has_proba = fresh.has_proba
-    if not meta.prototype.columns:
-        meta.prototype = fresh.prototype
-    meta.prototype.accepts_nulls = fresh.prototype.accepts_nulls
-    if not meta.environment.get("python"):
-        meta.environment = fresh.environment
-    return meta
