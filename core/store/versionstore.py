@@ -32,7 +32,7 @@ import pandas as pd
 from core import settings
 from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.safety.loader import SafetyReport
+from core.safety.loader import SafetyReport, load_model, scan_file
 from core.store import layout, paths
 from core.store.board import (
     META_FILE,
@@ -409,8 +409,6 @@ class VersionStore:
         The model file goes through :func:`core.safety.loader.load_model`: names outside the
         allowlist are refused unless listed in ``trusted``.
         """
-        from core.safety.loader import load_model
-
         version = self._resolve(name, version, alias)
         doc, meta_doc = self._documents(name, version)
         model_file = self._model_file(name, version, doc)
@@ -442,8 +440,6 @@ class VersionStore:
 
     def safety_report(self, name: str, version: str | None = None) -> SafetyReport:
         """What a version's model file would import, from a scan (it is never loaded)."""
-        from core.safety.loader import scan_file
-
         version = self._resolve(name, version, None)
         doc, _ = self._documents(name, version)
         model_file = self._model_file(name, version, doc)
