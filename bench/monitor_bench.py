@@ -108,8 +108,9 @@ def reference_meta(seed: int = 1):
 
 def write_log(board: Path, n: int, seed: int = 1, actual_share: float = 0.3) -> dict:
     """Write ``n`` logged rows as daily segments plus one actuals file; returns counts."""
-    from core.monitoring.monitor import LOG_SCHEMA_BASE, actuals_dir, log_dir
+    from core.monitoring.monitor import LOG_SCHEMA_BASE
     from core.store.board import Board
+    from core.store.paths import actuals_dir, log_dir
 
     store = Board(str(board))
 

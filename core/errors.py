@@ -28,11 +28,16 @@ class InvalidInput(FixativeError):
     code = "invalid_input"
 
 
-class BadRequest(FixativeError):
-    """A request or argument that cannot be understood at all (malformed JSON, bad CSV)."""
+class InvalidArgument(FixativeError):
+    """A value a caller passed that cannot be used (an unknown option, a bad window, a
+    malformed date); the message says which and what would do."""
 
     status = 400
     code = "bad_request"
+
+
+class BadRequest(InvalidArgument):
+    """An HTTP request the server cannot read at all (malformed JSON, bad CSV)."""
 
 
 class InvalidName(FixativeError):

@@ -61,14 +61,8 @@ def _page_url() -> str:
     return url or "./card"
 
 
-store = ui.get_store()
-name, version = ui.require_model()
-card = _load(store, name, version)
-html = cards.render_html(card)
-fragment = cards.render_html(card, fragment=True)
-file_stem = f"{name}-{version}.card"
-
-if st.query_params.get("view") == "card":
+def shared_view(html: str, fragment: str, file_stem: str) -> None:
+    """The read-only card of a shared link, without editing controls."""
     if ui.link_problem():  # a shared card shows what the link names, or nothing
         st.error(f"{ui.link_problem()}. Ask whoever shared it for a new link.")
         st.stop()
@@ -77,23 +71,22 @@ if st.query_params.get("view") == "card":
                        mime="text/html", key="card_view_download")
     st.stop()
 
-# Unsaved drafts live outside the widgets' state (Streamlit drops the state of a text
-# area that is not drawn, i.e. of every section but the one shown); they belong to one
-# version and start from the stored texts when another is chosen.
-if st.session_state.get(_REF) != card.ref:
-    for k in cards.SECTION_KEYS:
-        st.session_state.pop(_draft_key(k), None)
-    st.session_state[_DRAFTS] = {}
-    st.session_state[_REF] = card.ref
-drafts: dict[str, str] = st.session_state[_DRAFTS]
 
-st.title(card.title)
-st.caption(f"Version {version}" + (f" · aliases: {', '.join(card.aliases)}" if card.aliases
-                                   else "") + f" · {card.task_text}")
+def session_drafts(card: cards.CardData) -> dict[str, str]:
+    """The unsaved drafts of ``card``'s version, by section."""
+    # Unsaved drafts live outside the widgets' state (Streamlit drops the state of a text
+    # area that is not drawn, i.e. of every section but the one shown); they belong to one
+    # version and start from the stored texts when another is chosen.
+    if st.session_state.get(_REF) != card.ref:
+        for k in cards.SECTION_KEYS:
+            st.session_state.pop(_draft_key(k), None)
+        st.session_state[_DRAFTS] = {}
+        st.session_state[_REF] = card.ref
+    return st.session_state[_DRAFTS]
 
-write, view, history, share = st.tabs(["Write", "Card", "Edit history", "Share and export"])
 
-with write:
+def write_tab(store, card: cards.CardData, drafts: dict[str, str], name: str,
+              version: str) -> None:
     st.text_input("Your name (recorded with every edit)", value=current_user(), key="card_user")
     key = st.selectbox("Section", cards.SECTION_KEYS, key="card_section",
                        format_func=lambda k: cards.section(k).title)
@@ -120,28 +113,28 @@ with write:
     st.caption("Sections not written yet show their prompt on the card. The automatic parts "
                "(model, data, metrics, history) come from the store.")
 
-with view:
-    st.html(fragment)
 
-with history:
+def history_tab(card: cards.CardData) -> None:
     if not card.edits:
         st.info("No section has been written yet. Write one on the Write tab and save it; "
                 "every save is kept here with who made it and when.")
-    else:
-        st.dataframe(
-            [{"when": cards.when(e.at), "section": e.section.title, "by": e.user,
-              "characters": len(e.text), "change": len(e.text) - len(e.previous)}
-             for e in card.edits],
-            key="card_history_table", hide_index=True, width="stretch")
-        for i, e in enumerate(card.edits[:20]):
-            with st.expander(f"{cards.when(e.at)} · {e.section.title}"):
-                st.text(f"By {e.user or 'unknown'}")
-                diff = "\n".join(difflib.unified_diff(
-                    e.previous.splitlines(), e.text.splitlines(), "before", "after",
-                    lineterm=""))
-                st.code(diff or "(no change in the text)", language="diff")
+        return
+    st.dataframe(
+        [{"when": cards.when(e.at), "section": e.section.title, "by": e.user,
+          "characters": len(e.text), "change": len(e.text) - len(e.previous)}
+         for e in card.edits],
+        key="card_history_table", hide_index=True, width="stretch")
+    for i, e in enumerate(card.edits[:20]):
+        with st.expander(f"{cards.when(e.at)} · {e.section.title}"):
+            st.text(f"By {e.user or 'unknown'}")
+            diff = "\n".join(difflib.unified_diff(
+                e.previous.splitlines(), e.text.splitlines(), "before", "after",
+                lineterm=""))
+            st.code(diff or "(no change in the text)", language="diff")
 
-with share:
+
+def share_tab(card: cards.CardData, html: str, name: str, version: str,
+              file_stem: str) -> None:
     base = _page_url()
     st.markdown("**Read-only link to this version** (shows the card without editing controls)")
     st.code(f"{base}?{cards.share_query(name, version=version)}", language=None)
@@ -173,3 +166,32 @@ with share:
     else:
         st.caption("Quarto is not installed here, so the .qmd cannot be rendered on this "
                    "machine; the HTML card above needs no Quarto.")
+
+
+def main() -> None:
+    store = ui.get_store()
+    name, version = ui.require_model()
+    card = _load(store, name, version)
+    html = cards.render_html(card)
+    fragment = cards.render_html(card, fragment=True)
+    file_stem = f"{name}-{version}.card"
+    if st.query_params.get("view") == "card":
+        shared_view(html, fragment, file_stem)
+    drafts = session_drafts(card)
+
+    st.title(card.title)
+    st.caption(f"Version {version}" + (f" · aliases: {', '.join(card.aliases)}" if card.aliases
+                                       else "") + f" · {card.task_text}")
+
+    write, view, history, share = st.tabs(["Write", "Card", "Edit history", "Share and export"])
+    with write:
+        write_tab(store, card, drafts, name, version)
+    with view:
+        st.html(fragment)
+    with history:
+        history_tab(card)
+    with share:
+        share_tab(card, html, name, version, file_stem)
+
+
+main()

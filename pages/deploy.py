@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.deploy import docker as dockerbundle
 from core.deploy import endpoints as deploy
+from core.deploy import views
 from core.errors import FixativeError
 from core.safety.loader import forbidden_message
 from core.serving.netcheck import MAX_WORKERS, free_port
@@ -103,7 +104,7 @@ def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> No
         if not status.alive:
             return
         st.markdown("**Recent requests**")
-        recent = deploy.recent_requests(store, ep, 20)
+        recent = views.recent_requests(store, ep, 20)
         if recent.empty:
             st.caption("No requests logged yet. Send one with an example below; the log is "
                        "written about once a second." if ep.options.get("log", True) else
@@ -117,7 +118,7 @@ def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> No
                                  "latency (ms)", format="%.1f")})
         st.markdown("**Call it**")
         try:
-            examples = deploy.client_examples(ui.cached_meta(ep.name, ep.version), ep.url)
+            examples = views.client_examples(ui.cached_meta(ep.name, ep.version), ep.url)
         except FixativeError as exc:
             st.caption(f"No examples: {exc.message}")
             return
@@ -135,7 +136,7 @@ def endpoints_section(store) -> None:
     if st.button("Refresh", key="deploy_refresh"):
         st.rerun()
     st.dataframe(
-        deploy.endpoints_frame(statuses), hide_index=True, key="deploy_table",
+        views.endpoints_frame(statuses), hide_index=True, key="deploy_table",
         column_config={"url": st.column_config.LinkColumn("url"),
                        "started": st.column_config.DatetimeColumn(
                            "started", format="YYYY-MM-DD HH:mm:ss")})
@@ -147,7 +148,7 @@ def history_section(store, name: str) -> None:
     history = deploy.endpoint_history(store, name)
     if history:
         with st.expander(f"Endpoint history of {name} ({len(history)} events)"):
-            st.dataframe(deploy.history_frame(history), hide_index=True, key="deploy_history")
+            st.dataframe(views.history_frame(history), hide_index=True, key="deploy_history")
 
 
 def docker_section(store, name: str, version: str) -> None:

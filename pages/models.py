@@ -25,59 +25,33 @@ def _profile_figures(location: str, name: str, version: str) -> list:
     return figures
 
 
-store = ui.get_store()
-st.title("Models")
-ui.show_flash()
-models = ui.cached_models()
-if not models:
-    st.info("The store has no models yet. Upload a model file on the Upload page, or add the "
-            "example models on the Home page.")
-    ui.link("pages/upload.py", "Upload a model file")
-    ui.link("pages/home.py", "Add the example models")
-    st.stop()
-
-search = st.text_input("Search", key="models_search",
-                       placeholder="name, task, library, alias, description or tag")
-hits = [v.name for v in ui.cached_search(search.strip())] if search.strip() else []
-table = catalog.models_frame(models, search, also=hits)
-if table.empty:
-    st.info(f"No model matches '{search}'. Clear the search to see all {len(models)} models.")
-else:
-    event = st.dataframe(table, hide_index=True, key="models_table", on_select="rerun",
-                         selection_mode="single-row",
-                         column_config={"updated": st.column_config.DatetimeColumn(
-                             "updated", format="YYYY-MM-DD HH:mm")})
-    rows = event.selection.rows if event is not None else []
-    picked = table.iloc[rows[0]]["name"] if rows else None
-    # React to a new click only: the row stays ticked while the sidebar picks others.
-    if picked != st.session_state.get("models_table_picked"):
-        st.session_state["models_table_picked"] = picked
-        if picked is not None and picked != ui.selected_ref()[0]:
-            ui.select(picked)
-            st.rerun()
-
-name, version = ui.selected_ref()
-if name is None:
-    st.info("Select a model in the table or in the sidebar to see its versions.")
-    st.stop()
-versions = ui.cached_versions(name)
-if not versions:
-    st.info(f"{name} has no versions left. Upload one on the Upload page.")
-    st.stop()
-by_id = {v.version: v for v in versions}
-version = version if version in by_id else versions[-1].version
-ids_newest_first = [v.version for v in reversed(versions)]
-
-st.header(name)
-st.plotly_chart(catalog.timeline_figure(versions), key="models_timeline")
-st.dataframe(catalog.versions_frame(versions), hide_index=True, key="models_versions")
-
-# Only the chosen section runs: profile plots and history cost time on big stores.
 SECTIONS = ["Details", "Reference profile", "Compare", "Aliases", "Delete and prune"]
-section = st.segmented_control("Section", SECTIONS, default="Details", key="models_section",
-                               label_visibility="collapsed") or "Details"
 
-if section == "Details":
+
+def models_table(models: list) -> None:
+    """The searchable table of models; a click selects a model."""
+    search = st.text_input("Search", key="models_search",
+                           placeholder="name, task, library, alias, description or tag")
+    hits = [v.name for v in ui.cached_search(search.strip())] if search.strip() else []
+    table = catalog.models_frame(models, search, also=hits)
+    if table.empty:
+        st.info(f"No model matches '{search}'. Clear the search to see all {len(models)} models.")
+    else:
+        event = st.dataframe(table, hide_index=True, key="models_table", on_select="rerun",
+                             selection_mode="single-row",
+                             column_config={"updated": st.column_config.DatetimeColumn(
+                                 "updated", format="YYYY-MM-DD HH:mm")})
+        rows = event.selection.rows if event is not None else []
+        picked = table.iloc[rows[0]]["name"] if rows else None
+        # React to a new click only: the row stays ticked while the sidebar picks others.
+        if picked != st.session_state.get("models_table_picked"):
+            st.session_state["models_table_picked"] = picked
+            if picked is not None and picked != ui.selected_ref()[0]:
+                ui.select(picked)
+                st.rerun()
+
+
+def details_section(name: str, version: str, by_id: dict) -> None:
     meta = ui.cached_meta(name, version)
     info = by_id[version]
     st.subheader(f"{name}@{version}")
@@ -108,42 +82,45 @@ if section == "Details":
     st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
                  key="models_environment")
 
-elif section == "Reference profile":
+
+def profile_section(name: str, version: str) -> None:
     st.subheader(f"{name}@{version}: reference profile")
     figures = _profile_figures(ui.store_location(), name, version)
     if not figures:
         st.info("No reference profile: this version was stored without a training sample. "
                 "Upload the next version with a sample of its training features.")
-    else:
-        grid = st.columns(3)
-        for i, fig in enumerate(figures):
-            grid[i % 3].plotly_chart(fig, key=f"models_profile_{i}")
+        return
+    grid = st.columns(3)
+    for i, fig in enumerate(figures):
+        grid[i % 3].plotly_chart(fig, key=f"models_profile_{i}")
 
-elif section == "Compare":
+
+def compare_section(name: str, versions: list, ids_newest_first: list[str]) -> None:
     if len(versions) < 2:
         st.info(f"{name} has one version; upload another to compare.")
-    else:
-        c1, c2 = st.columns(2)
-        old_v = c1.selectbox("From", ids_newest_first, index=1, key="models_cmp_old")
-        new_v = c2.selectbox("To", ids_newest_first, index=0, key="models_cmp_new")
-        diff = compare(ui.cached_meta(name, old_v), ui.cached_meta(name, new_v), old_v, new_v)
-        st.write(diff.summary())
-        sections = [("Metadata", diff.metadata), ("Metrics", diff.metrics),
-                    ("Environment", diff.environment)]
-        for title, changes in sections:
-            if changes:
-                st.markdown(f"**{title}**")
-                st.dataframe(pd.DataFrame(
-                    [{"field": c.field, old_v: str(c.old), new_v: str(c.new)} for c in changes]),
-                    hide_index=True, key=f"models_cmp_{title.lower()}")
-        if diff.prototype:
-            st.markdown("**Prototype**")
+        return
+    c1, c2 = st.columns(2)
+    old_v = c1.selectbox("From", ids_newest_first, index=1, key="models_cmp_old")
+    new_v = c2.selectbox("To", ids_newest_first, index=0, key="models_cmp_new")
+    diff = compare(ui.cached_meta(name, old_v), ui.cached_meta(name, new_v), old_v, new_v)
+    st.write(diff.summary())
+    sections = [("Metadata", diff.metadata), ("Metrics", diff.metrics),
+                ("Environment", diff.environment)]
+    for title, changes in sections:
+        if changes:
+            st.markdown(f"**{title}**")
             st.dataframe(pd.DataFrame(
-                [{"column": c.column, "change": c.what, old_v: str(c.old or ""),
-                  new_v: str(c.new or "")} for c in diff.prototype]),
-                hide_index=True, key="models_cmp_prototype")
+                [{"field": c.field, old_v: str(c.old), new_v: str(c.new)} for c in changes]),
+                hide_index=True, key=f"models_cmp_{title.lower()}")
+    if diff.prototype:
+        st.markdown("**Prototype**")
+        st.dataframe(pd.DataFrame(
+            [{"column": c.column, "change": c.what, old_v: str(c.old or ""),
+              new_v: str(c.new or "")} for c in diff.prototype]),
+            hide_index=True, key="models_cmp_prototype")
 
-elif section == "Aliases":
+
+def aliases_section(store, name: str, version: str, ids_newest_first: list[str]) -> None:
     aliases = ui.cached_aliases(name)
     if aliases:
         st.dataframe(pd.DataFrame(sorted(aliases.items()), columns=["alias", "version"]),
@@ -171,7 +148,9 @@ elif section == "Aliases":
     else:
         st.caption("No alias has been set or moved yet.")
 
-elif section == "Delete and prune":
+
+def delete_section(store, name: str, version: str, versions: list, by_id: dict,
+                   ids_newest_first: list[str]) -> None:
     st.markdown("**Delete one version**")
     doomed_id = st.selectbox("Version to delete", ids_newest_first,
                              index=ids_newest_first.index(version), key="models_delete_version")
@@ -192,7 +171,7 @@ elif section == "Delete and prune":
     use_days = c2.checkbox("Only versions older than", key="models_use_days")
     days = c2.number_input("days", min_value=1, value=30, step=1, key="models_days",
                            disabled=not use_days)
-    plan = catalog.prune_plan(versions, keep=int(keep), days=int(days) if use_days else None)
+    plan = store.prune_plan(name, keep=int(keep), days=int(days) if use_days else None)
     st.caption("The latest version and versions with an alias are always kept.")
     # A different plan needs a fresh confirmation, so the plan is part of the key.
     plan_key = hashlib.sha256("-".join(v.version for v in plan).encode()).hexdigest()[:12]
@@ -206,3 +185,51 @@ elif section == "Delete and prune":
         else:
             ui.flash(f"Pruned {len(removed)} version(s) of {name}: {', '.join(removed)}.")
             st.rerun()
+
+
+def main() -> None:
+    store = ui.get_store()
+    st.title("Models")
+    ui.show_flash()
+    models = ui.cached_models()
+    if not models:
+        st.info("The store has no models yet. Upload a model file on the Upload page, or add "
+                "the example models on the Home page.")
+        ui.link("pages/upload.py", "Upload a model file")
+        ui.link("pages/home.py", "Add the example models")
+        st.stop()
+    models_table(models)
+
+    name, version = ui.selected_ref()
+    if name is None:
+        st.info("Select a model in the table or in the sidebar to see its versions.")
+        st.stop()
+    versions = ui.cached_versions(name)
+    if not versions:
+        st.info(f"{name} has no versions left. Upload one on the Upload page.")
+        st.stop()
+    by_id = {v.version: v for v in versions}
+    version = version if version in by_id else versions[-1].version
+    ids_newest_first = [v.version for v in reversed(versions)]
+
+    st.header(name)
+    st.plotly_chart(catalog.timeline_figure(versions), key="models_timeline")
+    st.dataframe(catalog.versions_frame(versions), hide_index=True, key="models_versions")
+
+    # Only the chosen section runs: profile plots and history cost time on big stores.
+    section = st.segmented_control("Section", SECTIONS, default="Details",
+                                   key="models_section", label_visibility="collapsed") \
+        or "Details"
+    if section == "Details":
+        details_section(name, version, by_id)
+    elif section == "Reference profile":
+        profile_section(name, version)
+    elif section == "Compare":
+        compare_section(name, versions, ids_newest_first)
+    elif section == "Aliases":
+        aliases_section(store, name, version, ids_newest_first)
+    elif section == "Delete and prune":
+        delete_section(store, name, version, versions, by_id, ids_newest_first)
+
+
+main()

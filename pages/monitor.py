@@ -7,7 +7,9 @@ CLI and the exported Quarto dashboard call.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -16,11 +18,11 @@ from core.errors import FixativeError
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.actuals import actual_column_guess, read_table, save_actuals, score_upload
-from core.monitoring.monitor import (
+from core.monitoring.monitor import open_ref
+from core.monitoring.performance import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
     REGRESSION_METRICS,
-    open_ref,
 )
 from core.monitoring.report import build, column_values, render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
@@ -30,6 +32,19 @@ WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
                  "all": "Both"}
 _MESSAGE = "mon_message"
+
+
+@dataclass
+class Choice:
+    """What the controls at the top of the page chose."""
+
+    ref: str
+    window: str
+    since: str
+    until: str
+    source: str
+    all_versions: bool
+    reference: tuple[str, str] | None
 
 
 def _say() -> None:
@@ -50,70 +65,77 @@ def _uploaded_table(label: str, key: str, what: str) -> pd.DataFrame | None:
         return None
 
 
-store = ui.get_store()
-name, version = ui.require_model()
-meta = ui.cached_meta(name, version)
-st.title(f"Monitor · {name}")
-_say()
+def controls(meta: Any, settings: Settings, name: str, version: str) -> Choice:
+    c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 1])
+    scope = c1.radio("Rows of", ["this version", "all versions"], key="mon_scope",
+                     horizontal=True)
+    # Both by default: a newcomer's first rows are as likely uploaded as served.
+    source = c2.selectbox("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get,
+                          index=list(SOURCE_LABELS).index("all"), key="mon_source")
+    default_window = settings.window if settings.window in WINDOWS else "other"
+    window_choice = c3.selectbox("Window", WINDOWS, index=WINDOWS.index(default_window),
+                                 key="mon_window")
+    window = window_choice
+    if window_choice == "other":
+        window = c3.text_input("Period",
+                               value=settings.window if default_window == "other" else "6h",
+                               key="mon_period", help="e.g. 15min, 6h, 3d, 2w")
+    since = c4.text_input("Since", key="mon_since", placeholder="e.g. 2025-03-01 or 30d")
+    until = c4.text_input("Until", key="mon_until", placeholder="e.g. 2025-04-01 (exclusive)")
+    return Choice(ref=f"{name}@{version}", window=window, since=since, until=until,
+                  source=source, all_versions=scope == "all versions",
+                  reference=drift_reference(meta))
 
-settings = thresholds.load(store, name)
-c1, c2, c3, c4 = st.columns([1.2, 1.2, 1, 1])
-scope = c1.radio("Rows of", ["this version", "all versions"], key="mon_scope",
-                 horizontal=True)
-# Both by default: a newcomer's first rows are as likely uploaded as served.
-source = c2.selectbox("Source", list(SOURCE_LABELS), format_func=SOURCE_LABELS.get,
-                      index=list(SOURCE_LABELS).index("all"), key="mon_source")
-default_window = settings.window if settings.window in WINDOWS else "other"
-window_choice = c3.selectbox("Window", WINDOWS, index=WINDOWS.index(default_window),
-                             key="mon_window")
-window = window_choice
-if window_choice == "other":
-    window = c3.text_input("Period", value=settings.window if default_window == "other" else "6h",
-                           key="mon_period", help="e.g. 15min, 6h, 3d, 2w")
-since = c4.text_input("Since", key="mon_since", placeholder="e.g. 2025-03-01 or 30d")
-until = c4.text_input("Until", key="mon_until", placeholder="e.g. 2025-04-01 (exclusive)")
-ref = f"{name}@{version}"
-all_versions = scope == "all versions"
-with st.expander("Drift reference", expanded=not meta.profile):
-    st.caption("Drift compares each window with the training sample stored with the version"
-               + ("" if meta.profile else " (this version has none)")
-               + ". To compare with a period of logged rows instead, give its start and end.")
-    r1, r2 = st.columns(2)
-    ref_from = r1.text_input("Reference from", key="mon_ref_from",
-                             placeholder="e.g. 2025-03-01")
-    ref_until = r2.text_input("Reference until", key="mon_ref_until",
-                              placeholder="e.g. 2025-03-08 (exclusive)")
-reference = (ref_from, ref_until) if ref_from.strip() and ref_until.strip() else None
-if reference is None and (ref_from.strip() or ref_until.strip()):
-    st.warning("Give both ends of the drift reference; until then drift uses the training "
-               "sample.")
 
-try:
-    report = build(store, ref, window=window, since=since or None, until=until or None,
-                   source=source, all_versions=all_versions, reference=reference)
-except FixativeError as exc:
-    st.error(exc.message)
-    st.stop()
+def drift_reference(meta: Any) -> tuple[str, str] | None:
+    with st.expander("Drift reference", expanded=not meta.profile):
+        st.caption("Drift compares each window with the training sample stored with the "
+                   "version" + ("" if meta.profile else " (this version has none)")
+                   + ". To compare with a period of logged rows instead, give its start and "
+                   "end.")
+        r1, r2 = st.columns(2)
+        ref_from = r1.text_input("Reference from", key="mon_ref_from",
+                                 placeholder="e.g. 2025-03-01")
+        ref_until = r2.text_input("Reference until", key="mon_ref_until",
+                                  placeholder="e.g. 2025-03-08 (exclusive)")
+    reference = (ref_from, ref_until) if ref_from.strip() and ref_until.strip() else None
+    if reference is None and (ref_from.strip() or ref_until.strip()):
+        st.warning("Give both ends of the drift reference; until then drift uses the training "
+                   "sample.")
+    return reference
 
-has_rows = not report.metrics.empty and report.metrics["n"].sum() > 0
-status_text = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok",
-               "none": "⚪ no marks yet"}[report.status]
-m1, m2, m3 = st.columns(3)
-m1.metric("Status (latest window)", status_text)
-m2.metric("Predictions", f"{int(report.metrics['n'].sum()) if has_rows else 0:,}")
-m3.metric("Rows with actuals", f"{int(report.metrics['n_actual'].sum()) if has_rows else 0:,}")
-if not has_rows:
-    st.info(f"No predictions of {ref} in this range. Deploy the model and send it requests, or "
-            "upload data to score in the **Upload** tab below; then upload actuals to see "
-            "its performance.")
-for note in report.notes:
-    st.caption(note)
 
-tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds", "Upload",
-                "Export", "All models"])
+def load_report(store: Any, choice: Choice) -> Any:
+    try:
+        return build(store, choice.ref, window=choice.window, since=choice.since or None,
+                     until=choice.until or None, source=choice.source,
+                     all_versions=choice.all_versions, reference=choice.reference)
+    except FixativeError as exc:
+        st.error(exc.message)
+        st.stop()
 
-# -- performance ------------------------------------------------------------------------------
-with tabs[0]:
+
+def summary(report: Any, ref: str) -> bool:
+    """The status line; whether the range has any predictions."""
+    has_rows = not report.metrics.empty and report.metrics["n"].sum() > 0
+    status_text = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok",
+                   "none": "⚪ no marks yet"}[report.status]
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Status (latest window)", status_text)
+    m2.metric("Predictions", f"{int(report.metrics['n'].sum()) if has_rows else 0:,}")
+    m3.metric("Rows with actuals",
+              f"{int(report.metrics['n_actual'].sum()) if has_rows else 0:,}")
+    if not has_rows:
+        st.info(f"No predictions of {ref} in this range. Deploy the model and send it requests, "
+                "or upload data to score in the **Upload** tab below; then upload actuals to "
+                "see its performance.")
+    for note in report.notes:
+        st.caption(note)
+    return has_rows
+
+
+def performance_tab(meta: Any, settings: Settings, report: Any, has_rows: bool, name: str,
+                    version: str) -> None:
     names = list(CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS)
     names += [c for c in report.custom.columns if c not in ("window_start", "window_end")]
     metric = st.selectbox("Metric", names, key="mon_metric")
@@ -132,39 +154,40 @@ with tabs[0]:
                        file_name=f"{name}-{version}-{report.window}-metrics.csv",
                        mime="text/csv", key="mon_download_csv")
 
-# -- drift ------------------------------------------------------------------------------------
-with tabs[1]:
+
+def drift_tab(store: Any, meta: Any, report: Any, choice: Choice) -> None:
     if report.drift.empty:
         st.info("No drift yet: it needs logged rows and a reference, which a version gets when "
                 "it is stored with a training sample.")
-    else:
-        st.plotly_chart(charts.drift_heatmap(report.drift), key="mon_drift_heatmap")
-        columns = list(dict.fromkeys(report.drift["column"]))
-        column = st.selectbox("Compare one column with the reference", columns,
-                              key="mon_drift_column")
-        starts = list(dict.fromkeys(report.drift["window_start"]))
-        start = st.selectbox("Window", starts, index=len(starts) - 1, key="mon_drift_window",
-                             format_func=lambda t: f"{t:%Y-%m-%d %H:%M}")
-        profile = meta.profile or {}
-        feature = column[len("input_"):] if column.startswith("input_") and \
-            column[len("input_"):] in (profile.get("columns") or {}) else column
-        entry = (profile.get("prediction") if column == "prediction"
-                 else (profile.get("columns") or {}).get(feature))
-        if entry:
-            end = report.drift.loc[report.drift["window_start"] == start, "window_end"].iloc[0]
-            current = column_values(store, ref, column, start, end, source=source)
-            st.plotly_chart(charts.profile_figure(entry, current, title=column),
-                            key="mon_drift_profile")
-        st.dataframe(report.drift[report.drift["window_start"] == start], hide_index=True,
-                     key="mon_drift_table")
+        return
+    st.plotly_chart(charts.drift_heatmap(report.drift), key="mon_drift_heatmap")
+    columns = list(dict.fromkeys(report.drift["column"]))
+    column = st.selectbox("Compare one column with the reference", columns,
+                          key="mon_drift_column")
+    starts = list(dict.fromkeys(report.drift["window_start"]))
+    start = st.selectbox("Window", starts, index=len(starts) - 1, key="mon_drift_window",
+                         format_func=lambda t: f"{t:%Y-%m-%d %H:%M}")
+    profile = meta.profile or {}
+    feature = column[len("input_"):] if column.startswith("input_") and \
+        column[len("input_"):] in (profile.get("columns") or {}) else column
+    entry = (profile.get("prediction") if column == "prediction"
+             else (profile.get("columns") or {}).get(feature))
+    if entry:
+        end = report.drift.loc[report.drift["window_start"] == start, "window_end"].iloc[0]
+        current = column_values(store, choice.ref, column, start, end, source=choice.source)
+        st.plotly_chart(charts.profile_figure(entry, current, title=column),
+                        key="mon_drift_profile")
+    st.dataframe(report.drift[report.drift["window_start"] == start], hide_index=True,
+                 key="mon_drift_table")
 
-# -- traffic ----------------------------------------------------------------------------------
-with tabs[2]:
+
+def traffic_tab(report: Any) -> None:
     st.plotly_chart(charts.traffic_figure(report.traffic), key="mon_traffic_chart")
     st.dataframe(report.traffic, hide_index=True, key="mon_traffic_table")
 
-# -- custom metrics ---------------------------------------------------------------------------
-with tabs[3]:
+
+def custom_tab(store: Any, name: str, ref: str) -> list[custom_metrics.CustomMetric]:
+    """The saved custom metrics, a form for a new one; returns the saved ones."""
     saved = custom_metrics.saved(store, name)
     if saved:
         st.dataframe(pd.DataFrame([m.to_dict() for m in saved]), hide_index=True,
@@ -196,9 +219,11 @@ with tabs[3]:
             custom_metrics.delete(store, name, gone)
             st.session_state[_MESSAGE] = ("success", f"Removed custom metric {gone}.")
             st.rerun()
+    return saved
 
-# -- thresholds -------------------------------------------------------------------------------
-with tabs[4]:
+
+def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report: Any,
+                   saved: list[custom_metrics.CustomMetric]) -> None:
     builtins = CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS
     rule_names = ([*builtins] + [f"custom:{m.name}" for m in saved]
                   + [f"drift:{c}" for c in dict.fromkeys(report.drift.get("column", []))]
@@ -240,88 +265,94 @@ with tabs[4]:
     problems = report.marks[report.marks["status"].isin(["warning", "alert"])]
     st.dataframe(problems, hide_index=True, key="mon_marks_table")
 
-# -- uploads ----------------------------------------------------------------------------------
-with tabs[5]:
+
+def actuals_upload(store: Any, name: str, meta: Any) -> None:
     st.subheader("Actuals")
     st.caption("A CSV or Parquet file with a key (usually the request id the server returned) "
                "and the true value.")
     table = _uploaded_table("Actuals file", "mon_actuals", "actuals file")
-    if table is not None:
-        cols = list(table.columns)
-        a1, a2, a3, a4 = st.columns(4)
-        key_col = a1.selectbox("Key column", cols, key="mon_actuals_key",
-                               index=cols.index("request_id") if "request_id" in cols else 0)
-        value_col = a2.selectbox("True value column", cols, key="mon_actuals_value",
-                                 index=cols.index(actual_column_guess(cols)))
-        logged_cols = ["request_id"] + [c.name for c in meta.prototype.columns]
-        on = a3.selectbox("Matches logged column", logged_cols, key="mon_actuals_on")
-        row_col = a4.selectbox("Row column (batched requests)", ["(none)", *cols],
-                               key="mon_actuals_row",
-                               index=cols.index("row") + 1 if "row" in cols else 0)
-        if st.button("Save actuals", key="mon_actuals_save"):
-            try:
-                saved_a = save_actuals(store, name, table, key_column=key_col,
-                                       actual_column=value_col, on=on,
-                                       row_column=None if row_col == "(none)" else row_col,
-                                       classes=meta.classes, log_columns=logged_cols)
-                st.session_state[_MESSAGE] = (
-                    "success" if saved_a.matched != 0 else "warning", saved_a.summary())
-                st.rerun()
-            except FixativeError as exc:
-                st.error(exc.message)
+    if table is None:
+        return
+    cols = list(table.columns)
+    a1, a2, a3, a4 = st.columns(4)
+    key_col = a1.selectbox("Key column", cols, key="mon_actuals_key",
+                           index=cols.index("request_id") if "request_id" in cols else 0)
+    value_col = a2.selectbox("True value column", cols, key="mon_actuals_value",
+                             index=cols.index(actual_column_guess(cols)))
+    logged_cols = ["request_id"] + [c.name for c in meta.prototype.columns]
+    on = a3.selectbox("Matches logged column", logged_cols, key="mon_actuals_on")
+    row_col = a4.selectbox("Row column (batched requests)", ["(none)", *cols],
+                           key="mon_actuals_row",
+                           index=cols.index("row") + 1 if "row" in cols else 0)
+    if st.button("Save actuals", key="mon_actuals_save"):
+        try:
+            saved_a = save_actuals(store, name, table, key_column=key_col,
+                                   actual_column=value_col, on=on,
+                                   row_column=None if row_col == "(none)" else row_col,
+                                   classes=meta.classes, log_columns=logged_cols)
+            st.session_state[_MESSAGE] = (
+                "success" if saved_a.matched != 0 else "warning", saved_a.summary())
+            st.rerun()
+        except FixativeError as exc:
+            st.error(exc.message)
+
+
+def data_upload(store: Any, name: str, version: str) -> None:
     st.subheader("New data to score")
     st.caption(f"Features of {name}, a time column and optionally the true value; scored by "
                f"{version} and kept on the board.")
     data = _uploaded_table("Data file", "mon_data", "data file")
-    if data is not None:
-        cols = list(data.columns)
-        guess = next((c for c in cols if c.lower() in ("ts", "time", "timestamp", "date")), cols[0])
-        d1, d2 = st.columns(2)
-        time_col = d1.selectbox("Time column", cols, index=cols.index(guess), key="mon_data_time")
-        truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth")
-        # The file stays in the uploader after scoring: a second click would keep its rows
-        # twice, so it asks first.
-        data_key = (version, hashlib.sha256(st.session_state["mon_data"].getvalue())
-                    .hexdigest()[:16], time_col, truth_col)
-        scored: dict = st.session_state.setdefault("mon_scored", {})
-        again = True
-        if data_key in scored:
-            st.warning(f"This file was scored and kept a moment ago ({scored[data_key]:,} rows); "
-                       "keeping it again would count its rows twice.")
-            again = st.checkbox("Score and keep it again anyway", key="mon_data_again")
-        if st.button("Score and keep", key="mon_data_score", disabled=not again):
-            bar = st.progress(0.0, text="Loading the model")
-            try:
-                b = store.read(name, version)
-                done = score_upload(store, b, data, time_column=time_col,
-                                    actual_column=None if truth_col == "(none)" else truth_col,
-                                    progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
-                scored[data_key] = done.rows
-                notes = "".join(f" Note: {w}." for w in done.warnings)
-                if any("'prediction'" in w for w in done.warnings):
-                    notes += (" The file's own predictions are not used: every row is scored "
-                              f"by {version}.")
-                st.session_state[_MESSAGE] = (
-                    "success", f"Scored {done.rows:,} rows in {done.seconds:.1f} s; they show "
-                               f"under the sources 'Both' and 'Uploaded data'.{notes}")
-                st.rerun()
-            except FixativeError as exc:
-                bar.empty()
-                st.error(exc.message)
+    if data is None:
+        return
+    cols = list(data.columns)
+    guess = next((c for c in cols if c.lower() in ("ts", "time", "timestamp", "date")), cols[0])
+    d1, d2 = st.columns(2)
+    time_col = d1.selectbox("Time column", cols, index=cols.index(guess), key="mon_data_time")
+    truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth")
+    # The file stays in the uploader after scoring: a second click would keep its rows
+    # twice, so it asks first.
+    data_key = (version, hashlib.sha256(st.session_state["mon_data"].getvalue())
+                .hexdigest()[:16], time_col, truth_col)
+    scored: dict = st.session_state.setdefault("mon_scored", {})
+    again = True
+    if data_key in scored:
+        st.warning(f"This file was scored and kept a moment ago ({scored[data_key]:,} rows); "
+                   "keeping it again would count its rows twice.")
+        again = st.checkbox("Score and keep it again anyway", key="mon_data_again")
+    if st.button("Score and keep", key="mon_data_score", disabled=not again):
+        bar = st.progress(0.0, text="Loading the model")
+        try:
+            b = store.read(name, version)
+            done = score_upload(store, b, data, time_column=time_col,
+                                actual_column=None if truth_col == "(none)" else truth_col,
+                                progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+            scored[data_key] = done.rows
+            notes = "".join(f" Note: {w}." for w in done.warnings)
+            if any("'prediction'" in w for w in done.warnings):
+                notes += (" The file's own predictions are not used: every row is scored "
+                          f"by {version}.")
+            st.session_state[_MESSAGE] = (
+                "success", f"Scored {done.rows:,} rows in {done.seconds:.1f} s; they show "
+                           f"under the sources 'Both' and 'Uploaded data'.{notes}")
+            st.rerun()
+        except FixativeError as exc:
+            bar.empty()
+            st.error(exc.message)
 
-# -- export -----------------------------------------------------------------------------------
-with tabs[6]:
+
+def export_tab(store: Any, name: str, version: str, choice: Choice) -> None:
     st.caption("A Quarto dashboard whose Python chunks run these same queries against this "
                "store: render it with `quarto render` where Fixative is installed.")
-    qmd = render_qmd(store, ref, window=window, since=since or None, until=until or None,
-                     source=source, all_versions=all_versions,
+    qmd = render_qmd(store, choice.ref, window=choice.window, since=choice.since or None,
+                     until=choice.until or None, source=choice.source,
+                     all_versions=choice.all_versions,
                      project_root=str(Path(__file__).resolve().parent.parent))
     st.download_button("Download monitoring dashboard (.qmd)", qmd,
                        file_name=f"{name}-{version}-monitoring.qmd", mime="text/markdown",
                        key="mon_download_qmd")
 
-# -- all models -------------------------------------------------------------------------------
-with tabs[7]:
+
+def all_models_tab(store: Any) -> None:
     st.caption("The status of every aliased version, in its saved window.")
     if st.button("Check all deployed models", key="mon_status_all"):
         frame = thresholds.status_frame(thresholds.status(store))
@@ -330,3 +361,37 @@ with tabs[7]:
                     "the Models page.")
         else:
             st.dataframe(frame, hide_index=True, key="mon_status_table")
+
+
+def main() -> None:
+    store = ui.get_store()
+    name, version = ui.require_model()
+    meta = ui.cached_meta(name, version)
+    st.title(f"Monitor · {name}")
+    _say()
+    settings = thresholds.load(store, name)
+    choice = controls(meta, settings, name, version)
+    report = load_report(store, choice)
+    has_rows = summary(report, choice.ref)
+    tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
+                    "Upload", "Export", "All models"])
+    with tabs[0]:
+        performance_tab(meta, settings, report, has_rows, name, version)
+    with tabs[1]:
+        drift_tab(store, meta, report, choice)
+    with tabs[2]:
+        traffic_tab(report)
+    with tabs[3]:
+        saved = custom_tab(store, name, choice.ref)
+    with tabs[4]:
+        thresholds_tab(store, name, meta, settings, report, saved)
+    with tabs[5]:
+        actuals_upload(store, name, meta)
+        data_upload(store, name, version)
+    with tabs[6]:
+        export_tab(store, name, version, choice)
+    with tabs[7]:
+        all_models_tab(store)
+
+
+main()

@@ -33,8 +33,9 @@ import jinja2
 from markupsafe import Markup
 
 from core.cards import markup, svgcharts
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
+from core.times import parse_iso
 
 CARD_KIND = "card"
 MAX_TEXT_CHARS = 50_000
@@ -82,10 +83,10 @@ _BY_KEY = {s.key: s for s in SECTIONS}
 
 
 def section(key: str) -> Section:
-    """The card section called ``key``; :class:`BadRequest` naming the valid keys otherwise."""
+    """The card section called ``key``; :class:`InvalidArgument` naming the valid keys otherwise."""
     if key not in _BY_KEY:
-        raise BadRequest(f"There is no card section {str(key)[:60]!r}; use one of "
-                         f"{', '.join(SECTION_KEYS)}.")
+        raise InvalidArgument(f"There is no card section {str(key)[:60]!r}; use one of "
+                              f"{', '.join(SECTION_KEYS)}.")
     return _BY_KEY[key]
 
 
@@ -340,16 +341,6 @@ def _history(versions: Sequence[Any], current: str | None,
     return rows
 
 
-def _parse_created(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
            records: Sequence[Any] = ()) -> CardData:
@@ -360,7 +351,7 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         name=meta.name, version=version, board=board, model_class=meta.model_class,
         library=meta.library, task=meta.task, classes=meta.classes, has_proba=meta.has_proba,
         description=meta.description, tags=list(meta.tags), user=meta.user,
-        created=_parse_created(meta.created),
+        created=parse_iso(meta.created),
         aliases=sorted(a for a, v in aliases.items() if v == version and version),
         environment=dict(meta.environment), prototype_source=meta.prototype.source,
         accepts_nulls=meta.prototype.accepts_nulls, columns=_columns(meta),
@@ -399,13 +390,13 @@ def save_section(store: Any, name: str, version: str, key: str, text: str,
     """
     sec = section(key)
     if not isinstance(text, str):
-        raise BadRequest(f"The text of '{sec.title}' must be a string, got "
-                         f"{type(text).__name__}.")
+        raise InvalidArgument(f"The text of '{sec.title}' must be a string, got "
+                              f"{type(text).__name__}.")
     text = markup.clean(text)
     if len(text) > MAX_TEXT_CHARS:
-        raise BadRequest(f"The text of '{sec.title}' has {len(text):,} characters; a card "
-                         f"section holds at most {MAX_TEXT_CHARS:,}. Shorten it or link to "
-                         "a longer document.")
+        raise InvalidArgument(f"The text of '{sec.title}' has {len(text):,} characters; a card "
+                              f"section holds at most {MAX_TEXT_CHARS:,}. Shorten it or link to "
+                              "a longer document.")
     store.meta(name, version)  # NotFound for a version that does not exist
     records = store.records(CARD_KIND, name, version)
     current, _ = _sections(records)
@@ -490,17 +481,9 @@ def render_qmd(card: CardData) -> str:
     inert (see :func:`core.cards.markup.to_qmd`).
     """
     if card.version is None or card.board is None:
-        raise BadRequest(f"Model '{card.name}' has not been written to a store, so a Quarto "
-                         "document could not load it; write it first (store.write(bundle)).")
+        raise InvalidArgument(f"Model '{card.name}' has not been written to a store, so a Quarto "
+                              "document could not load it; write it first (store.write(bundle)).")
     return _template("card.qmd", False).render(card=card, sections=SECTIONS)
-
-
-def automatic_markdown(card: CardData, key: str) -> str:
-    """The automatic part of one section as Markdown (used by the .qmd chunks)."""
-    from core.cards import qmd as cardmd
-
-    section(key)
-    return cardmd.automatic(card, key)
 
 
 def share_query(name: str, *, version: str | None = None, alias: str | None = None,
@@ -572,12 +555,13 @@ def render_with_quarto(qmd_path: str | os.PathLike[str]) -> Path:
     """
     quarto = quarto_path()
     if quarto is None:
-        raise BadRequest("Quarto is not installed (no 'quarto' on PATH), so the .qmd cannot be "
-                       "rendered here. Install Quarto (https://quarto.org) or use the "
-                       "built-in HTML card instead.")
+        raise InvalidArgument("Quarto is not installed (no 'quarto' on PATH), so the .qmd cannot "
+                              "be rendered here. Install Quarto (https://quarto.org) or use the "
+                              "built-in HTML card instead.")
     qmd = Path(qmd_path).resolve()
     if not qmd.is_file():
-        raise BadRequest(f"There is no Quarto document at {qmd}; export the card as .qmd first.")
+        raise InvalidArgument(f"There is no Quarto document at {qmd}; export the card as .qmd "
+                              "first.")
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "QUARTO_PYTHON": sys.executable,
            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -585,9 +569,9 @@ def render_with_quarto(qmd_path: str | os.PathLike[str]) -> Path:
         done = subprocess.run([quarto, "render", qmd.name, "--to", "html"], cwd=qmd.parent,
                               env=env, capture_output=True, text=True, timeout=QUARTO_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BadRequest(f"quarto render did not finish within {QUARTO_TIMEOUT} s.") from None
+        raise InvalidArgument(f"quarto render did not finish within {QUARTO_TIMEOUT} s.") from None
     out = qmd.with_suffix(".html")
     if done.returncode != 0 or not out.is_file():
         tail = " ".join((done.stderr or done.stdout or "").strip().splitlines()[-3:])
-        raise BadRequest(f"quarto render failed (exit {done.returncode}): {tail[:500]}")
+        raise InvalidArgument(f"quarto render failed (exit {done.returncode}): {tail[:500]}")
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli.store import open_store, store_argument
-from core.errors import BadRequest, Conflict
+from core.errors import Conflict, InvalidArgument
 from core.store.names import parse_ref
 
 FORMATS = ("html", "qmd")
@@ -36,12 +36,12 @@ def _format(requested: str | None, out: str | None) -> str:
     if requested is not None:
         fmt = requested.strip().lower().lstrip(".")
         if fmt not in FORMATS:
-            raise BadRequest(f"Unknown card format {requested[:40]!r}; use --format html or "
-                             "--format qmd.")
+            raise InvalidArgument(f"Unknown card format {requested[:40]!r}; use --format html or "
+                                  "--format qmd.")
         suffix = Path(out).suffix.lower().lstrip(".") if out and out != "-" else ""
         if suffix in FORMATS and suffix != fmt:
-            raise BadRequest(f"--out {out!r} names a .{suffix} file but --format is {fmt}; "
-                             f"change one so they agree.")
+            raise InvalidArgument(f"--out {out!r} names a .{suffix} file but --format is {fmt}; "
+                                  f"change one so they agree.")
         return fmt
     if out and out != "-" and Path(out).suffix.lower() == ".qmd":
         return "qmd"
@@ -53,14 +53,14 @@ def _target(out: str | None, default_name: str, force: bool) -> Path | None:
     if out == "-":
         return None
     if out is not None and not out.strip():
-        raise BadRequest("--out is empty; give a file name, or '-' for standard output.")
+        raise InvalidArgument("--out is empty; give a file name, or '-' for standard output.")
     path = Path(out) if out is not None else Path(default_name)
     if path.is_dir():
-        raise BadRequest(f"--out {str(path)!r} is a folder; give a file name inside it, e.g. "
-                         f"{str(path / default_name)!r}.")
+        raise InvalidArgument(f"--out {str(path)!r} is a folder; give a file name inside it, e.g. "
+                              f"{str(path / default_name)!r}.")
     if not path.parent.is_dir():
-        raise BadRequest(f"The folder {str(path.parent)!r} does not exist; create it first or "
-                         "choose another --out.")
+        raise InvalidArgument(f"The folder {str(path.parent)!r} does not exist; create it first or "
+                              "choose another --out.")
     if path.exists() and not force:
         raise Conflict(f"{str(path)!r} already exists; pass --force to overwrite it.")
     return path

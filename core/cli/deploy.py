@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from core.cli.store import open_store, store_argument, trust_argument
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.store.names import parse_ref
 
 REF_HELP = "model reference: NAME (latest), NAME@VERSION or NAME:ALIAS"
@@ -176,8 +176,8 @@ def _endpoints_stop(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     if args.all == bool(args.keys):
-        raise BadRequest("Name the endpoints to stop (id or port), or pass --all; see "
-                         "`python -m core endpoints list`.")
+        raise InvalidArgument("Name the endpoints to stop (id or port), or pass --all; see "
+                              "`python -m core endpoints list`.")
     targets: list[Any] = ([s.endpoint for s in deploy.list_endpoints(store, probe=False)]
                           if args.all else [deploy.find_endpoint(store, k) for k in args.keys])
     if not targets:
@@ -192,7 +192,7 @@ def _endpoints_logs(args: argparse.Namespace) -> int:
     from core.deploy import endpoints as deploy
 
     if not 1 <= args.lines <= 100_000:
-        raise BadRequest(f"--lines must be between 1 and 100000, got {args.lines}.")
+        raise InvalidArgument(f"--lines must be between 1 and 100000, got {args.lines}.")
     endpoint = deploy.find_endpoint(open_store(args), args.key)
     print(deploy.log_tail(endpoint.log_file, args.lines))
     return 0

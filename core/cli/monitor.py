@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.cli.store import open_store, store_argument
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring.monitor import SOURCES
 
 FORMATS = ("table", "csv", "json")
@@ -95,8 +95,8 @@ def reference_period(text: str | None) -> tuple[str, str] | None:
         return None
     start, sep, end = text.partition("..")
     if not sep or not start.strip() or not end.strip():
-        raise BadRequest(f"--reference takes FROM..UNTIL, e.g. 2025-03-01..2025-03-08; got "
-                         f"{text[:60]!r}.")
+        raise InvalidArgument(f"--reference takes FROM..UNTIL, e.g. 2025-03-01..2025-03-08; got "
+                              f"{text[:60]!r}.")
     return start.strip(), end.strip()
 
 
@@ -104,8 +104,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from core.monitoring.report import build
 
     if args.format == "csv" and args.what in ("all", "status"):
-        raise BadRequest("CSV holds one table: add --what metrics, --what drift or "
-                         "--what traffic (or use --format json for everything).")
+        raise InvalidArgument("CSV holds one table: add --what metrics, --what drift or "
+                              "--what traffic (or use --format json for everything).")
     store = open_store(args)
     report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
                    source=args.source, reference=reference_period(args.reference))

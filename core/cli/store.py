@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadRequest, NotFound
+from core.errors import InvalidArgument, NotFound
 from core.model.prototype import Column
 from core.store.board import local_root
 from core.store.names import parse_ref
@@ -35,8 +35,8 @@ def open_store(args: argparse.Namespace, *, create: bool = False) -> VersionStor
     command a missing folder is a mistyped path, not a new empty store."""
     location = getattr(args, "store", None)
     if location is not None and not location.strip():
-        raise BadRequest("--store is empty; give a board folder or URL, or leave it out to "
-                         "use $FIXATIVE_STORE or ./fixative-store.")
+        raise InvalidArgument("--store is empty; give a board folder or URL, or leave it out to "
+                              "use $FIXATIVE_STORE or ./fixative-store.")
     root = local_root(location)
     if not create and root is not None and not os.path.isdir(root):
         raise NotFound(f"There is no store at {root}. Check --store or FIXATIVE_STORE; "
@@ -96,11 +96,11 @@ def _read_file(path: str, what: str) -> bytes:
     if not p.exists():
         raise NotFound(f"The {what} '{path}' does not exist; check the path.")
     if p.is_dir():
-        raise BadRequest(f"The {what} '{path}' is a folder; give the path of a file.")
+        raise InvalidArgument(f"The {what} '{path}' is a folder; give the path of a file.")
     size = p.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise BadRequest(f"The {what} '{path}' is {size / 2**30:.1f} GiB, over the "
-                         f"{MAX_FILE_BYTES >> 30} GiB limit; check that it is the right file.")
+        raise InvalidArgument(f"The {what} '{path}' is {size / 2**30:.1f} GiB, over the "
+                              f"{MAX_FILE_BYTES >> 30} GiB limit; check that it is the right file.")
     return p.read_bytes()
 
 
@@ -109,11 +109,11 @@ def _key_values(items: Iterable[str], what: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise BadRequest(f"--{what} takes KEY=VALUE (e.g. --{what} rmse=41000), got "
-                             f"{item!r}.")
+            raise InvalidArgument(f"--{what} takes KEY=VALUE (e.g. --{what} rmse=41000), got "
+                                  f"{item!r}.")
         if key.strip() in out:
-            raise BadRequest(f"--{what} {key.strip()} is given twice ({out[key.strip()]!r} and "
-                             f"{value.strip()!r}); give each {what} once.")
+            raise InvalidArgument(f"--{what} {key.strip()} is given twice ({out[key.strip()]!r} "
+                                  f"and {value.strip()!r}); give each {what} once.")
         out[key.strip()] = value.strip()
     return out
 
@@ -207,16 +207,17 @@ _SEARCH_FLAGS = {"created_after": "--after", "created_before": "--before",
 
 def cmd_search(args: argparse.Namespace) -> int:
     if args.metric is None and (args.min is not None or args.max is not None):
-        raise BadRequest("--min/--max need --metric to compare, e.g. --metric rmse --max 50000.")
+        raise InvalidArgument("--min/--max need --metric to compare, e.g. --metric rmse --max "
+                              "50000.")
     try:
         found = open_store(args).search(text=args.text, tag=args.tag, created_after=args.after,
                                         created_before=args.before, metric=args.metric,
                                         min_value=args.min, max_value=args.max)
-    except BadRequest as exc:  # the store names its arguments; here they are flags
+    except InvalidArgument as exc:  # the store names its arguments; here they are flags
         message = exc.message
         for name, flag in _SEARCH_FLAGS.items():
             message = message.replace(name, flag)
-        raise BadRequest(message) from None
+        raise InvalidArgument(message) from None
     if args.json:
         _print_json([v.to_dict() for v in found])
     elif not found:
@@ -251,8 +252,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(args)
     name, version = store.resolve(args.ref)
     if "@" not in args.ref:
-        raise BadRequest(f"delete needs an exact version: {name}@VERSION (see "
-                         f"'python -m core versions {name}').")
+        raise InvalidArgument(f"delete needs an exact version: {name}@VERSION (see "
+                              f"'python -m core versions {name}').")
     store.delete(name, version, force=args.force)
     print(f"deleted {name}@{version}")
     from core.deploy.endpoints import serving
@@ -266,8 +267,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     if args.keep is None and args.days is None:
-        raise BadRequest("prune needs --keep N (keep the newest N versions) or --days D "
-                         "(keep versions younger than D days).")
+        raise InvalidArgument("prune needs --keep N (keep the newest N versions) or --days D "
+                              "(keep versions younger than D days).")
     deleted = open_store(args).prune(parse_ref(args.name)[0], keep=args.keep, days=args.days)
     print(f"pruned {len(deleted)} version(s)" + (": " + ", ".join(deleted) if deleted else ""))
     return 0

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadRequest, Conflict
+from core.errors import Conflict, InvalidArgument
 from core.model.bundle import BundleMeta
 from core.serving.netcheck import check_port, check_workers
 from core.store.board import META_FILE
@@ -169,8 +169,8 @@ def requirements(meta: BundleMeta, extra: Sequence[str] = ()) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             missing.append(dist)
     if missing:
-        raise BadRequest(f"Cannot pin {', '.join(missing)}: not installed here. Install "
-                         "them (pip install ...) and write the bundle again.")
+        raise InvalidArgument(f"Cannot pin {', '.join(missing)}: not installed here. Install "
+                              "them (pip install ...) and write the bundle again.")
     markers: dict[str, str] = {}
     for dist, marker in SPEEDUPS.items():
         try:
@@ -308,9 +308,10 @@ def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[
     """
     name, version = store.resolve(ref)
     if not store.fs.exists(store.path(name, version, META_FILE)):
-        raise BadRequest(f"{name}@{version} was pinned by pins or vetiver, so it lacks the "
-                         "metadata a bundle serves from; read it and write it again with "
-                         "Fixative (store.write(store.read(...))), then bundle the new version.")
+        raise InvalidArgument(f"{name}@{version} was pinned by pins or vetiver, so it lacks the "
+                              "metadata a bundle serves from; read it and write it again with "
+                              "Fixative (store.write(store.read(...))), then bundle the new "
+                              "version.")
     meta = store.meta(name, version)
     from core.safety.loader import refuse_untrusted
 
@@ -327,8 +328,8 @@ def _copy_version(store: Any, name: str, version: str, target: Path) -> None:
     target.mkdir(parents=True)
     entries = fs.find(source, detail=False)
     if not entries:
-        raise BadRequest(f"Version folder of {name}@{version} is empty on the board; run "
-                         "`python -m core verify` to check the store.")
+        raise InvalidArgument(f"Version folder of {name}@{version} is empty on the board; run "
+                              "`python -m core verify` to check the store.")
     prefix = source.rstrip("/") + "/"
     for entry in entries:
         rel = str(entry)[len(prefix):] if str(entry).startswith(prefix) else Path(entry).name
@@ -377,7 +378,7 @@ def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
     port = check_port(port)
     out = Path(out_dir).expanduser()
     if str(out_dir).strip() == "":
-        raise BadRequest("No output folder given; name a new folder for the bundle.")
+        raise InvalidArgument("No output folder given; name a new folder for the bundle.")
     name, version, meta, lines = preflight(store, ref, with_s3=with_s3, trusted=trusted)
     _prepare_out_dir(out, force)
 
@@ -387,8 +388,8 @@ def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
         out.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
     except OSError as exc:
-        raise BadRequest(f"Cannot write to {out.parent}: {exc.strerror or exc}. Choose a "
-                         "folder you can write to.") from None
+        raise InvalidArgument(f"Cannot write to {out.parent}: {exc.strerror or exc}. Choose a "
+                              "folder you can write to.") from None
     try:
         _copy_version(store, name, version, staging / MODEL_DIR)
         _copy_core(staging / "core")

@@ -40,9 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from core.errors import BadRequest, Conflict, FixativeError, NotFound
+from core import processes, settings
+from core.errors import Conflict, FixativeError, InvalidArgument, NotFound
 from core.serving.netcheck import (
     check_host,
     check_port,
@@ -53,9 +52,9 @@ from core.serving.netcheck import (
     url_host,
 )
 from core.store.names import parse_ref
+from core.store.paths import endpoints_dir
 
 RECORD_KIND = "endpoint"
-RUN_DIR_ENV = "FIXATIVE_RUN_DIR"
 START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 HEALTH_TIMEOUT = 1.0
@@ -142,8 +141,8 @@ def _is_local(store: Any) -> bool:
 def run_dir(store: Any) -> Path:
     """The folder on this machine holding the registry files and logs of ``store``."""
     if _is_local(store):
-        return Path(store.path(".fixative", "endpoints"))
-    base = os.environ.get(RUN_DIR_ENV) or str(Path.home() / ".cache" / "fixative")
+        return Path(endpoints_dir(store))
+    base = settings.run_dir()
     key = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
     return Path(base) / "endpoints" / key
 
@@ -205,22 +204,8 @@ def endpoint_history(store: Any, name: str | None = None) -> list[Any]:
 
 # -- processes ---------------------------------------------------------------------------
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks since boot) of ``pid`` from /proc."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()
-    try:
-        return rest[0], int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
 def process_start_ticks(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
+    return processes.start_ticks(pid)
 
 
 def _reap(pid: int) -> None:
@@ -239,20 +224,7 @@ def _reap(pid: int) -> None:
 def process_state(pid: int, start_ticks: int | None) -> str:
     """``alive``, ``gone`` or ``reused`` (the pid now belongs to another program)."""
     _reap(pid)
-    if not Path("/proc").is_dir():  # no /proc (not Linux): existence is all we can see
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return "gone"
-        except PermissionError:
-            return "reused"
-        return "alive"
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
-        return "gone"
-    if start_ticks is not None and stat[1] != start_ticks:
-        return "reused"
-    return "alive"
+    return processes.state(pid, start_ticks)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -389,11 +361,11 @@ def check_max_body_mb(value: object) -> float:
     try:
         mb = float(str(value))
     except (TypeError, ValueError):
-        raise BadRequest(f"max body size {str(value)[:40]!r} is not a number of megabytes; "
-                         "e.g. 20.") from None
+        raise InvalidArgument(f"max body size {str(value)[:40]!r} is not a number of megabytes; "
+                              "e.g. 20.") from None
     if not 0 < mb <= MAX_BODY_MB:
-        raise BadRequest(f"max body size must be more than 0 and at most {MAX_BODY_MB} MB, "
-                         f"got {value}.")
+        raise InvalidArgument(f"max body size must be more than 0 and at most {MAX_BODY_MB} MB, "
+                              f"got {value}.")
     return mb
 
 
@@ -423,7 +395,7 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     if max_body_mb is not None:
         max_body_mb = check_max_body_mb(max_body_mb)
     if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
-        raise BadRequest(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}.")
     name, version = store.resolve(ref)
     check_trusted(store, name, version, trusted)
     folder = run_dir(store)
@@ -466,20 +438,12 @@ def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
     return endpoint
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rfind(")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _serves(port: int, pid: int) -> bool:
     """Whether the listener on ``port`` is ``pid`` or one of its workers, so that another
     server that took the port in the meantime is not mistaken for ours. True when /proc
     cannot tell."""
     owner = listener_pid(port)
-    return owner is None or owner == pid or _parent(owner) == pid
+    return owner is None or owner == pid or processes.parent(owner) == pid
 
 
 def _wait_ready(endpoint: Endpoint, process: subprocess.Popen, timeout: float) -> None:
@@ -609,75 +573,3 @@ def stop_endpoint(store: Any, key: str | int | Endpoint, *, grace: float = STOP_
             **extra)
     before.detail = outcome
     return before
-
-
-# -- recent requests ---------------------------------------------------------------------
-
-RECENT_COLUMNS = ["ts", "request_id", "route", "status", "rows", "latency_ms", "error_code"]
-
-
-def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame:
-    """The last ``n`` requests logged for the endpoint's version since it started.
-
-    One row per request (newest first): time, request id, route, HTTP status, number
-    of input rows, latency and error code. Reads the prediction log, which the server
-    flushes about once a second, so the newest requests can take that long to show.
-    """
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
-        raise BadRequest(f"n must be a whole number between 1 and 10000, got {n!r}.")
-    import duckdb
-
-    from core.store import predlog
-
-    started = pd.Timestamp(endpoint.started)
-    if started.tzinfo is None:
-        started = started.tz_localize("UTC")
-    con = duckdb.connect()
-    try:
-        predlog.log_relation(store, con, endpoint.name,
-                             versions=[endpoint.version]).create_view("fx_log")
-        frame = con.execute(
-            "SELECT min(ts) AS ts, request_id, any_value(route) AS route, "
-            "any_value(status) AS status, count(\"row\") AS rows, "
-            "any_value(latency_ms) AS latency_ms, any_value(error_code) AS error_code "
-            "FROM fx_log WHERE ts >= $started GROUP BY request_id "
-            "ORDER BY ts DESC LIMIT $n",
-            {"started": started.to_pydatetime(), "n": n}).df()
-    finally:
-        con.close()
-    return frame[RECENT_COLUMNS]
-
-
-# -- for the workbench ---------------------------------------------------------------------
-
-def endpoints_frame(statuses: Sequence[EndpointStatus]) -> pd.DataFrame:
-    """One row per endpoint, for a table."""
-    rows = [{"model": s.endpoint.name, "version": s.endpoint.version,
-             "alias": s.endpoint.alias or "", "url": s.endpoint.url + "/", "status": s.status,
-             "requests": s.requests, "errors": s.errors, "workers": s.endpoint.workers,
-             "pid": s.endpoint.pid, "started": pd.Timestamp(s.endpoint.started),
-             "id": s.endpoint.id} for s in statuses]
-    columns = ["model", "version", "alias", "url", "status", "requests", "errors", "workers",
-               "pid", "started", "id"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def history_frame(records: Sequence[Any]) -> pd.DataFrame:
-    """Endpoint starts and stops from the board's records, newest first."""
-    rows = [{"at": r.at, "event": r.payload.get("event"),
-             "version": r.version or r.payload.get("version"),
-             "alias": r.payload.get("alias") or "", "port": r.payload.get("port"),
-             "machine": r.payload.get("machine"), "user": r.user, "id": r.payload.get("id")}
-            for r in reversed(list(records))]
-    return pd.DataFrame(rows, columns=["at", "event", "version", "alias", "port", "machine",
-                                       "user", "id"])
-
-
-def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str]:
-    """Copy-paste client code for an endpoint at ``url``: the docs page's own examples
-    (curl, Python requests, vetiver, R httr2) with the real address filled in."""
-    from core.model.bundle import ModelBundle
-    from core.serving.docs_page import BASE_URL, examples
-
-    blocks = examples(ModelBundle(model=None, meta=meta), auth=auth)
-    return {title: code.replace(BASE_URL, url.rstrip("/")) for title, code in blocks.items()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
-import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping
@@ -15,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest, FixativeError
+from core import settings
+from core.errors import FixativeError, InvalidArgument
 from core.model.profile import build_profile, row_sample
 from core.model.prototype import Prototype
 
@@ -117,8 +117,8 @@ class ModelBundle:
 
     def predict_proba(self, data: Any) -> np.ndarray:
         if not self.meta.has_proba:
-            raise BadRequest(f"Model '{self.name}' ({self.meta.model_class}) has no predict_proba; "
-                             "it is not a probabilistic classifier.")
+            raise InvalidArgument(f"Model '{self.name}' ({self.meta.model_class}) has no "
+                                  "predict_proba; it is not a probabilistic classifier.")
         frame, _ = self.prototype.validate(data)
         return np.asarray(self.model.predict_proba(self.model_input(frame)))
 
@@ -132,11 +132,11 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
     are dropped when the model knows its feature names.
     """
     if not hasattr(model, "predict"):
-        raise BadRequest(f"{type(model).__name__} has no predict method; a model needs one "
-                         "(any scikit-learn-style estimator works).")
+        raise InvalidArgument(f"{type(model).__name__} has no predict method; a model needs one "
+                              "(any scikit-learn-style estimator works).")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise BadRequest(f"The description must be text of at most {MAX_DESCRIPTION:,} "
-                         f"characters; put longer documentation in the model card.")
+        raise InvalidArgument(f"The description must be text of at most {MAX_DESCRIPTION:,} "
+                              f"characters; put longer documentation in the model card.")
     _check_fitted(model)
     notes: list[str] = []
     sample_rows: pd.DataFrame | None = None
@@ -149,8 +149,8 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
     elif hasattr(model, "n_features_in_"):
         prototype = Prototype.from_n_features(model.n_features_in_)
     else:
-        raise BadRequest(f"{type(model).__name__} records neither feature_names_in_ nor "
-                         "n_features_in_; pass a sample of the training features.")
+        raise InvalidArgument(f"{type(model).__name__} records neither feature_names_in_ nor "
+                              "n_features_in_; pass a sample of the training features.")
     prototype.accepts_nulls = _allows_nan(model)
     if prototype.missing_information:
         notes.append(prototype.missing_information)
@@ -165,7 +165,7 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
         try:
             preds = np.asarray(model.predict(model_in))
         except Exception as exc:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"The model could not predict on the sample ({type(exc).__name__}: "
                 f"{_one_line(exc)}). "
                 "Check that the sample holds the training features with the names and types "
@@ -198,7 +198,7 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
 
 
 def current_user() -> str:
-    env = os.environ.get("FIXATIVE_USER")
+    env = settings.user()
     if env:
         return env
     try:
@@ -215,8 +215,8 @@ def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
-        raise BadRequest(f"metrics must map names to numbers, e.g. {{'rmse': 41000}}; got a "
-                         f"{type(metrics).__name__}.")
+        raise InvalidArgument(f"metrics must map names to numbers, e.g. {{'rmse': 41000}}; got a "
+                              f"{type(metrics).__name__}.")
     for key in metrics:
         _check_label(str(key), "A metric name")
     return {str(k): _metric(k, v) for k, v in metrics.items()}
@@ -230,15 +230,15 @@ def _tags(tags: Iterable[str] | None) -> list[str]:
     try:
         found = sorted({str(t).strip() for t in tags} - {""})
     except TypeError:
-        raise BadRequest(f"tags must be a list of words, e.g. ['houses', 'demo']; got a "
-                         f"{type(tags).__name__}.") from None
+        raise InvalidArgument(f"tags must be a list of words, e.g. ['houses', 'demo']; got a "
+                              f"{type(tags).__name__}.") from None
     if len(found) > MAX_TAGS:
-        raise BadRequest(f"A version can have at most {MAX_TAGS} tags, got {len(found)}.")
+        raise InvalidArgument(f"A version can have at most {MAX_TAGS} tags, got {len(found)}.")
     for tag in found:
         _check_label(tag, "A tag")
         if "," in tag:
-            raise BadRequest(f"A tag cannot contain a comma (listings separate tags with "
-                             f"commas), got {tag!r}; give several tags instead.")
+            raise InvalidArgument(f"A tag cannot contain a comma (listings separate tags with "
+                                  f"commas), got {tag!r}; give several tags instead.")
     return found
 
 
@@ -249,18 +249,18 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 def _check_label(text: str, what: str) -> None:
     if len(text) > MAX_LABEL or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise BadRequest(f"{what} must be at most {MAX_LABEL} characters without control "
-                         f"characters, got {text[:40]!r}{'…' if len(text) > 40 else ''}.")
+        raise InvalidArgument(f"{what} must be at most {MAX_LABEL} characters without control "
+                              f"characters, got {text[:40]!r}{'…' if len(text) > 40 else ''}.")
 
 
 def finite_number(value: Any, what: str) -> float:
-    """``value`` as a finite float, or BadRequest saying ``what`` must be one."""
+    """``value`` as a finite float, or InvalidArgument saying ``what`` must be one."""
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
+        raise InvalidArgument(f"{what} must be a number, got {value!r}.") from None
     if not np.isfinite(f):
-        raise BadRequest(f"{what} must be a finite number, got {value!r}.")
+        raise InvalidArgument(f"{what} must be a finite number, got {value!r}.")
     return f
 
 
@@ -275,8 +275,8 @@ def _check_fitted(model: Any) -> None:
         try:
             check_is_fitted(model)
         except NotFittedError:
-            raise BadRequest(f"{type(model).__name__} is not fitted; call fit(...) before "
-                             "storing it.") from None
+            raise InvalidArgument(f"{type(model).__name__} is not fitted; call fit(...) before "
+                                  "storing it.") from None
 
 
 def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
@@ -284,21 +284,23 @@ def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
         sample = pd.DataFrame(sample, columns=[f"x{i}" for i in range(sample.shape[1])]
                               if sample.ndim == 2 else None)
     if not isinstance(sample, pd.DataFrame):
-        raise BadRequest(f"The sample must be a pandas DataFrame, got {type(sample).__name__}.")
+        raise InvalidArgument("The sample must be a pandas DataFrame, got "
+                              f"{type(sample).__name__}.")
     if len(sample) == 0 or sample.shape[1] == 0:
-        raise BadRequest("The sample is empty; pass at least one row of the training features.")
+        raise InvalidArgument("The sample is empty; pass at least one row of the training "
+                              "features.")
     if names_in is not None:
         names = [str(n) for n in names_in]
         missing = [n for n in names if n not in sample.columns]
         if missing:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"The sample lacks columns the model was fitted on: {', '.join(missing[:20])}"
                 f"{' …' if len(missing) > 20 else ''}. Pass the training features.")
         return sample[names]
     n = getattr(model, "n_features_in_", None)
     if n is not None and sample.shape[1] != n:
-        raise BadRequest(f"The sample has {sample.shape[1]} columns but the model was fitted on "
-                         f"{n}; pass exactly the training features, in training order.")
+        raise InvalidArgument(f"The sample has {sample.shape[1]} columns but the model was fitted "
+                              f"on {n}; pass exactly the training features, in training order.")
     return sample
 
 

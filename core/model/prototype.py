@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest, InvalidInput
+from core.errors import InvalidArgument, InvalidInput
 
 KINDS = ("int", "float", "bool", "string", "category", "datetime", "unknown")
 
@@ -89,13 +89,15 @@ class Prototype:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, named: bool = True) -> Prototype:
         if not isinstance(frame, pd.DataFrame):
-            raise BadRequest(
+            raise InvalidArgument(
                 f"The training sample must be a pandas DataFrame, got {type(frame).__name__}."
             )
         if frame.shape[1] == 0:
-            raise BadRequest("The training sample has no columns; pass the model's input features.")
+            raise InvalidArgument("The training sample has no columns; pass the model's input "
+                                  "features.")
         if len(frame) == 0:
-            raise BadRequest("The training sample has no rows; pass at least one row of features.")
+            raise InvalidArgument("The training sample has no rows; pass at least one row of "
+                                  "features.")
         return cls([_column_from_series(str(name), frame[name]) for name in frame.columns],
                    source="sample", named=named)
 
@@ -233,15 +235,16 @@ def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         if data.ndim == 1:
             data = data.reshape(1, -1)
         if data.ndim != 2:
-            raise BadRequest(f"Expected a 2-dimensional array of rows, got {data.ndim} dimensions.")
+            raise InvalidArgument(f"Expected a 2-dimensional array of rows, got {data.ndim} "
+                                  "dimensions.")
         return _frame_from_rows(data.tolist(), names)
     if isinstance(data, Mapping):
         # a single record, or a mapping of column -> list of values
         if data and all(isinstance(v, list) for v in data.values()):
             lengths = {len(v) for v in data.values()}
             if len(lengths) > 1:
-                raise BadRequest("Columns have different lengths; "
-                                 "every column needs one value per row.")
+                raise InvalidArgument("Columns have different lengths; "
+                                      "every column needs one value per row.")
             return pd.DataFrame(dict(data))
         return _frame_from_records([data], names)
     if isinstance(data, list):
@@ -251,9 +254,10 @@ def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
             return _frame_from_records(data, names)
         if all(isinstance(r, list) for r in data):
             return _frame_from_rows(data, names)
-        raise BadRequest("Expected a list of records (objects) or a list of rows (arrays), "
-                         "not a mix of both or of plain values.")
-    raise BadRequest(f"Cannot read input of type {type(data).__name__}; send a list of records.")
+        raise InvalidArgument("Expected a list of records (objects) or a list of rows (arrays), "
+                              "not a mix of both or of plain values.")
+    raise InvalidArgument(f"Cannot read input of type {type(data).__name__}; send a list of "
+                          "records.")
 
 
 def _frame_from_records(records: Sequence[Mapping[str, Any]],
@@ -264,8 +268,8 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]],
     for i, rec in enumerate(records):
         for v in rec.values():
             if isinstance(v, (dict, list)):
-                raise BadRequest(f"Row {i} holds a nested value; each field must be a single "
-                                 "number, string, boolean or null.")
+                raise InvalidArgument(f"Row {i} holds a nested value; each field must be a single "
+                                      "number, string, boolean or null.")
     if names is None:
         return pd.DataFrame.from_records(records)
     keys = dict.fromkeys(k for rec in records for k in rec)  # first-seen order
@@ -279,7 +283,7 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]],
 def _frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str] | None) -> pd.DataFrame:
     widths = {len(r) for r in rows}
     if len(widths) > 1:
-        raise BadRequest("Rows have different lengths; every row needs one value per column.")
+        raise InvalidArgument("Rows have different lengths; every row needs one value per column.")
     width = widths.pop() if widths else 0
     if names is not None and width != len(names):
         raise InvalidInput(

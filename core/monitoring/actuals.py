@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.errors import BadRequest, FixativeError, InvalidInput
+from core.errors import FixativeError, InvalidArgument, InvalidInput
 from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
-from core.monitoring.monitor import _on_from_dir, actuals_dir, scored_dir, to_utc
+from core.store.paths import actuals_dir, scored_dir
 from core.store.predlog import feature_column, write_parquet
+from core.times import to_utc
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_UPLOAD_ROWS = 5_000_000
@@ -48,28 +49,28 @@ def read_table(data: bytes, filename: str, what: str = "file") -> pd.DataFrame:
     """A DataFrame from uploaded CSV or Parquet bytes, with errors that say what to fix."""
     suffix = PurePath(filename or "").suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise BadRequest(f"The {what} '{filename}' is neither CSV nor Parquet; upload a .csv or "
-                         ".parquet file.")
+        raise InvalidArgument(f"The {what} '{filename}' is neither CSV nor Parquet; upload a .csv "
+                              "or .parquet file.")
     if not data:
-        raise BadRequest(f"The {what} '{filename}' is empty (0 bytes); it needs a header row "
-                         "and at least one row.")
+        raise InvalidArgument(f"The {what} '{filename}' is empty (0 bytes); it needs a header row "
+                              "and at least one row.")
     try:
         frame = (pd.read_csv(io.BytesIO(data)) if suffix == ".csv"
                  else pd.read_parquet(io.BytesIO(data)))
     except pd.errors.EmptyDataError:
-        raise BadRequest(f"The {what} '{filename}' has no columns; it needs a header "
-                         "row.") from None
+        raise InvalidArgument(f"The {what} '{filename}' has no columns; it needs a header "
+                              "row.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BadRequest(f"The {what} '{filename}' cannot be read as {kind} ({first}); export "
-                         f"it again as {kind}.") from None
+        raise InvalidArgument(f"The {what} '{filename}' cannot be read as {kind} ({first}); export "
+                              f"it again as {kind}.") from None
     if frame.shape[1] == 0 or len(frame) == 0:
-        raise BadRequest(f"The {what} '{filename}' has no rows; it needs a header row and at "
-                         "least one row.")
+        raise InvalidArgument(f"The {what} '{filename}' has no rows; it needs a header row and at "
+                              "least one row.")
     if len(frame) > MAX_UPLOAD_ROWS:
-        raise BadRequest(f"The {what} '{filename}' has {len(frame):,} rows; at most "
-                         f"{MAX_UPLOAD_ROWS:,} per upload. Split it into several files.")
+        raise InvalidArgument(f"The {what} '{filename}' has {len(frame):,} rows; at most "
+                              f"{MAX_UPLOAD_ROWS:,} per upload. Split it into several files.")
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -170,22 +171,22 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
     must be a number. ``log_columns``, when given, checks that ``on`` is a logged column.
     """
     if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
-        raise BadRequest("The actuals are empty; upload a file with a key column and the true "
-                         "value, one row per prediction.")
+        raise InvalidArgument("The actuals are empty; upload a file with a key column and the true "
+                              "value, one row per prediction.")
     for label, col in (("key", key_column), ("actual", actual_column)):
         if not col or col not in frame.columns:
-            raise BadRequest(f"The {label} column {col!r} is not in the file; its columns are "
-                             f"{', '.join(map(str, frame.columns[:30]))}.")
+            raise InvalidArgument(f"The {label} column {col!r} is not in the file; its columns are "
+                                  f"{', '.join(map(str, frame.columns[:30]))}.")
     if key_column == actual_column:
-        raise BadRequest("The key column and the actual column must differ.")
+        raise InvalidArgument("The key column and the actual column must differ.")
     on = str(on or "").strip()
     if not on:
-        raise BadRequest("Say which logged column the key matches (usually request_id).")
+        raise InvalidArgument("Say which logged column the key matches (usually request_id).")
     if log_columns is not None and on not in log_columns:
-        raise BadRequest(f"'{on}' is not a logged column; match on request_id or one of the "
-                         f"model's inputs: {', '.join(c for c in log_columns if c != 'ts')}.")
+        raise InvalidArgument(f"'{on}' is not a logged column; match on request_id or one of the "
+                              f"model's inputs: {', '.join(c for c in log_columns if c != 'ts')}.")
     if row_column is not None and row_column not in frame.columns:
-        raise BadRequest(f"The row column {row_column!r} is not in the file.")
+        raise InvalidArgument(f"The row column {row_column!r} is not in the file.")
     keys = frame[key_column]
     if keys.isna().any():
         rows = np.flatnonzero(keys.isna().to_numpy())[:10].tolist()
@@ -251,49 +252,6 @@ def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
                         matched=matched)
 
 
-def match_condition(on: str, actual: str) -> str:
-    """SQL: the logged row ``l`` is the one the actual ``actual`` (key, row) is for."""
-    if on == "request_id":
-        return f'l.request_id = {actual}.key AND l."row" = {actual}.row'
-    quoted = on.replace('"', '""')
-    return f'CAST(l."{quoted}" AS VARCHAR) = {actual}.key AND l.status < 400'
-
-
-def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
-                   log_columns: Sequence[str], numeric: bool) -> tuple[list[str], list[str]]:
-    """Register the model's actuals with ``con``; returns LEFT JOIN clauses (against the
-    log aliased ``l``) and the expressions of the matched actual, by priority."""
-    from core.monitoring.monitor import _register
-
-    base = actuals_dir(store, name)
-    try:
-        folders = sorted(p for p in store.fs.ls(base, detail=False)
-                         if p.rstrip("/").rsplit("/", 1)[-1].startswith("by-"))
-    except FileNotFoundError:
-        return [], []
-    # request_id first: it identifies a row exactly.
-    folders.sort(key=lambda p: (_on_from_dir(p.rstrip("/").rsplit("/", 1)[-1]) != "request_id", p))
-    joins, exprs = [], []
-    cast = "DOUBLE" if numeric else "VARCHAR"
-    for i, folder in enumerate(folders):
-        on = _on_from_dir(folder.rstrip("/").rsplit("/", 1)[-1])
-        if on != "request_id" and on not in log_columns:
-            continue
-        files = sorted(f for f in store.fs.glob(f"{folder.rstrip('/')}/*.parquet")
-                       if not f.rsplit("/", 1)[-1].startswith("."))
-        src = f"_act_src_{i}"
-        if not _register(con, store, src, files):
-            continue
-        if len(files) > 1:
-            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, "
-                        f"arg_max(actual, uploaded_at) AS actual FROM {src} GROUP BY key, row")
-        else:
-            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, actual FROM {src}")
-        joins.append(f"LEFT JOIN _act_{i} AS a{i} ON {match_condition(on, f'a{i}')}")
-        exprs.append(f"TRY_CAST(a{i}.actual AS {cast})")
-    return joins, exprs
-
-
 # -- scoring uploaded data ------------------------------------------------------------------
 
 @dataclass
@@ -317,17 +275,17 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
     (optional) becomes actuals. ``progress(fraction, message)`` is called per batch.
     """
     if bundle.version is None:
-        raise BadRequest("Score uploaded data with a stored version (store it first).")
+        raise InvalidArgument("Score uploaded data with a stored version (store it first).")
     if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
-        raise BadRequest("The uploaded data is empty; upload features, a time column and "
-                         "optionally the true value.")
+        raise InvalidArgument("The uploaded data is empty; upload features, a time column and "
+                              "optionally the true value.")
     if time_column not in frame.columns:
-        raise BadRequest(f"The time column {time_column!r} is not in the file; its columns are "
-                         f"{', '.join(map(str, frame.columns[:30]))}.")
+        raise InvalidArgument(f"The time column {time_column!r} is not in the file; its columns "
+                              f"are {', '.join(map(str, frame.columns[:30]))}.")
     if actual_column is not None and actual_column not in frame.columns:
-        raise BadRequest(f"The actual column {actual_column!r} is not in the file.")
+        raise InvalidArgument(f"The actual column {actual_column!r} is not in the file.")
     if actual_column is not None and actual_column == time_column:
-        raise BadRequest("The time column and the actual column must differ.")
+        raise InvalidArgument("The time column and the actual column must differ.")
     ts = to_utc(frame[time_column], time_column).reset_index(drop=True)
     features = frame.drop(columns=[c for c in (time_column, actual_column) if c])
     features = features.reset_index(drop=True)
@@ -408,5 +366,5 @@ def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: s
                         seconds=time.perf_counter() - started, warnings=warned)
 
 
-__all__ = ["SavedActuals", "ScoredUpload", "actual_sources", "normalize_labels", "read_table",
-           "save_actuals", "score_upload"]
+__all__ = ["SavedActuals", "ScoredUpload", "normalize_labels", "read_table", "save_actuals",
+           "score_upload"]

@@ -32,7 +32,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
+from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from core.monitoring.windows import parse_window
 
 if TYPE_CHECKING:
     from core.monitoring.monitor import Monitor
@@ -86,28 +88,29 @@ def _functions() -> tuple[frozenset[str], frozenset[str]]:
 def check_name(name: str) -> str:
     text = str(name or "").strip()
     if not NAME.match(text):
-        raise BadRequest(f"Custom metric name {name!r} is not allowed: start with a letter, then "
-                         "letters, digits or _ (at most 48), e.g. price_per_sqft.")
+        raise InvalidArgument(f"Custom metric name {name!r} is not allowed: start with a letter, "
+                              "then letters, digits or _ (at most 48), e.g. price_per_sqft.")
     return text
 
 
 def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
     """Check ``sql`` is one read-only aggregate expression over ``columns``; returns its
-    syntax tree. Raises BadRequest saying what is wrong."""
+    syntax tree. Raises InvalidArgument saying what is wrong."""
     if not isinstance(sql, str) or not sql.strip():
-        raise BadRequest("The custom metric is empty; write one aggregate expression such as "
-                         "avg(prediction) / avg(sqft_living).")
+        raise InvalidArgument("The custom metric is empty; write one aggregate expression such as "
+                              "avg(prediction) / avg(sqft_living).")
     text = sql.strip()
     if len(text) > MAX_LENGTH:
-        raise BadRequest(f"The custom metric is {len(text):,} characters; at most {MAX_LENGTH:,}.")
+        raise InvalidArgument(f"The custom metric is {len(text):,} characters; at most "
+                              f"{MAX_LENGTH:,}.")
     if "\x00" in text:
-        raise BadRequest("The custom metric contains a NUL character.")
+        raise InvalidArgument("The custom metric contains a NUL character.")
     if ";" in text:
-        raise BadRequest("A custom metric is one expression: remove the ';' (statements such as "
-                         "COPY, ATTACH or PRAGMA are not allowed).")
+        raise InvalidArgument("A custom metric is one expression: remove the ';' (statements such "
+                              "as COPY, ATTACH or PRAGMA are not allowed).")
     if "--" in text or "/*" in text:
-        raise BadRequest("Comments are not allowed in a custom metric; put the explanation in "
-                         "its description.")
+        raise InvalidArgument("Comments are not allowed in a custom metric; put the explanation in "
+                              "its description.")
     con = duckdb.connect()
     try:
         raw = con.execute("SELECT json_serialize_sql($q)",
@@ -117,8 +120,9 @@ def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
     tree = json.loads(raw)
     if tree.get("error"):
         message = str(tree.get("error_message") or "syntax error").splitlines()[0]
-        raise BadRequest(f"The custom metric is not a valid SQL expression: {message}. Write one "
-                         "aggregate expression such as avg(prediction) / avg(sqft_living).")
+        raise InvalidArgument(f"The custom metric is not a valid SQL expression: {message}. Write "
+                              "one aggregate expression such as avg(prediction) / "
+                              "avg(sqft_living).")
     statements = tree.get("statements") or []
     node = statements[0].get("node", {}) if len(statements) == 1 else {}
     if (len(statements) != 1 or node.get("type") != "SELECT_NODE"
@@ -127,15 +131,15 @@ def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
             or node.get("having") or node.get("qualify") or node.get("sample")
             or node.get("modifiers") or (node.get("cte_map") or {}).get("map")
             or len(node.get("select_list") or []) != 1):
-        raise BadRequest("A custom metric is a single expression, without FROM, WHERE, GROUP BY "
-                         "or a second statement; it is computed per window over the monitoring "
-                         "view.")
+        raise InvalidArgument("A custom metric is a single expression, without FROM, WHERE, GROUP "
+                              "BY or a second statement; it is computed per window over the "
+                              "monitoring view.")
     known = {c.lower(): c for c in columns}
     found = {"aggregate": False}
     _walk(node["select_list"][0], known, inside=False, found=found)
     if not found["aggregate"]:
-        raise BadRequest("A custom metric must aggregate the window's rows, e.g. avg(...), "
-                         "sum(...), count(*) or quantile_cont(..., 0.9).")
+        raise InvalidArgument("A custom metric must aggregate the window's rows, e.g. avg(...), "
+                              "sum(...), count(*) or quantile_cont(..., 0.9).")
     return node["select_list"][0]
 
 
@@ -152,30 +156,31 @@ def _walk(node: Any, known: dict[str, str], inside: bool, found: dict[str, bool]
             what = {"SUBQUERY": "a subquery (SELECT ...)", "WINDOW": "a window function (OVER)",
                     "STAR": "*", "PARAMETER": "a parameter", "LAMBDA": "a lambda",
                     "COLUMN_REF": "a column"}.get(cls, f"this kind of SQL ({cls.lower()})")
-            raise BadRequest(f"A custom metric cannot contain {what}; use aggregates of the "
-                             "monitoring view's columns only.")
+            raise InvalidArgument(f"A custom metric cannot contain {what}; use aggregates of the "
+                                  "monitoring view's columns only.")
         if cls == "COLUMN_REF":
             names = node.get("column_names") or []
             if len(names) != 1 or names[0].lower() not in known:
                 shown = ".".join(names)
-                raise BadRequest(f"Unknown column {shown!r}; the monitoring view has "
-                                 f"{', '.join(sorted(known.values()))}.")
+                raise InvalidArgument(f"Unknown column {shown!r}; the monitoring view has "
+                                      f"{', '.join(sorted(known.values()))}.")
             if not inside:
-                raise BadRequest(f"Column {names[0]!r} is used outside an aggregate; wrap it, "
-                                 f"e.g. avg({names[0]}).")
+                raise InvalidArgument(f"Column {names[0]!r} is used outside an aggregate; wrap it, "
+                                      f"e.g. avg({names[0]}).")
         if cls == "FUNCTION":
             fname = str(node.get("function_name") or "").lower()
             if node.get("schema") or node.get("catalog"):
-                raise BadRequest(f"Qualified function names ({node.get('schema')}.{fname}) are "
-                                 "not allowed in a custom metric.")
+                raise InvalidArgument(f"Qualified function names ({node.get('schema')}.{fname}) "
+                                      "are not allowed in a custom metric.")
             all_functions, aggregates = _functions()
             operator = bool(node.get("is_operator"))
             if not operator and (DENIED.match(fname) or fname not in all_functions):
-                raise BadRequest(f"The function {fname}() is not allowed in a custom metric; use "
-                                 "aggregates (avg, sum, count, quantile_cont, ...) and arithmetic.")
+                raise InvalidArgument(f"The function {fname}() is not allowed in a custom metric; "
+                                      "use aggregates (avg, sum, count, quantile_cont, ...) and "
+                                      "arithmetic.")
             if fname in aggregates and not operator:
                 if inside:
-                    raise BadRequest(f"Aggregates cannot be nested ({fname} inside another).")
+                    raise InvalidArgument(f"Aggregates cannot be nested ({fname} inside another).")
                 found["aggregate"] = True
                 for key in ("arguments", "filter", "order_bys"):
                     _walk(node.get(key), known, True, found)
@@ -197,18 +202,17 @@ def validate(mon: Monitor, sql: str) -> str:
                                     ).fetchall()
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0]
-        raise BadRequest(f"The custom metric does not fit the monitoring view: {message}") from None
+        raise InvalidArgument(f"The custom metric does not fit the monitoring view: "
+                              f"{message}") from None
     dtype = str(described[0][1]).upper()
     if not dtype.startswith(NUMERIC_TYPES):
-        raise BadRequest(f"The custom metric returns {dtype}; it must return a number.")
+        raise InvalidArgument(f"The custom metric returns {dtype}; it must return a number.")
     return text
 
 
 def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.DataFrame:
     """One row per window, one column per custom metric (null where it failed; see
     ``frame.attrs['errors']``)."""
-    from core.monitoring.monitor import parse_window
-
     w = parse_window(window)
     metrics = list(metrics)
     errors: dict[str, str] = {}
@@ -219,7 +223,7 @@ def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.Da
             try:
                 text = validate(mon, m.sql)
                 exprs.append((m.name, text))
-            except BadRequest as exc:
+            except InvalidArgument as exc:
                 errors[m.name] = exc.message
         parts = [f"CAST(({text}) AS DOUBLE) AS \"{name}\"" for name, text in exprs]
         if parts:
@@ -275,12 +279,11 @@ def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None
     """Validate ``metric`` against the model's monitoring view, then record it."""
     name = check_name(metric.name)
     if metric.direction not in ("above", "below"):
-        raise BadRequest("direction must be 'above' (higher is worse) or 'below' (lower is "
-                         "worse).")
-    from core.monitoring.monitor import CLASSIFICATION_METRICS, REGRESSION_METRICS
-
+        raise InvalidArgument("direction must be 'above' (higher is worse) or 'below' (lower is "
+                              "worse).")
     if name in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS, "n", "n_actual"):
-        raise BadRequest(f"{name!r} is a built-in metric; give the custom metric another name.")
+        raise InvalidArgument(f"{name!r} is a built-in metric; give the custom metric another "
+                              "name.")
     text = validate(mon, metric.sql)
     clean = CustomMetric(name=name, sql=text, description=str(metric.description or "")[:500],
                          direction=metric.direction)
@@ -290,5 +293,5 @@ def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None
 
 def delete(store: Any, model: str, metric_name: str, user: str | None = None) -> None:
     if metric_name not in {m.name for m in saved(store, model)}:
-        raise BadRequest(f"No custom metric {metric_name!r} for {model}.")
+        raise InvalidArgument(f"No custom metric {metric_name!r} for {model}.")
     store.add_record(RECORD_KIND, model, {"name": metric_name, "deleted": True}, user=user)

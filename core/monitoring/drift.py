@@ -60,7 +60,11 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
+from core.model.profile import profile_series
+from core.monitoring.windows import parse_window
+from core.store.predlog import feature_column
+from core.times import parse_time
 
 if TYPE_CHECKING:
     from core.monitoring.monitor import Monitor
@@ -103,8 +107,8 @@ def method_info(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise BadRequest(f"Unknown drift method {name!r}; use one of "
-                         f"{', '.join(METHODS)}.") from None
+        raise InvalidArgument(f"Unknown drift method {name!r}; use one of "
+                              f"{', '.join(METHODS)}.") from None
 
 
 def default_method(kind: str, n_current: int, has_raw: bool) -> str:
@@ -180,8 +184,6 @@ def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
 
     Returns the references and notes on columns that cannot be compared.
     """
-    from core.store.predlog import feature_column
-
     meta = mon.meta
     profile = meta.profile or {}
     cols = profile.get("columns") or {}
@@ -217,19 +219,15 @@ def references(mon: Monitor) -> tuple[list[ColumnReference], list[str]]:
 
 def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnReference]:
     """References built from logged rows in ``[start, end)`` (at most REFERENCE_ROWS)."""
-    from core.model.profile import profile_series
-    from core.monitoring.monitor import parse_time
-    from core.store.predlog import feature_column
-
     t0, t1 = parse_time(start), parse_time(end)
     if t0 is None or t1 is None or t1 <= t0:
-        raise BadRequest("A reference window needs a start before its end.")
+        raise InvalidArgument("A reference window needs a start before its end.")
     where = (f"status < 400 AND ts >= make_timestamptz({t0.value // 1000}) "
              f"AND ts < make_timestamptz({t1.value // 1000})")
     n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchone()[0]
     if n == 0:
-        raise BadRequest(f"No logged rows between {t0:%Y-%m-%d %H:%M} and {t1:%Y-%m-%d %H:%M} "
-                         "UTC to use as the reference; pick a window with predictions.")
+        raise InvalidArgument(f"No logged rows between {t0:%Y-%m-%d %H:%M} and {t1:%Y-%m-%d %H:%M} "
+                              "UTC to use as the reference; pick a window with predictions.")
     frac = min(1.0, REFERENCE_ROWS / n)
     thr = int(np.ceil(frac * 1_000_003))
     rows = mon.query(f"SELECT * EXCLUDE (proba) FROM monitoring_ref WHERE {where} "
@@ -374,7 +372,7 @@ def binned_statistic(method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[flo
             return 0.0, 1.0
         res = stats.chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
         return float(res.statistic), float(res.pvalue)
-    raise BadRequest(f"{method} is not a binned method.")
+    raise InvalidArgument(f"{method} is not a binned method.")
 
 
 def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray, *,
@@ -390,14 +388,14 @@ def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray, *,
         norm = max(std, 0.001)
         u = np.sort(ref) if ref_sorted is None else ref_sorted
         return _wasserstein_sorted(u, np.sort(cur)) / norm, None
-    raise BadRequest(f"{method} needs binned counts, not raw values.")
+    raise InvalidArgument(f"{method} needs binned counts, not raw values.")
 
 
 def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     """Wasserstein-1 distance of two sorted samples: the area between their empirical
     CDFs (as ``scipy.stats.wasserstein_distance``, without sorting the inputs again)."""
     if len(u) == 0 or len(v) == 0:
-        raise BadRequest("The Wasserstein distance needs values on both sides.")
+        raise InvalidArgument("The Wasserstein distance needs values on both sides.")
     both = np.concatenate((u, v))
     both.sort(kind="mergesort")
     deltas = np.diff(both)
@@ -414,8 +412,6 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
     ``methods`` maps a column to a method to use instead of the default; ``columns``
     limits the columns compared.
     """
-    from core.monitoring.monitor import parse_window
-
     w = parse_window(window)
     methods = dict(methods or {})
     for col, m in methods.items():
@@ -428,21 +424,21 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
         wanted = set(columns)
         unknown = wanted - {r.column for r in refs}
         if unknown:
-            raise BadRequest(f"No reference for {', '.join(sorted(unknown))}; drift covers "
-                             f"{', '.join(r.column for r in refs) or 'no column'}.")
+            raise InvalidArgument(f"No reference for {', '.join(sorted(unknown))}; drift covers "
+                                  f"{', '.join(r.column for r in refs) or 'no column'}.")
         refs = [r for r in refs if r.column in wanted]
     for col, m in methods.items():
         ref = next((r for r in refs if r.column == col), None)
         if ref is None:
-            raise BadRequest(f"No reference for column {col!r}.")
+            raise InvalidArgument(f"No reference for column {col!r}.")
         info = METHODS[m]
         if ref.kind not in info.kinds:
             fits = ", ".join(k for k, v in METHODS.items() if ref.kind in v.kinds)
-            raise BadRequest(f"{info.label} does not apply to the {ref.kind} column {col!r}; "
-                             f"use one of {fits}.")
+            raise InvalidArgument(f"{info.label} does not apply to the {ref.kind} column {col!r}; "
+                                  f"use one of {fits}.")
         if info.raw and not ref.has_raw:
-            raise BadRequest(f"{info.label} needs raw reference values for {col!r}, and this "
-                             "version has no row sample; use psi, chisquare or jensenshannon.")
+            raise InvalidArgument(f"{info.label} needs raw reference values for {col!r}, and this "
+                                  "version has no row sample; use psi, chisquare or jensenshannon.")
     cols = ["window_start", "window_end", "column", "kind", "method", "n", "statistic",
             "p_value", "score", "warning", "alert", "drifted", "null_share",
             "out_of_range_share", "unseen_share", "note"]

@@ -37,34 +37,25 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from core.monitoring.monitor import (
-    _US,
-    ORIGIN_US,
-    Window,
-    _arrow_fs,
-    _is_local,
-    _on_from_dir,
-    _register,
-    _sandbox,
+from core.monitoring.join import actual_sources, match_condition
+from core.monitoring.sandbox import arrow_fs, is_local, register, sandbox
+from core.monitoring.windows import MINUTE_US, ORIGIN_US, Window
+from core.store.paths import (
     actuals_dir,
+    labels_dir,
     log_dir,
+    on_from_dir,
+    relative_to_system,
     scored_dir,
     segment_files,
 )
 
-FOLDER = "labelled"
 MANIFEST = "manifest.json"
 COLUMNS = ("seg", "ts", "version", "status", "prediction", "proba", "actual")
 BASE_COLUMNS = ("ts", "request_id", "row", "status", "version", "prediction", "proba")
-MINUTE_US = _US["min"]
 # Sums are kept per minute, hour and day (in minutes): a window reads the coarsest that fits.
 LEVELS = (1, 60, 24 * 60)
 EPS = float(np.finfo(np.float64).eps)
-
-
-def labels_dir(store: Any, name: str) -> str:
-    # Not named "by-...", so core.monitoring.actuals never takes it for a folder of actuals.
-    return f"{actuals_dir(store, name)}/{FOLDER}"
 
 
 @dataclass
@@ -75,19 +66,14 @@ class LabelsInfo:
     actual_files: int
 
 
-def _relative(store: Any, path: str) -> str:
-    base = store.path(".fixative").rstrip("/") + "/"
-    return path[len(base):] if path.startswith(base) else path
-
-
 def actual_files(store: Any, name: str) -> list[tuple[str, int]]:
     """Every actuals file of model ``name`` with its size, as the manifest records them."""
     try:
         found = store.fs.glob(f"{actuals_dir(store, name)}/by-*/*.parquet", detail=True)
     except FileNotFoundError:
         return []
-    return sorted((_relative(store, p), int(info.get("size") or 0)) for p, info in found.items()
-                  if not p.rsplit("/", 1)[-1].startswith("."))
+    return sorted((relative_to_system(store, p), int(info.get("size") or 0))
+                  for p, info in found.items() if not p.rsplit("/", 1)[-1].startswith("."))
 
 
 def all_segments(store: Any, name: str) -> list[str]:
@@ -113,7 +99,7 @@ def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
     """``view``: the segments' rows with ``seg``, the index of each row's file in ``files``
     (on a board other than a local folder only the log columns the join needs and
     ``columns``)."""
-    if _is_local(store.fs):
+    if is_local(store.fs):
         segs = pa.table({"filename": pa.array(list(files), pa.string()),
                          "seg": pa.array(range(len(files)), pa.int32())})
         con.register(f"{view}_segs", segs)
@@ -122,7 +108,7 @@ def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
                     f"FROM read_parquet([{listing}], union_by_name = true, filename = true) l "
                     f"JOIN {view}_segs s USING (filename)")
         return
-    afs = _arrow_fs(store.fs)
+    afs = arrow_fs(store.fs)
     schema = pa.unify_schemas([pq.read_schema(f, filesystem=afs) for f in files],
                               promote_options="permissive")
     # DuckDB cannot see an Arrow dataset's file names, so the columns the join needs are
@@ -178,7 +164,7 @@ def _join_columns(store: Any, name: str) -> list[str]:
     except FileNotFoundError:
         return []
     names = [f.rstrip("/").rsplit("/", 1)[-1] for f in folders]
-    return [_on_from_dir(n) for n in names if n.startswith("by-")]
+    return [on_from_dir(n) for n in names if n.startswith("by-")]
 
 
 def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
@@ -193,12 +179,10 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
 def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
-    from core.monitoring.actuals import match_condition
-
     segments = all_segments(store, name)
     if not segments or actuals.num_rows == 0:
         return 0
-    con = _sandbox(store, name)
+    con = sandbox(store, name)
     try:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
         con.register("_m_act", actuals.select(["key", "row"]))
@@ -215,15 +199,13 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
     classifier (labels). Returns None when there is nothing to join (no log or no
     actuals); any earlier materialisation is then removed.
     """
-    from core.monitoring.actuals import actual_sources
-
     folder = labels_dir(store, name)
     acts = actual_files(store, name)
     segments = all_segments(store, name)
     if not acts or not segments:
         _remove(store, folder, keep=())
         return None
-    con = _sandbox(store, name)
+    con = sandbox(store, name)
     try:
         _register_with_seg(con, store, "_lab_src", segments, _join_columns(store, name))
         types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _lab_src").fetchall()}
@@ -276,7 +258,7 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
     fs.mv(tmp, f"{folder}/counts-{stem}.parquet")
     manifest = {"file": f"{stem}.parquet", "counts": f"counts-{stem}.parquet",
                 "numeric": bool(numeric), "stats": bool(numeric), "rows": table.num_rows,
-                "segments": [_relative(store, s) for s in segments],
+                "segments": [relative_to_system(store, s) for s in segments],
                 "actuals": [list(a) for a in acts]}
     previous = read_manifest(store, name)
     tmp = f"{folder}/.{MANIFEST}.{uuid.uuid4().hex[:8]}.tmp"
@@ -328,7 +310,7 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
     covered: list[int] = []
     new: list[str] = []
     for f in files:
-        i = index.get(_relative(store, f))
+        i = index.get(relative_to_system(store, f))
         if i is None:
             new.append(f)
         else:
@@ -336,7 +318,7 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
     keep = ("TRUE" if len(covered) == len(index)
             else f"seg IN ({', '.join(str(i) for i in sorted(covered)) or 'NULL'})")
     if new:
-        _register(con, store, "_labels_new", new)
+        register(con, store, "_labels_new", new)
     _counts_view(store, con, name, manifest, keep, bool(new), where, since, until)
 
     view = "monitoring_labelled"
@@ -353,7 +335,7 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
         return "join", False
     parts = []
     if covered:
-        _register(con, store, "_labels_src", [f"{labels_dir(store, name)}/{manifest['file']}"])
+        register(con, store, "_labels_src", [f"{labels_dir(store, name)}/{manifest['file']}"])
         parts.append(f"SELECT {', '.join(COLUMNS)} FROM _labels_src WHERE {keep} AND {where}")
     if new:
         parts.append(f"SELECT {_select(types, numeric, actual, '-1')} FROM _labels_new l "
@@ -411,7 +393,7 @@ def _counts_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, manifest
         con.execute("CREATE TEMP VIEW monitoring_counts AS "
                     + live.format(src="monitoring_log", where="TRUE"))
         return
-    _register(con, store, "_counts_src", [f"{labels_dir(store, name)}/{manifest['counts']}"])
+    register(con, store, "_counts_src", [f"{labels_dir(store, name)}/{manifest['counts']}"])
     parts = [f"SELECT {_minute_ts()} AS ts, version, n, level "
              f"FROM _counts_src WHERE {_minute_conds(keep, since, until)}"]
     if new:

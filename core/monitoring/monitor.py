@@ -33,21 +33,31 @@ positive prediction) is null, and the window's ``note`` says why.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
-from core.errors import BadRequest, NotFound
+from core.errors import InvalidArgument, NotFound
 from core.model.bundle import BundleMeta
+from core.monitoring.drift import compute as compute_drift
+from core.monitoring.join import actual_sources
+from core.monitoring.labels import labelled_view
+from core.monitoring.performance import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    classification_metrics,
+    regression_metrics,
+)
+from core.monitoring.sandbox import files_in_range, register, sandbox
+from core.monitoring.windows import Window, parse_window, window_keys
+from core.store.paths import log_dir, scored_dir, segment_files
+from core.store.predlog import feature_column
+from core.times import parse_time
 
 LOG_SCHEMA_BASE = pa.schema([
     ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("model", pa.string()),
@@ -55,264 +65,6 @@ LOG_SCHEMA_BASE = pa.schema([
     ("latency_ms", pa.float64()), ("row", pa.int32()), ("error_code", pa.string()),
 ])
 SOURCES = ("log", "upload", "all")
-UNITS = ("hour", "day", "week", "month")
-# More windows than this is a mistake (a 1-minute window over a year), not a request.
-MAX_WINDOWS = 5000
-_US = {"min": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6}
-_UNIT_US = {"hour": _US["h"], "day": _US["d"], "week": _US["w"]}
-# Monday 1970-01-05 00:00 UTC, in microseconds since the epoch.
-ORIGIN_US = 4 * 86400 * 10**6
-EPS = float(np.finfo(np.float64).eps)
-REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-# Lower is better for these; higher for the others (used for threshold defaults and charts).
-LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss"}
-
-
-# -- board paths ---------------------------------------------------------------------------
-
-def log_dir(store: Any, name: str, version: str | None = None) -> str:
-    return store.path(".fixative", "logs", name, *([version] if version else []))
-
-
-def scored_dir(store: Any, name: str, version: str | None = None) -> str:
-    return store.path(".fixative", "scored", name, *([version] if version else []))
-
-
-def actuals_dir(store: Any, name: str, on: str | None = None) -> str:
-    return store.path(".fixative", "actuals", name, *([_on_dir(on)] if on else []))
-
-
-def _on_dir(on: str) -> str:
-    return "by-" + re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", on)
-
-
-def _on_from_dir(folder: str) -> str:
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), folder[3:])
-
-
-# -- windows and times ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Window:
-    """A calendar unit (``unit``) or a fixed period of ``period_us`` microseconds."""
-
-    unit: str | None = None
-    period_us: int | None = None
-    label: str = ""
-
-    def key_sql(self, ts: str = "ts") -> str:
-        """SQL for the window number of timestamp column ``ts`` (a BIGINT)."""
-        if self.unit == "month":
-            t = f"make_timestamp(epoch_us({ts}))"
-            return f"((year({t}) - 1970) * 12 + month({t}) - 1)::BIGINT"
-        p = self.period_us
-        d = f"(epoch_us({ts}) - {ORIGIN_US})"
-        # DuckDB's // truncates toward zero; windows must floor (times before 1970).
-        return f"({d} // {p} - CASE WHEN {d} % {p} < 0 THEN 1 ELSE 0 END)"
-
-    def key_of(self, t: pd.Timestamp) -> int:
-        if self.unit == "month":
-            return (t.year - 1970) * 12 + t.month - 1
-        return (t.value // 1000 - ORIGIN_US) // int(self.period_us or 1)
-
-    def start(self, key: int) -> pd.Timestamp:
-        if self.unit == "month":
-            return pd.Timestamp(year=1970 + key // 12, month=key % 12 + 1, day=1, tz="UTC")
-        return pd.Timestamp(ORIGIN_US * 1000 + key * int(self.period_us or 1) * 1000, tz="UTC")
-
-    def end(self, key: int) -> pd.Timestamp:
-        return self.start(key + 1)
-
-
-_PERIOD = re.compile(r"^\s*(\d+)\s*(min|m|h|d|w)\s*$", re.IGNORECASE)
-
-
-def parse_window(text: str | Window) -> Window:
-    """``hour``/``day``/``week``/``month`` or a fixed period such as ``15min``, ``6h``, ``3d``."""
-    if isinstance(text, Window):
-        return text
-    raw = str(text or "").strip().lower()
-    if raw in UNITS:
-        return Window(unit=raw, period_us=_UNIT_US.get(raw), label=raw)
-    m = _PERIOD.match(raw)
-    if m:
-        count, unit = int(m.group(1)), _unit(m.group(2), text)
-        if count <= 0:
-            raise BadRequest(f"The window {text!r} must be longer than zero.")
-        if count * _US[unit] < _US["min"]:
-            raise BadRequest("The shortest window is one minute.")
-        if count * _US[unit] > 3650 * _US["d"]:
-            raise BadRequest(f"The window {text!r} is longer than 3650 days; use month windows "
-                             "or a shorter period.")
-        return Window(period_us=count * _US[unit], label=f"{count}{unit}")
-    raise BadRequest(f"Unknown window {text!r}: use hour, day, week or month, or a fixed "
-                     "period such as 15min, 6h, 3d or 2w.")
-
-
-def _unit(unit: str, text: Any) -> str:
-    """A period's unit; ``m`` alone is refused, as people mean minutes or months by it."""
-    unit = unit.lower()
-    if unit == "m":
-        raise BadRequest(f"{str(text).strip()!r} is ambiguous: write min for minutes (e.g. "
-                         "15min), or use month windows.")
-    return unit
-
-
-_RELATIVE = re.compile(r"^\s*(\d+)\s*(min|m|h|d|w)\s*(ago)?\s*$", re.IGNORECASE)
-
-
-def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
-    """A point in time as a UTC Timestamp.
-
-    Accepts datetimes, ISO strings (``2025-03-01``, ``2025-03-01T12:00+02:00``), or a
-    span before now (``30d``, ``12h ago``). Naive values are taken as UTC.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
-        m = _RELATIVE.match(value)
-        if m:
-            unit = _unit(m.group(2), value)
-            base = pd.Timestamp(now or datetime.now(UTC))
-            base = base.tz_localize("UTC") if base.tzinfo is None else base.tz_convert("UTC")
-            return base - pd.Timedelta(microseconds=int(m.group(1)) * _US[unit])
-    try:
-        t = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        raise BadRequest(f"Cannot read {value!r} as a time: use a date such as 2025-03-01, "
-                         "a time such as 2025-03-01T12:00:00+02:00, or a span such as 30d "
-                         "(30 days ago).") from None
-    if t is pd.NaT:
-        raise BadRequest(f"Cannot read {value!r} as a time.")
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def to_utc(values: pd.Series, column: str = "time") -> pd.Series:
-    """Timestamps of any zone, naive datetimes (taken as UTC) or strings, as UTC."""
-    s = values
-    if not pd.api.types.is_datetime64_any_dtype(s):
-        try:
-            s = pd.to_datetime(s, utc=True, format="mixed")
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise BadRequest(f"The {column} column has values that are not times ({exc}); "
-                             "use ISO dates such as 2025-03-01 or 2025-03-01T12:00:00Z.") from None
-    elif s.dt.tz is None:
-        s = s.dt.tz_localize("UTC")
-    else:
-        s = s.dt.tz_convert("UTC")
-    if s.isna().any():
-        rows = np.flatnonzero(s.isna().to_numpy())[:10].tolist()
-        raise BadRequest(f"The {column} column has empty or unreadable times in rows {rows}; "
-                         "every row needs a time.")
-    return s.astype("datetime64[us, UTC]")
-
-
-def window_keys(window: Window, lo: int | None, hi: int | None,
-                since: pd.Timestamp | None, until: pd.Timestamp | None) -> list[int]:
-    """Every window number from ``since`` (or the first data) to ``until`` (or the last)."""
-    first = window.key_of(since) if since is not None else lo
-    last = (window.key_of(until - pd.Timedelta(microseconds=1)) if until is not None else hi)
-    if first is None or last is None or last < first:
-        return []
-    if last - first + 1 > MAX_WINDOWS:
-        raise BadRequest(f"{window.label} windows over this range make {last - first + 1} "
-                         f"windows (at most {MAX_WINDOWS}); choose a longer window or a "
-                         "shorter date range (since / until).")
-    return list(range(first, last + 1))
-
-
-# -- the monitoring connection ------------------------------------------------------------
-
-def _arrow_fs(fs: Any) -> Any:
-    if _is_local(fs):
-        return pa.fs.LocalFileSystem()
-    return pa.fs.PyFileSystem(pa.fs.FSSpecHandler(fs))
-
-
-def _dataset(fs: Any, files: Sequence[str]) -> ds.Dataset | None:
-    if not files:
-        return None
-    afs = _arrow_fs(fs)
-    schemas = [pq.read_schema(f, filesystem=afs) for f in files]
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
-    return ds.dataset(list(files), schema=schema, format="parquet", filesystem=afs)
-
-
-def _is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return "file" in protocol or "local" in protocol
-
-
-def _sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection that can read this model's monitoring folders and nothing else.
-
-    On a local board DuckDB reads the Parquet itself, limited by ``allowed_directories``;
-    on other boards it gets Arrow datasets and no file access at all.
-    """
-    con = duckdb.connect(config={"threads": int(threads)} if threads else {})
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET parquet_metadata_cache = true")
-    if _is_local(store.fs):
-        dirs = [d.rstrip("/") + "/" for d in (log_dir(store, name), scored_dir(store, name),
-                                              actuals_dir(store, name))]
-        con.execute("SET allowed_directories = $dirs", {"dirs": dirs})
-    con.execute("SET enable_external_access = false")
-    return con
-
-
-def _register(con: duckdb.DuckDBPyConnection, store: Any, view: str, files: Sequence[str],
-              empty: pa.Table | None = None) -> bool:
-    """Make ``view`` read ``files``; False (and an empty view) when there are none."""
-    if not files:
-        if empty is not None:
-            con.register(f"{view}_empty", empty)
-            con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
-        return False
-    if _is_local(store.fs):
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        # Unifying by name costs DuckDB every segment's footer at every bind (each query);
-        # when the segments share one schema (checked once here) the first one's will do.
-        unify = "true" if not _same_schema(files) else "false"
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM read_parquet([{listing}], "
-                    f"union_by_name = {unify})")
-    else:
-        con.register(f"{view}_arrow", _dataset(store.fs, files))
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
-    return True
-
-
-def _same_schema(files: Sequence[str]) -> bool:
-    """Whether the local Parquet ``files`` all have the same columns of the same types."""
-    if len(files) < 2:
-        return True
-    first = pq.read_schema(files[0]).remove_metadata()
-    return all(pq.read_schema(f).remove_metadata().equals(first) for f in files[1:])
-
-
-def _files_in_range(files: list[str], since: pd.Timestamp | None,
-                    until: pd.Timestamp | None) -> list[str]:
-    """Skip segments whose day folder lies outside [since, until) (a day of slack)."""
-    if since is None and until is None:
-        return files
-    lo = (since - pd.Timedelta(days=1)).strftime("%Y-%m-%d") if since is not None else ""
-    hi = (until + pd.Timedelta(days=1)).strftime("%Y-%m-%d") if until is not None else "9999"
-    kept = []
-    for f in files:
-        day = f.rsplit("/", 2)[-2] if f.count("/") >= 2 else ""
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) and not lo <= day <= hi:
-            continue
-        kept.append(f)
-    return kept
-
-
-def segment_files(store: Any, folder: str, versions: Sequence[str] | None) -> list[str]:
-    patterns = ([f"{folder}/{v}/*/*.parquet" for v in versions] if versions
-                else [f"{folder}/*/*/*.parquet"])
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(store.fs.glob(pattern))
-    return sorted(f for f in found if not f.rsplit("/", 1)[-1].startswith("."))
 
 
 @dataclass
@@ -391,11 +143,9 @@ class Monitor:
     def metrics(self, window: str | Window = "week", *, by_version: bool = False,
                 min_rows: int = 1) -> pd.DataFrame:
         """One row per window: n, n_actual and the task's metrics (see module docstring)."""
-        from core.monitoring.performance import classification_metrics, regression_metrics
-
         w = parse_window(window)
         if min_rows < 1:
-            raise BadRequest("min_rows must be at least 1.")
+            raise InvalidArgument("min_rows must be at least 1.")
         by = ["version"] if by_version else []
         if self.is_classifier:
             data = classification_metrics(self, w, by, min_rows)
@@ -423,9 +173,7 @@ class Monitor:
               methods: dict[str, str] | None = None,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Drift and data quality per window and column; see :mod:`core.monitoring.drift`."""
-        from core.monitoring.drift import compute
-
-        return compute(self, window, reference=reference, methods=methods, columns=columns)
+        return compute_drift(self, window, reference=reference, methods=methods, columns=columns)
 
     # ---- traffic ------------------------------------------------------------------------
 
@@ -479,15 +227,12 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     ``source`` is ``log`` (served predictions), ``upload`` (data scored in the
     workbench) or ``all``.
     """
-    from core.monitoring.actuals import actual_sources
-    from core.monitoring.labels import labelled_view
-
     if source not in SOURCES:
-        raise BadRequest(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
+        raise InvalidArgument(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     t0, t1 = parse_time(since), parse_time(until)
     if t0 is not None and t1 is not None and t1 <= t0:
-        raise BadRequest(f"The end of the range, until {t1:%Y-%m-%d %H:%M}, must be after its "
-                         f"start, since {t0:%Y-%m-%d %H:%M}.")
+        raise InvalidArgument(f"The end of the range, until {t1:%Y-%m-%d %H:%M}, must be after its "
+                              f"start, since {t0:%Y-%m-%d %H:%M}.")
     versions = list(versions) if versions else None
     files: list[str] = []
     if source in ("log", "all"):
@@ -499,9 +244,9 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
         r0, r1 = parse_time(reference[0]), parse_time(reference[1])
         lo = None if lo is None or r0 is None else min(lo, r0)
         hi = None if hi is None or r1 is None else max(hi, r1)
-    files = _files_in_range(files, lo, hi)
-    con = _sandbox(store, name, threads)
-    _register(con, store, "_log_src", files, empty=_empty_log(meta))
+    files = files_in_range(files, lo, hi)
+    con = sandbox(store, name, threads)
+    register(con, store, "_log_src", files, empty=_empty_log(meta))
     src = "_log_src"
     conds = []
     if t0 is not None:
@@ -544,8 +289,6 @@ _KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
 
 def _empty_log(meta: BundleMeta) -> pa.Table:
     """A table with the log's columns and no rows, typed from the prototype."""
-    from core.store.predlog import feature_column
-
     fields = list(LOG_SCHEMA_BASE)
     for c in meta.prototype.columns:
         fields.append(pa.field(feature_column(c.name), _KIND_TYPES.get(c.kind, pa.float64())))
@@ -563,7 +306,7 @@ def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, un
     """
     text = str(ref or "").strip()
     if not text:
-        raise BadRequest("Name a model: NAME, NAME@VERSION or NAME:ALIAS.")
+        raise InvalidArgument("Name a model: NAME, NAME@VERSION or NAME:ALIAS.")
     name, version = store.resolve(text)
     pinned = ("@" in text or ":" in text) and not all_versions
     meta = store.meta(name, version)

@@ -14,10 +14,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from core.monitoring.labels import rollup_level
+from core.monitoring.windows import Window
+
 if TYPE_CHECKING:
-    from core.monitoring.monitor import Monitor, Window
+    from core.monitoring.monitor import Monitor
 
 EPS = float(np.finfo(np.float64).eps)
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+# Lower is better for these; higher for the others (used for threshold defaults and charts).
+LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss"}
 
 
 def _by_sql(by: Sequence[str]) -> str:
@@ -27,8 +34,6 @@ def _by_sql(by: Sequence[str]) -> str:
 def _level(mon: Monitor, w: Window) -> str:
     """SQL keeping the rows of the coarsest sums that fit window ``w`` (core.monitoring.labels) and
     the single rows (null level)."""
-    from core.monitoring.labels import rollup_level
-
     return f"coalesce(level = {rollup_level(w, mon.since, mon.until)}, TRUE)"
 
 

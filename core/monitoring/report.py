@@ -12,10 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
-from core.monitoring.monitor import open_ref, parse_window
+from core.monitoring.monitor import open_ref
+from core.monitoring.windows import parse_window
+from core.times import parse_time
 
 
 @dataclass
@@ -87,7 +89,7 @@ def column_values(store: Any, ref: str, column: str, start: Any, end: Any, *,
     for a reference-vs-current chart."""
     with open_ref(store, ref, source=source, since=start, until=end) as mon:
         if column not in mon.columns or column in ("proba",):
-            raise BadRequest(f"{column!r} is not a logged column.")
+            raise InvalidArgument(f"{column!r} is not a logged column.")
         n = mon.con.execute("SELECT count(*) FROM monitoring_log WHERE status < 400"
                             ).fetchone()[0]
         if n == 0:
@@ -111,8 +113,6 @@ def render_qmd(store: Any, ref: str, *, window: str, since: Any = None, until: A
     import json
     from importlib import resources
     from string import Template
-
-    from core.monitoring.monitor import parse_time
 
     parse_window(window)
     name, version = store.resolve(ref)

@@ -25,8 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest, FixativeError
+from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import finite_number
+from core.monitoring import custom as custom_metrics
+from core.monitoring.drift import METHODS
+from core.monitoring.monitor import open_monitor
+from core.monitoring.windows import parse_window
 
 RECORD_KIND = "monitor_settings"
 STATUSES = ("none", "ok", "warning", "alert")
@@ -42,21 +46,23 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not str(self.metric or "").strip():
-            raise BadRequest("A threshold needs a metric name.")
+            raise InvalidArgument("A threshold needs a metric name.")
         if self.direction not in ("above", "below"):
-            raise BadRequest(f"direction must be 'above' or 'below', got {self.direction!r}.")
+            raise InvalidArgument(f"direction must be 'above' or 'below', got {self.direction!r}.")
         for label in ("warning", "alert"):
             value = getattr(self, label)
             if value is not None and not np.isfinite(float(value)):
-                raise BadRequest(f"The {label} level of {self.metric} must be a finite number.")
+                raise InvalidArgument(f"The {label} level of {self.metric} must be a finite "
+                                      "number.")
         if self.warning is None and self.alert is None:
-            raise BadRequest(f"The threshold for {self.metric} needs a warning or an alert level.")
+            raise InvalidArgument(f"The threshold for {self.metric} needs a warning or an alert "
+                                  "level.")
         if self.warning is not None and self.alert is not None:
             w, a = float(self.warning), float(self.alert)
             if (self.direction == "above" and w > a) or (self.direction == "below" and w < a):
                 worse = "above" if self.direction == "above" else "below"
-                raise BadRequest(f"For {self.metric}, alert ({a:g}) must be {worse} or equal to "
-                                 f"warning ({w:g}) when {self.direction} is bad.")
+                raise InvalidArgument(f"For {self.metric}, alert ({a:g}) must be {worse} or equal "
+                                      f"to warning ({w:g}) when {self.direction} is bad.")
 
     def status(self, value: Any) -> str:
         if value is None or (isinstance(value, float) and not np.isfinite(value)) or pd.isna(value):
@@ -106,13 +112,11 @@ def load(store: Any, name: str) -> Settings:
 
 
 def save(store: Any, name: str, settings: Settings, user: str | None = None) -> Settings:
-    from core.monitoring.monitor import parse_window
-
     parse_window(settings.window)
     seen = set()
     for r in settings.rules:
         if r.metric in seen:
-            raise BadRequest(f"Two thresholds for {r.metric}; keep one.")
+            raise InvalidArgument(f"Two thresholds for {r.metric}; keep one.")
         seen.add(r.metric)
     store.add_record(RECORD_KIND, name, settings.to_dict(), user=user)
     return settings
@@ -148,8 +152,6 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
             for start, value in zip(custom["window_start"], custom[col]):
                 add(start, f"custom:{col}", value, rule)
     if drift is not None and not drift.empty:
-        from core.monitoring.drift import METHODS
-
         for rec in drift.to_dict("records"):
             metric = f"drift:{rec['column']}"
             rule = settings.rule(metric)
@@ -192,9 +194,6 @@ def status(store: Any, name: str | None = None, now: datetime | None = None
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the worst mark in the latest
     window with predictions, over the last three windows."""
-    from core.monitoring import custom as custom_metrics
-    from core.monitoring.monitor import open_monitor, parse_window
-
     now = now or datetime.now(UTC)
     if name is not None:
         targets = _targets(store, name, include_latest=True)

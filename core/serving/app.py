@@ -23,7 +23,6 @@ import gc
 import hmac
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -40,6 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from core import settings
 from core.cards.card import card_route
 from core.errors import (
     BadRequest,
@@ -59,8 +59,8 @@ from core.serving.batching import Batcher
 from core.serving.docs_page import render_docs, with_base_url
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
 from core.serving.openapi import OPEN_PATHS, build_openapi
+from core.serving.warnpolicy import settle_process
 
-TOKENS_ENV = "FIXATIVE_API_TOKENS"
 DEFAULT_MAX_BODY = 20 * 2**20
 # Seconds a request body may stall before the request is answered 408.
 BODY_TIMEOUT = 30.0
@@ -123,7 +123,7 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
     if not 0 < body_timeout < float("inf"):
         raise BadRequest("body_timeout must be a positive number of seconds.")
     if tokens is None:
-        tokens = os.environ.get(TOKENS_ENV, "").split(",")
+        tokens = settings.api_tokens()
     token_bytes = tuple(t.strip().encode() for t in tokens if t and t.strip())
     meta = bundle.meta
     version = bundle.version or "unversioned"
@@ -179,8 +179,6 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
         # them out of the cyclic collector's full passes (shorter GC pauses under load).
         gc.freeze()
         # imports while starting add warning filters; a serving process keeps one
-        from core.serving.process import settle_process
-
         settle_process()
         if svc.writer is not None:
             svc.writer.start()
@@ -238,11 +236,11 @@ class _Gate:
             if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
                 exc = Unauthorized(
                     "The bearer token was not accepted: it is none of the server's tokens "
-                    f"({TOKENS_ENV}); check it, or ask for a current one."
+                    f"({settings.TOKENS_ENV}); check it, or ask for a current one."
                     if _bearer(scope) else
                     "This endpoint needs a bearer token: send the header "
                     "'Authorization: Bearer <token>' with one of the server's tokens "
-                    f"({TOKENS_ENV}).")
+                    f"({settings.TOKENS_ENV}).")
                 await error_response(exc, {"WWW-Authenticate": "Bearer"})(scope, receive,
                                                                            send_with_id)
             else:

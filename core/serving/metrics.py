@@ -28,12 +28,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.errors import InternalError
+from core.processes import pid_alive
+from core.settings import METRICS_DIR_ENV as MULTIPROC_ENV
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# prometheus-client's own switch: read when it is first imported in a process.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DIR_PREFIX = "fixative-metrics-"
 
 
@@ -133,16 +133,6 @@ def _mark_dead(pid: int, path: str) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _reap_dead_workers(path: str) -> None:
     """Drop the live gauges of workers that ended without shutting down (killed,
     crashed): a clean shutdown does so itself, and the supervisor has no hook for it."""
@@ -152,7 +142,7 @@ def _reap_dead_workers(path: str) -> None:
         if pid.isdigit():
             pids.add(int(pid))
     for pid in pids - {os.getpid()}:
-        if not _alive(pid):
+        if not pid_alive(pid):
             _mark_dead(pid, path)
 
 

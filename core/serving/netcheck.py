@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-from core.errors import BadRequest, Conflict
+from core.errors import Conflict, InvalidArgument
 
 MAX_WORKERS = 64
 LOCAL_HOSTS = {"localhost": "127.0.0.1"}
@@ -29,7 +29,7 @@ def check_host(host: str) -> str:
         return str(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
         shown = text[:60] + ("…" if len(text) > 60 else "")
-        raise BadRequest(f"host {shown!r} is not an IP address; {_HOST_HINT}.") from None
+        raise InvalidArgument(f"host {shown!r} is not an IP address; {_HOST_HINT}.") from None
 
 
 def check_port(port: object, *, allow_zero: bool = False) -> int:
@@ -39,11 +39,11 @@ def check_port(port: object, *, allow_zero: bool = False) -> int:
         value = int(str(port).strip())
     except (TypeError, ValueError):
         shown = str(port)[:40]
-        raise BadRequest(f"port {shown!r} is not a number; give a port between 1 and 65535, "
-                         "e.g. 8080.") from None
+        raise InvalidArgument(f"port {shown!r} is not a number; give a port between 1 and 65535, "
+                              "e.g. 8080.") from None
     if not low <= value <= 65535:
-        raise BadRequest(f"port {value} is out of range; give a port between 1 and 65535, "
-                         "e.g. 8080.")
+        raise InvalidArgument(f"port {value} is out of range; give a port between 1 and 65535, "
+                              "e.g. 8080.")
     return value
 
 
@@ -54,9 +54,10 @@ def check_workers(workers: object) -> int:
     try:
         value = int(str(workers).strip())
     except (TypeError, ValueError):
-        raise BadRequest(f"workers {str(workers)[:40]!r} is not a whole number; {hint}.") from None
+        raise InvalidArgument(f"workers {str(workers)[:40]!r} is not a whole number; "
+                              f"{hint}.") from None
     if not 1 <= value <= MAX_WORKERS:
-        raise BadRequest(f"workers must be between 1 and {MAX_WORKERS}, got {value}; {hint}.")
+        raise InvalidArgument(f"workers must be between 1 and {MAX_WORKERS}, got {value}; {hint}.")
     return value
 
 
@@ -89,7 +90,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 def ensure_port_free(host: str, port: int, *, hint: str = "choose another port",
                      owner: str | None = None) -> None:
-    """Raise :class:`Conflict` (or :class:`BadRequest`) unless ``host:port`` can be bound.
+    """Raise :class:`Conflict` (or :class:`InvalidArgument`) unless ``host:port`` can be bound.
 
     Binds the way uvicorn does (``SO_REUSEADDR``), so a port in TIME_WAIT after a
     server stopped counts as free, while a port another program listens on does not.
@@ -104,11 +105,11 @@ def ensure_port_free(host: str, port: int, *, hint: str = "choose another port",
             by = f" (by {who})" if who else ""
             raise Conflict(f"port {port} is already in use{by}; {hint}.") from None
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise BadRequest(f"not allowed to listen on port {port} (ports below 1024 need "
-                             f"administrator rights); {hint} above 1023.") from None
+            raise InvalidArgument(f"not allowed to listen on port {port} (ports below 1024 need "
+                                  f"administrator rights); {hint} above 1023.") from None
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            raise BadRequest(f"host {host} is not an address of this machine; "
-                             f"{_HOST_HINT}.") from None
+            raise InvalidArgument(f"host {host} is not an address of this machine; "
+                                  f"{_HOST_HINT}.") from None
         raise
     finally:
         sock.close()

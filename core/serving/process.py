@@ -19,17 +19,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadRequest, CorruptData, FixativeError, NotFound
+from core import settings as env
+from core.errors import CorruptData, FixativeError, InvalidArgument, NotFound
 from core.model.bundle import BundleMeta, ModelBundle
+from core.serving.warnpolicy import prepare_process
 
-SETTINGS_ENV = "FIXATIVE_SERVE_SETTINGS"
-STORE_ENV = "FIXATIVE_STORE"
 DEFAULT_MAX_BODY = 20 * 2**20
 # Seconds uvicorn gives open requests (and the log flush) after SIGTERM.
 GRACEFUL_SHUTDOWN = 8
@@ -56,41 +55,12 @@ class ServeSettings:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise BadRequest(f"Serve settings are not valid JSON ({exc}).") from None
+            raise InvalidArgument(f"Serve settings are not valid JSON ({exc}).") from None
         if not isinstance(data, dict) or "name" not in data or "version" not in data:
-            raise BadRequest("Serve settings must be a JSON object with at least 'name' and "
-                             "'version'.")
+            raise InvalidArgument("Serve settings must be a JSON object with at least 'name' and "
+                                  "'version'.")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def prepare_process() -> None:
-    """Settings for a process whose job is to serve: called before the server starts.
-
-    The warning filters become Python's ``-W default`` (each distinct warning is shown
-    once per place it comes from), one filter instead of the dozen or so that imports
-    leave behind. scikit-learn replays every filter around each task it runs through
-    joblib (each tree of a forest, each transformer of a ``ColumnTransformer``), so
-    the filter count is paid per task on every request: for a 50-tree forest pipeline
-    one filter instead of eleven takes ~1.2 ms off a ~7.7 ms single-row ``predict``.
-    Filters the user asked for (``-W`` or ``PYTHONWARNINGS``) are left as they are.
-    The server applies the policy again once it has started (:func:`settle_process`),
-    since modules imported while it starts add filters of their own.
-    """
-    global _ONE_FILTER
-    if not sys.warnoptions:
-        _ONE_FILTER = True
-        settle_process()
-
-
-def settle_process() -> None:
-    """Back to the one filter of :func:`prepare_process`, if this process asked for it."""
-    if _ONE_FILTER:
-        warnings.resetwarnings()
-        warnings.simplefilter("default")
-
-
-_ONE_FILTER = False
 
 
 def open_store(location: str | None) -> Any:
@@ -141,8 +111,8 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
         raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
     block = layout.fixative_block(doc)
     if block is None or not layout.is_model_pin(doc):
-        raise BadRequest(f"{folder} was pinned by pins or vetiver, not written by Fixative; "
-                         "read it from the store and write it again to serve it from here.")
+        raise InvalidArgument(f"{folder} was pinned by pins or vetiver, not written by Fixative; "
+                              "read it from the store and write it again to serve it from here.")
     meta_doc = json.loads(_checked_bytes(folder, META_FILE, {"sha256": block.get("meta_sha256")}))
     files = (meta_doc.get("fixative") or {}).get("files") or {}
     model_file = str(doc["file"])
@@ -178,7 +148,7 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     from core.serving.app import create_app
 
     if settings.model_dir:
-        location = os.environ.get(STORE_ENV)
+        location = env.store_env()
         store = open_store(location) if location else None
     elif store is None:
         store = open_store(settings.store)
@@ -193,15 +163,13 @@ def app() -> Any:
     """uvicorn factory (``core.serving.process:app``): settings from the environment, and
     the metrics directory shared with the other workers from ``PROMETHEUS_MULTIPROC_DIR``
     when it is set."""
-    from core.serving.metrics import MULTIPROC_ENV
-
     prepare_process()
-    text = os.environ.get(SETTINGS_ENV)
+    text = env.serve_settings()
     if not text:
-        raise BadRequest(f"{SETTINGS_ENV} is not set; start the server with "
-                         "`python -m core serve NAME --port P`.")
+        raise InvalidArgument(f"{env.SERVE_SETTINGS_ENV} is not set; start the server with "
+                              "`python -m core serve NAME --port P`.")
     return build_app(ServeSettings.from_json(text),
-                     metrics_dir=os.environ.get(MULTIPROC_ENV) or None)
+                     metrics_dir=env.metrics_dir())
 
 
 def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
@@ -220,7 +188,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
         return
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[env.SERVE_SETTINGS_ENV] = settings.to_json()
     # Set before uvicorn spawns the workers, which inherit it (and keep it for the ones
     # it starts in place of a dead worker).
     with shared_metrics_dir():
@@ -229,8 +197,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
 
 # -- Docker bundle entry -----------------------------------------------------------------
 
-def _env_int(name: str, default: int, check: Any) -> int:
-    value = os.environ.get(name)
+def _env_int(value: str | None, default: int, check: Any) -> int:
     return check(value) if value not in (None, "") else check(default)
 
 
@@ -247,15 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise BadRequest(f"Cannot read settings file {args[0]}: {exc}.") from None
+            raise InvalidArgument(f"Cannot read settings file {args[0]}: {exc}.") from None
         settings = ServeSettings.from_json(json.dumps(data))
         settings.model_dir = str(path.parent / (settings.model_dir or "model"))
-        host = check_host(os.environ.get("FIXATIVE_HOST") or data.get("host") or "0.0.0.0")
-        port = _env_int("PORT", data.get("port", 8080), check_port)
-        workers = _env_int("FIXATIVE_WORKERS", data.get("workers", 1), check_workers)
+        host = check_host(env.host() or data.get("host") or "0.0.0.0")
+        port = _env_int(env.port(), data.get("port", 8080), check_port)
+        workers = _env_int(env.workers(), data.get("workers", 1), check_workers)
         bundle = load_bundle(settings) if workers == 1 else None
-        if settings.log and not os.environ.get(STORE_ENV):
-            print(f"Prediction log off: set {STORE_ENV} to a board (a mounted folder or "
+        if settings.log and not env.store_env():
+            print(f"Prediction log off: set {env.STORE_ENV} to a board (a mounted folder or "
                   "s3://bucket/prefix) to log predictions for monitoring.", flush=True)
         print(f"Serving {settings.name}@{settings.version} on {host}:{port} with {workers} "
               f"worker{'s' if workers > 1 else ''}.", flush=True)

@@ -33,17 +33,16 @@ from typing import Any, BinaryIO
 import fsspec
 import xxhash
 
+from core import settings
 from core.errors import FixativeError, NotFound
+from core.processes import pid_alive
 from core.store.names import MAX_NAME_LENGTH
+from core.store.paths import SYSTEM_DIR
 from core.store.versions import clock, version_id
 
 PINS_META = "data.txt"
 META_FILE = "fixative.json"
 SAMPLE_FILE = "sample.parquet"
-SYSTEM_DIR = ".fixative"
-STORE_ENV = "FIXATIVE_STORE"
-DEFAULT_STORE = "./fixative-store"
-S3_ENDPOINT_ENV = "FIXATIVE_S3_ENDPOINT_URL"
 # Staging folders of writers on other hosts (whose liveness cannot be checked) are
 # removed once they are this old.
 STALE_SECONDS = 24 * 3600
@@ -208,16 +207,6 @@ def hash_bytes(data: bytes) -> FileStat:
     return FileStat(hashlib.sha256(data).hexdigest(), xxhash.xxh64(data).hexdigest(), len(data))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -230,7 +219,7 @@ def store_location(location: str | os.PathLike[str] | None = None) -> str:
     """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
     (a ``file://`` URL as its plain path)."""
     text = os.fspath(location) if location is not None else ""
-    text = text or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    text = text or settings.store_location()
     return text[len("file://"):] if text.startswith("file://") else text
 
 
@@ -251,7 +240,7 @@ class Board:
             protocol = text.split("://", 1)[0]
             options = dict(self.storage_options)
             if protocol in ("s3", "s3a"):
-                endpoint = os.environ.get(S3_ENDPOINT_ENV)
+                endpoint = settings.s3_endpoint_url()
                 client = options.get("client_kwargs") or {}
                 if endpoint and "endpoint_url" not in options and "endpoint_url" not in client:
                     options["endpoint_url"] = endpoint
@@ -289,7 +278,7 @@ class Board:
         if not found:
             where = f" at {self.endpoint}" if self.endpoint else ""
             raise NotFound(f"The bucket '{bucket}'{where} does not exist. Create it first, or "
-                           f"check the store URL and {S3_ENDPOINT_ENV}.")
+                           f"check the store URL and {settings.S3_ENDPOINT_ENV}.")
 
     # -- paths --------------------------------------------------------------------------
 
@@ -521,7 +510,7 @@ class Board:
     def _abandoned(self, folder: str, entry: str) -> bool:
         m = _STAGE.fullmatch(entry)
         if m and m.group(2) == _HOST:
-            return not _pid_alive(int(m.group(1)))
+            return not pid_alive(int(m.group(1)))
         return self._age(folder, entry) > STALE_SECONDS
 
     def _age(self, folder: str, entry: str) -> float:

@@ -29,8 +29,10 @@ import duckdb
 import pyarrow as pa
 
 from core.store import layout
-from core.store.board import META_FILE, PINS_META, SYSTEM_DIR, Board
-from core.store.versions import AliasEvent, ModelInfo, Record, VersionInfo, is_event_id, parse_iso
+from core.store.board import META_FILE, PINS_META, Board
+from core.store.paths import ALIAS_EVENTS, RECORD_EVENTS, SYSTEM_DIR
+from core.store.versions import AliasEvent, ModelInfo, Record, VersionInfo, is_event_id
+from core.times import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +201,8 @@ class Index:
                 ignored.append((name, version, reason))
             else:
                 rows.append(row)
-        alias_rows, alias_gone = self._new_events(con, board, "aliases", rebuild)
-        record_rows, record_gone = self._new_events(con, board, "records", rebuild)
+        alias_rows, alias_gone = self._new_events(con, board, ALIAS_EVENTS, rebuild)
+        record_rows, record_gone = self._new_events(con, board, RECORD_EVENTS, rebuild)
 
         changed = rebuild or any((gone, rows, ignored, alias_rows, alias_gone, record_rows,
                                   record_gone))
@@ -265,14 +267,14 @@ class Index:
     def _new_events(self, con: duckdb.DuckDBPyConnection, board: Board, kind: str,
                     rebuild: bool) -> tuple[list[list[Any]], list[str]]:
         """Rows for event files not yet indexed, and ids indexed but gone from the board."""
-        table = "alias_history" if kind == "aliases" else "records"
+        table = "alias_history" if kind == ALIAS_EVENTS else "records"
         known = set() if rebuild else {r[0] for r in con.execute(f"SELECT id FROM {table}")
                                        .fetchall()}
         found: dict[str, str] = {}
         for rel in board.find(SYSTEM_DIR, kind):
             parts = rel.split("/")
             stem = parts[-1][:-5] if parts[-1].endswith(".json") else ""
-            if is_event_id(stem) and len(parts) == (2 if kind == "aliases" else 3):
+            if is_event_id(stem) and len(parts) == (2 if kind == ALIAS_EVENTS else 3):
                 found[stem] = rel
         rows = []
         for event, rel in sorted(found.items()):
@@ -412,7 +414,7 @@ def _event_row(kind: str, event: str, data: dict[str, Any]) -> list[Any]:
     at = parse_iso(data.get("at"))
     if at is None:
         raise ValueError("no time")
-    if kind == "aliases":
+    if kind == ALIAS_EVENTS:
         return [event, str(data["name"]), str(data["alias"]), data.get("from_version"),
                 data.get("to_version"), str(data.get("user") or ""), at]
     return [event, str(data["kind"]), str(data["name"]), data.get("version"),

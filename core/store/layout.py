@@ -28,9 +28,11 @@ import pandas as pd
 import yaml
 
 from core.model.bundle import BundleMeta
+from core.model.bundle import bundle as make_bundle
 from core.model.prototype import Prototype
 from core.store.board import PINS_META, FileStat
-from core.store.versions import VERSION_TIME_FORMAT, iso, parse_iso, pins_created, version_time
+from core.store.versions import VERSION_TIME_FORMAT, pins_created, version_time
+from core.times import iso, parse_iso
 
 FORMAT = 1
 MODEL_TYPES = ("joblib",)
@@ -284,3 +286,20 @@ def pins_entry(name: str, version: str, doc: dict[str, Any], problem: str = ""
         "source": "fixative" if fixative_block(doc) is not None else "pins",
         "problem": problem,
     }
+
+
+def complete_pins_meta(meta: BundleMeta, model: Any) -> BundleMeta:
+    """Fill in what only the loaded model knows for a version pinned by pins or vetiver."""
+    fresh = make_bundle(model, name=meta.name, description=meta.description,
+                        user=meta.user or None).meta
+    meta.model_class = fresh.model_class
+    meta.library = fresh.library
+    meta.task = fresh.task
+    meta.classes = fresh.classes
+    meta.has_proba = fresh.has_proba
+    if not meta.prototype.columns:
+        meta.prototype = fresh.prototype
+    meta.prototype.accepts_nulls = fresh.prototype.accepts_nulls
+    if not meta.environment.get("python"):
+        meta.environment = fresh.environment
+    return meta

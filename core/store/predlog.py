@@ -42,7 +42,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
+from core.store.paths import log_dir, segment_files
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
                "error_code", "prediction", "proba")
@@ -53,11 +54,6 @@ MAX_PENDING = 200_000
 _log = logging.getLogger("fixative.predlog")
 _KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
                "string": pa.string(), "category": pa.string()}
-
-
-def log_dir(store: Any, name: str, version: str | None = None) -> str:
-    parts = [".fixative", "logs", name] + ([version] if version else [])
-    return store.path(*parts)
 
 
 def feature_column(name: str) -> str:
@@ -301,8 +297,7 @@ def _probas(probas: list[Any], sizes: np.ndarray, n_failed: int) -> pa.Array:
 def write_segment(store: Any, name: str, version: str, day: str, stem: str,
                   table: pa.Table) -> str:
     """Write ``table`` as one log segment; see :func:`write_parquet`."""
-    return write_parquet(store, store.path(".fixative", "logs", name, version, day), stem,
-                         table)
+    return write_parquet(store, log_dir(store, name, version, day), stem, table)
 
 
 def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
@@ -326,18 +321,18 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
     """Write scored rows (e.g. uploaded data scored in the workbench) as one segment in
     the prediction log's format; returns its path."""
     if route not in ROUTES:
-        raise BadRequest(f"route must be one of {', '.join(ROUTES)}, got {route!r}.")
+        raise InvalidArgument(f"route must be one of {', '.join(ROUTES)}, got {route!r}.")
     if not isinstance(inputs, pd.DataFrame) or len(inputs) == 0:
-        raise BadRequest("inputs must be a non-empty DataFrame of the model's features.")
+        raise InvalidArgument("inputs must be a non-empty DataFrame of the model's features.")
     preds = np.asarray(predictions)
     if len(preds) != len(inputs):
-        raise BadRequest(f"Got {len(preds)} predictions for {len(inputs)} input rows; "
-                         "pass one prediction per row.")
+        raise InvalidArgument(f"Got {len(preds)} predictions for {len(inputs)} input rows; "
+                              "pass one prediction per row.")
     if proba is not None and len(proba) != len(inputs):
-        raise BadRequest(f"Got {len(proba)} probability rows for {len(inputs)} input rows.")
+        raise InvalidArgument(f"Got {len(proba)} probability rows for {len(inputs)} input rows.")
     ts = ts or datetime.now(UTC)
     if ts.tzinfo is None:
-        raise BadRequest("ts must be timezone-aware (e.g. datetime.now(UTC)).")
+        raise InvalidArgument("ts must be timezone-aware (e.g. datetime.now(UTC)).")
     entry = (ts, request_id or uuid.uuid4().hex, route, status, float(latency_ms),
              inputs.reset_index(drop=True), preds, proba, None, None)
     table = build_table([entry], name, version, classes, {})
@@ -346,23 +341,13 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
                          table)
 
 
-def segment_files(store: Any, name: str, versions: Sequence[str] | None = None) -> list[str]:
-    root = log_dir(store, name)
-    patterns = ([f"{root}/{v}/*/*.parquet" for v in versions] if versions
-                else [f"{root}/*/*/*.parquet"])
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(store.fs.glob(pattern))
-    return sorted(found)
-
-
 def log_relation(store: Any, con: Any, name: str,
                  versions: Sequence[str] | None = None) -> Any:
     """The prediction log of model ``name`` (optionally only ``versions``) as a DuckDB
     relation over its Parquet segments (``union_by_name``, so segments written by
     different model versions with different features read together). With no segment
     yet, an empty relation with the log columns."""
-    files = segment_files(store, name, versions)
+    files = segment_files(store, log_dir(store, name), versions)
     if not files:
         return con.from_arrow(_empty_table())
     protocol = store.fs.protocol

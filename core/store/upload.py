@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import BadRequest, Conflict, InvalidModelFile, InvalidName
+from core.errors import Conflict, InvalidArgument, InvalidModelFile, InvalidName
 from core.model.bundle import ModelBundle, bundle
 from core.store.names import validate_name
 
@@ -122,34 +122,34 @@ def read_sample(data: bytes, filename: str, text: Iterable[str] = ()) -> pd.Data
     """
     suffix = _suffix(filename)
     if suffix not in SAMPLE_SUFFIXES:
-        raise BadRequest(f"The sample '{filename}' is neither CSV nor Parquet; upload a .csv "
-                         "or .parquet file of training features.")
+        raise InvalidArgument(f"The sample '{filename}' is neither CSV nor Parquet; upload a .csv "
+                              "or .parquet file of training features.")
     if len(data) == 0:
-        raise BadRequest(f"The sample '{filename}' is empty (0 bytes); upload a file with a "
-                         "header row and at least one row of training features.")
+        raise InvalidArgument(f"The sample '{filename}' is empty (0 bytes); upload a file with a "
+                              "header row and at least one row of training features.")
     try:
         if suffix == ".csv":
             frame = pd.read_csv(io.BytesIO(data), dtype={c: str for c in text} or None)
         else:
             frame = pd.read_parquet(io.BytesIO(data))
     except pd.errors.EmptyDataError:
-        raise BadRequest(f"The sample '{filename}' has no columns; it needs a header row "
-                         "naming the training features and at least one row.") from None
+        raise InvalidArgument(f"The sample '{filename}' has no columns; it needs a header row "
+                              "naming the training features and at least one row.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadRequest(f"The sample '{filename}' cannot be read as {kind} ({first}). "
-                         f"Export it again as {kind}.") from None
+        raise InvalidArgument(f"The sample '{filename}' cannot be read as {kind} ({first}). "
+                              f"Export it again as {kind}.") from None
     if frame.shape[1] == 0:
-        raise BadRequest(f"The sample '{filename}' has no columns; it needs a header row "
-                         "naming the training features.")
+        raise InvalidArgument(f"The sample '{filename}' has no columns; it needs a header row "
+                              "naming the training features.")
     if len(frame) == 0:
-        raise BadRequest(f"The sample '{filename}' has a header but no rows; add at least one "
-                         "row of training features.")
+        raise InvalidArgument(f"The sample '{filename}' has a header but no rows; add at least one "
+                              "row of training features.")
     return frame
 
 
-def parse_metrics(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
+def metrics_from_rows(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
     """Key/value rows (columns ``metric`` and ``value``) to a dict; blank rows are ignored."""
     if rows is None:
         return {}
@@ -161,19 +161,19 @@ def parse_metrics(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> di
         if key is None and value is None:
             continue
         if key is None:
-            raise BadRequest(f"Metric row {i} has a value ({value}) but no name; name it "
-                             "(e.g. rmse) or clear the row.")
+            raise InvalidArgument(f"Metric row {i} has a value ({value}) but no name; name it "
+                                  "(e.g. rmse) or clear the row.")
         key = str(key).strip()
         if value is None:
-            raise BadRequest(f"Metric '{key}' has no value; enter a number or clear the row.")
+            raise InvalidArgument(f"Metric '{key}' has no value; enter a number or clear the row.")
         try:
             number = float(str(value).strip()) if isinstance(value, str) else float(value)
         except (TypeError, ValueError):
-            raise BadRequest(f"Metric '{key}' must be a number, got {value!r}.") from None
+            raise InvalidArgument(f"Metric '{key}' must be a number, got {value!r}.") from None
         if not np.isfinite(number):
-            raise BadRequest(f"Metric '{key}' must be a finite number, got {value!r}.")
+            raise InvalidArgument(f"Metric '{key}' must be a finite number, got {value!r}.")
         if key in out:
-            raise BadRequest(f"Metric '{key}' is listed twice; keep one row per metric.")
+            raise InvalidArgument(f"Metric '{key}' is listed twice; keep one row per metric.")
         out[key] = number
     return out
 
@@ -195,8 +195,8 @@ def parse_tags(text: str | None) -> list[str]:
     tags = sorted({t.strip() for t in (text or "").split(",") if t.strip()})
     long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
     if long:
-        raise BadRequest(f"Tag '{long[0][:60]}…' is longer than {MAX_TAG_LENGTH} characters; "
-                         "use short labels such as 'baseline' or 'q3-2024'.")
+        raise InvalidArgument(f"Tag '{long[0][:60]}…' is longer than {MAX_TAG_LENGTH} characters; "
+                              "use short labels such as 'baseline' or 'q3-2024'.")
     return tags
 
 

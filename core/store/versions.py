@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.times import iso, parse_iso
+
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 _VERSION = re.compile(r"(\d{8}T\d{6}Z)-([0-9a-f]{5})")
 _EVENT = re.compile(r"(\d{8}T\d{12}Z)-[0-9a-f]{8}")
@@ -79,23 +81,6 @@ def is_event_id(text: str) -> bool:
 
 def event_time(event: str) -> datetime:
     return datetime.strptime(event[:22], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
-
-
-def iso(at: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, as written to the board."""
-    if at is None:
-        return None
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: Any) -> datetime | None:
-    if not text:
-        return None
-    try:
-        at = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:

@@ -24,20 +24,20 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
 
-from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
+from core import settings
+from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.safety.loader import SafetyReport
-from core.store import layout
+from core.safety.loader import SafetyReport, load_model, scan_file
+from core.store import layout, paths
 from core.store.board import (
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
-    SYSTEM_DIR,
     Board,
     hash_bytes,
     valid_entry,
@@ -50,6 +50,9 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
+from core.store.prune import prune_plan
+from core.store.search import number, search_sql
+from core.store.verify import mismatch, plain_file_name, recovery, store_problems
 from core.store.versions import (
     AliasEvent,
     ModelInfo,
@@ -57,11 +60,9 @@ from core.store.versions import (
     VersionInfo,
     clock,
     event_id,
-    iso,
-    parse_iso,
 )
+from core.times import as_utc
 
-INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
 MAX_RECORD_BYTES = 1 << 20
 _SHOWN = 20
 
@@ -75,21 +76,6 @@ def _listing(items: Iterable[str]) -> str:
     items = list(items)
     shown = ", ".join(items[:_SHOWN])
     return shown + (f" … ({len(items)} in all)" if len(items) > _SHOWN else "")
-
-
-def _utc(value: Any, what: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        parsed = parse_iso(value)
-        if parsed is not None:
-            return parsed
-    raise BadRequest(f"{what} must be a date or time such as '2024-05-03' or "
-                     f"'2024-05-03T10:00:00Z', got {value!r}.")
 
 
 class VersionStore:
@@ -113,9 +99,8 @@ class VersionStore:
 
     def _default_index_path(self) -> str:
         if self._board.local:
-            return self._board.path(SYSTEM_DIR, "index.duckdb")
-        folder = os.environ.get(INDEX_DIR_ENV) or os.path.join(
-            os.path.expanduser("~"), ".cache", "fixative")
+            return paths.index_file(self._board)
+        folder = settings.index_dir()
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
         return os.path.join(folder, f"{key}.duckdb")
 
@@ -176,7 +161,8 @@ class VersionStore:
         versions = self._board.entry_names(name)
         if versions is None:
             return None
-        return versions, self._board.entry_names(SYSTEM_DIR, "aliases", name) or frozenset()
+        aliases = self._board.entry_names(paths.SYSTEM_DIR, *paths.alias_events(name))
+        return versions, aliases or frozenset()
 
     def _grown(self, name: str, kept: tuple[Any, Any],
                state: tuple[frozenset[str], frozenset[str]]) -> list[VersionInfo] | None:
@@ -239,7 +225,7 @@ class VersionStore:
     def alias_at(self, name: str, alias: str, at: datetime | date | str) -> str | None:
         """The version ``alias`` pointed at, at time ``at`` (None if it pointed nowhere)."""
         alias = validate_alias(alias)
-        when = _utc(at, "at")
+        when = as_utc(at, "at")
         current = None
         for event in self.alias_history(name):
             if event.alias == alias and event.at <= when:
@@ -257,44 +243,8 @@ class VersionStore:
         exact tag; ``created_after``/``created_before`` bound the creation time; ``metric``
         with ``min_value``/``max_value`` keeps versions whose metric lies in the range.
         """
-        where, params = ["TRUE"], []
-        if text:
-            pattern = "%" + str(text).replace("\\", "\\\\").replace("%", "\\%") \
-                .replace("_", "\\_") + "%"
-            where.append("(v.name ILIKE ? ESCAPE '\\' OR v.description ILIKE ? ESCAPE '\\')")
-            params += [pattern, pattern]
-        if tag:
-            where.append("list_contains(v.tags, ?)")
-            params.append(str(tag))
-        after = _utc(created_after, "created_after")
-        before = _utc(created_before, "created_before")
-        if after and before and after >= before:
-            raise BadRequest(f"created_after ({iso(after)}) must be earlier than created_before "
-                             f"({iso(before)}).")
-        if after:
-            where.append("v.created >= ?")
-            params.append(after)
-        if before:
-            where.append("v.created < ?")
-            params.append(before)
-        bounds = [_number(min_value, "min_value"), _number(max_value, "max_value")]
-        if metric is None and (min_value is not None or max_value is not None):
-            raise BadRequest("min_value/max_value need a metric to compare, e.g. "
-                             "search(metric='rmse', max_value=50000).")
-        if metric is not None:
-            if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-                raise BadRequest(f"min_value ({bounds[0]}) is larger than max_value "
-                                 f"({bounds[1]}); nothing can match.")
-            cond = ["m.name = v.name", "m.version = v.version", "m.metric = ?"]
-            params.append(str(metric))
-            if bounds[0] is not None:
-                cond.append("m.value >= ?")
-                params.append(bounds[0])
-            if bounds[1] is not None:
-                cond.append("m.value <= ?")
-                params.append(bounds[1])
-            where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(cond)})")
-        clause = " AND ".join(where)
+        clause, params = search_sql(text, tag, created_after, created_before, metric,
+                                    min_value, max_value)
         key = ("search", clause, tuple(str(p) for p in params))
         return self._query(key, lambda con: Index.versions(con, clause, params))
 
@@ -333,7 +283,7 @@ class VersionStore:
     def _resolve(self, name: str, version: str | None, alias: str | None) -> str:
         name = validate_name(name)
         if version is not None and alias is not None:
-            raise BadRequest(f"Give a version or an alias of '{name}', not both.")
+            raise InvalidArgument(f"Give a version or an alias of '{name}', not both.")
         if version is not None:
             return self._version_info(name, validate_version(version)).version
         if alias is not None:
@@ -364,8 +314,8 @@ class VersionStore:
     def write(self, bundle: ModelBundle) -> VersionInfo:
         """Store ``bundle`` as a new version of ``bundle.name``; sets ``bundle.version``."""
         if not isinstance(bundle, ModelBundle):
-            raise BadRequest(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
-                             "build one with core.bundle(model, sample, name=...).")
+            raise InvalidArgument(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
+                                  "build one with core.bundle(model, sample, name=...).")
         name = validate_name(bundle.meta.name)
         meta = bundle.meta
         model_file = layout.model_file(name)
@@ -374,9 +324,10 @@ class VersionStore:
             try:
                 stage.write_stream(model_file, lambda w: layout.dump_model(bundle.model, w))
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise BadRequest(f"The model cannot be saved with joblib ({type(exc).__name__}: "
-                                 f"{exc}). Models holding lambdas, locks, open files or "
-                                 "connections cannot be stored.") from None
+                raise InvalidArgument("The model cannot be saved with joblib "
+                                      f"({type(exc).__name__}: {exc}). Models holding lambdas, "
+                                      "locks, open files or connections cannot be "
+                                      "stored.") from None
             if bundle.sample is not None and len(bundle.sample):
                 stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
 
@@ -409,7 +360,7 @@ class VersionStore:
                            "missing).") from None
         except ValueError as exc:
             raise CorruptData(f"{where}/{PINS_META} is unreadable: {exc}. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         block = layout.fixative_block(doc)
         if block is None:
             return doc, None
@@ -422,10 +373,10 @@ class VersionStore:
             raw = self._board.read_bytes(name, version, file)
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         actual = hash_bytes(raw).sha256
         if actual != sha256:
-            raise CorruptData(_mismatch(name, version, file, sha256, actual))
+            raise CorruptData(mismatch(name, version, file, sha256, actual))
         return raw
 
     def meta(self, name: str, version: str | None = None) -> BundleMeta:
@@ -458,8 +409,6 @@ class VersionStore:
         The model file goes through :func:`core.safety.loader.load_model`: names outside the
         allowlist are refused unless listed in ``trusted``.
         """
-        from core.safety.loader import load_model
-
         version = self._resolve(name, version, alias)
         doc, meta_doc = self._documents(name, version)
         model_file = self._model_file(name, version, doc)
@@ -472,27 +421,25 @@ class VersionStore:
             with self._board.local_copy(name, version, model_file) as (path, stat):
                 actual = stat.sha256 if algo == "sha256" else stat.xxh64
                 if want and actual != want:
-                    raise CorruptData(_mismatch(name, version, model_file, want, actual, algo))
+                    raise CorruptData(mismatch(name, version, model_file, want, actual, algo))
                 if not want:
                     raise CorruptData(f"{name}/{version}: no hash was recorded for {model_file}, "
                                       "so it cannot be checked. "
-                                      f"{_recovery(name, version)}")
+                                      f"{recovery(name, version)}")
                 model = load_model(path, trusted=tuple(trusted))
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
         if meta_doc is not None:
             meta = BundleMeta.from_dict(meta_doc)
             sample = self._sample(name, version, meta_doc)
         else:
-            meta = _complete_pins_meta(layout.pins_meta(name, doc), model)
+            meta = layout.complete_pins_meta(layout.pins_meta(name, doc), model)
             sample = None
         return ModelBundle(model=model, meta=meta, sample=sample, version=version)
 
     def safety_report(self, name: str, version: str | None = None) -> SafetyReport:
         """What a version's model file would import, from a scan (it is never loaded)."""
-        from core.safety.loader import scan_file
-
         version = self._resolve(name, version, None)
         doc, _ = self._documents(name, version)
         model_file = self._model_file(name, version, doc)
@@ -501,15 +448,15 @@ class VersionStore:
                 return scan_file(path, filename=model_file)
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{_recovery(name, version)}") from None
+                              f"{recovery(name, version)}") from None
 
     @staticmethod
     def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
         model_file = str(doc.get("file") or "")
-        if not layout.is_model_pin(doc) or not _plain_file_name(model_file):
+        if not layout.is_model_pin(doc) or not plain_file_name(model_file):
             raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
                               f"(type {doc.get('type')!r}, file {model_file!r}). "
-                              f"{_recovery(name, version)}")
+                              f"{recovery(name, version)}")
         return model_file
 
     def read_ref(self, ref: str, trusted: Iterable[str] = ()) -> ModelBundle:
@@ -525,7 +472,7 @@ class VersionStore:
         at = clock.now()
         event = AliasEvent(name=name, alias=alias, from_version=current, to_version=to_version,
                            user=user or current_user(), at=at, id=event_id(at))
-        self._board.write_event(("aliases", name), event.id, event.to_dict())
+        self._board.write_event(paths.alias_events(name), event.id, event.to_dict())
         return event
 
     def set_alias(self, name: str, alias: str, version: str, user: str | None = None
@@ -533,8 +480,8 @@ class VersionStore:
         """Point ``alias`` at ``version`` (set or move); the move is kept in the history."""
         name, alias = validate_name(name), validate_alias(alias)
         if alias.lower() == "latest":
-            raise BadRequest("'latest' always means the newest version, so it cannot be an "
-                             "alias; choose another name, such as 'production' or 'stable'.")
+            raise InvalidArgument("'latest' always means the newest version, so it cannot be an "
+                                  "alias; choose another name, such as 'production' or 'stable'.")
         version = self._version_info(name, validate_version(version)).version
         if self.aliases(name).get(alias) == version:
             for event in reversed(self.alias_history(name)):
@@ -586,34 +533,28 @@ class VersionStore:
         latest version and every version an alias points at.
         """
         if keep is None and days is None:
-            raise BadRequest("prune needs keep=N (keep the newest N versions) and/or days=D "
-                             "(keep versions younger than D days).")
+            raise InvalidArgument("prune needs keep=N (keep the newest N versions) and/or days=D "
+                                  "(keep versions younger than D days).")
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise BadRequest(f"keep must be a whole number of at least 1 (the latest version is "
-                             f"always kept), got {keep!r}.")
-        cutoff = None
+            raise InvalidArgument("keep must be a whole number of at least 1 (the latest version "
+                                  f"is always kept), got {keep!r}.")
         if days is not None:
-            d = _number(days, "days")
+            d = number(days, "days")
             if d is None or d < 0:
-                raise BadRequest(f"days must be 0 or more (0 keeps none for its age), got "
-                                 f"{days!r}.")
-            try:
-                cutoff = datetime.now(UTC) - timedelta(days=d)
-            except OverflowError:  # before the calendar starts: every version is younger
-                cutoff = datetime.min.replace(tzinfo=UTC)
-        versions = self.versions(validate_name(name))
-        aliased = set(self.aliases(name).values())
-        kept = {versions[-1].version} | aliased
-        if keep is not None:
-            kept |= {v.version for v in versions[-keep:]}
-        if cutoff is not None:
-            kept |= {v.version for v in versions if v.created >= cutoff}
-        doomed = [v.version for v in versions if v.version not in kept]
+                raise InvalidArgument(f"days must be 0 or more (0 keeps none for its age), got "
+                                      f"{days!r}.")
+        doomed = [v.version for v in self.prune_plan(name, keep=keep, days=days)]
         for version in doomed:
             self._board.remove_version(name, version)
         if doomed:
             self._board.bump()
         return doomed
+
+    def prune_plan(self, name: str, keep: int | None = None,
+                   days: float | None = None) -> list[VersionInfo]:
+        """The versions :meth:`prune` with these rules would delete, oldest first."""
+        versions = self.versions(validate_name(name))
+        return prune_plan(versions, keep=keep, days=days, aliased=self.aliases(name).values())
 
     # -- records ------------------------------------------------------------------------
 
@@ -626,20 +567,20 @@ class VersionStore:
         else:
             self.versions(name)
         if not isinstance(payload, Mapping):
-            raise BadRequest(f"A record's payload must be a mapping (dict), got "
-                             f"{type(payload).__name__}.")
+            raise InvalidArgument(f"A record's payload must be a mapping (dict), got "
+                                  f"{type(payload).__name__}.")
         try:
             body = json.dumps(dict(payload), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise BadRequest(f"A record's payload must be plain JSON (text, numbers, lists, "
-                             f"mappings; no NaN): {exc}.") from None
+            raise InvalidArgument(f"A record's payload must be plain JSON (text, numbers, lists, "
+                                  f"mappings; no NaN): {exc}.") from None
         if len(body) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"The record is {len(body):,} bytes; records hold at most "
                                   f"{MAX_RECORD_BYTES:,}. Store large data as a file instead.")
         at = clock.now()
         record = Record(kind=kind, name=name, version=version, at=at,
                         user=user or current_user(), payload=json.loads(body), id=event_id(at))
-        self._board.write_event(("records", kind, name), record.id, record.to_dict())
+        self._board.write_event(paths.record_events(kind, name), record.id, record.to_dict())
         self._board.bump()
         return record
 
@@ -659,59 +600,8 @@ class VersionStore:
 
     def verify(self) -> list[str]:
         """Re-hash every file of every version; returns the problems found (empty if none)."""
-        problems: list[str] = []
-        board_versions: set[tuple[str, str]] = set()
-        for name in self._board.model_names():
-            for version in sorted(self._board.complete_versions(name)):
-                row, reason = read_entry(self._board, name, version)
-                if row is None:
-                    continue
-                board_versions.add((name, version))
-                problems.extend(self._verify_version(name, version))
-        for folder in self._board.incomplete_versions():
-            problems.append(f"{folder}: no {PINS_META}, so the folder is not a version (an "
-                            "interrupted write, or a pin being written right now). Delete the "
-                            "folder if no writer is running.")
-        indexed = {(v.name, v.version) for v in self.search()}
-        for name, version in sorted(board_versions - indexed):
-            problems.append(f"{name}/{version}: on the board but not in the index; run "
-                            "store.reindex().")
-        for name, version in sorted(indexed - board_versions):
-            problems.append(f"{name}/{version}: in the index but not on the board; run "
-                            "store.reindex().")
-        return problems
-
-    def _verify_version(self, name: str, version: str) -> list[str]:
-        try:
-            doc, meta_doc = self._documents(name, version)
-        except CorruptData as exc:
-            return [exc.message]
-        if meta_doc is None:
-            file, want = str(doc.get("file") or ""), str(doc.get("pin_hash") or "")
-            if not _plain_file_name(file):
-                return [f"{name}/{version}/{PINS_META} names an unsafe file {file!r}."]
-            try:
-                with self._board.local_copy(name, version, file) as (_path, stat):
-                    if want and stat.xxh64 != want:
-                        return [_mismatch(name, version, file, want, stat.xxh64, "xxh64")]
-            except FileNotFoundError:
-                return [f"{name}/{version}/{file} is missing. {_recovery(name, version)}"]
-            return []
-        out = []
-        files = ((meta_doc.get("fixative") or {}).get("files") or {})
-        for file, expected in sorted(files.items()):
-            if not _plain_file_name(file):
-                out.append(f"{name}/{version}/{META_FILE} names an unsafe file {file!r}.")
-                continue
-            try:
-                with self._board.local_copy(name, version, file) as (_path, stat):
-                    if stat.sha256 != expected.get("sha256"):
-                        out.append(_mismatch(name, version, file, expected.get("sha256"),
-                                             stat.sha256))
-            except FileNotFoundError:
-                out.append(f"{name}/{version}/{file} is missing. {_recovery(name, version)}")
-        return out
-
+        return store_problems(self._board, self._documents,
+                              lambda: {(v.name, v.version) for v in self.search()})
 
 def _copy(value: Any) -> Any:
     if isinstance(value, list):
@@ -719,49 +609,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return dict(value)
     return value
-
-
-def _number(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{what} must be a number, got {value!r}.") from None
-    if f != f:
-        raise BadRequest(f"{what} must be a number, got NaN.")
-    return f
-
-
-def _plain_file_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
-
-
-def _recovery(name: str, version: str) -> str:
-    return (f"Restore the file from a backup, or delete the version with "
-            f"'python -m core delete {name}@{version} --force'.")
-
-
-def _mismatch(name: str, version: str, file: str, expected: Any, actual: str,
-              algo: str = "sha256") -> str:
-    return (f"{name}/{version}/{file} is corrupt: its {algo} is {actual}, but {expected} was "
-            f"recorded when it was written. {_recovery(name, version)}")
-
-
-def _complete_pins_meta(meta: BundleMeta, model: Any) -> BundleMeta:
-    """Fill in what only the loaded model knows for a version pinned by pins or vetiver."""
-    from core.model.bundle import bundle as make_bundle
-
-    fresh = make_bundle(model, name=meta.name, description=meta.description,
-                        user=meta.user or None).meta
-    meta.model_class = fresh.model_class
-    meta.library = fresh.library
-    meta.task = fresh.task
-    meta.classes = fresh.classes
-    meta.has_proba = fresh.has_proba
-    if not meta.prototype.columns:
-        meta.prototype = fresh.prototype
-    meta.prototype.accepts_nulls = fresh.prototype.accepts_nulls
-    if not meta.environment.get("python"):
-        meta.environment = fresh.environment
-    return meta

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from core.model.prototype import Prototype
+from core.times import as_utc
 
 MODEL_COLUMNS = ["name", "latest", "aliases", "versions", "updated", "task", "library"]
 
 
 def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return as_utc(value, "time")
 
 
 def _alias_text(aliases: Mapping[str, str] | Iterable[str] | None) -> str:
@@ -153,31 +150,6 @@ def delete_message(version: Any) -> str:
         text += (f" It holds alias(es) {', '.join(sorted(version.aliases))}, which will be "
                  "removed too.")
     return text
-
-
-def prune_plan(versions: Sequence[Any], keep: int | None = None, days: int | None = None,
-               now: datetime | None = None) -> list[Any]:
-    """The versions a prune would remove: neither among the newest ``keep`` nor younger
-    than ``days`` days, and never the latest or an aliased version.
-
-    Mirrors ``VersionStore.prune`` so the confirmation can name exactly what goes.
-    """
-    if keep is None and days is None:
-        return []
-    ordered = list(versions)
-    if not ordered:
-        return []
-    now = now or datetime.now(UTC)
-    keep_ids = {v.version for v in ordered[-keep:]} if keep else set()
-    keep_ids.add(ordered[-1].version)
-    out = []
-    for v in ordered:
-        if v.version in keep_ids or v.aliases:
-            continue
-        if days is not None and _utc(v.created) >= now - timedelta(days=days):
-            continue
-        out.append(v)
-    return out
 
 
 def prune_message(name: str, doomed: Sequence[Any]) -> str:

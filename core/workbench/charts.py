@@ -266,12 +266,13 @@ def metric_figure(metrics: pd.DataFrame, metric: str, *, warning: float | None =
 def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
     """Columns × windows, coloured by status (ok/warning/alert by the method's levels),
     with the score in the hover."""
+    # drift pulls in scipy; pages that draw no heatmap do not pay for it
+    from core.monitoring.drift import METHODS, MIN_VALUES
+
     if drift is None or drift.empty:
         return _message_figure("No drift to show: it needs logged rows and a reference "
                                "(a version stored with a training sample).", title)
     if drift["score"].isna().all():
-        from core.monitoring.drift import MIN_VALUES
-
         return _message_figure(
             f"No window has enough values to judge drift yet (a column needs {MIN_VALUES} "
             "values in a window): use a longer window, or wait for more predictions. The "
@@ -282,7 +283,8 @@ def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
         score, warn, alert = rec["score"], rec["warning"], rec["alert"]
         if pd.isna(score):
             continue
-        is_test = rec["method"] in ("ks", "chisquare")
+        method = METHODS.get(rec["method"])
+        is_test = method is not None and method.is_test
         bad = (lambda t: score < t) if is_test else (lambda t: score > t)
         level[i] = 2 if bad(alert) else 1 if bad(warn) else 0
     frame["level"] = level

@@ -15,18 +15,14 @@ query parameters when the sidebar has not run.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
 
+from core import settings
 from core.errors import FixativeError
-
-STORE_ENV = "FIXATIVE_STORE"
-PASSWORD_ENV = "FIXATIVE_PASSWORD"
-DEFAULT_STORE = "./fixative-store"
 
 MODEL_KEY = "fx_model"
 VERSION_KEY = "fx_version"
@@ -46,7 +42,7 @@ _CACHE_TTL = 600
 
 def store_location() -> str:
     """The board the workbench opens: ``$FIXATIVE_STORE`` or ``./fixative-store``."""
-    return os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return settings.store_location()
 
 
 @st.cache_resource(show_spinner=False)
@@ -152,12 +148,12 @@ def cached_search(text: str) -> list[Any]:
 # -- access --------------------------------------------------------------------------
 
 def password_required() -> bool:
-    return bool(os.environ.get(PASSWORD_ENV))
+    return bool(settings.password())
 
 
 def check_password(given: str) -> bool:
     """Constant-time comparison with ``$FIXATIVE_PASSWORD``; open when it is unset."""
-    expected = os.environ.get(PASSWORD_ENV)
+    expected = settings.password()
     if not expected:
         return True
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from core.cards import card as cards
 from core.cards import markup, svgcharts
-from core.errors import BadRequest, NotFound
+from core.errors import InvalidArgument, NotFound
 from core.model.bundle import bundle
 from core.serving.app import create_app
 from core.store.versionstore import VersionStore
@@ -216,7 +216,7 @@ def test_card_of_a_bundle_outside_the_store(house_data, house_model):
     assert any("not been written to a store" in m.what for m in card.missing)
     html = cards.card_html_for_bundle(b)
     assert "Not written to a store" in html and "sqft_living" in html
-    with pytest.raises(BadRequest, match="has not been written to a store"):
+    with pytest.raises(InvalidArgument, match="has not been written to a store"):
         cards.render_qmd(card)
 
 
@@ -262,11 +262,11 @@ def test_edits_are_kept_with_history_and_the_model_files_stay_unchanged(store):
 
 
 @pytest.mark.parametrize("key, text, error, match", [
-    ("nonsense", "x", BadRequest, "no card section 'nonsense'; use one of model_details"),
-    ("", "x", BadRequest, "no card section ''"),
-    ("intended_use", None, BadRequest, "must be a string, got NoneType"),
-    ("intended_use", 42, BadRequest, "must be a string, got int"),
-    ("intended_use", "x" * (cards.MAX_TEXT_CHARS + 1), BadRequest,
+    ("nonsense", "x", InvalidArgument, "no card section 'nonsense'; use one of model_details"),
+    ("", "x", InvalidArgument, "no card section ''"),
+    ("intended_use", None, InvalidArgument, "must be a string, got NoneType"),
+    ("intended_use", 42, InvalidArgument, "must be a string, got int"),
+    ("intended_use", "x" * (cards.MAX_TEXT_CHARS + 1), InvalidArgument,
      "has 50,001 characters; a card section holds at most 50,000"),
 ])
 def test_saving_bad_input_is_refused_and_writes_nothing(store, key, text, error, match):
@@ -432,7 +432,7 @@ def test_qmd_has_front_matter_text_in_place_and_chunks_that_rebuild_the_card(sto
 
 def test_render_with_quarto_needs_quarto(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BadRequest, match="Quarto is not installed .*built-in HTML card"):
+    with pytest.raises(InvalidArgument, match="Quarto is not installed .*built-in HTML card"):
         cards.render_with_quarto(tmp_path / "card.qmd")
 
 

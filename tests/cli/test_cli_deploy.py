@@ -21,7 +21,7 @@ from core.cli.main import main
 from core.deploy import endpoints as deploy
 from core.model.bundle import bundle
 from core.serving.netcheck import free_port
-from core.store import predlog
+from core.store import paths, predlog
 from core.store.versionstore import VersionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,7 +153,7 @@ def test_serve_with_two_workers_serves_one_version_and_flushes_on_sigterm(store,
     assert f"Serving house@{version} (alias production) on {url} with 2 workers (docs: " \
         f"{url}/)" in output
     # Each worker wrote its own segments; every answered row is on disk after SIGTERM.
-    files = predlog.segment_files(store, "house", [version])
+    files = paths.segment_files(store, paths.log_dir(store, "house"), [version])
     assert len({Path(f).name.split("-")[1] for f in files}) >= 1
     con = duckdb.connect()
     relation = predlog.log_relation(store, con, "house", [version])

@@ -22,7 +22,7 @@ import pytest
 from deploy_helpers import deploy_store
 
 from core.deploy import docker as dockerbundle
-from core.errors import BadRequest, Conflict, CorruptData, NotFound, UnsafeModel
+from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, UnsafeModel
 from core.model.bundle import BundleMeta
 from core.serving.netcheck import free_port
 from core.serving.process import read_version_dir
@@ -116,7 +116,7 @@ def test_requirements_with_s3_add_s3fs():
 
 
 def test_requirements_refuse_what_cannot_be_pinned():
-    with pytest.raises(BadRequest, match="Cannot pin no-such-dist-xyz: not installed here"):
+    with pytest.raises(InvalidArgument, match="Cannot pin no-such-dist-xyz: not installed here"):
         dockerbundle.requirements(_meta(), extra=("no-such-dist-xyz",))
 
 
@@ -194,13 +194,13 @@ def test_output_that_is_a_file_is_refused(store, tmp_path):
 
 
 def test_unwritable_location_is_refused(store):
-    with pytest.raises(BadRequest, match=r"Cannot write to /sys: .*Choose a folder you can "
+    with pytest.raises(InvalidArgument, match=r"Cannot write to /sys: .*Choose a folder you can "
                                          "write to"):
         dockerbundle.write_bundle(store, "house", "/sys/fixative-bundle")
 
 
 def test_empty_output_path_is_refused(store):
-    with pytest.raises(BadRequest, match="No output folder given"):
+    with pytest.raises(InvalidArgument, match="No output folder given"):
         dockerbundle.write_bundle(store, "house", "")
 
 
@@ -218,7 +218,7 @@ def test_bad_references(store, tmp_path, ref, error, message):
 
 @pytest.mark.parametrize("workers", [0, -1, 65, "two"])
 def test_bad_worker_counts(store, tmp_path, workers):
-    with pytest.raises(BadRequest, match="workers"):
+    with pytest.raises(InvalidArgument, match="workers"):
         dockerbundle.write_bundle(store, "house", tmp_path / "out", workers=workers)
 
 
@@ -231,7 +231,7 @@ def test_versions_pinned_by_pins_are_refused(store, house_model, tmp_path):
     board = pins.board_folder(store.path(), allow_pickle_read=True)
     board.pin_write(house_model, "pinned-house", type="joblib")
     store.reindex()
-    with pytest.raises(BadRequest, match="was pinned by pins or vetiver.*write it again with "
+    with pytest.raises(InvalidArgument, match="was pinned by pins or vetiver.*write it again with "
                                          "Fixative"):
         dockerbundle.write_bundle(store, "pinned-house", tmp_path / "out")
 

@@ -17,7 +17,8 @@ import pytest
 from deploy_helpers import deploy_store
 
 from core.deploy import endpoints as deploy
-from core.errors import BadRequest, Conflict, FixativeError, NotFound, UnsafeModel
+from core.deploy import views
+from core.errors import Conflict, FixativeError, InvalidArgument, NotFound, UnsafeModel
 from core.model.bundle import bundle
 from core.serving.netcheck import free_port, port_is_free
 from core.store.versionstore import VersionStore
@@ -110,11 +111,11 @@ def test_recent_requests_come_from_the_prediction_log(endpoint, store, house_dat
     assert post(endpoint.url + "/invocations", {"dataframe_records": rows[:2]})[0] == 200
 
     def logged():
-        r = deploy.recent_requests(store, endpoint, 2)
+        r = views.recent_requests(store, endpoint, 2)
         return r if len(r) == 2 and r.iloc[0]["route"] == "invocations" else None
 
     recent = wait_for(logged)
-    assert list(recent.columns) == deploy.RECENT_COLUMNS
+    assert list(recent.columns) == views.RECENT_COLUMNS
     assert recent.iloc[0]["rows"] == 2 and recent.iloc[1]["rows"] == 4
     assert recent.iloc[1]["route"] == "predict"
     assert (recent["status"] == 200).all()
@@ -123,8 +124,8 @@ def test_recent_requests_come_from_the_prediction_log(endpoint, store, house_dat
 
 def test_recent_requests_rejects_bad_counts(endpoint, store):
     for n in (0, -1, 10_001, 2.5, True, "5"):
-        with pytest.raises(BadRequest, match="n must be a whole number between 1 and 10000"):
-            deploy.recent_requests(store, endpoint, n)
+        with pytest.raises(InvalidArgument, match="n must be a whole number between 1 and 10000"):
+            views.recent_requests(store, endpoint, n)
 
 
 def test_busy_port_names_the_endpoint_using_it(endpoint, store):
@@ -145,7 +146,7 @@ def test_busy_port_names_the_endpoint_using_it(endpoint, store):
     ({"port": 8080, "timeout": float("nan")}, "timeout must be a positive number of seconds"),
 ])
 def test_bad_settings_are_refused_before_anything_starts(store, kwargs, message):
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidArgument, match=message):
         deploy.start_endpoint(store, "house", **kwargs)
     assert not list(deploy.run_dir(store).glob("*.json")) or all(
         json.loads(p.read_text())["name"] == "house"
@@ -262,7 +263,7 @@ def test_parse_metrics_handles_real_and_broken_text(endpoint):
 
 
 def test_client_examples_point_at_the_endpoint(endpoint, store):
-    blocks = deploy.client_examples(store.meta("house", endpoint.version), endpoint.url)
+    blocks = views.client_examples(store.meta("house", endpoint.version), endpoint.url)
     assert set(blocks) == {"curl", "Python (requests)", "Python (vetiver)", "R (httr2)"}
     for code in blocks.values():
         assert f"{endpoint.url}/predict" in code
@@ -277,7 +278,7 @@ def test_stop_flushes_the_log_then_forgets(endpoint, store, house_data):
     assert result.detail == "stopped"
     assert deploy.process_state(endpoint.pid, endpoint.proc_start) == "gone"
     # SIGTERM: everything answered is on disk, without waiting for a flush.
-    recent = deploy.recent_requests(store, endpoint, 10_000)
+    recent = views.recent_requests(store, endpoint, 10_000)
     assert len(recent) >= 3 and (recent.head(3)["rows"] == 5).all()
     assert port_is_free("127.0.0.1", endpoint.port)
     assert not (deploy.run_dir(store) / f"{endpoint.id}.json").exists()
@@ -312,7 +313,7 @@ def test_an_endpoint_whose_version_was_deleted_still_stops(tmp_path, capsys, hou
         [stop] = [r for r in deploy.endpoint_history(board, "house")
                   if r.payload["event"] == "stopped"]
         assert stop.version is None and stop.payload["version"] == served
-        frame = deploy.history_frame(deploy.endpoint_history(board, "house"))
+        frame = views.history_frame(deploy.endpoint_history(board, "house"))
         assert list(frame["version"]) == [served, served]  # stopped, started
         assert [v.version for v in board.versions("house")] == [keep]
     finally:

@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifi
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import core
-from core.errors import BadRequest, InvalidInput
+from core.errors import InvalidArgument, InvalidInput
 from core.model.bundle import BundleMeta
 from core.model.profile import SAMPLE_ROWS
 
@@ -129,47 +129,47 @@ def test_meta_round_trips_through_json(house_model, house_data):
 
 
 def test_sample_missing_model_columns(house_model, house_data):
-    with pytest.raises(BadRequest, match="lacks columns the model was fitted on: zipcode"):
+    with pytest.raises(InvalidArgument, match="lacks columns the model was fitted on: zipcode"):
         core.bundle(house_model, house_data.drop(columns="zipcode"), name="x")
 
 
 def test_sample_that_the_model_cannot_use(house_model, house_data):
     wrong = house_data.assign(sqft_living="big")
-    with pytest.raises(BadRequest, match="could not predict on the sample"):
+    with pytest.raises(InvalidArgument, match="could not predict on the sample"):
         core.bundle(house_model, wrong.astype({"sqft_living": object}), name="x")
 
 
 def test_empty_sample(house_model, house_data):
-    with pytest.raises(BadRequest, match="sample is empty"):
+    with pytest.raises(InvalidArgument, match="sample is empty"):
         core.bundle(house_model, house_data.head(0), name="x")
 
 
 def test_not_a_model():
-    with pytest.raises(BadRequest, match="has no predict method"):
+    with pytest.raises(InvalidArgument, match="has no predict method"):
         core.bundle({"not": "a model"}, name="x")
 
 
 def test_unfitted_model():
-    with pytest.raises(BadRequest, match="is not fitted"):
+    with pytest.raises(InvalidArgument, match="is not fitted"):
         core.bundle(LinearRegression(), name="x")
 
 
 @pytest.mark.parametrize("value", ["high", float("nan"), None])
 def test_bad_metric_values(house_model, value):
-    with pytest.raises(BadRequest, match="Metric 'rmse' must be"):
+    with pytest.raises(InvalidArgument, match="Metric 'rmse' must be"):
         core.bundle(house_model, name="x", metrics={"rmse": value})
 
 
 def test_wrong_width_array_sample():
     X = np.zeros((10, 3))
     m = LinearRegression().fit(X, np.zeros(10))
-    with pytest.raises(BadRequest, match="has 2 columns but the model was fitted on 3"):
+    with pytest.raises(InvalidArgument, match="has 2 columns but the model was fitted on 3"):
         core.bundle(m, np.zeros((5, 2)), name="x")
 
 
 def test_predict_proba_on_regressor(house_model):
     b = core.bundle(house_model, name="x")
-    with pytest.raises(BadRequest, match="has no predict_proba"):
+    with pytest.raises(InvalidArgument, match="has no predict_proba"):
         b.predict_proba([{}])
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import BadRequest, InvalidInput
+from core.errors import InvalidArgument, InvalidInput
 from core.model.prototype import Column, Prototype, to_frame
 
 
@@ -165,19 +165,19 @@ def test_empty_input_is_an_error(proto):
 
 
 def test_nested_values_are_refused(proto):
-    with pytest.raises(BadRequest, match="nested value"):
+    with pytest.raises(InvalidArgument, match="nested value"):
         proto.validate([{"rooms": [1, 2], "area": 60.0, "city": "a", "garden": True}])
 
 
 def test_rows_of_wrong_width(proto):
     with pytest.raises(InvalidInput, match="4 columns"):
         proto.validate([[1, 2.0, "a"]])
-    with pytest.raises(BadRequest, match="different lengths"):
+    with pytest.raises(InvalidArgument, match="different lengths"):
         to_frame([[1, 2], [1]])
 
 
 def test_mixed_records_and_rows_refused():
-    with pytest.raises(BadRequest, match="not a mix"):
+    with pytest.raises(InvalidArgument, match="not a mix"):
         to_frame([{"a": 1}, [1]])
 
 
@@ -247,9 +247,9 @@ def test_names_only_prototype_checks_columns_and_says_what_is_missing():
 
 
 def test_empty_sample_refused():
-    with pytest.raises(BadRequest, match="no rows"):
+    with pytest.raises(InvalidArgument, match="no rows"):
         Prototype.from_frame(pd.DataFrame({"a": []}))
-    with pytest.raises(BadRequest, match="no columns"):
+    with pytest.raises(InvalidArgument, match="no columns"):
         Prototype.from_frame(pd.DataFrame())
 
 

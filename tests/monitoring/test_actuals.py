@@ -10,7 +10,7 @@ import pytest
 from monitor_helpers import store_version
 from sklearn import metrics as skm
 
-from core.errors import BadRequest, InvalidInput
+from core.errors import InvalidArgument, InvalidInput
 from core.monitoring.actuals import normalize_labels, read_table, save_actuals, score_upload
 from core.monitoring.monitor import open_monitor
 from core.store.versionstore import VersionStore
@@ -80,14 +80,15 @@ def test_scored_upload_keeps_truth_and_log_format(house):
 
 
 @pytest.mark.parametrize("frame,kwargs,error,message", [
-    (pd.DataFrame(), {}, BadRequest, "empty"),
-    (pd.DataFrame({"k": [1], "y": [1.0]}), {"key_column": "nope"}, BadRequest, "not in the file"),
-    (pd.DataFrame({"k": [1], "y": [1.0]}), {"actual_column": "k"}, BadRequest, "must differ"),
+    (pd.DataFrame(), {}, InvalidArgument, "empty"),
+    (pd.DataFrame({"k": [1], "y": [1.0]}), {"key_column": "nope"}, InvalidArgument,
+     "not in the file"),
+    (pd.DataFrame({"k": [1], "y": [1.0]}), {"actual_column": "k"}, InvalidArgument, "must differ"),
     (pd.DataFrame({"k": [None, "a"], "y": [1.0, 2.0]}), {}, InvalidInput, "empty in rows \\[0\\]"),
     (pd.DataFrame({"k": ["a", "b"], "y": [1.0, "x"]}), {}, InvalidInput, "not numbers"),
     (pd.DataFrame({"k": ["a"], "y": [None]}), {}, InvalidInput, "no values"),
     (pd.DataFrame({"k": ["a"], "y": [1.0]}), {"on": "'; DROP", "log_columns": ["request_id"]},
-     BadRequest, "not a logged column"),
+     InvalidArgument, "not a logged column"),
     (pd.DataFrame({"k": ["a"], "y": [1.0], "r": [-1]}), {"row_column": "r"}, InvalidInput,
      "whole numbers"),
 ])
@@ -112,12 +113,12 @@ def test_labels_are_normalised_to_the_classes():
 def test_score_upload_errors(house):
     store, b, data = house
     rows = data.iloc[:3].drop(columns=["price"])
-    with pytest.raises(BadRequest, match="time column 'when' is not in the file"):
+    with pytest.raises(InvalidArgument, match="time column 'when' is not in the file"):
         score_upload(store, b, rows, time_column="when")
     bad = rows.assign(when=["2025-01-01", "not a date", "2025-01-02"])
-    with pytest.raises(BadRequest, match="not times|unreadable"):
+    with pytest.raises(InvalidArgument, match="not times|unreadable"):
         score_upload(store, b, bad, time_column="when")
-    with pytest.raises(BadRequest, match="empty"):
+    with pytest.raises(InvalidArgument, match="empty"):
         score_upload(store, b, rows.iloc[:0], time_column="when")
     missing = rows.drop(columns=["zipcode"]).assign(when=T0)
     with pytest.raises(InvalidInput, match="zipcode"):
@@ -134,5 +135,5 @@ def test_read_table():
     for data, name, message in ((csv, "x.xlsx", "neither CSV nor Parquet"),
                                 (b"", "x.csv", "empty"), (b"a,b\n", "x.csv", "no rows"),
                                 (b"\x00\x01garbage", "x.parquet", "cannot be read")):
-        with pytest.raises(BadRequest, match=message):
+        with pytest.raises(InvalidArgument, match=message):
             read_table(data, name)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from monitor_helpers import store_version, write_log
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring import custom as cm
 from core.monitoring import thresholds as th
 from core.monitoring.actuals import save_actuals
@@ -86,7 +86,7 @@ HOSTILE = [
 def test_hostile_and_wrong_expressions_are_rejected(logged, sql, message):
     store, b, _ = logged
     with open_monitor(store, "house", b.meta) as mon:
-        with pytest.raises(BadRequest, match=message):
+        with pytest.raises(InvalidArgument, match=message):
             cm.validate(mon, sql)
 
 
@@ -98,16 +98,16 @@ def test_save_list_delete_and_names(logged):
         assert saved.sql == "avg(prediction)/avg(sqft_living)"
         for bad, msg in (("1abc", "not allowed"), ("a b", "not allowed"), ("rmse", "built-in"),
                          ("x" * 60, "not allowed")):
-            with pytest.raises(BadRequest, match=msg):
+            with pytest.raises(InvalidArgument, match=msg):
                 cm.save(store, mon, cm.CustomMetric(bad, "count(*)"))
-        with pytest.raises(BadRequest, match="direction"):
+        with pytest.raises(InvalidArgument, match="direction"):
             cm.save(store, mon, cm.CustomMetric("ok_name", "count(*)", direction="sideways"))
-        with pytest.raises(BadRequest, match="outside an aggregate"):
+        with pytest.raises(InvalidArgument, match="outside an aggregate"):
             cm.save(store, mon, cm.CustomMetric("bad", "prediction"))
     assert [m.name for m in cm.saved(store, "house")] == ["ppsf"]
     cm.delete(store, "house", "ppsf")
     assert cm.saved(store, "house") == []
-    with pytest.raises(BadRequest, match="No custom metric"):
+    with pytest.raises(InvalidArgument, match="No custom metric"):
         cm.delete(store, "house", "ppsf")
 
 
@@ -154,19 +154,19 @@ def test_thresholds_mark_windows(logged):
 
 def test_rules_validate_and_round_trip(logged):
     store, b, _ = logged
-    with pytest.raises(BadRequest, match="must be above or equal"):
+    with pytest.raises(InvalidArgument, match="must be above or equal"):
         th.Rule("rmse", warning=10, alert=5)
-    with pytest.raises(BadRequest, match="warning or an alert"):
+    with pytest.raises(InvalidArgument, match="warning or an alert"):
         th.Rule("rmse")
-    with pytest.raises(BadRequest, match="direction"):
+    with pytest.raises(InvalidArgument, match="direction"):
         th.Rule("rmse", alert=1, direction="up")
-    with pytest.raises(BadRequest, match="finite"):
+    with pytest.raises(InvalidArgument, match="finite"):
         th.Rule("rmse", alert=float("inf"))
-    with pytest.raises(BadRequest, match="number"):
+    with pytest.raises(InvalidArgument, match="number"):
         th.Settings.from_dict({"rules": [{"metric": "rmse", "alert": "lots"}]})
-    with pytest.raises(BadRequest, match="Unknown window"):
+    with pytest.raises(InvalidArgument, match="Unknown window"):
         th.save(store, "house", th.Settings(window="fortnight"))
-    with pytest.raises(BadRequest, match="Two thresholds"):
+    with pytest.raises(InvalidArgument, match="Two thresholds"):
         th.save(store, "house", th.Settings(rules=[th.Rule("rmse", alert=1),
                                                    th.Rule("rmse", alert=2)]))
     s = th.Settings(window="day", rules=[th.Rule("mae", warning=1, alert=2)])

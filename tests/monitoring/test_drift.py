@@ -9,7 +9,7 @@ from monitor_helpers import store_version, write_log
 from scipy import stats
 from scipy.spatial import distance
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring.actuals import score_upload
 from core.monitoring.drift import METHODS, binned_statistic, default_method
 from core.monitoring.monitor import open_monitor
@@ -137,9 +137,9 @@ def test_reference_window(drifted):
     base = _window(logged, 0)["sqft_living"].to_numpy(float)
     assert d["statistic"].iloc[0] == pytest.approx(stats.ks_2samp(base, cur).statistic)
     with open_monitor(store, "house", b.meta, sample=sample) as mon:
-        with pytest.raises(BadRequest, match="No logged rows"):
+        with pytest.raises(InvalidArgument, match="No logged rows"):
             mon.drift("day", reference=("2020-01-01", "2020-01-02"))
-        with pytest.raises(BadRequest, match="start before its end"):
+        with pytest.raises(InvalidArgument, match="start before its end"):
             mon.drift("day", reference=("2020-01-02", "2020-01-01"))
 
 
@@ -156,14 +156,14 @@ def test_default_methods_and_thresholds():
 def test_bad_method_choices_are_explained(drifted):
     store, b, logged, sample = drifted
     with open_monitor(store, "house", b.meta, sample=sample) as mon:
-        with pytest.raises(BadRequest, match="Unknown drift method"):
+        with pytest.raises(InvalidArgument, match="Unknown drift method"):
             mon.drift("day", methods={"sqft_living": "vibes"})
-        with pytest.raises(BadRequest, match="does not apply to the categorical"):
+        with pytest.raises(InvalidArgument, match="does not apply to the categorical"):
             mon.drift("day", methods={"zipcode": "ks"})
-        with pytest.raises(BadRequest, match="No reference for"):
+        with pytest.raises(InvalidArgument, match="No reference for"):
             mon.drift("day", columns=["nope"])
     with open_monitor(store, "house", b.meta, sample=None) as mon:
-        with pytest.raises(BadRequest, match="needs raw reference values"):
+        with pytest.raises(InvalidArgument, match="needs raw reference values"):
             mon.drift("day", methods={"sqft_living": "wasserstein"})
 
 

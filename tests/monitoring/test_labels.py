@@ -15,8 +15,9 @@ from sklearn import metrics as skm
 from store_fixtures import s3_env, s3_server, s3_store  # noqa: F401
 
 from core.monitoring.actuals import save_actuals
-from core.monitoring.labels import MANIFEST, labels_dir, read_manifest, refresh_labels
-from core.monitoring.monitor import actuals_dir, open_monitor
+from core.monitoring.labels import MANIFEST, read_manifest, refresh_labels
+from core.monitoring.monitor import open_monitor
+from core.store.paths import actuals_dir, labels_dir
 from core.store.versionstore import VersionStore
 
 T0 = pd.Timestamp("2025-03-03", tz="UTC")
@@ -272,7 +273,7 @@ def test_every_window_reads_sums_that_fit_it(house):
     """Day sums for day/week/month windows, hour sums for hours, minute sums for 15min
     and for bounds inside an hour: each equals the live join's figures."""
     from core.monitoring.labels import rollup_level
-    from core.monitoring.monitor import parse_window
+    from core.monitoring.windows import parse_window
 
     store, b, data = house
     logged = _log_days(store, b, data, [0, 1, 2])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from monitor_helpers import store_version, write_log
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.actuals import save_actuals
@@ -62,7 +62,7 @@ def test_column_values(store):
     assert len(values) == 12
     assert len(column_values(store, "house", "sqft_living", T0, T0 + pd.Timedelta(days=1),
                              limit=5)) <= 5
-    with pytest.raises(BadRequest, match="not a logged column"):
+    with pytest.raises(InvalidArgument, match="not a logged column"):
         column_values(store, "house", "nope", T0, T0 + pd.Timedelta(days=1))
 
 
@@ -90,9 +90,9 @@ def test_qmd_chunks_run_the_same_queries(store, tmp_path):
 
 
 def test_qmd_rejects_bad_input(store):
-    with pytest.raises(BadRequest, match="Unknown window"):
+    with pytest.raises(InvalidArgument, match="Unknown window"):
         render_qmd(store, "house", window="1; import os")
-    with pytest.raises(BadRequest, match="Cannot read"):
+    with pytest.raises(InvalidArgument, match="Cannot read"):
         render_qmd(store, "house", window="day", since="'); import os; ('")
     with pytest.raises(Exception, match="(?i)not found|no model|unknown"):
         render_qmd(store, "ghost", window="day")

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from core.errors import BadRequest, Conflict
+from core.errors import Conflict, InvalidArgument
 from core.serving.netcheck import (
     MAX_WORKERS,
     check_host,
@@ -43,12 +43,12 @@ def test_hosts_accepted(given, expected):
 @pytest.mark.parametrize("host", ["example.com", "", "256.1.1.1", "127.0.0.1:80",
                                   "x" * 5000, "127.0.0.1; rm -rf /", "\x00"])
 def test_hosts_that_are_not_addresses(host):
-    with pytest.raises(BadRequest, match=r"is not an IP address; use 127\.0\.0\.1"):
+    with pytest.raises(InvalidArgument, match=r"is not an IP address; use 127\.0\.0\.1"):
         check_host(host)
 
 
 def test_long_host_is_shortened_in_the_message():
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidArgument) as info:
         check_host("a" * 5000)
     assert len(info.value.message) < 200
 
@@ -60,13 +60,13 @@ def test_ports_accepted(port):
 
 @pytest.mark.parametrize("port", ["0", "-1", "65536", "99999999999999999999"])
 def test_ports_out_of_range(port):
-    with pytest.raises(BadRequest, match="out of range; give a port between 1 and 65535"):
+    with pytest.raises(InvalidArgument, match="out of range; give a port between 1 and 65535"):
         check_port(port)
 
 
 @pytest.mark.parametrize("port", ["http", "", "80.5", None, "8080/tcp"])
 def test_ports_that_are_not_numbers(port):
-    with pytest.raises(BadRequest, match="is not a number; give a port between 1 and 65535"):
+    with pytest.raises(InvalidArgument, match="is not a number; give a port between 1 and 65535"):
         check_port(port)
 
 
@@ -76,13 +76,13 @@ def test_port_zero_allowed_when_asked():
 
 @pytest.mark.parametrize("workers", ["0", "-2", str(MAX_WORKERS + 1), "1000000"])
 def test_bad_worker_counts(workers):
-    with pytest.raises(BadRequest, match=f"workers must be between 1 and {MAX_WORKERS}"):
+    with pytest.raises(InvalidArgument, match=f"workers must be between 1 and {MAX_WORKERS}"):
         check_workers(workers)
 
 
 @pytest.mark.parametrize("workers", ["two", "1.5", "", None])
 def test_worker_counts_that_are_not_numbers(workers):
-    with pytest.raises(BadRequest, match="is not a whole number; one per CPU core"):
+    with pytest.raises(InvalidArgument, match="is not a whole number; one per CPU core"):
         check_workers(workers)
 
 
@@ -110,7 +110,7 @@ def test_free_port_prefers_the_given_one_and_skips_busy_ones(listening):
 
 def test_host_that_is_not_on_this_machine():
     # TEST-NET-1 (RFC 5737) is never assigned to a local interface.
-    with pytest.raises(BadRequest, match="192.0.2.1 is not an address of this machine"):
+    with pytest.raises(InvalidArgument, match="192.0.2.1 is not an address of this machine"):
         ensure_port_free("192.0.2.1", 8080)
 
 

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import store_fixtures
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.model.bundle import bundle
-from core.store import predlog
+from core.store import paths, predlog
 from core.store.predlog import LogWriter, log_relation, write_rows
 from core.store.versionstore import VersionStore
 
@@ -47,7 +47,7 @@ def kinds(b):
 
 
 def files(store, name="house"):
-    return predlog.segment_files(store, name)
+    return paths.segment_files(store, paths.log_dir(store, name))
 
 
 def test_segment_schema_and_rows(store, house, frame):
@@ -202,14 +202,14 @@ def test_write_rows_for_uploaded_data(store, house, frame):
     ({"proba": [[0.5, 0.5]]}, "Got 1 probability rows for 3 input rows"),
 ])
 def test_write_rows_rejects_bad_arguments(store, frame, kwargs, match):
-    with pytest.raises(BadRequest, match=match):
+    with pytest.raises(InvalidArgument, match=match):
         write_rows(store, "house", "v1", frame, np.zeros(3), **kwargs)
 
 
 def test_write_rows_checks_lengths(store, frame):
-    with pytest.raises(BadRequest, match="Got 2 predictions for 3 input rows"):
+    with pytest.raises(InvalidArgument, match="Got 2 predictions for 3 input rows"):
         write_rows(store, "house", "v1", frame, [1.0, 2.0])
-    with pytest.raises(BadRequest, match="non-empty DataFrame"):
+    with pytest.raises(InvalidArgument, match="non-empty DataFrame"):
         write_rows(store, "house", "v1", frame.head(0), [])
 
 

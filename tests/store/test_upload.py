@@ -12,7 +12,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from core.errors import BadRequest, Conflict, InvalidModelFile, InvalidName, UnsafeModel
+from core.errors import Conflict, InvalidArgument, InvalidModelFile, InvalidName, UnsafeModel
 from core.store import upload as up
 from core.store.versionstore import VersionStore
 
@@ -39,18 +39,18 @@ def test_read_csv_and_parquet(house_data):
     (b"\xff\xfe\x00bad", "s.csv", r"cannot be read as CSV|has no columns"),
 ])
 def test_bad_samples(data, filename, message):
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidArgument, match=message):
         up.read_sample(data, filename)
 
 
 # -- metrics and tags ------------------------------------------------------------------
 
 
-def test_parse_metrics_skips_blank_rows():
+def test_metrics_from_rows_skips_blank_rows():
     rows = pd.DataFrame({"metric": ["rmse", None, " r2 ", ""], "value": [1.5, None, "0.8", None]})
-    assert up.parse_metrics(rows) == {"rmse": 1.5, "r2": 0.8}
-    assert up.parse_metrics(None) == {}
-    assert up.parse_metrics(pd.DataFrame({"metric": [], "value": []})) == {}
+    assert up.metrics_from_rows(rows) == {"rmse": 1.5, "r2": 0.8}
+    assert up.metrics_from_rows(None) == {}
+    assert up.metrics_from_rows(pd.DataFrame({"metric": [], "value": []})) == {}
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -60,15 +60,15 @@ def test_parse_metrics_skips_blank_rows():
     ([{"metric": "rmse", "value": float("inf")}], r"Metric 'rmse' must be a finite number"),
     ([{"metric": "a", "value": 1}, {"metric": "a", "value": 2}], r"Metric 'a' is listed twice"),
 ])
-def test_parse_metrics_errors(rows, message):
-    with pytest.raises(BadRequest, match=message):
-        up.parse_metrics(rows)
+def test_metrics_from_rows_errors(rows, message):
+    with pytest.raises(InvalidArgument, match=message):
+        up.metrics_from_rows(rows)
 
 
 def test_parse_tags():
     assert up.parse_tags(" b, a,, b ,") == ["a", "b"]
     assert up.parse_tags(None) == []
-    with pytest.raises(BadRequest, match=r"longer than 50 characters"):
+    with pytest.raises(InvalidArgument, match=r"longer than 50 characters"):
         up.parse_tags("x" * 51)
 
 
@@ -190,13 +190,13 @@ def test_wrong_inputs_store_nothing(store, house_bytes):
         up.upload(store, house_bytes, "house.joblib", name="no/way")
     with pytest.raises(InvalidModelFile, match=r"empty \(0 bytes\)"):
         up.upload(store, b"", "house.joblib", name="houses")
-    with pytest.raises(BadRequest, match=r"has a header but no rows"):
+    with pytest.raises(InvalidArgument, match=r"has a header but no rows"):
         up.upload(store, house_bytes, "house.joblib", name="houses", sample_data=b"a,b\n",
                   sample_filename="s.csv")
-    with pytest.raises(BadRequest, match=r"lacks columns the model was fitted on"):
+    with pytest.raises(InvalidArgument, match=r"lacks columns the model was fitted on"):
         up.upload(store, house_bytes, "house.joblib", name="houses", sample_data=b"a,b\n1,2\n",
                   sample_filename="s.csv")
-    with pytest.raises(BadRequest, match=r"dict has no predict method"):
+    with pytest.raises(InvalidArgument, match=r"dict has no predict method"):
         up.upload(store, pickle.dumps({"a": 1}), "d.pkl", name="houses")
     assert store.list_models() == []
 

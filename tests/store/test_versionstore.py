@@ -20,9 +20,9 @@ from store_fixtures import board_versions
 
 import core.store.board as board_module
 from core.errors import (
-    BadRequest,
     Conflict,
     CorruptData,
+    InvalidArgument,
     InvalidName,
     NotFound,
     PayloadTooLarge,
@@ -140,7 +140,7 @@ def test_read_by_version_alias_and_reference(store, small):
     assert store.read_ref(f"houses@{second.version}").version == second.version
     assert store.resolve("houses") == ("houses", second.version)
     assert store.resolve("houses:production") == ("houses", first.version)
-    with pytest.raises(BadRequest, match="not both"):
+    with pytest.raises(InvalidArgument, match="not both"):
         store.read("houses", version=first.version, alias="production")
 
 
@@ -290,7 +290,7 @@ def test_alias_moves_that_raced_still_form_one_chain(store, small):
 def test_latest_cannot_be_an_alias(store, small, alias):
     info = store.write(small)
     store.write(small)
-    with pytest.raises(BadRequest, match="'latest' always means the newest version"):
+    with pytest.raises(InvalidArgument, match="'latest' always means the newest version"):
         store.set_alias("houses", alias, info.version)
     assert store.aliases("houses") == {}
 
@@ -310,7 +310,7 @@ def test_history_of_an_unknown_model_is_an_error(store, small):
 ])
 def test_prune_rejects_bad_rules(store, small, kwargs, message):
     store.write(small)
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidArgument, match=message):
         store.prune("houses", **kwargs)
     assert len(store.versions("houses")) == 1
 
@@ -345,7 +345,7 @@ def test_search_by_text_tag_time_and_metric(store, kinds, small):
 ])
 def test_search_rejects_bad_conditions(store, small, kwargs, message):
     store.write(small)
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidArgument, match=message):
         store.search(**kwargs)
 
 
@@ -406,9 +406,9 @@ def test_custom_classes_load_only_when_trusted(store):
 
 def test_unstorable_models_leave_nothing_behind(store, small):
     broken = ModelBundle({"predict": lambda rows: rows}, small.meta, small.sample)
-    with pytest.raises(BadRequest, match="cannot be saved with joblib"):
+    with pytest.raises(InvalidArgument, match="cannot be saved with joblib"):
         store.write(broken)
-    with pytest.raises(BadRequest, match="takes a ModelBundle"):
+    with pytest.raises(InvalidArgument, match="takes a ModelBundle"):
         store.write(small.model)  # type: ignore[arg-type]
     assert store.list_models() == []
     assert list(store.fs.ls(store.path(".fixative", "tmp"))) == []
@@ -475,7 +475,7 @@ def test_a_write_that_fails_midway_waits_for_its_sync_and_leaves_nothing(store, 
     model = Ridge().fit(X, X["a"])
     model.big_array_ = rng.normal(size=(4 << 20) // 8)  # written (and syncing) first
     model.z_unpicklable_ = FailsLate()
-    with pytest.raises(BadRequest, match="cannot be saved with joblib"):
+    with pytest.raises(InvalidArgument, match="cannot be saved with joblib"):
         store.write(bundle(model, X, name="late"))
     assert store.list_models() == []
     assert list(store.fs.ls(store.path(".fixative", "tmp"))) == []
@@ -614,9 +614,9 @@ def test_records_are_append_only_with_history(any_store, small):
 
 
 @pytest.mark.parametrize("payload, error, message", [
-    (["not", "a", "dict"], BadRequest, "must be a mapping"),
-    ({"x": float("nan")}, BadRequest, "plain JSON"),
-    ({"x": object()}, BadRequest, "plain JSON"),
+    (["not", "a", "dict"], InvalidArgument, "must be a mapping"),
+    ({"x": float("nan")}, InvalidArgument, "plain JSON"),
+    ({"x": object()}, InvalidArgument, "plain JSON"),
     ({"x": "y" * (1 << 20)}, PayloadTooLarge, "at most 1,048,576"),
 ])
 def test_bad_records_are_refused(store, small, payload, error, message):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.model.bundle import bundle
+from core.store.prune import prune_plan
 from core.store.versionstore import VersionStore
 from core.workbench import catalog
 
@@ -90,13 +91,13 @@ def test_prune_plan_matches_store_prune(tmp_path, house_model, house_data):
         store.write(copy.deepcopy(b))
     ids = [v.version for v in store.versions("h")]
     store.set_alias("h", "production", ids[1])
-    plan = catalog.prune_plan(store.versions("h"), keep=2)
+    plan = prune_plan(store.versions("h"), keep=2)
     assert [v.version for v in plan] == [ids[0], ids[2]]
-    assert catalog.prune_plan(store.versions("h"), days=1) == []
+    assert prune_plan(store.versions("h"), days=1) == []
     later = datetime.now(UTC) + timedelta(days=3)
-    assert [v.version for v in catalog.prune_plan(store.versions("h"), days=1, now=later)] == [
+    assert [v.version for v in prune_plan(store.versions("h"), days=1, now=later)] == [
         ids[0], ids[2], ids[3]]
-    assert catalog.prune_plan(store.versions("h")) == []
+    assert prune_plan(store.versions("h")) == []
     message = catalog.prune_message("h", plan)
     assert message.startswith("Delete 2 version(s) of h for good:") and ids[2] in message
     assert store.prune("h", keep=2) == [v.version for v in plan]

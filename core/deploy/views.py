@@ -1,0 +1,80 @@
+"""Views of local endpoints for the workbench: tables, recent requests, client code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from core.deploy.endpoints import Endpoint, EndpointStatus
+from core.errors import InvalidArgument
+from core.model.bundle import ModelBundle
+from core.serving.docs_page import BASE_URL, examples
+from core.store import predlog
+
+# -- recent requests ---------------------------------------------------------------------
+
+RECENT_COLUMNS = ["ts", "request_id", "route", "status", "rows", "latency_ms", "error_code"]
+
+
+def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame:
+    """The last ``n`` requests logged for the endpoint's version since it started.
+
+    One row per request (newest first): time, request id, route, HTTP status, number
+    of input rows, latency and error code. Reads the prediction log, which the server
+    flushes about once a second, so the newest requests can take that long to show.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
+        raise InvalidArgument(f"n must be a whole number between 1 and 10000, got {n!r}.")
+    import duckdb  # only the workbench's endpoint view needs it
+
+    started = pd.Timestamp(endpoint.started)
+    if started.tzinfo is None:
+        started = started.tz_localize("UTC")
+    con = duckdb.connect()
+    try:
+        predlog.log_relation(store, con, endpoint.name,
+                             versions=[endpoint.version]).create_view("fx_log")
+        frame = con.execute(
+            "SELECT min(ts) AS ts, request_id, any_value(route) AS route, "
+            "any_value(status) AS status, count(\"row\") AS rows, "
+            "any_value(latency_ms) AS latency_ms, any_value(error_code) AS error_code "
+            "FROM fx_log WHERE ts >= $started GROUP BY request_id "
+            "ORDER BY ts DESC LIMIT $n",
+            {"started": started.to_pydatetime(), "n": n}).df()
+    finally:
+        con.close()
+    return frame[RECENT_COLUMNS]
+
+
+# -- for the workbench ---------------------------------------------------------------------
+
+def endpoints_frame(statuses: Sequence[EndpointStatus]) -> pd.DataFrame:
+    """One row per endpoint, for a table."""
+    rows = [{"model": s.endpoint.name, "version": s.endpoint.version,
+             "alias": s.endpoint.alias or "", "url": s.endpoint.url + "/", "status": s.status,
+             "requests": s.requests, "errors": s.errors, "workers": s.endpoint.workers,
+             "pid": s.endpoint.pid, "started": pd.Timestamp(s.endpoint.started),
+             "id": s.endpoint.id} for s in statuses]
+    columns = ["model", "version", "alias", "url", "status", "requests", "errors", "workers",
+               "pid", "started", "id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def history_frame(records: Sequence[Any]) -> pd.DataFrame:
+    """Endpoint starts and stops from the board's records, newest first."""
+    rows = [{"at": r.at, "event": r.payload.get("event"),
+             "version": r.version or r.payload.get("version"),
+             "alias": r.payload.get("alias") or "", "port": r.payload.get("port"),
+             "machine": r.payload.get("machine"), "user": r.user, "id": r.payload.get("id")}
+            for r in reversed(list(records))]
+    return pd.DataFrame(rows, columns=["at", "event", "version", "alias", "port", "machine",
+                                       "user", "id"])
+
+
+def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str]:
+    """Copy-paste client code for an endpoint at ``url``: the docs page's own examples
+    (curl, Python requests, vetiver, R httr2) with the real address filled in."""
+    blocks = examples(ModelBundle(model=None, meta=meta), auth=auth)
+    return {title: code.replace(BASE_URL, url.rstrip("/")) for title, code in blocks.items()}

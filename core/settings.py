@@ -1,0 +1,109 @@
+"""Every environment variable Fixative reads, with its default, in one place.
+
+Values are read when asked for (never cached at import), so a test or a parent process
+can set them at any time before use.
+
+==============================  =====================================================
+``FIXATIVE_STORE``              the board: a folder or fsspec URL (``./fixative-store``);
+                                for a Docker bundle, the board of the prediction log
+``FIXATIVE_S3_ENDPOINT_URL``    endpoint of an S3-compatible object store (unset: AWS)
+``FIXATIVE_INDEX_DIR``          where the index of a remote board is cached
+                                (``~/.cache/fixative``)
+``FIXATIVE_RUN_DIR``            where local endpoints of a remote board keep their
+                                registry and logs (``~/.cache/fixative``)
+``FIXATIVE_USER``               who writes versions and moves aliases (the login name)
+``FIXATIVE_PASSWORD``           the workbench's password (unset: open)
+``FIXATIVE_API_TOKENS``         the server's bearer tokens, comma-separated (unset: open)
+``FIXATIVE_SERVE_SETTINGS``     JSON settings handed to each server worker process
+``FIXATIVE_HOST``, ``PORT``,    a Docker bundle's address, port and worker count
+``FIXATIVE_WORKERS``
+``PROMETHEUS_MULTIPROC_DIR``    prometheus-client's directory shared by server workers
+==============================  =====================================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STORE_ENV = "FIXATIVE_STORE"
+DEFAULT_STORE = "./fixative-store"
+S3_ENDPOINT_ENV = "FIXATIVE_S3_ENDPOINT_URL"
+INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
+RUN_DIR_ENV = "FIXATIVE_RUN_DIR"
+USER_ENV = "FIXATIVE_USER"
+PASSWORD_ENV = "FIXATIVE_PASSWORD"
+TOKENS_ENV = "FIXATIVE_API_TOKENS"
+SERVE_SETTINGS_ENV = "FIXATIVE_SERVE_SETTINGS"
+HOST_ENV = "FIXATIVE_HOST"
+PORT_ENV = "PORT"
+WORKERS_ENV = "FIXATIVE_WORKERS"
+# prometheus-client's own switch: read when it is first imported in a process.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _get(name: str) -> str | None:
+    """The variable's value; None when unset or empty."""
+    return os.environ.get(name) or None
+
+
+def store_env() -> str | None:
+    """``$FIXATIVE_STORE`` if set (a served model folder logs nowhere without it)."""
+    return _get(STORE_ENV)
+
+
+def store_location() -> str:
+    """The board to open when none is named: ``$FIXATIVE_STORE`` or ``./fixative-store``."""
+    return _get(STORE_ENV) or DEFAULT_STORE
+
+
+def s3_endpoint_url() -> str | None:
+    return _get(S3_ENDPOINT_ENV)
+
+
+def cache_dir() -> str:
+    """Fixative's folder of per-user caches: ``~/.cache/fixative``."""
+    return str(Path.home() / ".cache" / "fixative")
+
+
+def index_dir() -> str:
+    """Where the DuckDB index of a board that is not a local folder is kept."""
+    return _get(INDEX_DIR_ENV) or cache_dir()
+
+
+def run_dir() -> str:
+    """Where local endpoints of a board that is not a local folder keep their files."""
+    return _get(RUN_DIR_ENV) or cache_dir()
+
+
+def user() -> str | None:
+    return _get(USER_ENV)
+
+
+def password() -> str | None:
+    return _get(PASSWORD_ENV)
+
+
+def api_tokens() -> list[str]:
+    """The bearer tokens the server accepts (stripped, empty ones dropped)."""
+    return [t.strip() for t in os.environ.get(TOKENS_ENV, "").split(",") if t.strip()]
+
+
+def serve_settings() -> str | None:
+    return _get(SERVE_SETTINGS_ENV)
+
+
+def host() -> str | None:
+    return _get(HOST_ENV)
+
+
+def port() -> str | None:
+    return _get(PORT_ENV)
+
+
+def workers() -> str | None:
+    return _get(WORKERS_ENV)
+
+
+def metrics_dir() -> str | None:
+    return _get(METRICS_DIR_ENV)
