@@ -112,7 +112,7 @@ class VersionStore:
         return f"VersionStore({self.url!r})"
 
     def _default_index_path(self) -> str:
-        if self._board.local:
+        if self._board.is_local:
             return self._board.path(SYSTEM_DIR, "index.duckdb")
         folder = os.environ.get(INDEX_DIR_ENV) or os.path.join(
             os.path.expanduser("~"), ".cache", "fixative")
@@ -125,7 +125,7 @@ class VersionStore:
 
     @property
     def is_local(self) -> bool:
-        return self._board.local
+        return self._board.is_local
 
     def path(self, *parts: str) -> str:
         """Absolute path inside the board, for ``store.fs``."""
