@@ -251,8 +251,9 @@ def is_url(location: str) -> bool:
 class Board(abc.ABC):
     """Where the store's files live, and the primitive operations on them.
 
-    ``Board(location, storage_options)`` is the factory: it returns a :class:`LocalBoard`
-    for a folder and an :class:`ObjectStoreBoard` for a URL (``s3://bucket/prefix``).
+    ``Board(location, storage_options)`` (or :func:`open_board`, its typed spelling) is
+    the factory: it returns a :class:`LocalBoard` for a folder and an
+    :class:`ObjectStoreBoard` for a URL (``s3://bucket/prefix``).
     ``is_local`` says which, and is the one answer to "are these files on this machine".
     """
 
@@ -265,7 +266,7 @@ class Board(abc.ABC):
     def __new__(cls, location: str | os.PathLike[str] | None = None,
                 storage_options: dict[str, Any] | None = None) -> Board:
         if cls is Board:
-            cls = ObjectStoreBoard if is_url(store_location(location)) else LocalBoard
+            cls = board_class(location)
         return super().__new__(cls)
 
     def __init__(self, location: str | os.PathLike[str] | None = None,
@@ -636,6 +637,18 @@ class ObjectStoreBoard(Board):
         times = [info.get("LastModified") for info in self.fs.find(path, detail=True).values()]
         stamps = [t.timestamp() for t in times if t is not None]
         return time.time() - max(stamps) if stamps else 0.0
+
+
+def board_class(location: str | os.PathLike[str] | None = None) -> type[Board]:
+    """The kind of board ``location`` names: :class:`ObjectStoreBoard` for a URL,
+    :class:`LocalBoard` for a folder."""
+    return ObjectStoreBoard if is_url(store_location(location)) else LocalBoard
+
+
+def open_board(location: str | os.PathLike[str] | None = None,
+               storage_options: dict[str, Any] | None = None) -> Board:
+    """The board at ``location`` (see :func:`store_location`), local or object store."""
+    return board_class(location)(location, storage_options)
 
 
 def valid_entry(name: str) -> bool:

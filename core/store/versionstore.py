@@ -25,7 +25,7 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import pandas as pd
 
@@ -38,8 +38,8 @@ from core.store.board import (
     PINS_META,
     SAMPLE_FILE,
     SYSTEM_DIR,
-    Board,
     hash_bytes,
+    open_board,
     valid_entry,
 )
 from core.store.index import Index, entry_info, read_entry
@@ -77,6 +77,14 @@ def _listing(items: Iterable[str]) -> str:
     return shown + (f" … ({len(items)} in all)" if len(items) > _SHOWN else "")
 
 
+@overload
+def _utc(value: None, what: str) -> None: ...
+@overload
+def _utc(value: datetime | date | str, what: str) -> datetime: ...
+@overload
+def _utc(value: Any, what: str) -> datetime | None: ...
+
+
 def _utc(value: Any, what: str) -> datetime | None:
     if value is None:
         return None
@@ -98,7 +106,7 @@ class VersionStore:
     def __init__(self, board: str | os.PathLike[str] | None = None, *,
                  storage_options: dict[str, Any] | None = None,
                  index_path: str | None = None, lock_timeout: float = 30.0) -> None:
-        self._board = Board(board, storage_options)
+        self._board = open_board(board, storage_options)
         self.url = self._board.url
         self.fs = self._board.fs
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
@@ -154,11 +162,12 @@ class VersionStore:
         # Taken before the query: a change after this point makes the next check fail.
         state = self._model_state(model) if model is not None else None
         reuse = state is not None and kept is not None and kept[0] == state
-        if reuse:
+        if reuse and kept is not None:
             value = kept[1]
         else:
             value = None
-            if state is not None and kept is not None and key[0] == "versions":
+            if model is not None and state is not None and kept is not None \
+                    and key[0] == "versions":
                 value = self._grown(model, kept, state)
             if value is None:
                 with self._index.session(self._board, marker) as con:
@@ -257,7 +266,8 @@ class VersionStore:
         exact tag; ``created_after``/``created_before`` bound the creation time; ``metric``
         with ``min_value``/``max_value`` keeps versions whose metric lies in the range.
         """
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if text:
             pattern = "%" + str(text).replace("\\", "\\\\").replace("%", "\\%") \
                 .replace("_", "\\_") + "%"
@@ -650,7 +660,7 @@ class VersionStore:
         removed = self._board.clean_staging()
         marker = self._board.marker()
         with self._index.session(self._board, marker, rebuild=True) as con:
-            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
                       for table in ("models", "versions", "aliases", "alias_history", "records")}
         with self._lock:
             self._cache, self._cache_marker, self._kept = {}, None, {}
