@@ -37,6 +37,7 @@ from core.errors import BadRequest, FixativeError, InvalidInput
 from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
 from core.monitoring.monitor import _on_from_dir, actuals_dir, scored_dir, to_utc
 from core.store.predlog import feature_column, write_parquet
+from core.store.protocols import StoreLike
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_UPLOAD_ROWS = 5_000_000
@@ -160,7 +161,7 @@ def actual_column_guess(columns: Sequence[Any]) -> Any:
     return (named or rest or cols)[-1 if not named else 0]
 
 
-def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
+def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column: str,
                  actual_column: str, on: str = "request_id", row_column: str | None = None,
                  classes: Sequence[Any] | None = None,
                  log_columns: Sequence[str] | None = None) -> SavedActuals:
@@ -259,7 +260,7 @@ def match_condition(on: str, actual: str) -> str:
     return f'CAST(l."{quoted}" AS VARCHAR) = {actual}.key AND l.status < 400'
 
 
-def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
+def actual_sources(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str,
                    log_columns: Sequence[str], numeric: bool) -> tuple[list[str], list[str]]:
     """Register the model's actuals with ``con``; returns LEFT JOIN clauses (against the
     log aliased ``l``) and the expressions of the matched actual, by priority."""
@@ -307,7 +308,7 @@ class ScoredUpload:
     warnings: list[str] = field(default_factory=list)
 
 
-def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: str,
+def score_upload(store: StoreLike, bundle: Any, frame: pd.DataFrame, *, time_column: str,
                  actual_column: str | None = None, progress: Progress | None = None,
                  batch_rows: int = 5000) -> ScoredUpload:
     """Score ``frame`` with ``bundle`` (a stored version) and keep it for monitoring.

@@ -226,7 +226,7 @@ def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnRef
         raise BadRequest("A reference window needs a start before its end.")
     where = (f"status < 400 AND ts >= make_timestamptz({t0.value // 1000}) "
              f"AND ts < make_timestamptz({t1.value // 1000})")
-    n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchone()[0]
+    n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchall()[0][0]
     if n == 0:
         raise BadRequest(f"No logged rows between {t0:%Y-%m-%d %H:%M} and {t1:%Y-%m-%d %H:%M} "
                          "UTC to use as the reference; pick a window with predictions.")

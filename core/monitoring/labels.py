@@ -42,7 +42,6 @@ from core.monitoring.monitor import (
     ORIGIN_US,
     Window,
     _arrow_fs,
-    _is_local,
     _on_from_dir,
     _register,
     _sandbox,
@@ -51,6 +50,7 @@ from core.monitoring.monitor import (
     scored_dir,
     segment_files,
 )
+from core.store.protocols import BoardLike, StoreLike
 
 FOLDER = "labelled"
 MANIFEST = "manifest.json"
@@ -62,7 +62,7 @@ LEVELS = (1, 60, 24 * 60)
 EPS = float(np.finfo(np.float64).eps)
 
 
-def labels_dir(store: Any, name: str) -> str:
+def labels_dir(store: BoardLike, name: str) -> str:
     # Not named "by-...", so core.monitoring.actuals never takes it for a folder of actuals.
     return f"{actuals_dir(store, name)}/{FOLDER}"
 
@@ -75,12 +75,12 @@ class LabelsInfo:
     actual_files: int
 
 
-def _relative(store: Any, path: str) -> str:
+def _relative(store: BoardLike, path: str) -> str:
     base = store.path(".fixative").rstrip("/") + "/"
     return path[len(base):] if path.startswith(base) else path
 
 
-def actual_files(store: Any, name: str) -> list[tuple[str, int]]:
+def actual_files(store: BoardLike, name: str) -> list[tuple[str, int]]:
     """Every actuals file of model ``name`` with its size, as the manifest records them."""
     try:
         found = store.fs.glob(f"{actuals_dir(store, name)}/by-*/*.parquet", detail=True)
@@ -90,12 +90,12 @@ def actual_files(store: Any, name: str) -> list[tuple[str, int]]:
                   if not p.rsplit("/", 1)[-1].startswith("."))
 
 
-def all_segments(store: Any, name: str) -> list[str]:
+def all_segments(store: BoardLike, name: str) -> list[str]:
     return (segment_files(store, log_dir(store, name), None)
             + segment_files(store, scored_dir(store, name), None))
 
 
-def read_manifest(store: Any, name: str) -> dict | None:
+def read_manifest(store: BoardLike, name: str) -> dict | None:
     path = f"{labels_dir(store, name)}/{MANIFEST}"
     try:
         with store.fs.open(path, "rb") as f:
@@ -108,12 +108,12 @@ def read_manifest(store: Any, name: str) -> dict | None:
     return manifest
 
 
-def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
+def _register_with_seg(con: duckdb.DuckDBPyConnection, store: BoardLike, view: str,
                        files: Sequence[str], columns: Sequence[str]) -> None:
     """``view``: the segments' rows with ``seg``, the index of each row's file in ``files``
     (on a board other than a local folder only the log columns the join needs and
     ``columns``)."""
-    if _is_local(store.fs):
+    if store.is_local:
         segs = pa.table({"filename": pa.array(list(files), pa.string()),
                          "seg": pa.array(range(len(files)), pa.int32())})
         con.register(f"{view}_segs", segs)
@@ -171,7 +171,7 @@ def rollup_level(window: Window, since: pd.Timestamp | None,
     return 1
 
 
-def _join_columns(store: Any, name: str) -> list[str]:
+def _join_columns(store: StoreLike, name: str) -> list[str]:
     """The logged columns actuals of model ``name`` are matched on (besides request_id)."""
     try:
         folders = store.fs.ls(actuals_dir(store, name), detail=False)
@@ -190,7 +190,7 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
             f"{actual} AS actual")
 
 
-def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
+def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
     from core.monitoring.actuals import match_condition
@@ -203,12 +203,12 @@ def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
         con.register("_m_act", actuals.select(["key", "row"]))
         return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 FROM "
-                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchone()[0])
+                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchall()[0][0])
     finally:
         con.close()
 
 
-def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None:
+def refresh_labels(store: StoreLike, name: str, *, numeric: bool) -> LabelsInfo | None:
     """Join every logged row of model ``name`` to its actuals and keep the result.
 
     ``numeric`` is True for a regression model (actuals are numbers), False for a
@@ -290,7 +290,7 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
                       actual_files=len(acts))
 
 
-def _remove(store: Any, folder: str, keep: Sequence[Any]) -> None:
+def _remove(store: BoardLike, folder: str, keep: Sequence[Any]) -> None:
     fs = store.fs
     try:
         names = fs.ls(folder, detail=False)
@@ -305,7 +305,7 @@ def _remove(store: Any, folder: str, keep: Sequence[Any]) -> None:
             fs.rm(path)
 
 
-def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
+def labelled_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
                   *, numeric: bool, types: dict[str, str], joins: Sequence[str], actual: str,
                   where: str, since: pd.Timestamp | None = None,
                   until: pd.Timestamp | None = None) -> tuple[str, bool]:
@@ -401,7 +401,7 @@ def _minute_aligned(t: pd.Timestamp | None) -> bool:
     return _aligned(t, 1)
 
 
-def _counts_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, manifest: dict | None,
+def _counts_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, manifest: dict | None,
                  keep: str, new: bool, where: str, since: pd.Timestamp | None,
                  until: pd.Timestamp | None) -> None:
     live = ("SELECT ts, version, 1 AS n, NULL::INTEGER AS level FROM {src} "

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from core.errors import BadRequest, NotFound
 from core.model.bundle import BundleMeta
+from core.store.protocols import BoardLike, StoreLike
 
 LOG_SCHEMA_BASE = pa.schema([
     ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("model", pa.string()),
@@ -71,15 +72,15 @@ LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss"}
 
 # -- board paths ---------------------------------------------------------------------------
 
-def log_dir(store: Any, name: str, version: str | None = None) -> str:
+def log_dir(store: BoardLike, name: str, version: str | None = None) -> str:
     return store.path(".fixative", "logs", name, *([version] if version else []))
 
 
-def scored_dir(store: Any, name: str, version: str | None = None) -> str:
+def scored_dir(store: BoardLike, name: str, version: str | None = None) -> str:
     return store.path(".fixative", "scored", name, *([version] if version else []))
 
 
-def actuals_dir(store: Any, name: str, on: str | None = None) -> str:
+def actuals_dir(store: BoardLike, name: str, on: str | None = None) -> str:
     return store.path(".fixative", "actuals", name, *([_on_dir(on)] if on else []))
 
 
@@ -225,8 +226,8 @@ def window_keys(window: Window, lo: int | None, hi: int | None,
 # -- the monitoring connection ------------------------------------------------------------
 
 def _arrow_fs(fs: Any) -> Any:
-    if _is_local(fs):
-        return pa.fs.LocalFileSystem()
+    """Arrow's view of an object-store board's fsspec filesystem (local boards are read
+    by DuckDB itself)."""
     return pa.fs.PyFileSystem(pa.fs.FSSpecHandler(fs))
 
 
@@ -239,12 +240,7 @@ def _dataset(fs: Any, files: Sequence[str]) -> ds.Dataset | None:
     return ds.dataset(list(files), schema=schema, format="parquet", filesystem=afs)
 
 
-def _is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return "file" in protocol or "local" in protocol
-
-
-def _sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def _sandbox(store: BoardLike, name: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A connection that can read this model's monitoring folders and nothing else.
 
     On a local board DuckDB reads the Parquet itself, limited by ``allowed_directories``;
@@ -253,7 +249,7 @@ def _sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDB
     con = duckdb.connect(config={"threads": int(threads)} if threads else {})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
-    if _is_local(store.fs):
+    if store.is_local:
         dirs = [d.rstrip("/") + "/" for d in (log_dir(store, name), scored_dir(store, name),
                                               actuals_dir(store, name))]
         con.execute("SET allowed_directories = $dirs", {"dirs": dirs})
@@ -261,7 +257,7 @@ def _sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDB
     return con
 
 
-def _register(con: duckdb.DuckDBPyConnection, store: Any, view: str, files: Sequence[str],
+def _register(con: duckdb.DuckDBPyConnection, store: BoardLike, view: str, files: Sequence[str],
               empty: pa.Table | None = None) -> bool:
     """Make ``view`` read ``files``; False (and an empty view) when there are none."""
     if not files:
@@ -269,7 +265,7 @@ def _register(con: duckdb.DuckDBPyConnection, store: Any, view: str, files: Sequ
             con.register(f"{view}_empty", empty)
             con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {view}_empty")
         return False
-    if _is_local(store.fs):
+    if store.is_local:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         # Unifying by name costs DuckDB every segment's footer at every bind (each query);
         # when the segments share one schema (checked once here) the first one's will do.
@@ -306,7 +302,7 @@ def _files_in_range(files: list[str], since: pd.Timestamp | None,
     return kept
 
 
-def segment_files(store: Any, folder: str, versions: Sequence[str] | None) -> list[str]:
+def segment_files(store: BoardLike, folder: str, versions: Sequence[str] | None) -> list[str]:
     patterns = ([f"{folder}/{v}/*/*.parquet" for v in versions] if versions
                 else [f"{folder}/*/*/*.parquet"])
     found: set[str] = set()
@@ -468,7 +464,8 @@ class Monitor:
                     "p50_ms", "p90_ms", "p99_ms"]]
 
 
-def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[str] | None = None,
+def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
+                 versions: Sequence[str] | None = None,
                  source: str = "log", since: Any = None, until: Any = None,
                  sample: pd.DataFrame | None = None, threads: int | None = None,
                  reference: tuple[Any, Any] | None = None) -> Monitor:
@@ -527,7 +524,7 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     described = con.execute("DESCRIBE monitoring").fetchall()
     columns = [r[0] for r in described]
     has_rows = bool(con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM monitoring_log "
-                                "LIMIT 1)").fetchone()[0])
+                                "LIMIT 1)").fetchall()[0][0])
     return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
                    has_rows=has_rows, has_actuals=bool(joins), sample=sample,
@@ -554,8 +551,9 @@ def _empty_log(meta: BundleMeta) -> pa.Table:
     return pa.schema(fields).empty_table()
 
 
-def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, until: Any = None,
-             all_versions: bool = False, reference: tuple[Any, Any] | None = None) -> Monitor:
+def open_ref(store: StoreLike, ref: str, *, source: str = "log", since: Any = None,
+             until: Any = None, all_versions: bool = False,
+             reference: tuple[Any, Any] | None = None) -> Monitor:
     """Open a monitor for ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
 
     Plain ``NAME`` covers every version's rows (the latest version's metadata applies);

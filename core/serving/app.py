@@ -59,6 +59,7 @@ from core.serving.batching import Batcher
 from core.serving.docs_page import render_docs, with_base_url
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
 from core.serving.openapi import OPEN_PATHS, build_openapi
+from core.store.protocols import StoreLike
 
 TOKENS_ENV = "FIXATIVE_API_TOKENS"
 DEFAULT_MAX_BODY = 20 * 2**20
@@ -102,7 +103,7 @@ class _Service:
     classes: np.ndarray | None = None
 
 
-def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
+def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool = True,
                tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                batching: bool = True, max_batch_rows: int = 10_000,
                flush_interval: float = 1.0, metrics_dir: str | None = None,

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import BadRequest
+from core.store.protocols import BoardLike
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
                "error_code", "prediction", "proba")
@@ -55,7 +56,7 @@ _KIND_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
                "string": pa.string(), "category": pa.string()}
 
 
-def log_dir(store: Any, name: str, version: str | None = None) -> str:
+def log_dir(store: BoardLike, name: str, version: str | None = None) -> str:
     parts = [".fixative", "logs", name] + ([version] if version else [])
     return store.path(*parts)
 
@@ -73,8 +74,8 @@ class LogWriter:
     strings).
     """
 
-    def __init__(self, store: Any, name: str, version: str | None, flush_interval: float = 1.0,
-                 *, feature_kinds: dict[str, str] | None = None,
+    def __init__(self, store: BoardLike, name: str, version: str | None,
+                 flush_interval: float = 1.0, *, feature_kinds: dict[str, str] | None = None,
                  classes: Sequence[Any] | None = None) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive (seconds)")
@@ -298,14 +299,14 @@ def _probas(probas: list[Any], sizes: np.ndarray, n_failed: int) -> pa.Array:
     return pa.array(values, type=pa.list_(pa.float64()))
 
 
-def write_segment(store: Any, name: str, version: str, day: str, stem: str,
+def write_segment(store: BoardLike, name: str, version: str, day: str, stem: str,
                   table: pa.Table) -> str:
     """Write ``table`` as one log segment; see :func:`write_parquet`."""
     return write_parquet(store, store.path(".fixative", "logs", name, version, day), stem,
                          table)
 
 
-def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
+def write_parquet(store: BoardLike, folder: str, stem: str, table: pa.Table) -> str:
     """Write ``folder/stem.parquet`` on the board under a temporary name, then rename it,
     so readers globbing ``*.parquet`` never see a half-written file."""
     fs = store.fs
@@ -318,7 +319,7 @@ def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
     return final
 
 
-def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predictions: Any,
+def write_rows(store: BoardLike, name: str, version: str, inputs: pd.DataFrame, predictions: Any,
                *, proba: Any = None, classes: Sequence[Any] | None = None,
                route: str = "upload", request_id: str | None = None,
                ts: datetime | None = None, status: int = 200,
@@ -346,7 +347,7 @@ def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predic
                          table)
 
 
-def segment_files(store: Any, name: str, versions: Sequence[str] | None = None) -> list[str]:
+def segment_files(store: BoardLike, name: str, versions: Sequence[str] | None = None) -> list[str]:
     root = log_dir(store, name)
     patterns = ([f"{root}/{v}/*/*.parquet" for v in versions] if versions
                 else [f"{root}/*/*/*.parquet"])
@@ -356,7 +357,7 @@ def segment_files(store: Any, name: str, versions: Sequence[str] | None = None) 
     return sorted(found)
 
 
-def log_relation(store: Any, con: Any, name: str,
+def log_relation(store: BoardLike, con: Any, name: str,
                  versions: Sequence[str] | None = None) -> Any:
     """The prediction log of model ``name`` (optionally only ``versions``) as a DuckDB
     relation over its Parquet segments (``union_by_name``, so segments written by
@@ -365,10 +366,10 @@ def log_relation(store: Any, con: Any, name: str,
     files = segment_files(store, name, versions)
     if not files:
         return con.from_arrow(_empty_table())
-    protocol = store.fs.protocol
-    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-    if not {"file", "local"} & set(protocols):
+    if not store.is_local:
         # DuckDB cannot download its own S3 extension here; it reads through fsspec
+        protocol = store.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
         if not any(con.filesystem_is_registered(p) for p in protocols):
             con.register_filesystem(store.fs)
         files = [store.fs.unstrip_protocol(f) for f in files]

@@ -22,6 +22,7 @@ import pandas as pd
 from core.errors import BadRequest, Conflict, InvalidModelFile, InvalidName
 from core.model.bundle import ModelBundle, bundle
 from core.store.names import validate_name
+from core.store.protocols import StoreLike
 
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".skops")
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -223,7 +224,7 @@ def _kind(task: str, model_class: str) -> str:
     return f"{model_class} ({task})"
 
 
-def check_kind(store: Any, name: str, task: str, model_class: str) -> None:
+def check_kind(store: StoreLike, name: str, task: str, model_class: str) -> None:
     """Refuse to add a different kind of model (task or class) under an existing name."""
     existing = {m.name: m for m in store.list_models()}
     current = existing.get(name)
@@ -248,7 +249,7 @@ def _free_name(base: str, taken: Mapping[str, Any]) -> str:
     return f"{base}-{n}"
 
 
-def upload(store: Any, model_data: bytes, model_filename: str, *, name: str,
+def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: str,
            sample_data: bytes | None = None, sample_filename: str | None = None,
            description: str = "", metrics: Mapping[str, float] | None = None,
            tags: Iterable[str] = (), trusted: Iterable[str] = (), user: str | None = None,
@@ -336,7 +337,7 @@ def example_bundles(n_rows: int = 1200) -> list[ModelBundle]:
     return out
 
 
-def store_examples(store: Any, progress: Progress | None = None) -> list[Any]:
+def store_examples(store: StoreLike, progress: Progress | None = None) -> list[Any]:
     """Train and store the example models; the newest of each gets alias ``production``."""
     report = _progress_wrapper(progress)
     report(0.05, "Training the example models")

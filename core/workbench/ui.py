@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from core.errors import FixativeError
+from core.store.protocols import StoreLike
 
 STORE_ENV = "FIXATIVE_STORE"
 PASSWORD_ENV = "FIXATIVE_PASSWORD"
@@ -70,7 +71,7 @@ def get_store() -> Any:
         st.stop()
 
 
-def marker(store: Any) -> str:
+def marker(store: StoreLike) -> str:
     return str(store.change_marker())
 
 
