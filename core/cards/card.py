@@ -113,12 +113,12 @@ class ColumnCard:
 
     @property
     def numeric(self) -> bool:
-        return bool(self.profile) and self.profile.get("type") == "numeric" \
+        return self.profile is not None and self.profile.get("type") == "numeric" \
             and "edges" in self.profile
 
     @property
     def categorical(self) -> bool:
-        return bool(self.profile) and self.profile.get("type") == "categorical"
+        return self.profile is not None and self.profile.get("type") == "categorical"
 
     def range_text(self) -> str:
         """Range or categories seen in training, in words."""

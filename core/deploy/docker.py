@@ -129,7 +129,7 @@ def _data_dirs() -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def _installed_distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def _distributions(import_roots: Iterable[str]) -> set[str]:

@@ -352,7 +352,7 @@ def labelled_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, f
                     "FROM monitoring l WHERE l.status < 400 AND l.actual IS NOT NULL")
         return "join", False
     parts = []
-    if covered:
+    if covered and manifest:
         _register(con, store, "_labels_src", [f"{labels_dir(store, name)}/{manifest['file']}"])
         parts.append(f"SELECT {', '.join(COLUMNS)} FROM _labels_src WHERE {keep} AND {where}")
     if new:
@@ -361,7 +361,7 @@ def labelled_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, f
                      f"AND {where}")
     con.execute(f"CREATE TEMP VIEW {view} AS {' UNION ALL BY NAME '.join(parts)}")
     how = "materialised" + (f"+{len(new)}" if new else "")
-    if not (numeric and manifest.get("stats") and _minute_aligned(since)
+    if not (numeric and manifest and manifest.get("stats") and _minute_aligned(since)
             and _minute_aligned(until)):
         return how, False
     stats = []

@@ -34,7 +34,7 @@ positive prediction) is null, and the window's ``note`` says why.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -343,7 +343,8 @@ class Monitor:
 
     # ---- shared helpers -----------------------------------------------------------------
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+              ) -> pd.DataFrame:
         return self.con.execute(sql, params or []).fetch_df()
 
     @property

@@ -27,7 +27,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -224,7 +224,7 @@ class _Gate:
         state = {"status": 500, "started": False}
         rid_header = (b"x-request-id", rid.encode("ascii"))
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
@@ -237,7 +237,7 @@ class _Gate:
         in_progress.inc()
         try:
             if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
-                exc = Unauthorized(
+                exc: FixativeError = Unauthorized(
                     "The bearer token was not accepted: it is none of the server's tokens "
                     f"({TOKENS_ENV}); check it, or ask for a current one."
                     if _bearer(scope) else

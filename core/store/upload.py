@@ -35,7 +35,7 @@ def _suffix(filename: str) -> str:
     return PurePath(filename).suffix.lower()
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -154,7 +154,8 @@ def parse_metrics(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -> di
     """Key/value rows (columns ``metric`` and ``value``) to a dict; blank rows are ignored."""
     if rows is None:
         return {}
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    records: Sequence[Mapping[Any, Any]] = (
+        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows))
     out: dict[str, float] = {}
     for i, rec in enumerate(records, start=1):
         key = _blank_to_none(rec.get("metric"))
@@ -203,8 +204,8 @@ def parse_tags(text: str | None) -> list[str]:
 
 def suggest_name(filename: str) -> str:
     """A valid model name derived from a file name (``House Model v2.pkl`` → ``house-model-v2``)."""
-    stem = unicodedata.normalize("NFKD", PurePath(filename).stem).encode("ascii", "ignore")
-    stem = stem.decode().lower()
+    ascii_stem = unicodedata.normalize("NFKD", PurePath(filename).stem).encode("ascii", "ignore")
+    stem = ascii_stem.decode().lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._")
     return name or "model"
 
@@ -251,7 +252,7 @@ def _free_name(base: str, taken: Mapping[str, Any]) -> str:
 
 def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: str,
            sample_data: bytes | None = None, sample_filename: str | None = None,
-           description: str = "", metrics: Mapping[str, float] | None = None,
+           description: str = "", metrics: Mapping[str, float | str] | None = None,
            tags: Iterable[str] = (), trusted: Iterable[str] = (), user: str | None = None,
            progress: Progress | None = None) -> Any:
     """Check, load, bundle and store an uploaded model; returns the new ``VersionInfo``.

@@ -310,8 +310,8 @@ def model_picker() -> tuple[str | None, str | None]:
     names = [m.name for m in models]
     st.session_state.pop(_LINK_PROBLEM_KEY, None)  # a link's problem is told once
     _apply_pending(names)
-    if link_problem():
-        st.warning(_told(link_problem(), st.session_state.get(MODEL_KEY)))
+    if problem := link_problem():
+        st.warning(_told(problem, st.session_state.get(MODEL_KEY)))
     if st.session_state.get(MODEL_KEY) not in names:
         st.session_state[MODEL_KEY] = None
     if not names:
