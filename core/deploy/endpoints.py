@@ -349,7 +349,7 @@ def _repo_root() -> str:
     return str(Path(core.__file__).resolve().parent.parent)
 
 
-def _store_location(store: StoreLike) -> str:
+def _store_location(store: BoardLike) -> str:
     url = str(store.url)
     if "://" not in url and not url.startswith("/"):
         url = str(Path(url).resolve())
