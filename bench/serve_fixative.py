@@ -24,7 +24,9 @@ FEATURES = [
 
 
 class LocalBoard:
-    """The two things the prediction log needs from a store: ``fs`` and ``path``."""
+    """What the prediction log needs from a store: ``fs``, ``path`` and ``is_local``."""
+
+    is_local = True
 
     def __init__(self, root: str) -> None:
         from fsspec.implementations.local import LocalFileSystem

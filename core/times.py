@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -92,6 +92,14 @@ def parse_iso(text: Any) -> datetime | None:
     except ValueError:
         return None
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+@overload
+def as_utc(value: None, what: str) -> None: ...
+@overload
+def as_utc(value: datetime | date | str, what: str) -> datetime: ...
+@overload
+def as_utc(value: Any, what: str) -> datetime | None: ...
 
 
 def as_utc(value: Any, what: str) -> datetime | None:

@@ -35,6 +35,7 @@ from markupsafe import Markup
 from core.cards import markup, svgcharts
 from core.errors import InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
+from core.store.protocols import StoreLike
 from core.times import parse_iso
 
 CARD_KIND = "card"
@@ -113,12 +114,12 @@ class ColumnCard:
 
     @property
     def numeric(self) -> bool:
-        return bool(self.profile) and self.profile.get("type") == "numeric" \
+        return self.profile is not None and self.profile.get("type") == "numeric" \
             and "edges" in self.profile
 
     @property
     def categorical(self) -> bool:
-        return bool(self.profile) and self.profile.get("type") == "categorical"
+        return self.profile is not None and self.profile.get("type") == "categorical"
 
     def range_text(self) -> str:
         """Range or categories seen in training, in words."""
@@ -361,7 +362,7 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         generated=datetime.now(UTC))
 
 
-def card_data(store: Any, name: str, version: str | None = None) -> CardData:
+def card_data(store: StoreLike, name: str, version: str | None = None) -> CardData:
     """Everything the card of ``name@version`` shows (the latest version when None)."""
     if version is None:
         name, version = store.resolve(name)
@@ -371,7 +372,7 @@ def card_data(store: Any, name: str, version: str | None = None) -> CardData:
                   records=store.records(CARD_KIND, name, version))
 
 
-def card_data_from_bundle(bundle: ModelBundle, store: Any = None) -> CardData:
+def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> CardData:
     """The card of a bundle in memory; with ``store`` (and a version), also its history."""
     version = bundle.version
     if store is None or version is None:
@@ -381,7 +382,7 @@ def card_data_from_bundle(bundle: ModelBundle, store: Any = None) -> CardData:
                   records=store.records(CARD_KIND, bundle.name, version))
 
 
-def save_section(store: Any, name: str, version: str, key: str, text: str,
+def save_section(store: StoreLike, name: str, version: str, key: str, text: str,
                  user: str | None = None) -> Any | None:
     """Record a new text for one section; None (and nothing written) when unchanged.
 
@@ -503,7 +504,7 @@ def share_query(name: str, *, version: str | None = None, alias: str | None = No
     return urlencode(params)
 
 
-def card_html_for_bundle(bundle: ModelBundle, store: Any = None) -> str:
+def card_html_for_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> str:
     """The HTML card of a served bundle (for a prediction server's ``GET /card``)."""
     return render_html(card_data_from_bundle(bundle, store))
 
@@ -514,7 +515,7 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri '
        "form-action 'none'; frame-ancestors 'self'")
 
 
-def card_route(bundle: ModelBundle, store: Any = None) -> Any:
+def card_route(bundle: ModelBundle, store: StoreLike | None = None) -> Any:
     """A Starlette endpoint serving the bundle's card (``Route("/card", card_route(...))``).
 
     The card is rendered per request, so texts written after the server started show

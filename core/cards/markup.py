@@ -63,7 +63,8 @@ def _parser() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     # An image would be fetched from wherever its URL points; shown as a link instead.
     md.disable("image")
-    md.validateLink = _validate_link
+    # markdown-it-py documents replacing validateLink on the instance; its types call it a method
+    md.validateLink = _validate_link  # type: ignore[method-assign]
     return md
 
 

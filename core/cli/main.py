@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from core.errors import FixativeError
 
@@ -20,7 +21,7 @@ EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as argparse does
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, as argparse does
         self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
 
 

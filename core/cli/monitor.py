@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def _json_ready(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def _json_ready(frame: pd.DataFrame) -> list[dict[Hashable, Any]]:
     out = frame.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):

@@ -174,7 +174,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     info = next(v for v in store.versions(name) if v.version == version)
     if not args.json:
         meta.pop("profile", None)  # bulky; --json has it
-    data = {"name": name, "version": version, "aliases": info.aliases,
+    data: dict[str, Any] = {"name": name, "version": version, "aliases": info.aliases,
             "hash": info.hash, "size": info.size} | meta
     if args.json:
         _print_json(data)

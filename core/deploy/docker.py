@@ -29,12 +29,12 @@ import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from core.errors import Conflict, InvalidArgument
 from core.model.bundle import BundleMeta
 from core.serving.netcheck import check_port, check_workers
 from core.store.board import META_FILE
+from core.store.protocols import StoreLike
 
 ENTRY_MODULE = "core.serving.process"
 SETTINGS_FILE = "serve.json"
@@ -129,7 +129,7 @@ def _data_dirs() -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def _installed_distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def _distributions(import_roots: Iterable[str]) -> set[str]:
@@ -299,7 +299,7 @@ after SIGKILL at most the last second of log is lost.
 """
 
 
-def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = ()
+def preflight(store: StoreLike, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = ()
               ) -> tuple[str, str, BundleMeta, list[str]]:
     """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines).
 
@@ -322,7 +322,7 @@ def preflight(store: Any, ref: str, *, with_s3: bool = False, trusted: Sequence[
     return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ())
 
 
-def _copy_version(store: Any, name: str, version: str, target: Path) -> None:
+def _copy_version(store: StoreLike, name: str, version: str, target: Path) -> None:
     source = store.path(name, version)
     fs = store.fs
     target.mkdir(parents=True)
@@ -365,7 +365,7 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
                            "--force. Choose a new folder.")
 
 
-def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
+def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: int = 1,
                  port: int = DEFAULT_PORT, trusted: Sequence[str] = (), force: bool = False,
                  with_s3: bool = False) -> Path:
     """Write a Docker bundle of ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME:ALIAS``).
@@ -411,7 +411,7 @@ def write_bundle(store: Any, ref: str, out_dir: str | Path, *, workers: int = 1,
     return out
 
 
-def bundle_zip(store: Any, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
+def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
                trusted: Sequence[str] = (), with_s3: bool = False) -> tuple[str, bytes]:
     """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button."""
     import tempfile

@@ -53,6 +53,7 @@ from core.serving.netcheck import (
 )
 from core.store.names import parse_ref
 from core.store.paths import endpoints_dir
+from core.store.protocols import BoardLike, StoreLike
 
 RECORD_KIND = "endpoint"
 START_TIMEOUT = 60.0
@@ -132,15 +133,9 @@ class EndpointStatus:
 
 # -- where records live ------------------------------------------------------------------
 
-def _is_local(store: Any) -> bool:
-    protocol = getattr(store.fs, "protocol", "file")
-    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-    return bool({"file", "local"} & set(protocols))
-
-
-def run_dir(store: Any) -> Path:
+def run_dir(store: BoardLike) -> Path:
     """The folder on this machine holding the registry files and logs of ``store``."""
-    if _is_local(store):
+    if store.is_local:
         return Path(endpoints_dir(store))
     base = settings.run_dir()
     key = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
@@ -182,7 +177,7 @@ def _forget(folder: Path, endpoint: Endpoint) -> None:
             path.unlink(missing_ok=True)
 
 
-def _record(store: Any, endpoint: Endpoint, event: str, **extra: Any) -> None:
+def _record(store: StoreLike, endpoint: Endpoint, event: str, **extra: Any) -> None:
     payload = {"event": event, "id": endpoint.id, "host": endpoint.host,
                "port": endpoint.port, "pid": endpoint.pid, "machine": endpoint.machine,
                "alias": endpoint.alias, "workers": endpoint.workers, "url": endpoint.url,
@@ -197,7 +192,7 @@ def _record(store: Any, endpoint: Endpoint, event: str, **extra: Any) -> None:
             log.info("not recording %s of %s: the model is gone", event, endpoint.label)
 
 
-def endpoint_history(store: Any, name: str | None = None) -> list[Any]:
+def endpoint_history(store: StoreLike, name: str | None = None) -> list[Any]:
     """Board records of endpoint starts and stops (oldest first), all machines."""
     return list(store.records(RECORD_KIND, name=name))
 
@@ -326,7 +321,7 @@ def _repo_root() -> str:
     return str(Path(core.__file__).resolve().parent.parent)
 
 
-def _store_location(store: Any) -> str:
+def _store_location(store: BoardLike) -> str:
     url = str(store.url)
     if "://" not in url and not url.startswith("/"):
         url = str(Path(url).resolve())
@@ -369,7 +364,7 @@ def check_max_body_mb(value: object) -> float:
     return mb
 
 
-def check_trusted(store: Any, name: str, version: str, trusted: Sequence[str]) -> None:
+def check_trusted(store: StoreLike, name: str, version: str, trusted: Sequence[str]) -> None:
     """Refuse at once (not after a server died loading it) a version whose model imports
     names outside the allowlist that ``trusted`` does not name."""
     from core.safety.loader import refuse_untrusted
@@ -377,7 +372,7 @@ def check_trusted(store: Any, name: str, version: str, trusted: Sequence[str]) -
     refuse_untrusted(store.safety_report(name, version), trusted, f"{name}@{version}")
 
 
-def start_endpoint(store: Any, ref: str, *, port: int, host: str = "127.0.0.1",
+def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.0.1",
                    workers: int = 1, log: bool = True, batching: bool = True,
                    max_body_mb: float | None = None, trusted: Sequence[str] = (),
                    timeout: float = START_TIMEOUT) -> Endpoint:
@@ -489,7 +484,7 @@ def endpoint_status(endpoint: Endpoint, *, probe: bool = True) -> EndpointStatus
     return EndpointStatus(endpoint, "running", "", requests, errors, rows)
 
 
-def list_endpoints(store: Any, *, probe: bool = True, name: str | None = None
+def list_endpoints(store: StoreLike, *, probe: bool = True, name: str | None = None
                    ) -> list[EndpointStatus]:
     """Endpoints of ``store`` started on this machine, with their live status.
 
@@ -503,13 +498,13 @@ def list_endpoints(store: Any, *, probe: bool = True, name: str | None = None
     return [endpoint_status(e, probe=probe) for e in found]
 
 
-def serving(store: Any, name: str, version: str) -> list[Endpoint]:
+def serving(store: StoreLike, name: str, version: str) -> list[Endpoint]:
     """Live endpoints on this machine that serve ``name@version``."""
     return [s.endpoint for s in list_endpoints(store, probe=False, name=name)
             if s.endpoint.version == version and s.status not in ("crashed", "stale")]
 
 
-def find_endpoint(store: Any, key: str | int) -> Endpoint:
+def find_endpoint(store: StoreLike, key: str | int) -> Endpoint:
     """The endpoint with id ``key`` (a unique prefix will do) or listening on port ``key``."""
     text = str(key).strip()
     machine = socket.gethostname()
@@ -545,7 +540,7 @@ def _terminate(pid: int, start_ticks: int | None, grace: float) -> str:
     return "killed"
 
 
-def stop_endpoint(store: Any, key: str | int | Endpoint, *, grace: float = STOP_GRACE
+def stop_endpoint(store: StoreLike, key: str | int | Endpoint, *, grace: float = STOP_GRACE
                   ) -> EndpointStatus:
     """Stop an endpoint (id, port or :class:`Endpoint`) and forget it.
 

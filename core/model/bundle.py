@@ -124,7 +124,7 @@ class ModelBundle:
 
 
 def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
-           description: str = "", metrics: Mapping[str, float] | None = None,
+           description: str = "", metrics: Mapping[str, float | str] | None = None,
            tags: Iterable[str] | None = None, user: str | None = None) -> ModelBundle:
     """Capture a fitted model and, optionally, a sample of its training features.
 
@@ -211,7 +211,7 @@ def _metric(key: Any, value: Any) -> float:
     return finite_number(value, f"Metric '{key}'")
 
 
-def _metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
+def _metrics(metrics: Mapping[str, float | str] | None) -> dict[str, float]:
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
@@ -365,6 +365,7 @@ def environment(model: Any) -> dict[str, Any]:
     """Python version and the versions of the packages the model's classes come from."""
     roots = {type(e).__module__.split(".")[0] for e in estimators(model)}
     packages: dict[str, str] = {}
+    dist: str | None
     for dist in BASE_PACKAGES:
         try:
             packages[dist] = importlib.metadata.version(dist)

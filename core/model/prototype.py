@@ -280,7 +280,8 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]],
     return frame
 
 
-def _frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str] | None) -> pd.DataFrame:
+def _frame_from_rows(rows: Sequence[list[Any] | tuple[Any, ...]], names: Sequence[str] | None
+                     ) -> pd.DataFrame:
     widths = {len(r) for r in rows}
     if len(widths) > 1:
         raise InvalidArgument("Rows have different lengths; every row needs one value per column.")
@@ -409,7 +410,8 @@ def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=float, na_value=np.nan), np.zeros(len(s), dtype=bool)
     if s.dtype == object:
-        is_bool = s.map(type).eq(bool).to_numpy()
+        # pandas-stubs: eq() compares with any object, a type included
+        is_bool = s.map(type).eq(bool).to_numpy()  # type: ignore[arg-type]
     else:
         is_bool = np.zeros(len(s), dtype=bool)
     vals = pd.to_numeric(s.where(~is_bool, None), errors="coerce").to_numpy(dtype=float,
@@ -442,7 +444,9 @@ def _exact_int(value: Any) -> int | None:
 def _to_int(s: pd.Series, col: Column, null: np.ndarray):
     dtype = col.dtype if col.dtype.startswith(("int", "uint", "Int", "UInt")) else "int64"
     if pd.api.types.is_integer_dtype(s.dtype) and s.dtype.kind == "i" and not null.any():
-        return s.astype(dtype), None, "an integer"  # already exact: no float round trip
+        # already exact: no float round trip (pandas-stubs take only literal dtype names,
+        # and this one comes from the prototype)
+        return s.astype(dtype), None, "an integer"  # type: ignore[call-overload]
     vals, bad = _numeric(s)
     with np.errstate(invalid="ignore"):
         frac = ~np.isnan(vals) & ((vals != np.round(vals)) | np.isinf(vals))
@@ -451,7 +455,7 @@ def _to_int(s: pd.Series, col: Column, null: np.ndarray):
         big = ~bad & ~frac & (np.abs(vals) >= _EXACT_FLOAT)
     huge = np.zeros(len(s), dtype=bool)
     exact: dict[int, int] = {}
-    for i in np.flatnonzero(big):
+    for i in np.flatnonzero(big).tolist():
         value = _exact_int(s.iat[i])
         if value is None or not -(2**63) <= value < 2**63:
             huge[i] = True
@@ -466,7 +470,8 @@ def _to_int(s: pd.Series, col: Column, null: np.ndarray):
         ints = np.where(big, 0, vals).astype(np.int64)
     for i, value in exact.items():
         ints[i] = value
-    return pd.Series(ints).astype(dtype), None, "an integer"
+    # a dtype name from the prototype (pandas-stubs take only literal ones)
+    return pd.Series(ints).astype(dtype), None, "an integer"  # type: ignore[call-overload]
 
 
 def _to_float(s: pd.Series, col: Column, null: np.ndarray):
@@ -500,7 +505,8 @@ def _to_text(s: pd.Series, col: Column, null: np.ndarray):
         bad = ~null
     else:
         types = s.map(type)
-        bad = ~(types.eq(str) | types.eq(int)).to_numpy() & ~null
+        # pandas-stubs: eq() compares with any object, a type included
+        bad = ~(types.eq(str) | types.eq(int)).to_numpy() & ~null  # type: ignore[arg-type]
     if bad.any():
         return s, bad, "a string"
     text = s.where(null, s.astype(str)) if null.any() else s.astype(str)
@@ -509,7 +515,8 @@ def _to_text(s: pd.Series, col: Column, null: np.ndarray):
         known = text.astype(object).where(text.isin(col.categories))
         return pd.Series(pd.Categorical(known, categories=col.categories)), None, "a string"
     target = col.dtype if col.dtype in ("str", "string") else object
-    return text.astype(target), None, "a string"
+    # a dtype name from the prototype (pandas-stubs take only literal ones)
+    return text.astype(target), None, "a string"  # type: ignore[arg-type]
 
 
 def _to_datetime(s: pd.Series, col: Column, null: np.ndarray):

@@ -37,6 +37,7 @@ from core.errors import FixativeError, InvalidArgument, InvalidInput
 from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
 from core.store.paths import actuals_dir, scored_dir
 from core.store.predlog import feature_column, write_parquet
+from core.store.protocols import StoreLike
 from core.times import to_utc
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -161,7 +162,7 @@ def actual_column_guess(columns: Sequence[Any]) -> Any:
     return (named or rest or cols)[-1 if not named else 0]
 
 
-def save_actuals(store: Any, name: str, frame: pd.DataFrame, *, key_column: str,
+def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column: str,
                  actual_column: str, on: str = "request_id", row_column: str | None = None,
                  classes: Sequence[Any] | None = None,
                  log_columns: Sequence[str] | None = None) -> SavedActuals:
@@ -265,7 +266,7 @@ class ScoredUpload:
     warnings: list[str] = field(default_factory=list)
 
 
-def score_upload(store: Any, bundle: Any, frame: pd.DataFrame, *, time_column: str,
+def score_upload(store: StoreLike, bundle: Any, frame: pd.DataFrame, *, time_column: str,
                  actual_column: str | None = None, progress: Progress | None = None,
                  batch_rows: int = 5000) -> ScoredUpload:
     """Score ``frame`` with ``bundle`` (a stored version) and keep it for monitoring.

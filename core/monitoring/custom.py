@@ -35,6 +35,7 @@ import pandas as pd
 from core.errors import InvalidArgument
 from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from core.monitoring.windows import parse_window
+from core.store.protocols import StoreLike
 
 if TYPE_CHECKING:
     from core.monitoring.monitor import Monitor
@@ -114,7 +115,7 @@ def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
     con = duckdb.connect()
     try:
         raw = con.execute("SELECT json_serialize_sql($q)",
-                          {"q": f"SELECT ({text}) AS value"}).fetchone()[0]
+                          {"q": f"SELECT ({text}) AS value"}).fetchall()[0][0]
     finally:
         con.close()
     tree = json.loads(raw)
@@ -262,7 +263,7 @@ def _run(mon: Monitor, w: Any, parts: list[str], exprs: list[tuple[str, str]],
 
 # -- saved per model --------------------------------------------------------------------------
 
-def saved(store: Any, name: str) -> list[CustomMetric]:
+def saved(store: StoreLike, name: str) -> list[CustomMetric]:
     """The model's custom metrics (latest record per metric name, deleted ones dropped)."""
     latest: dict[str, dict[str, Any]] = {}
     for record in store.records(RECORD_KIND, name):
@@ -275,7 +276,8 @@ def saved(store: Any, name: str) -> list[CustomMetric]:
             for p in latest.values() if not p.get("deleted")]
 
 
-def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None) -> CustomMetric:
+def save(store: StoreLike, mon: Monitor, metric: CustomMetric, user: str | None = None
+         ) -> CustomMetric:
     """Validate ``metric`` against the model's monitoring view, then record it."""
     name = check_name(metric.name)
     if metric.direction not in ("above", "below"):
@@ -291,7 +293,7 @@ def save(store: Any, mon: Monitor, metric: CustomMetric, user: str | None = None
     return clean
 
 
-def delete(store: Any, model: str, metric_name: str, user: str | None = None) -> None:
+def delete(store: StoreLike, model: str, metric_name: str, user: str | None = None) -> None:
     if metric_name not in {m.name for m in saved(store, model)}:
         raise InvalidArgument(f"No custom metric {metric_name!r} for {model}.")
     store.add_record(RECORD_KIND, model, {"name": metric_name, "deleted": True}, user=user)

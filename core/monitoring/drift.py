@@ -53,7 +53,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -67,6 +67,7 @@ from core.store.predlog import feature_column
 from core.times import parse_time
 
 if TYPE_CHECKING:
+    from core.model.prototype import Column
     from core.monitoring.monitor import Monitor
 
 SMALL = 1000
@@ -145,7 +146,7 @@ class ColumnReference:
 
     @functools.cached_property
     def std(self) -> float | None:
-        return float(np.std(self.values)) if self.has_raw else None
+        return float(np.std(self.values)) if self.values is not None and self.has_raw else None
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -224,7 +225,7 @@ def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnRef
         raise InvalidArgument("A reference window needs a start before its end.")
     where = (f"status < 400 AND ts >= make_timestamptz({t0.value // 1000}) "
              f"AND ts < make_timestamptz({t1.value // 1000})")
-    n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchone()[0]
+    n = mon.con.execute(f"SELECT count(*) FROM monitoring_ref WHERE {where}").fetchall()[0][0]
     if n == 0:
         raise InvalidArgument(f"No logged rows between {t0:%Y-%m-%d %H:%M} and {t1:%Y-%m-%d %H:%M} "
                               "UTC to use as the reference; pick a window with predictions.")
@@ -233,7 +234,8 @@ def references_from_window(mon: Monitor, start: Any, end: Any) -> list[ColumnRef
     rows = mon.query(f"SELECT * EXCLUDE (proba) FROM monitoring_ref WHERE {where} "
                      f"AND hash(request_id, \"row\") % 1000003 < {thr}")
     refs = []
-    specs = [(feature_column(c.name), c) for c in mon.meta.prototype.columns]
+    specs: list[tuple[str, Column | None]] = [(feature_column(c.name), c)
+                                              for c in mon.meta.prototype.columns]
     specs.append(("prediction", None))
     for log_col, col in specs:
         if log_col not in rows.columns:
@@ -329,6 +331,7 @@ def _categorical_counts(mon: Monitor, k: str, refs: Sequence[ColumnReference],
                            f"FROM monitoring_log WHERE status < 400 AND {_quote(r.column)} "
                            "IS NOT NULL GROUP BY ALL")
         known = set(r.known) if r.known is not None else None
+        row: dict[str, Any] | None
         for row in by_key.values():
             row[f"nn_{i}"], row[f"h_{i}"] = 0, {}
             if known is not None:
@@ -416,6 +419,7 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
     methods = dict(methods or {})
     for col, m in methods.items():
         method_info(m)
+    notes: list[str]
     if reference is not None:
         refs, notes = references_from_window(mon, *reference), []
     else:
@@ -449,7 +453,9 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
         parts = _aggregates(refs, "numeric", mon.types, binned)
         agg = mon.query(f"SELECT {k} AS k, count(*) AS n{''.join(', ' + p for p in parts)} "
                         f"FROM monitoring_log WHERE status < 400 GROUP BY k")
-        by_key = {int(row["k"]): row for row in agg.to_dict("records")}
+        # the query names every column, so the records' keys are strings
+        records = cast(list[dict[str, Any]], agg.to_dict("records"))
+        by_key = {int(row["k"]): row for row in records}
     keys = mon.windows(w, list(by_key))
     if not refs or not keys:
         frame = pd.DataFrame(columns=cols)
@@ -516,7 +522,7 @@ def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
 def _as_float(values: Any) -> np.ndarray:
     """A fetched column as float64, nulls (a masked array's masked entries) as NaN."""
     if isinstance(values, np.ma.MaskedArray):
-        return values.astype(float).filled(np.nan)
+        return np.ma.filled(values.astype(float), np.nan)
     arr = np.asarray(values)
     if arr.dtype == object:
         return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
@@ -535,7 +541,7 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
                            "p_value": np.nan, "score": np.nan, "warning": info.warning,
                            "alert": info.alert, "drifted": None, "null_share": np.nan,
                            "out_of_range_share": np.nan, "unseen_share": np.nan, "note": ""}
-    if n_rows == 0:
+    if row is None or n_rows == 0:
         out["note"] = "no predictions in this window"
         return out
     out["null_share"] = (n_rows - nn) / n_rows
@@ -552,6 +558,7 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
         if raw is None or len(raw) == 0:
             out["note"] = "no finite values in this window"
             return out
+        assert r.values is not None  # compute() refuses raw methods without raw values
         statistic, p = raw_statistic(method, r.values, raw, ref_sorted=r.sorted_values,
                                      ref_std=r.std)
         if len(raw) < nn:
@@ -569,7 +576,7 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
         out["note"] = (f"only {nn} value{'s' if nn > 1 else ''} in this window: drift is "
                        f"judged from {MIN_VALUES} values")
         return out
-    score = p if info.is_test else statistic
+    score = p if info.is_test and p is not None else statistic  # tests always give a p
     out["score"] = score
     out["drifted"] = bool(score < info.alert) if info.is_test else bool(score > info.alert)
     return out

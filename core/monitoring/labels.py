@@ -38,7 +38,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from core.monitoring.join import actual_sources, match_condition
-from core.monitoring.sandbox import arrow_fs, is_local, register, sandbox
+from core.monitoring.sandbox import arrow_fs, register, sandbox
 from core.monitoring.windows import MINUTE_US, ORIGIN_US, Window
 from core.store.paths import (
     actuals_dir,
@@ -49,6 +49,7 @@ from core.store.paths import (
     scored_dir,
     segment_files,
 )
+from core.store.protocols import BoardLike, StoreLike
 
 MANIFEST = "manifest.json"
 COLUMNS = ("seg", "ts", "version", "status", "prediction", "proba", "actual")
@@ -76,12 +77,12 @@ def actual_files(store: Any, name: str) -> list[tuple[str, int]]:
                   for p, info in found.items() if not p.rsplit("/", 1)[-1].startswith("."))
 
 
-def all_segments(store: Any, name: str) -> list[str]:
+def all_segments(store: BoardLike, name: str) -> list[str]:
     return (segment_files(store, log_dir(store, name), None)
             + segment_files(store, scored_dir(store, name), None))
 
 
-def read_manifest(store: Any, name: str) -> dict | None:
+def read_manifest(store: BoardLike, name: str) -> dict | None:
     path = f"{labels_dir(store, name)}/{MANIFEST}"
     try:
         with store.fs.open(path, "rb") as f:
@@ -94,12 +95,12 @@ def read_manifest(store: Any, name: str) -> dict | None:
     return manifest
 
 
-def _register_with_seg(con: duckdb.DuckDBPyConnection, store: Any, view: str,
+def _register_with_seg(con: duckdb.DuckDBPyConnection, store: BoardLike, view: str,
                        files: Sequence[str], columns: Sequence[str]) -> None:
     """``view``: the segments' rows with ``seg``, the index of each row's file in ``files``
     (on a board other than a local folder only the log columns the join needs and
     ``columns``)."""
-    if is_local(store.fs):
+    if store.is_local:
         segs = pa.table({"filename": pa.array(list(files), pa.string()),
                          "seg": pa.array(range(len(files)), pa.int32())})
         con.register(f"{view}_segs", segs)
@@ -157,7 +158,7 @@ def rollup_level(window: Window, since: pd.Timestamp | None,
     return 1
 
 
-def _join_columns(store: Any, name: str) -> list[str]:
+def _join_columns(store: StoreLike, name: str) -> list[str]:
     """The logged columns actuals of model ``name`` are matched on (besides request_id)."""
     try:
         folders = store.fs.ls(actuals_dir(store, name), detail=False)
@@ -176,7 +177,7 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
             f"{actual} AS actual")
 
 
-def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
+def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
     segments = all_segments(store, name)
@@ -187,12 +188,12 @@ def count_matched(store: Any, name: str, actuals: pa.Table, on: str) -> int:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
         con.register("_m_act", actuals.select(["key", "row"]))
         return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 FROM "
-                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchone()[0])
+                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchall()[0][0])
     finally:
         con.close()
 
 
-def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None:
+def refresh_labels(store: StoreLike, name: str, *, numeric: bool) -> LabelsInfo | None:
     """Join every logged row of model ``name`` to its actuals and keep the result.
 
     ``numeric`` is True for a regression model (actuals are numbers), False for a
@@ -272,7 +273,7 @@ def refresh_labels(store: Any, name: str, *, numeric: bool) -> LabelsInfo | None
                       actual_files=len(acts))
 
 
-def _remove(store: Any, folder: str, keep: Sequence[Any]) -> None:
+def _remove(store: BoardLike, folder: str, keep: Sequence[Any]) -> None:
     fs = store.fs
     try:
         names = fs.ls(folder, detail=False)
@@ -287,7 +288,7 @@ def _remove(store: Any, folder: str, keep: Sequence[Any]) -> None:
             fs.rm(path)
 
 
-def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
+def labelled_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str],
                   *, numeric: bool, types: dict[str, str], joins: Sequence[str], actual: str,
                   where: str, since: pd.Timestamp | None = None,
                   until: pd.Timestamp | None = None) -> tuple[str, bool]:
@@ -334,7 +335,7 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
                     "FROM monitoring l WHERE l.status < 400 AND l.actual IS NOT NULL")
         return "join", False
     parts = []
-    if covered:
+    if covered and manifest:
         register(con, store, "_labels_src", [f"{labels_dir(store, name)}/{manifest['file']}"])
         parts.append(f"SELECT {', '.join(COLUMNS)} FROM _labels_src WHERE {keep} AND {where}")
     if new:
@@ -343,7 +344,7 @@ def labelled_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, files: 
                      f"AND {where}")
     con.execute(f"CREATE TEMP VIEW {view} AS {' UNION ALL BY NAME '.join(parts)}")
     how = "materialised" + (f"+{len(new)}" if new else "")
-    if not (numeric and manifest.get("stats") and _minute_aligned(since)
+    if not (numeric and manifest and manifest.get("stats") and _minute_aligned(since)
             and _minute_aligned(until)):
         return how, False
     stats = []
@@ -383,7 +384,7 @@ def _minute_aligned(t: pd.Timestamp | None) -> bool:
     return _aligned(t, 1)
 
 
-def _counts_view(store: Any, con: duckdb.DuckDBPyConnection, name: str, manifest: dict | None,
+def _counts_view(store: StoreLike, con: duckdb.DuckDBPyConnection, name: str, manifest: dict | None,
                  keep: str, new: bool, where: str, since: pd.Timestamp | None,
                  until: pd.Timestamp | None) -> None:
     live = ("SELECT ts, version, 1 AS n, NULL::INTEGER AS level FROM {src} "

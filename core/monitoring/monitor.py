@@ -33,7 +33,7 @@ positive prediction) is null, and the window's ``note`` says why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ from core.monitoring.sandbox import files_in_range, register, sandbox
 from core.monitoring.windows import Window, parse_window, window_keys
 from core.store.paths import log_dir, scored_dir, segment_files
 from core.store.predlog import feature_column
+from core.store.protocols import StoreLike
 from core.times import parse_time
 
 LOG_SCHEMA_BASE = pa.schema([
@@ -99,7 +100,8 @@ class Monitor:
 
     # ---- shared helpers -----------------------------------------------------------------
 
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+              ) -> pd.DataFrame:
         return self.con.execute(sql, params or []).fetch_df()
 
     @property
@@ -216,7 +218,8 @@ class Monitor:
                     "p50_ms", "p90_ms", "p99_ms"]]
 
 
-def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[str] | None = None,
+def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
+                 versions: Sequence[str] | None = None,
                  source: str = "log", since: Any = None, until: Any = None,
                  sample: pd.DataFrame | None = None, threads: int | None = None,
                  reference: tuple[Any, Any] | None = None) -> Monitor:
@@ -272,7 +275,7 @@ def open_monitor(store: Any, name: str, meta: BundleMeta, *, versions: Sequence[
     described = con.execute("DESCRIBE monitoring").fetchall()
     columns = [r[0] for r in described]
     has_rows = bool(con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM monitoring_log "
-                                "LIMIT 1)").fetchone()[0])
+                                "LIMIT 1)").fetchall()[0][0])
     return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
                    has_rows=has_rows, has_actuals=bool(joins), sample=sample,
@@ -297,8 +300,9 @@ def _empty_log(meta: BundleMeta) -> pa.Table:
     return pa.schema(fields).empty_table()
 
 
-def open_ref(store: Any, ref: str, *, source: str = "log", since: Any = None, until: Any = None,
-             all_versions: bool = False, reference: tuple[Any, Any] | None = None) -> Monitor:
+def open_ref(store: StoreLike, ref: str, *, source: str = "log", since: Any = None,
+             until: Any = None, all_versions: bool = False,
+             reference: tuple[Any, Any] | None = None) -> Monitor:
     """Open a monitor for ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
 
     Plain ``NAME`` covers every version's rows (the latest version's metadata applies);

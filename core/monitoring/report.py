@@ -17,6 +17,7 @@ from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.monitor import open_ref
 from core.monitoring.windows import parse_window
+from core.store.protocols import StoreLike
 from core.times import parse_time
 
 
@@ -60,7 +61,7 @@ class Report:
         return pd.DataFrame(rows)
 
 
-def build(store: Any, ref: str, *, window: str | None = None, since: Any = None,
+def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any = None,
           until: Any = None, source: str = "log", reference: tuple[Any, Any] | None = None,
           all_versions: bool = False) -> Report:
     """The monitoring report of ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
@@ -83,7 +84,7 @@ def build(store: Any, ref: str, *, window: str | None = None, since: Any = None,
                   drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes)
 
 
-def column_values(store: Any, ref: str, column: str, start: Any, end: Any, *,
+def column_values(store: StoreLike, ref: str, column: str, start: Any, end: Any, *,
                   source: str = "log", limit: int = 5000) -> pd.Series:
     """Up to ``limit`` logged values of ``column`` in ``[start, end)`` (a uniform sample),
     for a reference-vs-current chart."""
@@ -91,7 +92,7 @@ def column_values(store: Any, ref: str, column: str, start: Any, end: Any, *,
         if column not in mon.columns or column in ("proba",):
             raise InvalidArgument(f"{column!r} is not a logged column.")
         n = mon.con.execute("SELECT count(*) FROM monitoring_log WHERE status < 400"
-                            ).fetchone()[0]
+                            ).fetchall()[0][0]
         if n == 0:
             return pd.Series([], dtype=object, name=column)
         quoted = '"' + column.replace('"', '""') + '"'
@@ -102,7 +103,7 @@ def column_values(store: Any, ref: str, column: str, start: Any, end: Any, *,
     return data["v"].rename(column)
 
 
-def render_qmd(store: Any, ref: str, *, window: str, since: Any = None, until: Any = None,
+def render_qmd(store: StoreLike, ref: str, *, window: str, since: Any = None, until: Any = None,
                source: str = "log", all_versions: bool = False,
                project_root: str | None = None) -> str:
     """A Quarto dashboard (.qmd) whose Python chunks rebuild this report.

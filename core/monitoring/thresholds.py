@@ -31,6 +31,7 @@ from core.monitoring import custom as custom_metrics
 from core.monitoring.drift import METHODS
 from core.monitoring.monitor import open_monitor
 from core.monitoring.windows import parse_window
+from core.store.protocols import StoreLike
 
 RECORD_KIND = "monitor_settings"
 STATUSES = ("none", "ok", "warning", "alert")
@@ -106,12 +107,12 @@ def _num(value: Any) -> float | None:
     return finite_number(value, "A threshold")
 
 
-def load(store: Any, name: str) -> Settings:
+def load(store: StoreLike, name: str) -> Settings:
     records = store.records(RECORD_KIND, name)
     return Settings.from_dict(records[-1].payload) if records else Settings()
 
 
-def save(store: Any, name: str, settings: Settings, user: str | None = None) -> Settings:
+def save(store: StoreLike, name: str, settings: Settings, user: str | None = None) -> Settings:
     parse_window(settings.window)
     seen = set()
     for r in settings.rules:
@@ -189,7 +190,7 @@ class ModelStatus:
     message: str = ""
 
 
-def status(store: Any, name: str | None = None, now: datetime | None = None
+def status(store: StoreLike, name: str | None = None, now: datetime | None = None
            ) -> list[ModelStatus]:
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the worst mark in the latest
@@ -235,7 +236,7 @@ def status(store: Any, name: str | None = None, now: datetime | None = None
     return out
 
 
-def _targets(store: Any, name: str, include_latest: bool = False
+def _targets(store: StoreLike, name: str, include_latest: bool = False
              ) -> list[tuple[str, str, list[str]]]:
     aliases = store.aliases(name)
     by_version: dict[str, list[str]] = {}

@@ -19,11 +19,11 @@ import pickle
 import re
 import types
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from core.errors import InvalidModelFile, UnsafeModel
 from core.safety.scan import WRAPPER, Scanner, Stream, fix_name, fresh_extension, sniff, unpack
@@ -347,8 +347,10 @@ def _resolve(module: str, name: str, trusted: frozenset[str], filename: str) -> 
     return obj
 
 
-class _Plain(pickle._Unpickler):  # type: ignore[name-defined]
+class _Plain(pickle._Unpickler):
     """Restricted reader for the nested pickles joblib writes for object arrays."""
+
+    proto: int  # set by the machine, left out of typeshed
 
     def __init__(self, fh: Any, trusted: frozenset[str], filename: str) -> None:
         super().__init__(fh)
@@ -369,20 +371,23 @@ def _loader_class() -> type:
     class _Loader(NumpyUnpickler):
         """joblib's unpickler, restricted; object arrays never reach a plain pickle.load."""
 
-        dispatch = dict(NumpyUnpickler.dispatch)
+        dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(NumpyUnpickler.dispatch)
+        stack: list[Any]  # the machine's, left out of typeshed
         find_class = _Plain.find_class
         persistent_load = _Plain.persistent_load
         get_extension = fresh_extension
 
         def __init__(self, stream: Stream, trusted: frozenset[str], filename: str) -> None:
-            super().__init__(filename, stream, True)
+            # joblib-stubs want a BinaryIO; joblib only reads from it
+            super().__init__(filename, stream, True)  # type: ignore[arg-type]
             self.trusted = trusted
 
         def load_build(self) -> None:
             pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
             wrapper = self.stack[-1]
             if type(wrapper) is NumpyArrayWrapper:
-                if wrapper.dtype.hasobject:
+                # joblib-stubs: dtype is any DTypeLike, but unpickled it is a numpy.dtype
+                if wrapper.dtype.hasobject:  # type: ignore[union-attr]
                     array = _Plain(self.file_handle, self.trusted, self.filename).load()
                 else:
                     array = wrapper.read(self, self.ensure_native_byte_order)

@@ -18,7 +18,8 @@ import lzma
 import pickle
 import re
 import struct
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, ClassVar, Protocol
 
 from core.errors import InvalidModelFile
 
@@ -30,10 +31,18 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bz2", b"\xfd7zXZ": "xz", b"]\x00": "lzma"
           b'\x04"M\x18': "lz4", b"x": "zlib", b"ZF": "old"}
 
 
+class Readable(Protocol):
+    """What :class:`Stream` reads from: a plain or a decompressing binary file."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
 class Stream:
     """A bounded reader: reads never allocate more than the data really holds."""
 
-    def __init__(self, raw: IO[bytes], head: bytes = b"", name: str = "the file") -> None:
+    def __init__(self, raw: Readable, head: bytes = b"", name: str = "the file") -> None:
         self.raw, self.head, self.name, self.pos, self.short = raw, head, name, 0, False
 
     def read(self, n: int = -1) -> bytes:
@@ -57,7 +66,7 @@ class Stream:
         return b"".join(out)
 
     def readline(self) -> bytes:
-        out = []
+        out: list[bytes] = []
         while not out or not out[-1].endswith(b"\n"):
             if self.head:
                 cut = self.head.find(b"\n") + 1 or len(self.head)
@@ -96,10 +105,11 @@ def unpack(fh: IO[bytes], name: str) -> tuple[Stream, str | None]:
         except ImportError:
             raise InvalidModelFile(f"{name} is lz4-compressed; install the lz4 package or "
                                    "save the model with another compression.") from None
-        raw: IO[bytes] = LZ4FrameFile(fh, "rb")
+        raw: Readable = LZ4FrameFile(fh, "rb")
     elif kind == "zlib":
         from joblib.compressor import BinaryZlibFile
-        raw = BinaryZlibFile(fh, "rb")
+        # joblib-stubs: the constructor takes any binary file; read() returns bytes
+        raw = BinaryZlibFile(fh, "rb")  # type: ignore[arg-type, assignment]
     elif kind == "gzip":
         raw = gzip.GzipFile(fileobj=fh, mode="rb")
     else:
@@ -214,10 +224,19 @@ _WRAPPER_ARGS = ("subclass", "shape", "order", "dtype", "allow_mmap",
                  "numpy_array_alignment_bytes")
 
 
-class Scanner(pickle._Unpickler):  # type: ignore[name-defined]
+class Scanner(pickle._Unpickler):
     """The pure-Python pickle machine with every import and call replaced by a record."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    # The machine's own state, which typeshed leaves out of pickle._Unpickler.
+    proto: int
+    stack: list[Any]
+    append: Callable[[Any], None]
+    read: Callable[[int], bytes]
+    readline: Callable[[], bytes]
+    _unframer: Any
+    _decode_string: Callable[[bytes], Any]
+
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, stream: Stream, found: set[tuple[str, str]], joblib: bool) -> None:
         super().__init__(stream)

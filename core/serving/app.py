@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +60,7 @@ from core.serving.docs_page import render_docs, with_base_url
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
 from core.serving.openapi import OPEN_PATHS, build_openapi
 from core.serving.warnpolicy import settle_process
+from core.store.protocols import StoreLike
 
 DEFAULT_MAX_BODY = 20 * 2**20
 # Seconds a request body may stall before the request is answered 408.
@@ -102,7 +103,7 @@ class _Service:
     classes: np.ndarray | None = None
 
 
-def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
+def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool = True,
                tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                batching: bool = True, max_batch_rows: int = 10_000,
                flush_interval: float = 1.0, metrics_dir: str | None = None,
@@ -221,7 +222,7 @@ class _Gate:
         state = {"status": 500, "started": False}
         rid_header = (b"x-request-id", rid.encode("ascii"))
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
@@ -234,7 +235,7 @@ class _Gate:
         in_progress.inc()
         try:
             if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
-                exc = Unauthorized(
+                exc: FixativeError = Unauthorized(
                     "The bearer token was not accepted: it is none of the server's tokens "
                     f"({settings.TOKENS_ENV}); check it, or ask for a current one."
                     if _bearer(scope) else

@@ -139,7 +139,7 @@ class Batcher:
     def _take(self) -> list[_Item]:
         """The oldest request plus every queued request for the same method that fits."""
         first = self._queue.popleft()
-        batch, rows, keep = [first], first.rows, deque()
+        batch, rows, keep = [first], first.rows, deque[_Item]()
         while self._queue:
             item = self._queue.popleft()
             if item.method == first.method and rows + item.rows <= self.max_rows:

@@ -138,9 +138,9 @@ def _reap_dead_workers(path: str) -> None:
     crashed): a clean shutdown does so itself, and the supervisor has no hook for it."""
     pids = set()
     for file in glob.glob(os.path.join(path, "gauge_live*_*.db")):
-        pid = os.path.basename(file)[:-3].rpartition("_")[2]
-        if pid.isdigit():
-            pids.add(int(pid))
+        tail = os.path.basename(file)[:-3].rpartition("_")[2]
+        if tail.isdigit():
+            pids.add(int(tail))
     for pid in pids - {os.getpid()}:
         if not pid_alive(pid):
             _mark_dead(pid, path)

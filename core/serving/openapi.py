@@ -59,7 +59,7 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
         "columns": {"type": "array", "items": {"type": "string"}, "example": names},
         "data": {"type": "array", "minItems": 1, "items": {"type": "array"}, "example": [row]},
     }}
-    predict_body = {
+    predict_body: dict[str, Any] = {
         "required": True,
         "description": "Rows to predict: an array of records (vetiver's format), an array of "
                        "rows in column order, columnar JSON {columns, data}, or CSV.",

@@ -28,6 +28,7 @@ from core import settings as env
 from core.errors import CorruptData, FixativeError, InvalidArgument, NotFound
 from core.model.bundle import BundleMeta, ModelBundle
 from core.serving.warnpolicy import prepare_process
+from core.store.protocols import StoreLike
 
 DEFAULT_MAX_BODY = 20 * 2**20
 # Seconds uvicorn gives open requests (and the log flush) after SIGTERM.
@@ -128,7 +129,7 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
                        version=version or (meta_doc.get("fixative") or {}).get("version"))
 
 
-def load_bundle(settings: ServeSettings, store: Any = None) -> ModelBundle:
+def load_bundle(settings: ServeSettings, store: StoreLike | None = None) -> ModelBundle:
     """The model bundle to serve, loaded safely (unsafe model files are refused)."""
     if settings.model_dir:
         return read_version_dir(settings.model_dir, trusted=settings.trusted,
@@ -138,7 +139,7 @@ def load_bundle(settings: ServeSettings, store: Any = None) -> ModelBundle:
 
 
 def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
-              store: Any = None, metrics_dir: str | None = None) -> Any:
+              store: StoreLike | None = None, metrics_dir: str | None = None) -> Any:
     """A Starlette app for ``settings`` (loads the bundle unless given).
 
     Served from the store, the prediction log goes to that store; served from a
@@ -173,7 +174,8 @@ def app() -> Any:
 
 
 def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
-        bundle: ModelBundle | None = None, store: Any = None, access_log: bool = False) -> None:
+        bundle: ModelBundle | None = None, store: StoreLike | None = None,
+        access_log: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. One worker serves ``bundle`` (loaded once); more
     workers each load the same version through :func:`app` and share a metrics
     directory that lives as long as this call."""

@@ -375,10 +375,13 @@ class Converter:
                                f"({type(exc).__name__}: {str(exc)[:200]}).") from None
 
     def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
+        if self._plan is None:  # no fast plan for this prototype
+            return None
         out: dict[str, Any] = {}
         n = -1
         for name, kind, dtype, lo, hi, cats in self._plan:
             values = cols[name]
+            arr: Any  # a numpy array, or a pandas string or categorical array
             if n < 0:
                 n = len(values)
                 if n == 0:

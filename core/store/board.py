@@ -12,6 +12,7 @@ have no rename: a version is staged the same way, then copied into its folder wi
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import hashlib
@@ -28,10 +29,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import fsspec
 import xxhash
+from fsspec import AbstractFileSystem
 
 from core import settings
 from core.errors import FixativeError, NotFound
@@ -226,59 +228,39 @@ def store_location(location: str | os.PathLike[str] | None = None) -> str:
 def local_root(location: str | os.PathLike[str] | None = None) -> str | None:
     """The absolute folder of a local board; None for a URL."""
     text = store_location(location)
-    return None if "://" in text else os.path.abspath(os.path.expanduser(text))
+    return None if is_url(text) else os.path.abspath(os.path.expanduser(text))
 
 
-class Board:
-    """Where the store's files live, and the primitive operations on them."""
+def is_url(location: str) -> bool:
+    """Whether a store location (as :func:`store_location` returns it) names an fsspec URL
+    rather than a local folder."""
+    return "://" in location
+
+
+class Board(abc.ABC):
+    """Where the store's files live, and the primitive operations on them.
+
+    ``Board(location, storage_options)`` (or :func:`open_board`, its typed spelling) is
+    the factory: it returns a :class:`LocalBoard` for a folder and an
+    :class:`ObjectStoreBoard` for a URL (``s3://bucket/prefix``).
+    ``is_local`` says which, and is the one answer to "are these files on this machine".
+    """
+
+    is_local: ClassVar[bool]
+    fs: AbstractFileSystem
+    root: str
+    url: str
+    endpoint: str
+
+    def __new__(cls, location: str | os.PathLike[str] | None = None,
+                storage_options: dict[str, Any] | None = None) -> Board:
+        if cls is Board:
+            cls = board_class(location)
+        return super().__new__(cls)
 
     def __init__(self, location: str | os.PathLike[str] | None = None,
                  storage_options: dict[str, Any] | None = None) -> None:
-        text = store_location(location)
         self.storage_options = dict(storage_options or {})
-        if "://" in text:
-            protocol = text.split("://", 1)[0]
-            options = dict(self.storage_options)
-            if protocol in ("s3", "s3a"):
-                endpoint = settings.s3_endpoint_url()
-                client = options.get("client_kwargs") or {}
-                if endpoint and "endpoint_url" not in options and "endpoint_url" not in client:
-                    options["endpoint_url"] = endpoint
-                # Listings must be live: other processes add versions all the time.
-                options.setdefault("use_listings_cache", False)
-            self.endpoint = str(options.get("endpoint_url") or
-                                (options.get("client_kwargs") or {}).get("endpoint_url") or "")
-            try:
-                fs, root = fsspec.core.url_to_fs(text, **options)
-            except (ImportError, ValueError) as exc:
-                raise FixativeError(f"Cannot open the store at {text}: {exc}") from None
-            self.local = False
-            self.fs = fs
-            self.root = root.rstrip("/")
-            self.url = text.rstrip("/")
-            self._check_bucket()
-        else:
-            self.local = True
-            self.endpoint = ""
-            self.fs = fsspec.filesystem("file")
-            self.root = os.path.abspath(os.path.expanduser(text))
-            self.url = self.root
-            if os.path.exists(self.root) and not os.path.isdir(self.root):
-                raise FixativeError(f"The store location {self.root} is a file, not a folder; "
-                                    "point FIXATIVE_STORE at a folder (it is created if missing).")
-            os.makedirs(self.root, exist_ok=True)
-
-    def _check_bucket(self) -> None:
-        bucket = self.root.split("/", 1)[0]
-        try:
-            found = self.fs.exists(bucket)
-        except PermissionError as exc:
-            raise FixativeError(f"Access to {self.url} was refused ({exc}); check the "
-                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY settings.") from None
-        if not found:
-            where = f" at {self.endpoint}" if self.endpoint else ""
-            raise NotFound(f"The bucket '{bucket}'{where} does not exist. Create it first, or "
-                           f"check the store URL and {settings.S3_ENDPOINT_ENV}.")
 
     # -- paths --------------------------------------------------------------------------
 
@@ -289,100 +271,33 @@ class Board:
             raise FixativeError(f"Refusing a path that leaves the board: {'/'.join(clean)}")
         return "/".join([self.root, *clean]) if clean else self.root
 
+    @abc.abstractmethod
     def entry_names(self, *parts: str) -> frozenset[str] | None:
         """Names in a local board folder (empty when it is missing); None on remote
         boards, where listing a folder is a request, not a system call."""
-        if not self.local:
-            return None
-        try:
-            return frozenset(os.listdir(self.path(*parts)))
-        except (FileNotFoundError, NotADirectoryError):
-            return frozenset()
 
+    @abc.abstractmethod
     def listdir(self, *parts: str) -> list[tuple[str, bool]]:
         """(name, is_folder) of the entries of a board folder; empty when it is missing."""
-        path = self.path(*parts)
-        if self.local:
-            try:
-                with os.scandir(path) as it:
-                    return [(e.name, e.is_dir()) for e in it]
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-        try:
-            entries = self.fs.ls(path, detail=True)
-        except FileNotFoundError:
-            return []
-        out = []
-        for e in entries:
-            name = posixpath.basename(e["name"].rstrip("/"))
-            if name and e["name"].rstrip("/") != path:
-                out.append((name, e["type"] == "directory"))
-        return out
 
+    @abc.abstractmethod
     def find(self, *parts: str) -> list[str]:
         """Paths (relative to ``parts``) of every file below a board folder."""
-        base = self.path(*parts)
-        if self.local:
-            out = []
-            for dirpath, _dirs, files in os.walk(base):
-                rel = os.path.relpath(dirpath, base)
-                for f in files:
-                    out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
-            return out
-        try:
-            found = self.fs.find(base)
-        except FileNotFoundError:
-            return []
-        return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
 
-    def exists(self, *parts: str) -> bool:
-        path = self.path(*parts)
-        return os.path.exists(path) if self.local else self.fs.exists(path)
+    @abc.abstractmethod
+    def exists(self, *parts: str) -> bool: ...
 
+    @abc.abstractmethod
     def read_bytes(self, *parts: str) -> bytes:
         """The file's bytes; FileNotFoundError when it is missing."""
-        path = self.path(*parts)
-        if self.local:
-            with open(path, "rb") as f:
-                return f.read()
-        return self.fs.cat_file(path)
 
+    @abc.abstractmethod
     def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
         """Write a small file so that readers see the old bytes or the new, never half."""
-        path = self.path(*parts)
-        if not self.local:
-            self.fs.pipe_file(path, data)
-            return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
-    @contextlib.contextmanager
-    def local_copy(self, *parts: str) -> Iterator[tuple[str, FileStat]]:
+    @abc.abstractmethod
+    def local_copy(self, *parts: str) -> contextlib.AbstractContextManager[tuple[str, FileStat]]:
         """A local path to the file and its hashes (remote files are downloaded once)."""
-        path = self.path(*parts)
-        if self.local:
-            with open(path, "rb") as f:
-                stat = hash_stream(f)
-            yield path, stat
-            return
-        suffix = os.path.splitext(path)[1]
-        fd, tmp = tempfile.mkstemp(prefix="fixative-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "wb") as sink, self.fs.open(path, "rb") as src:
-                stat = hash_stream(src, sink)
-            yield tmp, stat
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
     # -- models and versions ------------------------------------------------------------
 
@@ -391,6 +306,7 @@ class Board:
         return sorted(name for name, is_dir in self.listdir()
                       if is_dir and valid_entry(name))
 
+    @abc.abstractmethod
     def complete_versions(self, name: str, known: set[str] | frozenset[str] = frozenset()
                           ) -> set[str]:
         """Version folders of ``name`` that hold a ``data.txt``.
@@ -398,20 +314,6 @@ class Board:
         Folders in ``known`` are taken as complete without looking inside: versions
         are immutable, so one seen complete stays complete until it is deleted.
         """
-        if self.local:
-            out = set()
-            for version, is_dir in self.listdir(name):
-                if not is_dir or not valid_entry(version):
-                    continue
-                if version in known or os.path.exists(self.path(name, version, PINS_META)):
-                    out.add(version)
-            return out
-        out = set()
-        for rel in self.find(name):
-            parts = rel.split("/")
-            if len(parts) == 2 and parts[1] == PINS_META and valid_entry(parts[0]):
-                out.add(parts[0])
-        return out
 
     def incomplete_versions(self) -> list[str]:
         """``name/version`` folders without ``data.txt`` (interrupted or foreign writes)."""
@@ -423,27 +325,12 @@ class Board:
                     out.append(f"{name}/{version}")
         return out
 
-    def stage(self) -> Stage:
-        return Stage(self)
+    @abc.abstractmethod
+    def stage(self) -> Stage: ...
 
+    @abc.abstractmethod
     def remove_version(self, name: str, version: str) -> None:
         """Delete a version folder: it disappears at once, then its files go."""
-        target = self.path(name, version)
-        if self.local:
-            trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}")
-            os.makedirs(os.path.dirname(trash), exist_ok=True)
-            try:
-                os.rename(target, trash)
-            except FileNotFoundError:
-                return
-            shutil.rmtree(trash, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(self.path(name))  # only succeeds when no version is left
-            return
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.path(name, version, PINS_META))
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(target, recursive=True)
 
     # -- change marker ------------------------------------------------------------------
 
@@ -457,25 +344,13 @@ class Board:
         """Tell every process that the board changed (after the change is complete)."""
         self.write_bytes((SYSTEM_DIR, "generation"), uuid.uuid4().hex.encode("ascii"))
 
+    @abc.abstractmethod
     def marker(self) -> str:
         """Changes whenever the board's versions, aliases or records change.
 
         Fixative's own writes rewrite ``.fixative/generation``. Locally, folder
         modification times also catch versions that pins or vetiver add or delete.
         """
-        gen = self.generation()
-        if not self.local:
-            return f"{gen}|{int(time.time() // MARKER_PERIOD)}"
-        h = hashlib.blake2b(gen.encode(), digest_size=12)
-        try:
-            with os.scandir(self.root) as it:
-                for e in it:
-                    if e.name.startswith(".") or not e.is_dir():
-                        continue
-                    h.update(f"|{e.name}:{e.stat().st_mtime_ns}".encode())
-        except FileNotFoundError:
-            h.update(b"|missing")
-        return h.hexdigest()
 
     # -- events -------------------------------------------------------------------------
 
@@ -494,18 +369,13 @@ class Board:
         for folder in ("tmp", "trash"):
             for entry, _is_dir in self.listdir(SYSTEM_DIR, folder):
                 if self._abandoned(folder, entry):
-                    path = self.path(SYSTEM_DIR, folder, entry)
-                    if self.local:
-                        if os.path.isdir(path):
-                            shutil.rmtree(path, ignore_errors=True)
-                        else:
-                            with contextlib.suppress(OSError):
-                                os.unlink(path)
-                    else:
-                        with contextlib.suppress(FileNotFoundError):
-                            self.fs.rm(path, recursive=True)
+                    self._remove_tree(self.path(SYSTEM_DIR, folder, entry))
                     removed += 1
         return removed
+
+    @abc.abstractmethod
+    def _remove_tree(self, path: str) -> None:
+        """Remove a file or folder below the board, quietly when it is gone."""
 
     def _abandoned(self, folder: str, entry: str) -> bool:
         m = _STAGE.fullmatch(entry)
@@ -514,16 +384,260 @@ class Board:
         return self._age(folder, entry) > STALE_SECONDS
 
     def _age(self, folder: str, entry: str) -> float:
-        path = self.path(SYSTEM_DIR, folder, entry)
         try:
-            if self.local:
-                return time.time() - os.stat(path).st_mtime
-            times = [info.get("LastModified") for info in
-                     self.fs.find(path, detail=True).values()]
-            stamps = [t.timestamp() for t in times if t is not None]
-            return time.time() - max(stamps) if stamps else 0.0
+            return self._seconds_since_change(self.path(SYSTEM_DIR, folder, entry))
         except (FileNotFoundError, OSError):
             return 0.0
+
+    @abc.abstractmethod
+    def _seconds_since_change(self, path: str) -> float: ...
+
+
+class LocalBoard(Board):
+    """A board in a folder of this machine: plain os calls, atomic renames, fsync."""
+
+    is_local = True
+
+    def __init__(self, location: str | os.PathLike[str] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        super().__init__(location, storage_options)
+        text = store_location(location)
+        self.endpoint = ""
+        self.fs = fsspec.filesystem("file")
+        self.root = os.path.abspath(os.path.expanduser(text))
+        self.url = self.root
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise FixativeError(f"The store location {self.root} is a file, not a folder; "
+                                "point FIXATIVE_STORE at a folder (it is created if missing).")
+        os.makedirs(self.root, exist_ok=True)
+
+    def entry_names(self, *parts: str) -> frozenset[str] | None:
+        try:
+            return frozenset(os.listdir(self.path(*parts)))
+        except (FileNotFoundError, NotADirectoryError):
+            return frozenset()
+
+    def listdir(self, *parts: str) -> list[tuple[str, bool]]:
+        try:
+            with os.scandir(self.path(*parts)) as it:
+                return [(e.name, e.is_dir()) for e in it]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def find(self, *parts: str) -> list[str]:
+        base = self.path(*parts)
+        out = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            for f in files:
+                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+        return out
+
+    def exists(self, *parts: str) -> bool:
+        return os.path.exists(self.path(*parts))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with open(self.path(*parts), "rb") as f:
+            return f.read()
+
+    def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
+        path = self.path(*parts)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def local_copy(self, *parts: str) -> Iterator[tuple[str, FileStat]]:
+        path = self.path(*parts)
+        with open(path, "rb") as f:
+            stat = hash_stream(f)
+        yield path, stat
+
+    def complete_versions(self, name: str, known: set[str] | frozenset[str] = frozenset()
+                          ) -> set[str]:
+        out = set()
+        for version, is_dir in self.listdir(name):
+            if not is_dir or not valid_entry(version):
+                continue
+            if version in known or os.path.exists(self.path(name, version, PINS_META)):
+                out.add(version)
+        return out
+
+    def stage(self) -> LocalStage:
+        return LocalStage(self)
+
+    def remove_version(self, name: str, version: str) -> None:
+        target = self.path(name, version)
+        trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}")
+        os.makedirs(os.path.dirname(trash), exist_ok=True)
+        try:
+            os.rename(target, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path(name))  # only succeeds when no version is left
+
+    def marker(self) -> str:
+        h = hashlib.blake2b(self.generation().encode(), digest_size=12)
+        try:
+            with os.scandir(self.root) as it:
+                for e in it:
+                    if e.name.startswith(".") or not e.is_dir():
+                        continue
+                    h.update(f"|{e.name}:{e.stat().st_mtime_ns}".encode())
+        except FileNotFoundError:
+            h.update(b"|missing")
+        return h.hexdigest()
+
+    def _remove_tree(self, path: str) -> None:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def _seconds_since_change(self, path: str) -> float:
+        return time.time() - os.stat(path).st_mtime
+
+
+class ObjectStoreBoard(Board):
+    """A board behind an fsspec URL (``s3://bucket/prefix``): no rename, no fsync."""
+
+    is_local = False
+
+    def __init__(self, location: str | os.PathLike[str] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        super().__init__(location, storage_options)
+        text = store_location(location)
+        protocol = text.split("://", 1)[0]
+        options = dict(self.storage_options)
+        if protocol in ("s3", "s3a"):
+            endpoint = settings.s3_endpoint_url()
+            client = options.get("client_kwargs") or {}
+            if endpoint and "endpoint_url" not in options and "endpoint_url" not in client:
+                options["endpoint_url"] = endpoint
+            # Listings must be live: other processes add versions all the time.
+            options.setdefault("use_listings_cache", False)
+        self.endpoint = str(options.get("endpoint_url") or
+                            (options.get("client_kwargs") or {}).get("endpoint_url") or "")
+        try:
+            fs, root = fsspec.core.url_to_fs(text, **options)
+        except (ImportError, ValueError) as exc:
+            raise FixativeError(f"Cannot open the store at {text}: {exc}") from None
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = text.rstrip("/")
+        self._check_bucket()
+
+    def _check_bucket(self) -> None:
+        bucket = self.root.split("/", 1)[0]
+        try:
+            found = self.fs.exists(bucket)
+        except PermissionError as exc:
+            raise FixativeError(f"Access to {self.url} was refused ({exc}); check the "
+                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY settings.") from None
+        if not found:
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            raise NotFound(f"The bucket '{bucket}'{where} does not exist. Create it first, or "
+                           f"check the store URL and {settings.S3_ENDPOINT_ENV}.")
+
+    def entry_names(self, *parts: str) -> frozenset[str] | None:
+        return None
+
+    def listdir(self, *parts: str) -> list[tuple[str, bool]]:
+        path = self.path(*parts)
+        try:
+            entries = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for e in entries:
+            name = posixpath.basename(e["name"].rstrip("/"))
+            if name and e["name"].rstrip("/") != path:
+                out.append((name, e["type"] == "directory"))
+        return out
+
+    def find(self, *parts: str) -> list[str]:
+        base = self.path(*parts)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        return [p[len(base) + 1:] for p in found if p.startswith(base + "/")]
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        return self.fs.cat_file(self.path(*parts))
+
+    def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
+        self.fs.pipe_file(self.path(*parts), data)
+
+    @contextlib.contextmanager
+    def local_copy(self, *parts: str) -> Iterator[tuple[str, FileStat]]:
+        path = self.path(*parts)
+        suffix = os.path.splitext(path)[1]
+        fd, tmp = tempfile.mkstemp(prefix="fixative-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as sink, self.fs.open(path, "rb") as src:
+                stat = hash_stream(src, sink)
+            yield tmp, stat
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def complete_versions(self, name: str, known: set[str] | frozenset[str] = frozenset()
+                          ) -> set[str]:
+        out = set()
+        for rel in self.find(name):
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[1] == PINS_META and valid_entry(parts[0]):
+                out.add(parts[0])
+        return out
+
+    def stage(self) -> ObjectStoreStage:
+        return ObjectStoreStage(self)
+
+    def remove_version(self, name: str, version: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(name, version, PINS_META))
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(name, version), recursive=True)
+
+    def marker(self) -> str:
+        # Object stores carry no cheap folder timestamps (see MARKER_PERIOD).
+        return f"{self.generation()}|{int(time.time() // MARKER_PERIOD)}"
+
+    def _remove_tree(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(path, recursive=True)
+
+    def _seconds_since_change(self, path: str) -> float:
+        times = [info.get("LastModified") for info in self.fs.find(path, detail=True).values()]
+        stamps = [t.timestamp() for t in times if t is not None]
+        return time.time() - max(stamps) if stamps else 0.0
+
+
+def board_class(location: str | os.PathLike[str] | None = None) -> type[Board]:
+    """The kind of board ``location`` names: :class:`ObjectStoreBoard` for a URL,
+    :class:`LocalBoard` for a folder."""
+    return ObjectStoreBoard if is_url(store_location(location)) else LocalBoard
+
+
+def open_board(location: str | os.PathLike[str] | None = None,
+               storage_options: dict[str, Any] | None = None) -> Board:
+    """The board at ``location`` (see :func:`store_location`), local or object store."""
+    return board_class(location)(location, storage_options)
 
 
 def valid_entry(name: str) -> bool:
@@ -531,8 +645,12 @@ def valid_entry(name: str) -> bool:
     return len(name) <= MAX_NAME_LENGTH and bool(_ENTRY_NAME.fullmatch(name))
 
 
-class Stage:
-    """A private folder where one version is assembled before it becomes visible."""
+class Stage(abc.ABC):
+    """A private folder where one version is assembled before it becomes visible.
+
+    Made by :meth:`Board.stage`: a :class:`LocalStage` renames the folder into place,
+    an :class:`ObjectStoreStage` copies it with ``data.txt`` last.
+    """
 
     def __init__(self, board: Board) -> None:
         self.board = board
@@ -540,13 +658,11 @@ class Stage:
         self.dir = board.path(SYSTEM_DIR, "tmp", self.id)
         self.files: dict[str, FileStat] = {}
         self._done = False
-        if board.local:
-            os.makedirs(self.dir)
 
     def __enter__(self) -> Stage:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.discard()
 
     def _file(self, fname: str) -> str:
@@ -554,18 +670,11 @@ class Stage:
 
     def write_stream(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
         """Stream a file into the stage, hashing while writing (never held in memory)."""
-        if self.board.local:
-            with open(self._file(fname), "wb", buffering=CHUNK) as raw, \
-                    DurableFile(raw) as durable:
-                writer = HashingWriter(durable)
-                produce(writer)
-                durable.sync()
-        else:
-            with self.board.fs.open(self._file(fname), "wb") as raw:
-                writer = HashingWriter(raw)
-                produce(writer)
-        self.files[fname] = writer.stat()
+        self.files[fname] = self._write(fname, produce)
         return self.files[fname]
+
+    @abc.abstractmethod
+    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat: ...
 
     def write_bytes(self, fname: str, data: bytes) -> FileStat:
         return self.write_stream(fname, lambda w: w.write(data))
@@ -580,15 +689,35 @@ class Stage:
             at = clock.now()
             version = version_id(at)
             small = finish(version, at)
-            if self.board.local:
-                if self._commit_local(name, version, small):
-                    return version
-            elif self._commit_remote(name, version, small):
+            if self._commit(name, version, small):
                 return version
         raise FixativeError(f"Could not find a free version id for '{name}'; "  # pragma: no cover
                             "is the system clock stuck?")
 
-    def _commit_local(self, name: str, version: str, small: dict[str, bytes]) -> bool:
+    @abc.abstractmethod
+    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
+        """Make the stage version ``version`` of ``name``; False when the id is taken."""
+
+    @abc.abstractmethod
+    def discard(self) -> None: ...
+
+
+class LocalStage(Stage):
+    """A staging folder renamed into place (atomic on POSIX), its files fsynced first."""
+
+    def __init__(self, board: LocalBoard) -> None:
+        super().__init__(board)
+        os.makedirs(self.dir)
+
+    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
+        with open(self._file(fname), "wb", buffering=CHUNK) as raw, \
+                DurableFile(raw) as durable:
+            writer = HashingWriter(durable)
+            produce(writer)
+            durable.sync()
+        return writer.stat()
+
+    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
         for fname, data in small.items():
             with open(self._file(fname), "wb") as f:
                 f.write(data)
@@ -614,7 +743,22 @@ class Stage:
             return True
         return False
 
-    def _commit_remote(self, name: str, version: str, small: dict[str, bytes]) -> bool:
+    def discard(self) -> None:
+        if not self._done:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ObjectStoreStage(Stage):
+    """A staging prefix copied into place, ``data.txt`` last (object stores have no
+    rename)."""
+
+    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
+        with self.board.fs.open(self._file(fname), "wb") as raw:
+            writer = HashingWriter(raw)
+            produce(writer)
+        return writer.stat()
+
+    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
         fs = self.board.fs
         target = self.board.path(name, version)
         if fs.exists(target):
@@ -627,9 +771,5 @@ class Stage:
         return True
 
     def discard(self) -> None:
-        if self.board.local:
-            if not self._done:
-                shutil.rmtree(self.dir, ignore_errors=True)
-            return
         with contextlib.suppress(FileNotFoundError):
             self.board.fs.rm(self.dir, recursive=True)

@@ -167,8 +167,13 @@ def is_model_pin(doc: dict[str, Any]) -> bool:
     return doc.get("type") in MODEL_TYPES and isinstance(doc.get("file"), str)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a dict, else an empty one (data.txt is written by many tools)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _vetiver_meta(doc: dict[str, Any]) -> dict[str, Any]:
-    user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
+    user = _dict(doc.get("user"))
     vm = user.get("vetiver_meta")
     if isinstance(vm, dict):
         return vm
@@ -204,8 +209,8 @@ def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
     m = _TITLE.fullmatch(str(doc.get("title") or ""))
     python = [x for x in (vm.get("python_version") or [])[:3] if isinstance(x, int)]
     created = pins_created(doc.get("created"))
-    user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
-    inner = user.get("user") if isinstance(user.get("user"), dict) else {}
+    user = _dict(doc.get("user"))
+    inner = _dict(user.get("user"))
     return BundleMeta(
         name=name,
         model_class=m.group(1) if m else "",

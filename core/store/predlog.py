@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from core.errors import InvalidArgument
 from core.store.paths import log_dir, segment_files
+from core.store.protocols import BoardLike
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
                "error_code", "prediction", "proba")
@@ -69,8 +70,8 @@ class LogWriter:
     strings).
     """
 
-    def __init__(self, store: Any, name: str, version: str | None, flush_interval: float = 1.0,
-                 *, feature_kinds: dict[str, str] | None = None,
+    def __init__(self, store: BoardLike, name: str, version: str | None,
+                 flush_interval: float = 1.0, *, feature_kinds: dict[str, str] | None = None,
                  classes: Sequence[Any] | None = None) -> None:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive (seconds)")
@@ -294,13 +295,13 @@ def _probas(probas: list[Any], sizes: np.ndarray, n_failed: int) -> pa.Array:
     return pa.array(values, type=pa.list_(pa.float64()))
 
 
-def write_segment(store: Any, name: str, version: str, day: str, stem: str,
+def write_segment(store: BoardLike, name: str, version: str, day: str, stem: str,
                   table: pa.Table) -> str:
     """Write ``table`` as one log segment; see :func:`write_parquet`."""
     return write_parquet(store, log_dir(store, name, version, day), stem, table)
 
 
-def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
+def write_parquet(store: BoardLike, folder: str, stem: str, table: pa.Table) -> str:
     """Write ``folder/stem.parquet`` on the board under a temporary name, then rename it,
     so readers globbing ``*.parquet`` never see a half-written file."""
     fs = store.fs
@@ -313,7 +314,7 @@ def write_parquet(store: Any, folder: str, stem: str, table: pa.Table) -> str:
     return final
 
 
-def write_rows(store: Any, name: str, version: str, inputs: pd.DataFrame, predictions: Any,
+def write_rows(store: BoardLike, name: str, version: str, inputs: pd.DataFrame, predictions: Any,
                *, proba: Any = None, classes: Sequence[Any] | None = None,
                route: str = "upload", request_id: str | None = None,
                ts: datetime | None = None, status: int = 200,
@@ -350,10 +351,10 @@ def log_relation(store: Any, con: Any, name: str,
     files = segment_files(store, log_dir(store, name), versions)
     if not files:
         return con.from_arrow(_empty_table())
-    protocol = store.fs.protocol
-    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-    if not {"file", "local"} & set(protocols):
+    if not store.is_local:
         # DuckDB cannot download its own S3 extension here; it reads through fsspec
+        protocol = store.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
         if not any(con.filesystem_is_registered(p) for p in protocols):
             con.register_filesystem(store.fs)
         files = [store.fs.unstrip_protocol(f) for f in files]

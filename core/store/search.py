@@ -16,7 +16,8 @@ def search_sql(text: str | None = None, tag: str | None = None,
                max_value: float | None = None) -> tuple[str, list[Any]]:
     """SQL conditions on the index's versions ``v`` (and metrics ``m``), and their
     parameters; arguments as :meth:`core.store.versionstore.VersionStore.search`."""
-    where, params = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    params: list[Any] = []
     if text:
         pattern = "%" + str(text).replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + "%"

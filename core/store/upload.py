@@ -22,6 +22,7 @@ import pandas as pd
 from core.errors import Conflict, InvalidArgument, InvalidModelFile, InvalidName
 from core.model.bundle import ModelBundle, bundle
 from core.store.names import validate_name
+from core.store.protocols import StoreLike
 
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".skops")
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -34,7 +35,7 @@ def _suffix(filename: str) -> str:
     return PurePath(filename).suffix.lower()
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -153,7 +154,8 @@ def metrics_from_rows(rows: pd.DataFrame | Sequence[Mapping[str, Any]] | None) -
     """Key/value rows (columns ``metric`` and ``value``) to a dict; blank rows are ignored."""
     if rows is None:
         return {}
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    records: Sequence[Mapping[Any, Any]] = (
+        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows))
     out: dict[str, float] = {}
     for i, rec in enumerate(records, start=1):
         key = _blank_to_none(rec.get("metric"))
@@ -202,8 +204,8 @@ def parse_tags(text: str | None) -> list[str]:
 
 def suggest_name(filename: str) -> str:
     """A valid model name derived from a file name (``House Model v2.pkl`` → ``house-model-v2``)."""
-    stem = unicodedata.normalize("NFKD", PurePath(filename).stem).encode("ascii", "ignore")
-    stem = stem.decode().lower()
+    ascii_stem = unicodedata.normalize("NFKD", PurePath(filename).stem).encode("ascii", "ignore")
+    stem = ascii_stem.decode().lower()
     name = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._")
     return name or "model"
 
@@ -223,7 +225,7 @@ def _kind(task: str, model_class: str) -> str:
     return f"{model_class} ({task})"
 
 
-def check_kind(store: Any, name: str, task: str, model_class: str) -> None:
+def check_kind(store: StoreLike, name: str, task: str, model_class: str) -> None:
     """Refuse to add a different kind of model (task or class) under an existing name."""
     existing = {m.name: m for m in store.list_models()}
     current = existing.get(name)
@@ -248,9 +250,9 @@ def _free_name(base: str, taken: Mapping[str, Any]) -> str:
     return f"{base}-{n}"
 
 
-def upload(store: Any, model_data: bytes, model_filename: str, *, name: str,
+def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: str,
            sample_data: bytes | None = None, sample_filename: str | None = None,
-           description: str = "", metrics: Mapping[str, float] | None = None,
+           description: str = "", metrics: Mapping[str, float | str] | None = None,
            tags: Iterable[str] = (), trusted: Iterable[str] = (), user: str | None = None,
            progress: Progress | None = None) -> Any:
     """Check, load, bundle and store an uploaded model; returns the new ``VersionInfo``.
@@ -336,7 +338,7 @@ def example_bundles(n_rows: int = 1200) -> list[ModelBundle]:
     return out
 
 
-def store_examples(store: Any, progress: Progress | None = None) -> list[Any]:
+def store_examples(store: StoreLike, progress: Progress | None = None) -> list[Any]:
     """Train and store the example models; the newest of each gets alias ``production``."""
     report = _progress_wrapper(progress)
     report(0.05, "Training the example models")

@@ -38,8 +38,8 @@ from core.store.board import (
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
-    Board,
     hash_bytes,
+    open_board,
     valid_entry,
 )
 from core.store.index import Index, entry_info, read_entry
@@ -84,7 +84,7 @@ class VersionStore:
     def __init__(self, board: str | os.PathLike[str] | None = None, *,
                  storage_options: dict[str, Any] | None = None,
                  index_path: str | None = None, lock_timeout: float = 30.0) -> None:
-        self._board = Board(board, storage_options)
+        self._board = open_board(board, storage_options)
         self.url = self._board.url
         self.fs = self._board.fs
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
@@ -98,7 +98,7 @@ class VersionStore:
         return f"VersionStore({self.url!r})"
 
     def _default_index_path(self) -> str:
-        if self._board.local:
+        if self._board.is_local:
             return paths.index_file(self._board)
         folder = settings.index_dir()
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
@@ -110,7 +110,7 @@ class VersionStore:
 
     @property
     def is_local(self) -> bool:
-        return self._board.local
+        return self._board.is_local
 
     def path(self, *parts: str) -> str:
         """Absolute path inside the board, for ``store.fs``."""
@@ -139,11 +139,12 @@ class VersionStore:
         # Taken before the query: a change after this point makes the next check fail.
         state = self._model_state(model) if model is not None else None
         reuse = state is not None and kept is not None and kept[0] == state
-        if reuse:
+        if reuse and kept is not None:
             value = kept[1]
         else:
             value = None
-            if state is not None and kept is not None and key[0] == "versions":
+            if model is not None and state is not None and kept is not None \
+                    and key[0] == "versions":
                 value = self._grown(model, kept, state)
             if value is None:
                 with self._index.session(self._board, marker) as con:
@@ -591,7 +592,7 @@ class VersionStore:
         removed = self._board.clean_staging()
         marker = self._board.marker()
         with self._index.session(self._board, marker, rebuild=True) as con:
-            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
                       for table in ("models", "versions", "aliases", "alias_history", "records")}
         with self._lock:
             self._cache, self._cache_marker, self._kept = {}, None, {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,6 +13,14 @@ from core.model.prototype import Prototype
 from core.times import as_utc
 
 MODEL_COLUMNS = ["name", "latest", "aliases", "versions", "updated", "task", "library"]
+
+
+@overload
+def _utc(value: None) -> None: ...
+@overload
+def _utc(value: datetime | pd.Timestamp | str) -> datetime: ...
+@overload
+def _utc(value: Any) -> datetime | None: ...
 
 
 def _utc(value: Any) -> datetime | None:

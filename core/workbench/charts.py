@@ -41,7 +41,7 @@ def _one_window(fig: go.Figure, frame: pd.DataFrame, bars: bool = False) -> None
     starts = pd.to_datetime(frame["window_start"]).unique()
     if len(starts) != 1 or "window_end" not in frame:
         return
-    start = pd.Timestamp(starts[0])
+    start = pd.Timestamp(pd.to_datetime(frame["window_start"]).iloc[0])  # the one start
     span = pd.Timestamp(frame["window_end"].iloc[0]) - start
     if span <= pd.Timedelta(0):
         return

@@ -23,6 +23,7 @@ import streamlit as st
 
 from core import settings
 from core.errors import FixativeError
+from core.store.protocols import StoreLike
 
 MODEL_KEY = "fx_model"
 VERSION_KEY = "fx_version"
@@ -66,7 +67,7 @@ def get_store() -> Any:
         st.stop()
 
 
-def marker(store: Any) -> str:
+def marker(store: StoreLike) -> str:
     return str(store.change_marker())
 
 
@@ -305,8 +306,8 @@ def model_picker() -> tuple[str | None, str | None]:
     names = [m.name for m in models]
     st.session_state.pop(_LINK_PROBLEM_KEY, None)  # a link's problem is told once
     _apply_pending(names)
-    if link_problem():
-        st.warning(_told(link_problem(), st.session_state.get(MODEL_KEY)))
+    if problem := link_problem():
+        st.warning(_told(problem, st.session_state.get(MODEL_KEY)))
     if st.session_state.get(MODEL_KEY) not in names:
         st.session_state[MODEL_KEY] = None
     if not names:
