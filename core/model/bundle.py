@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import importlib.metadata
 import os
 import platform
+import site
 import sys
+import sysconfig
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -354,33 +357,101 @@ def _library(model: Any) -> str:
     return type(_final_estimator(model)).__module__.split(".")[0]
 
 
-def _distribution(module_root: str) -> str | None:
-    dists = importlib.metadata.packages_distributions().get(module_root)
-    return dists[0] if dists else None
-
-
 def environment(model: Any) -> dict[str, Any]:
     """Python version and the versions of the packages the model's classes come from."""
-    roots = {type(e).__module__.split(".")[0] for e in estimators(model)}
-    packages: dict[str, str] = {}
-    for dist in BASE_PACKAGES:
-        try:
-            packages[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    for root in sorted(roots):
-        dist = _distribution(root)
-        if dist and dist not in packages:
-            try:
-                packages[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                pass
+    roots = frozenset(type(e).__module__.split(".")[0] for e in estimators(model))
     return {
         "python": platform.python_version(),
         "python_version": list(sys.version_info[:3]),
-        "platform": platform.platform(terse=True),
-        "packages": packages,
+        "platform": _platform(),
+        "packages": dict(_packages(roots)),
     }
+
+
+# Installed packages do not change under a running process (an upgrade needs a restart to
+# take effect anyway), so each lookup below is done once per process. Looking a name up in
+# the installed distributions' metadata costs ~1-3 ms; mapping every module to its
+# distribution (importlib.metadata.packages_distributions) costs ~0.5 s in a venv of 240
+# packages, so it is only the last resort, for a module whose distribution has another name.
+
+@functools.lru_cache(maxsize=1)
+def _platform() -> str:
+    return platform.platform(terse=True)
+
+
+@functools.cache
+def _packages(roots: frozenset[str]) -> dict[str, str]:
+    """distribution -> version: the base packages, then those providing ``roots``."""
+    packages: dict[str, str] = {}
+    for dist in BASE_PACKAGES:
+        version = _version(dist)
+        if version is not None:
+            packages[dist] = version
+    for root in sorted(roots):
+        dist = _distribution(root)
+        if dist and dist not in packages:
+            version = _version(dist)
+            if version is not None:
+                packages[dist] = version
+    return packages
+
+
+@functools.cache
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# Distributions whose import name differs from their own name, among the libraries
+# models usually come from (anything else is found by the full mapping).
+_KNOWN_DISTRIBUTIONS = {"sklearn": "scikit-learn", "imblearn": "imbalanced-learn"}
+
+
+@functools.cache
+def _distribution(module_root: str) -> str | None:
+    """The installed distribution that provides the top-level module ``module_root``."""
+    candidates = [_KNOWN_DISTRIBUTIONS.get(module_root), module_root,
+                  module_root.replace("_", "-")]
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        try:
+            dist = importlib.metadata.distribution(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if _provides(dist, module_root):
+            return dist.metadata["Name"]
+    if not _installed(module_root):  # the model's own code: no distribution to look for
+        return None
+    dists = _module_distributions().get(module_root)
+    return dists[0] if dists else None
+
+
+def _installed(module_root: str) -> bool:
+    """Whether the imported module ``module_root`` lives in a site-packages folder."""
+    origin = getattr(sys.modules.get(module_root), "__file__", None)
+    if not origin:
+        return False
+    folders = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib"),
+               *(getattr(site, "getsitepackages", list)()), site.getusersitepackages()}
+    path = os.path.realpath(origin)
+    return any(path.startswith(os.path.realpath(f) + os.sep) for f in folders if f)
+
+
+def _provides(dist: importlib.metadata.Distribution, module_root: str) -> bool:
+    """Whether ``dist`` installs the top-level module ``module_root`` (a distribution can
+    share a module's name without providing it, as the ``sklearn`` placeholder does)."""
+    top_level = dist.read_text("top_level.txt")
+    if top_level is not None:
+        return module_root in top_level.split()
+    record = dist.read_text("RECORD") or ""
+    return any(line.startswith((module_root + "/", module_root + ".py,"))
+               for line in record.splitlines())
+
+
+@functools.lru_cache(maxsize=1)
+def _module_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
 
 
 __all__ = ["BundleMeta", "ModelBundle", "bundle", "environment", "FixativeError"]
