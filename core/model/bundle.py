@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import functools
 import getpass
-import importlib.metadata
+import math
 import os
 import platform
 import site
 import sys
-import sysconfig
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.errors import BadRequest, FixativeError
-from core.model.profile import build_profile, row_sample
 from core.model.prototype import Prototype
+
+if TYPE_CHECKING:  # imported where used: reading stored metadata needs none of them
+    import importlib.metadata
+
+    import numpy as np
+    import pandas as pd
 
 TASKS = ("regression", "binary", "multiclass", "unknown")
 # Always recorded: what any served scikit-learn-style model needs.
@@ -115,10 +116,14 @@ class ModelBundle:
 
     def predict(self, data: Any) -> np.ndarray:
         """Validate ``data`` against the prototype, then predict."""
+        import numpy as np
+
         frame, _ = self.prototype.validate(data)
         return np.asarray(self.model.predict(self.model_input(frame)))
 
     def predict_proba(self, data: Any) -> np.ndarray:
+        import numpy as np
+
         if not self.meta.has_proba:
             raise BadRequest(f"Model '{self.name}' ({self.meta.model_class}) has no predict_proba; "
                              "it is not a probabilistic classifier.")
@@ -134,6 +139,10 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
     Columns of ``sample`` that the model was not fitted on (a target column, an id)
     are dropped when the model knows its feature names.
     """
+    import numpy as np
+
+    from core.model.profile import build_profile, row_sample
+
     if not hasattr(model, "predict"):
         raise BadRequest(f"{type(model).__name__} has no predict method; a model needs one "
                          "(any scikit-learn-style estimator works).")
@@ -262,7 +271,7 @@ def finite_number(value: Any, what: str) -> float:
         f = float(value)
     except (TypeError, ValueError):
         raise BadRequest(f"{what} must be a number, got {value!r}.") from None
-    if not np.isfinite(f):
+    if not math.isfinite(f):
         raise BadRequest(f"{what} must be a finite number, got {value!r}.")
     return f
 
@@ -283,6 +292,9 @@ def _check_fitted(model: Any) -> None:
 
 
 def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(sample, np.ndarray):
         sample = pd.DataFrame(sample, columns=[f"x{i}" for i in range(sample.shape[1])]
                               if sample.ndim == 2 else None)
@@ -320,6 +332,8 @@ def _has_method(model: Any, method: str) -> bool:
 
 
 def _task(model: Any) -> tuple[str, list[Any] | None]:
+    import numpy as np
+
     classes = getattr(model, "classes_", None)
     estimator_type = getattr(model, "_estimator_type", None)
     try:
@@ -398,6 +412,8 @@ def _packages(roots: frozenset[str]) -> dict[str, str]:
 
 @functools.cache
 def _version(dist: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -412,6 +428,8 @@ _KNOWN_DISTRIBUTIONS = {"sklearn": "scikit-learn", "imblearn": "imbalanced-learn
 @functools.cache
 def _distribution(module_root: str) -> str | None:
     """The installed distribution that provides the top-level module ``module_root``."""
+    import importlib.metadata
+
     candidates = [_KNOWN_DISTRIBUTIONS.get(module_root), module_root,
                   module_root.replace("_", "-")]
     for candidate in dict.fromkeys(c for c in candidates if c):
@@ -429,6 +447,8 @@ def _distribution(module_root: str) -> str | None:
 
 def _installed(module_root: str) -> bool:
     """Whether the imported module ``module_root`` lives in a site-packages folder."""
+    import sysconfig
+
     origin = getattr(sys.modules.get(module_root), "__file__", None)
     if not origin:
         return False
@@ -451,6 +471,8 @@ def _provides(dist: importlib.metadata.Distribution, module_root: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _module_distributions() -> Mapping[str, list[str]]:
+    import importlib.metadata
+
     return importlib.metadata.packages_distributions()
 
 

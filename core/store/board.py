@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import fsspec
 import xxhash
 
 from core.errors import FixativeError, NotFound
@@ -264,25 +263,36 @@ class Board:
                 options.setdefault("use_listings_cache", False)
             self.endpoint = str(options.get("endpoint_url") or
                                 (options.get("client_kwargs") or {}).get("endpoint_url") or "")
+            import fsspec
+
             try:
                 fs, root = fsspec.core.url_to_fs(text, **options)
             except (ImportError, ValueError) as exc:
                 raise FixativeError(f"Cannot open the store at {text}: {exc}") from None
             self.local = False
-            self.fs = fs
+            self._fs: Any = fs
             self.root = root.rstrip("/")
             self.url = text.rstrip("/")
             self._check_bucket()
         else:
             self.local = True
             self.endpoint = ""
-            self.fs = fsspec.filesystem("file")
+            self._fs = None  # made on first use: local reads and writes go through os
             self.root = os.path.abspath(os.path.expanduser(text))
             self.url = self.root
             if os.path.exists(self.root) and not os.path.isdir(self.root):
                 raise FixativeError(f"The store location {self.root} is a file, not a folder; "
                                     "point FIXATIVE_STORE at a folder (it is created if missing).")
             os.makedirs(self.root, exist_ok=True)
+
+    @property
+    def fs(self) -> Any:
+        """The board's fsspec file system."""
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem("file")
+        return self._fs
 
     def _check_bucket(self) -> None:
         bucket = self.root.split("/", 1)[0]

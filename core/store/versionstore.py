@@ -25,13 +25,10 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.errors import BadRequest, Conflict, CorruptData, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.safety.loader import SafetyReport
 from core.store import layout
 from core.store.board import (
     META_FILE,
@@ -60,6 +57,11 @@ from core.store.versions import (
     iso,
     parse_iso,
 )
+
+if TYPE_CHECKING:  # imported where used: listing versions loads neither
+    import pandas as pd
+
+    from core.safety.loader import SafetyReport
 
 INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
 MAX_RECORD_BYTES = 1 << 20
@@ -100,7 +102,6 @@ class VersionStore:
                  index_path: str | None = None, lock_timeout: float = 30.0) -> None:
         self._board = Board(board, storage_options)
         self.url = self._board.url
-        self.fs = self._board.fs
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
         self._cache: dict[Any, Any] = {}
         self._cache_marker: str | None = None
@@ -118,6 +119,16 @@ class VersionStore:
             os.path.expanduser("~"), ".cache", "fixative")
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
         return os.path.join(folder, f"{key}.duckdb")
+
+    @property
+    def fs(self) -> Any:
+        """The board's fsspec file system (a local board's is made on first use: listing
+        versions never needs fsspec)."""
+        return self.__dict__.get("_fs") or self._board.fs
+
+    @fs.setter
+    def fs(self, value: Any) -> None:
+        self.__dict__["_fs"] = value
 
     @property
     def index_path(self) -> str:
@@ -448,6 +459,8 @@ class VersionStore:
         expected = files.get(SAMPLE_FILE)
         if not expected:
             return None
+        import pandas as pd
+
         raw = self._checked_bytes(name, version, SAMPLE_FILE, expected.get("sha256"))
         return pd.read_parquet(io.BytesIO(raw))
 
