@@ -565,7 +565,7 @@ class Stage:
         self.id = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}"
         self.dir = board.path(SYSTEM_DIR, "tmp", self.id)
         self.files: dict[str, FileStat] = {}
-        self._unsynced: list[str] = []  # written, synced at commit
+        self._syncing: list[Any] = []  # syncs of staged files, waited for at commit
         self._done = False
         if board.local:
             os.makedirs(self.dir)
@@ -591,9 +591,10 @@ class Stage:
                 produce(writer)
                 if writer.size > SYNC_AT_COMMIT:
                     durable.sync()
-                else:
+                else:  # its sync starts now and is waited for at commit
                     durable.flush()
-                    self._unsynced.append(self._file(fname))
+                    self._syncing.append(_pool("fsync", 4).submit(_fsync_path,
+                                                                  self._file(fname)))
         else:
             with self.board.fs.open(self._file(fname), "wb") as raw:
                 writer = HashingWriter(raw)
@@ -626,9 +627,7 @@ class Stage:
         for fname, data in small.items():
             with open(self._file(fname), "wb") as f:
                 f.write(data)
-            self._unsynced.append(self._file(fname))
-        self._sync_all([*dict.fromkeys(self._unsynced), self.dir])
-        self._unsynced.clear()
+        self._sync_all([*(self._file(fname) for fname in small), self.dir])
         model_dir = self.board.path(name)
         target = self.board.path(name, version)
         for _ in range(10):
@@ -648,17 +647,17 @@ class Stage:
             return True
         return False
 
-    @staticmethod
-    def _sync_all(paths: list[str]) -> None:
-        """fsync every path (files and the stage folder) at once, each in its own thread.
+    def _sync_all(self, paths: list[str]) -> None:
+        """fsync ``paths`` (files and the stage folder) at once, each in its own thread,
+        and wait for them and for the syncs staged files started when written.
 
         Issued together, the syncs of a version's small files share the file system's
         journal commits: ~1 ms for four files here, against ~5-20 ms one after another."""
-        if len(paths) == 1:
-            _fsync_path(paths[0])
-            return
-        for done in [_pool("fsync", 4).submit(_fsync_path, p) for p in paths]:
+        pool = _pool("fsync", 4)
+        self._syncing += [pool.submit(_fsync_path, p) for p in paths]
+        for done in self._syncing:
             done.result()
+        self._syncing.clear()
 
     def _commit_remote(self, name: str, version: str, small: dict[str, bytes]) -> bool:
         fs = self.board.fs
@@ -673,6 +672,9 @@ class Stage:
         return True
 
     def discard(self) -> None:
+        for pending in self._syncing:  # a failed write: no sync left running on its files
+            with contextlib.suppress(OSError):
+                pending.result()
         if self.board.local:
             if not self._done:
                 shutil.rmtree(self.dir, ignore_errors=True)
