@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from core.store import layout
 from core.store.board import META_FILE, PINS_META, SYSTEM_DIR, Board
 from core.store.versions import AliasEvent, ModelInfo, Record, VersionInfo, is_event_id, parse_iso
+
+if TYPE_CHECKING:  # imported where a connection is opened: answers kept on disk
+    import duckdb  # (core.store.snapshot) need no DuckDB
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class Index:
 
     def _connect_file(self) -> duckdb.DuckDBPyConnection | None:
         """A connection to the file, or None when it stayed locked for lock_timeout."""
+        import duckdb
+
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.005
@@ -141,6 +144,8 @@ class Index:
     def session(self, board: Board, marker: str, *, rebuild: bool = False
                 ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to an index that agrees with the board at ``marker``."""
+        import duckdb
+
         with self._lock:
             for attempt in range(2):
                 try:

@@ -47,6 +47,7 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
+from core.store.snapshot import Snapshots
 from core.store.versions import (
     AliasEvent,
     ModelInfo,
@@ -103,6 +104,7 @@ class VersionStore:
         self._board = Board(board, storage_options)
         self.url = self._board.url
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
+        self._snapshots = Snapshots(self._index.path + ".listings")
         self._cache: dict[Any, Any] = {}
         self._cache_marker: str | None = None
         # key -> (what the model's folders held, answer): see _model_state
@@ -171,9 +173,14 @@ class VersionStore:
             value = None
             if state is not None and kept is not None and key[0] == "versions":
                 value = self._grown(model, kept, state)
+            kept_on_disk = self._snapshots.kept(key)
+            if value is None and kept_on_disk:
+                value = self._snapshots.read(key, marker)  # a fresh process: no DuckDB
             if value is None:
                 with self._index.session(self._board, marker) as con:
                     value = run(con)
+                if kept_on_disk:
+                    self._snapshots.write(key, marker, value)
         with self._lock:
             if self._cache_marker == marker:
                 self._cache[key] = value
@@ -662,6 +669,7 @@ class VersionStore:
         """Rebuild the index from the board; also removes abandoned staging folders."""
         removed = self._board.clean_staging()
         marker = self._board.marker()
+        self._snapshots.clear()
         with self._index.session(self._board, marker, rebuild=True) as con:
             counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                       for table in ("models", "versions", "aliases", "alias_history", "records")}

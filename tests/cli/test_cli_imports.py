@@ -109,3 +109,15 @@ def test_help_and_unknown_words_still_list_every_command(capsys):
         build_parser("nosuchcommand").parse_args(["nosuchcommand"])
     assert exc.value.code == 2
     assert "monitor-status" in capsys.readouterr().err  # argparse lists the choices
+
+
+@pytest.mark.parametrize("argv", [("list",), ("versions", "houses")], ids=" ".join)
+def test_a_listing_repeated_on_an_unchanged_board_needs_no_duckdb(board, tmp_path, argv):
+    source, first, latest = board
+    board_dir = tmp_path / "board"
+    shutil.copytree(source, board_dir)
+    report, out = run_command(board_dir, *argv)  # brings the index up to date
+    assert report["code"] == 0 and "duckdb" in report["modules"]
+    again, out_again = run_command(board_dir, *argv)
+    assert again["code"] == 0 and out_again == out
+    assert "duckdb" not in again["modules"]
