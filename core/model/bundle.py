@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import math
 import os
-import platform
 import site
 import sys
 from collections.abc import Iterable, Mapping
@@ -214,6 +212,8 @@ def current_user() -> str:
     if env:
         return env
     try:
+        import getpass
+
         return getpass.getuser()
     except Exception:
         return "unknown"
@@ -373,6 +373,8 @@ def _library(model: Any) -> str:
 
 def environment(model: Any) -> dict[str, Any]:
     """Python version and the versions of the packages the model's classes come from."""
+    import platform
+
     roots = frozenset(type(e).__module__.split(".")[0] for e in estimators(model))
     return {
         "python": platform.python_version(),
@@ -390,6 +392,8 @@ def environment(model: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _platform() -> str:
+    import platform
+
     return platform.platform(terse=True)
 
 

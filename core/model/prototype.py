@@ -6,7 +6,6 @@ operation on a column, never a Python loop over rows.
 
 from __future__ import annotations
 
-import decimal
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -458,6 +457,8 @@ def _exact_int(value: Any) -> int | None:
     try:
         return int(str(value).strip())
     except ValueError:
+        import decimal
+
         try:
             number = decimal.Decimal(str(value).strip())
         except decimal.InvalidOperation:

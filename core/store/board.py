@@ -19,12 +19,12 @@ import json
 import os
 import posixpath
 import re
+import secrets
 import shutil
 import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -456,7 +456,7 @@ class Board:
         """Delete a version folder: it disappears at once, then its files go."""
         target = self.path(name, version)
         if self.local:
-            trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}")
+            trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{secrets.token_hex(16)}")
             os.makedirs(os.path.dirname(trash), exist_ok=True)
             try:
                 os.rename(target, trash)
@@ -481,7 +481,7 @@ class Board:
 
     def bump(self) -> None:
         """Tell every process that the board changed (after the change is complete)."""
-        self.write_bytes((SYSTEM_DIR, "generation"), uuid.uuid4().hex.encode("ascii"))
+        self.write_bytes((SYSTEM_DIR, "generation"), secrets.token_hex(16).encode("ascii"))
 
     def marker(self) -> str:
         """Changes whenever the board's versions, aliases or records change.
@@ -562,7 +562,7 @@ class Stage:
 
     def __init__(self, board: Board) -> None:
         self.board = board
-        self.id = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}"
+        self.id = f"{os.getpid()}-{_HOST}-{secrets.token_hex(16)}"
         self.dir = board.path(SYSTEM_DIR, "tmp", self.id)
         self.files: dict[str, FileStat] = {}
         self._syncing: list[Any] = []  # syncs of staged files, waited for at commit

@@ -16,7 +16,6 @@ model's folder and its alias-event folder, and reused while both are unchanged.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -334,6 +333,8 @@ class VersionStore:
                             "Add one on the workbench's Upload page, with "
                             "'python -m core write MODEL_FILE --name NAME', or "
                             "store.write(bundle).")
+        import difflib
+
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
