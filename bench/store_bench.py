@@ -1,10 +1,20 @@
-"""Store benchmark: listing at 1,000 versions against pins-python, and big-model writes.
+"""Store benchmark: small-model writes against vetiver, whole ``python -m core`` commands
+against pins one-liners, listing at 1,000 versions against pins-python, big-model writes.
 
-    python bench/store_bench.py [--versions 1000] [--megabytes 50] [--dir DIR]
+    python bench/store_bench.py [--versions 1000] [--models 200] [--megabytes 50]
+                                [--dir DIR] [--sections small,cli,listing,big]
 
-Prints figures; asserts nothing. Targets: listing one pin's versions at least 20x
-faster than pins' ``pin_versions`` on the same board; writing a 50 MB model through
-the store at most 1.5x a plain copy of the same bytes to the same disk.
+Prints figures; asserts nothing. Targets:
+
+- small: a small model's write (``core.bundle`` + ``store.write``, warm process) at most
+  2x ``vetiver.vetiver_pin_write`` of the same model;
+- cli: ``python -m core versions NAME`` at 1,000 versions, the whole process, at most
+  0.4x a Python one-liner calling pins' ``pin_versions``; ``python -m core list`` at 200
+  models at most 0.4x one calling ``pin_list``;
+- listing: 1,000 writes in a loop, whose last 100 cost what the first 100 did; listing
+  one pin's versions at least 20x faster than pins' ``pin_versions`` on the same board;
+- big: writing a 50 MB model through the store at most 1.5x a plain copy of the same
+  bytes to the same disk.
 """
 
 from __future__ import annotations
@@ -13,15 +23,18 @@ import argparse
 import hashlib
 import itertools
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import joblib  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,12 +70,19 @@ def listing(root: Path, n_versions: int) -> None:
     board = root / "listing"
     store = VersionStore(board)
 
+    each = []
     t = time.perf_counter()
-    for _ in range(n_versions):
-        store.write(small)
+    for _ in range(n_versions):  # a fresh bundle each time, as a training loop makes
+        t0 = time.perf_counter()
+        store.write(bundle(model, X, name="small", metrics={"rmse": 0.1}))
+        each.append(time.perf_counter() - t0)
     write_s = time.perf_counter() - t
-    print(f"wrote {n_versions} versions of a small model in {write_s:.1f} s "
-          f"({write_s / n_versions * 1000:.1f} ms per version)")
+    k = min(100, n_versions)
+    print(f"wrote {n_versions} versions of a small model (bundle + write each) in "
+          f"{write_s:.1f} s ({write_s / n_versions * 1000:.1f} ms per version); median of "
+          f"the first {k} {ms(statistics.median(each[:k]))}, of the last {k} "
+          f"{ms(statistics.median(each[-k:]))} (ratio last/first "
+          f"{statistics.median(each[-k:]) / statistics.median(each[:k]):.2f})")
 
     t = time.perf_counter()
     versions = store.versions("small")
@@ -103,7 +123,8 @@ def listing(root: Path, n_versions: int) -> None:
     print(f"\nlisting at {n_versions} versions (median):")
     print(f"  store.versions(name), unchanged board  {ms(warm_versions)}")
     print(f"  store.list_models(), unchanged board    {ms(warm_models)}")
-    print(f"  store.versions(name), fresh store       {ms(cold)}   (opens the DuckDB index)")
+    print(f"  store.versions(name), fresh store       {ms(cold)}   (the listing kept on disk "
+          "at the last index answer)")
     print(f"  store.versions(name), after another process wrote another model "
           f"{ms(elsewhere)}")
     print(f"  store.versions(name), after another process wrote a version of it "
@@ -115,6 +136,134 @@ def listing(root: Path, n_versions: int) -> None:
           f"other model changed {pins_versions / elsewhere:5.1f}x | "
           f"fresh store {pins_versions / cold:5.1f}x | "
           f"this model changed {pins_versions / same_model:5.1f}x   (target >= 20x)")
+
+
+def small_write(root: Path, repeat: int) -> None:
+    """A small model's write, warm process: Fixative's bundle + write against vetiver's
+    VetiverModel + vetiver_pin_write of the same model, alternated."""
+    import logging
+
+    import pins
+    import pins.utils
+    import vetiver
+    import vetiver.utils
+
+    # vetiver and pins print a model-card reminder (and pins a note) on every write
+    logging.getLogger("vetiver").setLevel(logging.WARNING)
+    logging.getLogger("pins").setLevel(logging.WARNING)
+    vetiver.utils.modelcard_options.quiet = True
+    pins.utils.pins_options.quiet = True
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(50, 4)), columns=["a", "b", "c", "d"])
+    y = X @ np.array([1.0, 2.0, -1.0, 0.5])
+    # A new model for every write: pins stores nothing when the pickle's hash equals the
+    # latest version's ("Your pin will not be stored"), which would time a no-op.
+    models = iter([LinearRegression().fit(X, y + i * 1e-6) for i in range(4 * repeat + 8)])
+    store = VersionStore(root / "small-fixative")
+    board = pins.board_folder(str(root / "small-vetiver"), allow_pickle_read=True,
+                              versioned=True)
+    v_models = iter([vetiver.VetiverModel(next(models), "small", prototype_data=X)
+                     for _ in range(repeat + 2)])
+
+    def ours_bundle() -> object:
+        return bundle(next(models), X, name="small")
+
+    def ours() -> None:
+        store.write(bundle(next(models), X, name="small"))
+
+    def theirs_write() -> None:
+        vetiver.vetiver_pin_write(board, next(v_models))
+
+    def theirs() -> None:
+        vetiver.vetiver_pin_write(board, vetiver.VetiverModel(next(models), "small",
+                                                              prototype_data=X))
+
+    for fn in (ours, theirs, theirs_write):  # warm: first-use imports and lookups
+        fn()
+    times: dict[str, list[float]] = {"ours": [], "bundle": [], "theirs": [], "write": []}
+    for _ in range(repeat):  # alternated, so a slow spell hits every side
+        for key, fn in (("ours", ours), ("bundle", ours_bundle), ("theirs", theirs),
+                        ("write", theirs_write)):
+            times[key].append(timed(fn, 1)[0])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nwriting a small model (LinearRegression, 50 rows; median of {repeat}, "
+          "alternated, warm process):")
+    print(f"  core.bundle + store.write                          {ms(med['ours'])}")
+    print(f"    of which core.bundle                             {ms(med['bundle'])}")
+    print(f"  vetiver.vetiver_pin_write                          {ms(med['write'])}")
+    print(f"  vetiver.VetiverModel + vetiver_pin_write           {ms(med['theirs'])}")
+    print(f"  ratio ours / vetiver_pin_write {med['ours'] / med['write']:5.2f}x  "
+          "(target <= 2x) | ours / VetiverModel + vetiver_pin_write "
+          f"{med['ours'] / med['theirs']:5.2f}x")
+
+
+def _process_s(code: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one whole process; CPU (user + system) is the steadier
+    figure on a machine shared with other work."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(code, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli(root: Path, n_versions: int, n_models: int, repeat: int) -> None:
+    """Whole processes: ``python -m core versions|list`` against pins one-liners."""
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(50, 4)), columns=["a", "b", "c", "d"])
+    model = LinearRegression().fit(X, X @ np.array([1.0, 2.0, -1.0, 0.5]))
+    versions_board = root / "cli-versions"
+    models_board = root / "cli-models"
+    store = VersionStore(versions_board)
+    one = bundle(model, X, name="small", metrics={"rmse": 0.1})
+    for _ in range(n_versions):
+        store.write(one)
+    many = VersionStore(models_board)
+    for i in range(n_models):
+        many.write(bundle(model, X, name=f"model-{i:03d}"))
+    store.versions("small")  # the index is up to date, as after any earlier command
+    many.list_models()
+
+    python = sys.executable
+    pins_line = "import pins; pins.board_folder({!r}, allow_pickle_read=True).{}"
+    runs = {
+        "core versions": [python, "-m", "core", "versions", "small", "--store",
+                          str(versions_board)],
+        "pins pin_versions": [python, "-c", pins_line.format(str(versions_board),
+                                                             "pin_versions('small')")],
+        "core list": [python, "-m", "core", "list", "--store", str(models_board)],
+        "pins pin_list": [python, "-c", pins_line.format(str(models_board), "pin_list()")],
+    }
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    base["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [base.get("PYTHONPATH")])])
+    # Installed packages come with compiled bytecode; so do ours here, kept out of the
+    # tree. The second set compiles Fixative's modules on every run, as a checkout with
+    # PYTHONDONTWRITEBYTECODE=1 does (pins' bytecode is in site-packages either way).
+    cached = dict(base, PYTHONPYCACHEPREFIX=str(root / "pycache"))
+    uncached = dict(base, PYTHONDONTWRITEBYTECODE="1")
+    for code in runs.values():
+        _process_s(code, cached)  # warm: bytecode written, files in the page cache
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
+    times |= {f"{k}, no bytecode cache": [] for k in runs if k.startswith("core")}
+    for _ in range(repeat):
+        for key, code in runs.items():
+            times[key].append(_process_s(code, cached))
+            if key.startswith("core"):
+                times[f"{key}, no bytecode cache"].append(_process_s(code, uncached))
+    wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    print(f"\nwhole processes (median of {repeat}, alternated; {n_versions} versions of one "
+          f"model, {n_models} models of one version; the index and the listings kept on "
+          "disk are up to date, as after any earlier command):")
+    print(f"  {'':42} {'wall':>12} {'CPU':>12}")
+    for key in times:
+        print(f"  {key:42} {ms(wall[key])} {ms(cpu[key])}")
+    for ours, theirs in (("core versions", "pins pin_versions"), ("core list", "pins pin_list")):
+        nocache = ours + ", no bytecode cache"
+        print(f"  ratio {ours} / {theirs}: wall {wall[ours] / wall[theirs]:5.2f}x, CPU "
+              f"{cpu[ours] / cpu[theirs]:5.2f}x (target <= 0.4x); without bytecode cache: "
+              f"wall {wall[nocache] / wall[theirs]:5.2f}x, CPU {cpu[nocache] / cpu[theirs]:5.2f}x")
 
 
 def big_write(root: Path, megabytes: int) -> None:
@@ -184,13 +333,25 @@ def big_write(root: Path, megabytes: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=1000)
+    parser.add_argument("--models", type=int, default=200)
     parser.add_argument("--megabytes", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="runs of each whole-process command (small writes: 5x this)")
     parser.add_argument("--dir", help="where to write (default: a temporary folder)")
+    parser.add_argument("--sections", default="small,cli,listing,big",
+                        help="comma-separated: small, cli, listing, big")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     root = Path(tempfile.mkdtemp(prefix="fixative-bench-", dir=args.dir))
     try:
-        listing(root, args.versions)
-        big_write(root, args.megabytes)
+        if "small" in sections:
+            small_write(root, args.repeat * 5)
+        if "cli" in sections:
+            cli(root, args.versions, args.models, args.repeat)
+        if "listing" in sections:
+            listing(root, args.versions)
+        if "big" in sections:
+            big_write(root, args.megabytes)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any, overload
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, overload
 
 from core.errors import InvalidArgument
+
+if TYPE_CHECKING:  # pandas is imported where used: the store's listings never need it
+    import pandas as pd
 
 # Microseconds in one of each span unit (``min``, ``h``, ``d``, ``w``).
 SPAN_US = {"min": 60 * 10**6, "h": 3600 * 10**6, "d": 86400 * 10**6, "w": 7 * 86400 * 10**6}
@@ -35,6 +35,7 @@ def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
     Accepts datetimes, ISO strings (``2025-03-01``, ``2025-03-01T12:00+02:00``), or a
     span before now (``30d``, ``12h ago``). Naive values are taken as UTC.
     """
+    import pandas as pd
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
@@ -57,6 +58,8 @@ def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
 
 def to_utc(values: pd.Series, column: str = "time") -> pd.Series:
     """Timestamps of any zone, naive datetimes (taken as UTC) or strings, as UTC."""
+    import numpy as np
+    import pandas as pd
     s = values
     if not pd.api.types.is_datetime64_any_dtype(s):
         try:

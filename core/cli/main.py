@@ -18,6 +18,16 @@ from core.errors import FixativeError
 
 # Modules that add subcommands, each with ``register(subparsers) -> None``.
 EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor"]
+# The module that registers each command: a command imports only its own module (listing
+# versions must not load pandas for the monitor's sake). Help, and a word that is no
+# command, register them all. tests/cli/test_cli_imports.py checks this table.
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(["write", "list", "versions", "show", "search", "alias", "history",
+                     "delete", "prune", "reindex", "verify"], "core.cli.store"),
+    "card": "core.cli.card",
+    **dict.fromkeys(["serve", "endpoints", "docker"], "core.cli.deploy"),
+    **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,18 +35,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or only with those of ``command``'s module."""
     parser = _Parser(prog="python -m core",
                      description="Fixative: version, deploy, document and monitor models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in EXTENSIONS:
+    for module in [COMMANDS[command]] if command in COMMANDS else EXTENSIONS:
         importlib.import_module(module).register(sub)
     return parser
 
 
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named on the line: the first argument, unless it is an option."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

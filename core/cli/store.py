@@ -147,14 +147,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("The store is empty. Add a model with: python -m core write MODEL_FILE "
               "--name NAME [--sample CSV]", file=sys.stderr)
     else:
-        print_table([m.to_dict() | {"updated": m.updated} for m in models],
+        print_table([vars(m) for m in models],
                     ["name", "latest", "n_versions", "aliases", "task", "model_class",
                      "updated"])
     return 0
 
 
 def _version_rows(versions: Sequence[Any]) -> list[dict[str, Any]]:
-    return [v.to_dict() | {"created": v.created} for v in versions]
+    return [vars(v) for v in versions]  # read only: the fields as they are, times as times
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -243,7 +243,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([e.to_dict() for e in events])
     else:
-        print_table([e.to_dict() | {"at": e.at} for e in events],
+        print_table([vars(e) for e in events],
                     ["at", "alias", "from_version", "to_version", "user"])
     return 0
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import getpass
-import importlib.metadata
-import platform
+import functools
+import math
+import os
+import site
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core import settings
 from core.errors import FixativeError, InvalidArgument
-from core.model.profile import build_profile, row_sample
 from core.model.prototype import Prototype
+
+if TYPE_CHECKING:  # imported where used: reading stored metadata needs none of them
+    import importlib.metadata
+
+    import numpy as np
+    import pandas as pd
 
 TASKS = ("regression", "binary", "multiclass", "unknown")
 # Always recorded: what any served scikit-learn-style model needs.
@@ -112,10 +115,14 @@ class ModelBundle:
 
     def predict(self, data: Any) -> np.ndarray:
         """Validate ``data`` against the prototype, then predict."""
+        import numpy as np
+
         frame, _ = self.prototype.validate(data)
         return np.asarray(self.model.predict(self.model_input(frame)))
 
     def predict_proba(self, data: Any) -> np.ndarray:
+        import numpy as np
+
         if not self.meta.has_proba:
             raise InvalidArgument(f"Model '{self.name}' ({self.meta.model_class}) has no "
                                   "predict_proba; it is not a probabilistic classifier.")
@@ -131,6 +138,10 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
     Columns of ``sample`` that the model was not fitted on (a target column, an id)
     are dropped when the model knows its feature names.
     """
+    import numpy as np
+
+    from core.model.profile import build_profile, row_sample
+
     if not hasattr(model, "predict"):
         raise InvalidArgument(f"{type(model).__name__} has no predict method; a model needs one "
                               "(any scikit-learn-style estimator works).")
@@ -202,6 +213,8 @@ def current_user() -> str:
     if env:
         return env
     try:
+        import getpass
+
         return getpass.getuser()
     except Exception:
         return "unknown"
@@ -259,7 +272,7 @@ def finite_number(value: Any, what: str) -> float:
         f = float(value)
     except (TypeError, ValueError):
         raise InvalidArgument(f"{what} must be a number, got {value!r}.") from None
-    if not np.isfinite(f):
+    if not math.isfinite(f):
         raise InvalidArgument(f"{what} must be a finite number, got {value!r}.")
     return f
 
@@ -280,6 +293,9 @@ def _check_fitted(model: Any) -> None:
 
 
 def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(sample, np.ndarray):
         sample = pd.DataFrame(sample, columns=[f"x{i}" for i in range(sample.shape[1])]
                               if sample.ndim == 2 else None)
@@ -319,6 +335,8 @@ def _has_method(model: Any, method: str) -> bool:
 
 
 def _task(model: Any) -> tuple[str, list[Any] | None]:
+    import numpy as np
+
     classes = getattr(model, "classes_", None)
     estimator_type = getattr(model, "_estimator_type", None)
     try:
@@ -356,34 +374,113 @@ def _library(model: Any) -> str:
     return type(_final_estimator(model)).__module__.split(".")[0]
 
 
-def _distribution(module_root: str) -> str | None:
-    dists = importlib.metadata.packages_distributions().get(module_root)
-    return dists[0] if dists else None
-
-
 def environment(model: Any) -> dict[str, Any]:
     """Python version and the versions of the packages the model's classes come from."""
-    roots = {type(e).__module__.split(".")[0] for e in estimators(model)}
-    packages: dict[str, str] = {}
-    dist: str | None
-    for dist in BASE_PACKAGES:
-        try:
-            packages[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    for root in sorted(roots):
-        dist = _distribution(root)
-        if dist and dist not in packages:
-            try:
-                packages[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                pass
+    import platform
+
+    roots = frozenset(type(e).__module__.split(".")[0] for e in estimators(model))
     return {
         "python": platform.python_version(),
         "python_version": list(sys.version_info[:3]),
-        "platform": platform.platform(terse=True),
-        "packages": packages,
+        "platform": _platform(),
+        "packages": dict(_packages(roots)),
     }
+
+
+# Installed packages do not change under a running process (an upgrade needs a restart to
+# take effect anyway), so each lookup below is done once per process. Looking a name up in
+# the installed distributions' metadata costs ~1-3 ms; mapping every module to its
+# distribution (importlib.metadata.packages_distributions) costs ~0.5 s in a venv of 240
+# packages, so it is only the last resort, for a module whose distribution has another name.
+
+@functools.lru_cache(maxsize=1)
+def _platform() -> str:
+    import platform
+
+    return platform.platform(terse=True)
+
+
+@functools.cache
+def _packages(roots: frozenset[str]) -> dict[str, str]:
+    """distribution -> version: the base packages, then those providing ``roots``."""
+    packages: dict[str, str] = {}
+    for dist in BASE_PACKAGES:
+        version = _version(dist)
+        if version is not None:
+            packages[dist] = version
+    for root in sorted(roots):
+        found = _distribution(root)
+        if found and found not in packages:
+            version = _version(found)
+            if version is not None:
+                packages[found] = version
+    return packages
+
+
+@functools.cache
+def _version(dist: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# Distributions whose import name differs from their own name, among the libraries
+# models usually come from (anything else is found by the full mapping).
+_KNOWN_DISTRIBUTIONS = {"sklearn": "scikit-learn", "imblearn": "imbalanced-learn"}
+
+
+@functools.cache
+def _distribution(module_root: str) -> str | None:
+    """The installed distribution that provides the top-level module ``module_root``."""
+    import importlib.metadata
+
+    candidates = [_KNOWN_DISTRIBUTIONS.get(module_root), module_root,
+                  module_root.replace("_", "-")]
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        try:
+            dist = importlib.metadata.distribution(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if _provides(dist, module_root):
+            return dist.metadata["Name"]
+    if not _installed(module_root):  # the model's own code: no distribution to look for
+        return None
+    dists = _module_distributions().get(module_root)
+    return dists[0] if dists else None
+
+
+def _installed(module_root: str) -> bool:
+    """Whether the imported module ``module_root`` lives in a site-packages folder."""
+    import sysconfig
+
+    origin = getattr(sys.modules.get(module_root), "__file__", None)
+    if not origin:
+        return False
+    folders = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib"),
+               *(getattr(site, "getsitepackages", list)()), site.getusersitepackages()}
+    path = os.path.realpath(origin)
+    return any(path.startswith(os.path.realpath(f) + os.sep) for f in folders if f)
+
+
+def _provides(dist: importlib.metadata.Distribution, module_root: str) -> bool:
+    """Whether ``dist`` installs the top-level module ``module_root`` (a distribution can
+    share a module's name without providing it, as the ``sklearn`` placeholder does)."""
+    top_level = dist.read_text("top_level.txt")
+    if top_level is not None:
+        return module_root in top_level.split()
+    record = dist.read_text("RECORD") or ""
+    return any(line.startswith((module_root + "/", module_root + ".py,"))
+               for line in record.splitlines())
+
+
+@functools.lru_cache(maxsize=1)
+def _module_distributions() -> Mapping[str, list[str]]:
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
 
 
 __all__ = ["BundleMeta", "ModelBundle", "bundle", "environment", "FixativeError"]

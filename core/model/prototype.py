@@ -6,16 +6,16 @@ operation on a column, never a Python loop over rows.
 
 from __future__ import annotations
 
-import decimal
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InvalidArgument, InvalidInput
+
+if TYPE_CHECKING:  # imported where used: reading a stored prototype needs neither
+    import numpy as np
+    import pandas as pd
 
 KINDS = ("int", "float", "bool", "string", "category", "datetime", "unknown")
 
@@ -35,8 +35,9 @@ def number_text(value: float, kind: str = "float") -> str:
     if kind == "int" and value.is_integer():
         return str(int(value))
     if value == 0 or 1e-4 <= abs(value) < 1e12:
-        return np.format_float_positional(value, precision=6, unique=True,
-                                          fractional=False, trim="-")
+        # the shortest text that rounds back to six significant digits, positional
+        text = repr(float(f"{value:.6g}"))
+        return text[:-2] if text.endswith(".0") else text
     return f"{value:.6g}"
 
 
@@ -88,6 +89,8 @@ class Prototype:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, named: bool = True) -> Prototype:
+        import pandas as pd
+
         if not isinstance(frame, pd.DataFrame):
             raise InvalidArgument(
                 f"The training sample must be a pandas DataFrame, got {type(frame).__name__}."
@@ -186,6 +189,8 @@ class Prototype:
         warnings (dropped extra columns, unseen categories, values out of range).
         Raises :class:`InvalidInput` listing every problem at once.
         """
+        import pandas as pd
+
         frame = to_frame(data, self.names)
         problems: list[dict[str, Any]] = []
         warnings: list[str] = []
@@ -229,6 +234,9 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
 
 def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Turn records, a column mapping, an array or a DataFrame into a DataFrame."""
+    import numpy as np
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         return data.reset_index(drop=True)
     if isinstance(data, np.ndarray):
@@ -265,6 +273,8 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]],
     """Records as a frame. Given the model's ``names``, only those columns are built and
     the other keys are listed in ``frame.attrs["extra_columns"]``: records that each
     carry different keys would otherwise make one column per key, rows × keys cells."""
+    import pandas as pd
+
     for i, rec in enumerate(records):
         for v in rec.values():
             if isinstance(v, (dict, list)):
@@ -282,6 +292,8 @@ def _frame_from_records(records: Sequence[Mapping[str, Any]],
 
 def _frame_from_rows(rows: Sequence[list[Any] | tuple[Any, ...]], names: Sequence[str] | None
                      ) -> pd.DataFrame:
+    import pandas as pd
+
     widths = {len(r) for r in rows}
     if len(widths) > 1:
         raise InvalidArgument("Rows have different lengths; every row needs one value per column.")
@@ -298,6 +310,8 @@ def _frame_from_rows(rows: Sequence[list[Any] | tuple[Any, ...]], names: Sequenc
 
 
 def _column_from_series(name: str, s: pd.Series) -> Column:
+    import pandas as pd
+
     dtype = str(s.dtype)
     nullable = bool(s.isna().any())
     non_null = s.dropna()
@@ -329,6 +343,9 @@ def _column_from_series(name: str, s: pd.Series) -> Column:
 
 
 def _jsonable(v: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
     if v is None:
         return None
     if isinstance(v, (np.integer,)):
@@ -344,12 +361,16 @@ def _jsonable(v: Any) -> Any:
 
 
 def _rows(mask: np.ndarray | pd.Series) -> tuple[list[int], int]:
+    import numpy as np
+
     idx = np.flatnonzero(np.asarray(mask))
     return idx[:MAX_ROWS_REPORTED].tolist(), int(len(idx))
 
 
 def _problem(col: Column, problem: str, mask: Any, expected: str, got: pd.Series | None,
              message: str) -> dict[str, Any]:
+    import numpy as np
+
     rows, n = _rows(mask)
     out: dict[str, Any] = {"column": col.name, "problem": problem, "rows": rows, "n_rows": n,
                            "expected": expected, "message": message}
@@ -367,6 +388,9 @@ def _row_phrase(mask: Any) -> str:
 
 def _convert(s: pd.Series, col: Column, accepts_nulls: bool
              ) -> tuple[pd.Series, list[dict[str, Any]], list[str]]:
+    import numpy as np
+    import pandas as pd
+
     problems: list[dict[str, Any]] = []
     warnings: list[str] = []
     null = s.isna().to_numpy()
@@ -405,6 +429,9 @@ def _convert(s: pd.Series, col: Column, accepts_nulls: bool
 
 def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Float values and a mask of non-null entries that are not numbers."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(s):  # true/false are not numbers
         return np.full(len(s), np.nan), ~s.isna().to_numpy()
     if pd.api.types.is_numeric_dtype(s):
@@ -425,6 +452,8 @@ _EXACT_FLOAT = 2.0**53  # every whole number below this is exact in a float64
 
 def _exact_int(value: Any) -> int | None:
     """A whole number exactly as sent (int, numeric text, or a whole float); else None."""
+    import numpy as np
+
     if isinstance(value, (bool, np.bool_)):
         return None
     if isinstance(value, (int, np.integer)):
@@ -434,6 +463,8 @@ def _exact_int(value: Any) -> int | None:
     try:
         return int(str(value).strip())
     except ValueError:
+        import decimal
+
         try:
             number = decimal.Decimal(str(value).strip())
         except decimal.InvalidOperation:
@@ -442,6 +473,9 @@ def _exact_int(value: Any) -> int | None:
 
 
 def _to_int(s: pd.Series, col: Column, null: np.ndarray):
+    import numpy as np
+    import pandas as pd
+
     dtype = col.dtype if col.dtype.startswith(("int", "uint", "Int", "UInt")) else "int64"
     if pd.api.types.is_integer_dtype(s.dtype) and s.dtype.kind == "i" and not null.any():
         # already exact: no float round trip (pandas-stubs take only literal dtype names,
@@ -475,6 +509,9 @@ def _to_int(s: pd.Series, col: Column, null: np.ndarray):
 
 
 def _to_float(s: pd.Series, col: Column, null: np.ndarray):
+    import numpy as np
+    import pandas as pd
+
     vals, bad = _numeric(s)
     with np.errstate(invalid="ignore"):
         bad = bad | np.isinf(vals)
@@ -487,6 +524,8 @@ _FALSE = {"false", "0", "no"}
 
 
 def _to_bool(s: pd.Series, col: Column, null: np.ndarray):
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(s):
         return s.astype(bool), None, "true or false"
     text = s.astype(str).str.strip().str.lower()
@@ -497,6 +536,9 @@ def _to_bool(s: pd.Series, col: Column, null: np.ndarray):
 
 
 def _to_text(s: pd.Series, col: Column, null: np.ndarray):
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_string_dtype(s) and s.dtype != object:
         bad = np.zeros(len(s), dtype=bool)
     elif pd.api.types.is_integer_dtype(s):
@@ -520,6 +562,8 @@ def _to_text(s: pd.Series, col: Column, null: np.ndarray):
 
 
 def _to_datetime(s: pd.Series, col: Column, null: np.ndarray):
+    import pandas as pd
+
     parsed = pd.to_datetime(s, errors="coerce", utc=_is_tz(col.dtype), format="mixed")
     bad = parsed.isna().to_numpy() & ~null
     return parsed, bad, "a date-time (ISO 8601)"

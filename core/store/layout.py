@@ -20,12 +20,9 @@ import json
 import math
 import pickle
 import re
+import sys
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from core.model.bundle import BundleMeta
 from core.model.bundle import bundle as make_bundle
@@ -34,12 +31,13 @@ from core.store.board import PINS_META, FileStat
 from core.store.versions import VERSION_TIME_FORMAT, pins_created, version_time
 from core.times import iso, parse_iso
 
+if TYPE_CHECKING:  # imported where used: reading metadata needs neither
+    import pandas as pd
+
 FORMAT = 1
 MODEL_TYPES = ("joblib",)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # libyaml's loader is ~30x faster than the pure-Python one; both are safe loaders.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _TITLE = re.compile(r".*: a pinned (\S+) object")
 
 
@@ -53,11 +51,12 @@ def clean_json(value: Any) -> Any:
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean_json(v) for v in value]
-    if isinstance(value, np.generic):
+    numpy = sys.modules.get("numpy")  # no numpy scalar exists before numpy is imported
+    if numpy is not None and isinstance(value, numpy.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, (datetime, pd.Timestamp)):
+    if isinstance(value, datetime):  # pandas' Timestamp too
         return value.isoformat()
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
@@ -141,15 +140,20 @@ def data_txt(name: str, meta: BundleMeta, at: datetime, model: FileStat,
     }
     if meta.tags:
         doc["tags"] = list(meta.tags)
-    return yaml.dump(doc, Dumper=_SafeDumper, sort_keys=True).encode("utf-8")
+    import yaml  # imported where used: listing from the index never reads YAML
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(doc, Dumper=dumper, sort_keys=True).encode("utf-8")
 
 
 # -- reading --------------------------------------------------------------------------
 
 def parse_data_txt(raw: bytes) -> dict[str, Any]:
     """The pins metadata as a dict; ValueError when it is not a pins data.txt."""
+    import yaml
+
     try:
-        doc = yaml.load(raw.decode("utf-8"), Loader=_SafeLoader)
+        doc = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{PINS_META} is not valid YAML ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
@@ -184,6 +188,8 @@ def _vetiver_meta(doc: dict[str, Any]) -> dict[str, Any]:
 
 def example_prototype(text: Any) -> Prototype | None:
     """A prototype from vetiver's one-row example; kinds are known, ranges and levels not."""
+    import pandas as pd
+
     if not text:
         return None
     try:

@@ -16,7 +16,6 @@ model's folder and its alias-event folder, and reused while both are unchanged.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -25,14 +24,11 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core import settings
 from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.safety.loader import SafetyReport, load_model, scan_file
 from core.store import layout, paths
 from core.store.board import (
     META_FILE,
@@ -52,6 +48,7 @@ from core.store.names import (
 )
 from core.store.prune import prune_plan
 from core.store.search import number, search_sql
+from core.store.snapshot import Snapshots
 from core.store.verify import mismatch, plain_file_name, recovery, store_problems
 from core.store.versions import (
     AliasEvent,
@@ -62,6 +59,11 @@ from core.store.versions import (
     event_id,
 )
 from core.times import as_utc
+
+if TYPE_CHECKING:  # imported where used: listing versions loads neither
+    import pandas as pd
+
+    from core.safety.loader import SafetyReport
 
 MAX_RECORD_BYTES = 1 << 20
 _SHOWN = 20
@@ -86,8 +88,8 @@ class VersionStore:
                  index_path: str | None = None, lock_timeout: float = 30.0) -> None:
         self._board = open_board(board, storage_options)
         self.url = self._board.url
-        self.fs = self._board.fs
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
+        self._snapshots = Snapshots(self._index.path + ".listings")
         self._cache: dict[Any, Any] = {}
         self._cache_marker: str | None = None
         # key -> (what the model's folders held, answer): see _model_state
@@ -103,6 +105,16 @@ class VersionStore:
         folder = settings.index_dir()
         key = hashlib.sha256(f"{self.url}|{self._board.endpoint}".encode()).hexdigest()[:24]
         return os.path.join(folder, f"{key}.duckdb")
+
+    @property
+    def fs(self) -> Any:
+        """The board's fsspec file system (a local board's is made on first use: listing
+        versions never needs fsspec)."""
+        return self.__dict__.get("_fs") or self._board.fs
+
+    @fs.setter
+    def fs(self, value: Any) -> None:
+        self.__dict__["_fs"] = value
 
     @property
     def index_path(self) -> str:
@@ -146,9 +158,14 @@ class VersionStore:
             if model is not None and state is not None and kept is not None \
                     and key[0] == "versions":
                 value = self._grown(model, kept, state)
+            kept_on_disk = self._snapshots.kept(key)
+            if value is None and kept_on_disk:
+                value = self._snapshots.read(key, marker)  # a fresh process: no DuckDB
             if value is None:
                 with self._index.session(self._board, marker) as con:
                     value = run(con)
+                if kept_on_disk:
+                    self._snapshots.write(key, marker, value)
         with self._lock:
             if self._cache_marker == marker:
                 self._cache[key] = value
@@ -267,6 +284,8 @@ class VersionStore:
                             "Add one on the workbench's Upload page, with "
                             "'python -m core write MODEL_FILE --name NAME', or "
                             "store.write(bundle).")
+        import difflib
+
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
@@ -400,6 +419,8 @@ class VersionStore:
         expected = files.get(SAMPLE_FILE)
         if not expected:
             return None
+        import pandas as pd
+
         raw = self._checked_bytes(name, version, SAMPLE_FILE, expected.get("sha256"))
         return pd.read_parquet(io.BytesIO(raw))
 
@@ -418,6 +439,8 @@ class VersionStore:
             want, algo = expected.get("sha256"), "sha256"
         else:
             want, algo = str(doc.get("pin_hash") or ""), "xxh64"
+        from core.safety.loader import load_model
+
         try:
             with self._board.local_copy(name, version, model_file) as (path, stat):
                 actual = stat.sha256 if algo == "sha256" else stat.xxh64
@@ -444,6 +467,8 @@ class VersionStore:
         version = self._resolve(name, version, None)
         doc, _ = self._documents(name, version)
         model_file = self._model_file(name, version, doc)
+        from core.safety.loader import scan_file
+
         try:
             with self._board.local_copy(name, version, model_file) as (path, _stat):
                 return scan_file(path, filename=model_file)
@@ -591,6 +616,7 @@ class VersionStore:
         """Rebuild the index from the board; also removes abandoned staging folders."""
         removed = self._board.clean_staging()
         marker = self._board.marker()
+        self._snapshots.clear()
         with self._index.session(self._board, marker, rebuild=True) as con:
             counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
                       for table in ("models", "versions", "aliases", "alias_history", "records")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -133,6 +134,8 @@ def test_a_held_index_lock_is_never_surfaced(tmp_path, house_model, house_data):
     info = store.write(bundle(house_model, house_data.head(50), name="houses"))
     assert [v.version for v in store.versions("houses")] == [info.version]
 
+    # The listing kept on disk would answer without the index (core.store.snapshot).
+    shutil.rmtree(store.index_path + ".listings")
     holder = run_python(argv_code(HOLDER, store.index_path, "1.5"))
     assert holder.stdout.readline().strip() == "holding"
     # Waits (with backoff) until the other process lets go, then answers.
