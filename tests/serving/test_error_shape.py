@@ -151,13 +151,13 @@ def test_400_malformed(client, path, body):
         assert_error_shape(r, 400, "bad_request")
 
 
-def test_deep_nesting_under_the_limit_is_400(house):
+def test_deep_nesting_is_413_before_parsing(house):
     with TestClient(create_app(house, tokens=[])) as c:
         r = c.post("/predict", content=b"[" * 100_000 + b"]" * 100_000)
-        err = assert_error_shape(r, 400, "bad_request")
-        assert "nested too deeply" in err["message"]
+        err = assert_error_shape(r, 413, "payload_too_large")
+        assert "nested 100000 levels deep" in err["message"]
         r = c.post("/invocations", content=b"{\"inputs\": " + b"[" * 50_000)
-        assert_error_shape(r, 400, "bad_request")
+        assert_error_shape(r, 413, "payload_too_large")
 
 
 def test_csv_malformed_is_400(client):
