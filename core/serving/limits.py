@@ -92,8 +92,12 @@ def check(name: str, value: Any) -> int | float:
     if number is None or isinstance(value, bool) or not 0 < number < math.inf:
         what = "a positive number of seconds" if seconds else "a whole number of at least 1"
         raise BadRequest(f"{name} must be {what}, got {str(value)[:40]!r} (set it with "
-                         f"--{name.replace('_', '-')} or {_ENV.get(name, 'the argument')}).")
+                         f"{_flag(name)} or {_ENV.get(name, 'the argument')}).")
     return number
+
+
+def _flag(name: str) -> str:
+    return "--max-concurrent-bodies" if name == "max_parsing" else "--" + name.replace("_", "-")
 
 
 def resolve(overrides: Mapping[str, Any] | None = None,

@@ -16,7 +16,7 @@ from core.model.bundle import bundle
 from core.serving.app import create_app
 
 LIMIT = 4096
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

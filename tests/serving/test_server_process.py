@@ -215,8 +215,9 @@ def test_a_body_that_stops_arriving_gets_a_408(board):
         assert head.startswith(b"HTTP/1.1 408")
         error = json.loads(body)["error"]
         assert error["code"] == "request_timeout"
-        assert error["message"].startswith("The request body stopped arriving: no byte for "
-                                           "0.5 s after 9 bytes.")
+        assert error["message"].startswith("The request body did not arrive in time: 9 bytes "
+                                           "in 0.5 s, the longest this server waits for a "
+                                           "whole body.")
         assert requests.get(s.url + "/ping", timeout=5).status_code == 200
     finally:
         s.stop()
