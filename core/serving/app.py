@@ -643,10 +643,11 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
 
 def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
     names = svc.converter.names
+    keep = svc.converter.keep
     if route == "invocations":
-        payload = wire.parse_invocations(body, ctype, names, svc.limits)
+        payload = wire.parse_invocations(body, ctype, names, svc.limits, keep)
     else:
-        payload = wire.parse_predict(body, ctype, names, svc.limits)
+        payload = wire.parse_predict(body, ctype, names, svc.limits, keep)
     frame, warnings = svc.converter.convert(payload)
     return frame, warnings, payload.params
 
