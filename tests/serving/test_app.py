@@ -504,3 +504,37 @@ def test_create_app_rejects_a_bad_body_limit(house):
 def test_create_app_rejects_a_bad_body_timeout(house, seconds):
     with pytest.raises(BadRequest, match="body_timeout must be a positive number of seconds"):
         create_app(house, body_timeout=seconds, tokens=[])
+
+
+# -- readiness of a deleted version ------------------------------------------------------------
+
+
+def test_a_deleted_versions_server_is_not_ready_and_keeps_logging_its_version(
+        tmp_path, house_model, house_data, features, monkeypatch, caplog):
+    from core.serving import app as app_module
+
+    monkeypatch.setattr(app_module, "VERSION_CHECK_INTERVAL", 0.0)
+    s = VersionStore(str(tmp_path / "board"))
+    s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house"))
+    keep = s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house"))
+    served = s.read("house", s.versions("house")[0].version)
+    assert served.version != keep.version
+    with TestClient(create_app(served, store=s, tokens=[], flush_interval=0.05)) as c:
+        assert c.get("/healthz").status_code == 200
+        s.delete("house", served.version)
+        with caplog.at_level("WARNING", logger="fixative.server"):
+            r = c.get("/healthz")
+        assert r.status_code == 503
+        err = r.json()["error"]
+        assert err["code"] == "unavailable"
+        assert err["message"].startswith(f"Version {served.version} of 'house' was deleted "
+                                         "from the store")
+        assert err["details"] == [{"reason": "version_deleted", "model": "house",
+                                   "version": served.version}]
+        assert served.version in caplog.text
+        assert c.get("/ping").status_code == 200
+        ok = c.post("/predict", json=records(features.head(2)))
+        assert ok.status_code == 200
+    log = log_relation(s, duckdb.connect(), "house", versions=[served.version]).fetchdf()
+    assert set(log.loc[log["request_id"] == ok.headers["x-request-id"], "version"]) == {
+        served.version}
