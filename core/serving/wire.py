@@ -432,6 +432,15 @@ def read_csv(body: bytes, limits: Limits | None = None, width: int = 0,
     return frame
 
 
+class _ColumnsWithExtra(dict):
+    """Model columns built from records, with the names of the keys left out."""
+
+    def __init__(self, cols: dict[str, Any], extra: tuple[str, ...], n: int) -> None:
+        super().__init__(cols)
+        self.extra = extra
+        self.n = n
+
+
 class _Names(tuple):
     """Column names in ``frame.attrs``: pandas deep-copies attrs on every copy, which for
     thousands of names costs more than the request."""
@@ -521,6 +530,9 @@ class Converter:
                            if not prototype.named else {})
         # the column names a body may use for the model's columns: the rest are dropped
         self.keep = frozenset(self.names) | frozenset(self._positions)
+        # JSON does not tell 3.0 from 3: where an integer is taken, so is a whole float
+        self._int_names = [c.name for c in prototype.columns
+                           if c.kind in ("int", "string", "category")]
 
     def _by_position(self, payload: Payload) -> Payload:
         pos, data = self._positions, payload.data
@@ -545,8 +557,16 @@ class Converter:
             if frame is not None:
                 return frame, []
         data = payload.data
+        if payload.columns is None and isinstance(data, list) and payload.fmt != "csv" \
+                and all(type(r) is dict for r in data):
+            payload = self._records_as_columns(data, payload)
+            data = payload.data
         if payload.fmt == "csv":
             data = _typed_csv(data, self.prototype)
+        elif isinstance(data, _ColumnsWithExtra):
+            frame = pd.DataFrame(self._whole_floats_as_ints(data), index=pd.RangeIndex(data.n))
+            frame.attrs["extra_columns"] = data.extra
+            data = frame
         elif payload.columns is not None or isinstance(data, dict):
             cols = payload.columns if payload.columns is not None else data
             extra = [str(k) for k in cols if k not in self.names]
@@ -554,6 +574,7 @@ class Converter:
                 n = max((len(v) for v in cols.values() if isinstance(v, list)), default=1)
                 cols = {k: v for k, v in cols.items() if k in self.names}
             _check_scalars(cols)
+            cols = self._whole_floats_as_ints(cols)
             data = pd.DataFrame(cols, index=pd.RangeIndex(n)) if extra else pd.DataFrame(cols)
             if extra:  # named, not built: validation reports them as dropped
                 data.attrs["extra_columns"] = _Names(extra)
@@ -566,6 +587,37 @@ class Converter:
         except (OverflowError, TypeError, ValueError) as exc:
             raise InvalidInput(f"The input could not be converted to the model's column types "
                                f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+
+    def _records_as_columns(self, records: list[dict[str, Any]], payload: Payload) -> Payload:
+        """Records whose keys differ from the model's columns, as a column mapping of the
+        model's columns that appear (absent is null, as validation reads it); the other
+        keys are named for validation's warning, never built into a frame."""
+        names = self.names
+        seen: dict[str, None] = {}
+        for i, r in enumerate(records):
+            for k, v in r.items():
+                if k not in seen:
+                    seen[k] = None
+                if not isinstance(v, _SCALARS):
+                    raise BadRequest(f"Row {i} holds a nested value; each field must be a "
+                                     "single number, string, boolean or null.")
+        cols: dict[str, Any] = {n: [r.get(n) for r in records] for n in names if n in seen}
+        extra = _Names(str(k) for k in seen if k not in set(names))
+        return Payload(_ColumnsWithExtra(cols, extra, len(records)), None, payload.params,
+                       "columns")
+
+    def _whole_floats_as_ints(self, cols: dict[str, Any]) -> dict[str, Any]:
+        """In integer (and text) columns, 3.0 becomes 3 before pandas sees the column: mixed
+        with ints, pandas would make every value a float and 2**63-1 would no longer fit."""
+        out = dict(cols)
+        for name in self._int_names:
+            values = out.get(name)
+            if isinstance(values, list) and float in set(map(type, values)):
+                # beyond 2**53 a float is not the integer the client wrote (orjson reads
+                # integers past 64 bits as floats): left for the range check to refuse
+                out[name] = [int(v) if type(v) is float and v.is_integer()
+                             and abs(v) < 2.0**53 else v for v in values]
+        return out
 
     def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
         out: dict[str, Any] = {}
