@@ -118,6 +118,8 @@ class _Service:
     slots: _Slots = None  # type: ignore[assignment]
     version_checked: float = -float("inf")
     version_gone: bool = False
+    # the version was in the store at start (not so for a Docker bundle's log board)
+    watch_version: bool = False
     docs: str = ""
     openapi: bytes = b""
     route_labels: frozenset[str] = field(default_factory=frozenset)
@@ -212,6 +214,13 @@ def create_app(bundle: ModelBundle, *, store: Any = None, log: bool = True,
         settle_process()
         if svc.writer is not None:
             svc.writer.start()
+        if svc.store is not None and svc.bundle.version:
+            try:
+                svc.watch_version = await asyncio.to_thread(_version_exists, svc)
+            except Exception:  # an unreachable store: readiness does not hang on it
+                _log.warning("could not look up %s@%s in the store; /healthz will not watch "
+                             "for its deletion", svc.bundle.meta.name, svc.bundle.version,
+                             exc_info=True)
         svc.ready = True
         try:
             yield
@@ -410,19 +419,26 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "model": meta.name, "version": version})
 
 
+def _version_exists(svc: _Service) -> bool:
+    from core.store.board import PINS_META
+
+    try:
+        path = svc.store.path(svc.bundle.meta.name, svc.bundle.version, PINS_META)
+        return bool(svc.store.fs.exists(path))
+    except AttributeError:  # a store-like object without fs/path: nothing to watch
+        return False
+
+
 async def _version_gone(svc: _Service) -> bool:
     """Whether the served version has left the store (looked up at most every few s)."""
-    if svc.store is None or not svc.bundle.version:
+    if not svc.watch_version:
         return False
     now = time.monotonic()
     if now - svc.version_checked < VERSION_CHECK_INTERVAL:
         return svc.version_gone
     svc.version_checked = now
-    from core.store.board import PINS_META
-
-    path = svc.store.path(svc.bundle.meta.name, svc.bundle.version, PINS_META)
     try:
-        gone = not await asyncio.to_thread(svc.store.fs.exists, path)
+        gone = not await asyncio.to_thread(_version_exists, svc)
     except Exception:  # a store we cannot reach says nothing about the version
         _log.warning("could not check that %s@%s is still in the store", svc.bundle.meta.name,
                      svc.bundle.version, exc_info=True)

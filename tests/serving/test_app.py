@@ -538,3 +538,14 @@ def test_a_deleted_versions_server_is_not_ready_and_keeps_logging_its_version(
     log = log_relation(s, duckdb.connect(), "house", versions=[served.version]).fetchdf()
     assert set(log.loc[log["request_id"] == ok.headers["x-request-id"], "version"]) == {
         served.version}
+
+
+def test_a_version_served_from_elsewhere_is_not_watched(tmp_path, house, monkeypatch):
+    """A Docker bundle's version lives in its folder; the board only takes its log."""
+    from core.serving import app as app_module
+
+    monkeypatch.setattr(app_module, "VERSION_CHECK_INTERVAL", 0.0)
+    logs_only = VersionStore(str(tmp_path / "logs"))
+    with TestClient(create_app(house, store=logs_only, tokens=[], log=False)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz").status_code == 200
