@@ -125,3 +125,10 @@ class InternalError(FixativeError):
 class ServiceUnavailable(FixativeError):
     status = 503
     code = "unavailable"
+
+
+class TooManyRequests(FixativeError):
+    """The server is at a limit of concurrent work; the client should retry shortly."""
+
+    status = 429
+    code = "too_many_requests"

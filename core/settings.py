@@ -84,6 +84,11 @@ def password() -> str | None:
     return _get(PASSWORD_ENV)
 
 
+def tokens_env() -> str | None:
+    """``FIXATIVE_API_TOKENS`` as set (None when unset); the server judges what it names."""
+    return os.environ.get(TOKENS_ENV)
+
+
 def api_tokens() -> list[str]:
     """The bearer tokens the server accepts (stripped, empty ones dropped)."""
     return [t.strip() for t in os.environ.get(TOKENS_ENV, "").split(",") if t.strip()]

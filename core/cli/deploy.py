@@ -30,6 +30,41 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                            "safe list (only for files you trust)")
 
 
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """What one request and the server may cost; unset flags fall back to the environment
+    variable, then the default (see core.serving.limits)."""
+    from core.serving import limits as lim
+
+    group = parser.add_argument_group("limits", "unset: the environment variable, then the "
+                                                "default")
+    for flag, env, default, what in (
+            ("--max-rows", lim.MAX_ROWS_ENV, lim.MAX_ROWS, "rows per request (413 beyond)"),
+            ("--max-columns", lim.MAX_COLUMNS_ENV, lim.MAX_COLUMNS,
+             "columns per request, never below the model's (413 beyond)"),
+            ("--max-json-depth", lim.MAX_JSON_DEPTH_ENV, lim.MAX_JSON_DEPTH,
+             "nesting levels of a JSON body (413 beyond)"),
+            ("--max-concurrent-bodies", lim.MAX_PARSING_ENV, lim.MAX_PARSING,
+             "bodies over 64 KiB read and parsed at once (429 beyond)"),
+            ("--body-timeout", lim.BODY_TIMEOUT_ENV, lim.BODY_TIMEOUT,
+             "seconds from the start of a request until its whole body is in (408 after)"),
+            ("--header-timeout", lim.HEADER_TIMEOUT_ENV, lim.HEADER_TIMEOUT,
+             "seconds a client has to send a request's line and headers (closed after)"),
+            ("--keep-alive-timeout", lim.KEEP_ALIVE_ENV, lim.KEEP_ALIVE_TIMEOUT,
+             "seconds an idle keep-alive connection stays open"),
+            ("--max-connections", lim.MAX_CONNECTIONS_ENV, lim.MAX_CONNECTIONS,
+             "open connections per worker (503 beyond)")):
+        dest = "max_parsing" if flag == "--max-concurrent-bodies" else flag[2:].replace("-", "_")
+        group.add_argument(flag, default=None, metavar="N", dest=dest,
+                           help=f"{what}; default {default:g}, or ${env}")
+    parser.add_argument("--public-url", default=None,
+                        help="the URL clients reach the server at, used in the docs page's "
+                             f"examples (or ${lim.PUBLIC_URL_ENV}; default: the address the "
+                             "reader's browser shows)")
+    parser.add_argument("--allow-short-tokens", action="store_true", default=None,
+                        help="accept bearer tokens shorter than 16 characters (or "
+                             f"${lim.ALLOW_SHORT_TOKENS_ENV}=1)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve a model version as a REST endpoint",
                            description="Serve one model version with uvicorn until stopped "
@@ -39,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(serve)
     _add_server_options(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    _add_limit_options(serve)
     serve.set_defaults(func=_serve)
 
     endpoints = sub.add_parser("endpoints", help="start, list and stop local endpoints",
@@ -96,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # -- serve -------------------------------------------------------------------------------
 
+LIMIT_FLAGS = ("max_rows", "max_columns", "max_json_depth", "max_parsing", "body_timeout",
+               "header_timeout", "keep_alive_timeout", "max_connections")
+
 def _max_body_bytes(value: str | None) -> int | None:
     from core.deploy.endpoints import check_max_body_mb
 
@@ -104,18 +143,29 @@ def _max_body_bytes(value: str | None) -> int | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from core.serving import process as server_factory
+    from core.serving.app import server_tokens
+    from core.serving.docs_page import check_public_url
     from core.serving.netcheck import check_host, check_port, check_workers, ensure_port_free
 
     host = check_host(args.host)
     port = check_port(args.port)
     workers = check_workers(args.workers)
     max_body = _max_body_bytes(args.max_body_mb)
+    limits = {k: getattr(args, k) for k in LIMIT_FLAGS}
+    settings = server_factory.ServeSettings(
+        name="", version="", trusted=list(args.trust), log=not args.no_log,
+        batching=not args.no_batching, max_body_bytes=max_body, **limits,
+        public_url=args.public_url, allow_short_tokens=args.allow_short_tokens)
+    # refuse bad limits, a bad public URL or tokens before the model is loaded
+    settings.limits()
+    public_url = settings.resolved_public_url()
+    if public_url:
+        check_public_url(public_url)
+    server_tokens(None, allow_short=settings.short_tokens_allowed())
     store = open_store(args)
     ensure_port_free(host, port, hint="choose another with --port")
     name, version = store.resolve(args.ref)
-    settings = server_factory.ServeSettings(
-        name=name, version=version, store=str(store.url), trusted=list(args.trust),
-        log=not args.no_log, batching=not args.no_batching, max_body_bytes=max_body)
+    settings.name, settings.version, settings.store = name, version, str(store.url)
     bundle = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     via = f" (alias {alias})" if alias else ""

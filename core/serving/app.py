@@ -14,6 +14,16 @@ response bodies keep exactly the shapes vetiver's and MLflow's clients expect.
 
 Bearer tokens: ``tokens=...`` or ``FIXATIVE_API_TOKENS`` (comma-separated); when set,
 every route except ``/ping`` and ``/healthz`` needs ``Authorization: Bearer <token>``.
+A token list that is set but names no token (blank, spaces, commas) refuses to start,
+as does a token shorter than 16 characters unless short tokens are allowed: a server
+that meant to be protected never comes up open.
+
+What one request may cost is bounded (see :mod:`core.serving.limits`): its body size
+(413), rows, columns and JSON nesting (413, counted before the body is parsed), the
+time its whole body may take to arrive (408, counted from the start of the request, not
+per chunk), and how many large bodies are read and parsed at once (429 with
+``Retry-After``). Bodies of up to 64 KiB never wait for a slot: they are parsed on the
+event loop at once and cannot amplify much.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import time
 import uuid
 from collections.abc import MutableMapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,23 +60,31 @@ from core.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
 from core.model.bundle import ModelBundle
+from core.serving import limits as limits_mod
 from core.serving import wire
 from core.serving.batching import Batcher
-from core.serving.docs_page import render_docs, with_base_url
+from core.serving.docs_page import check_public_url, render_docs
+from core.serving.limits import MIN_TOKEN_LENGTH, Limits
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
 from core.serving.openapi import OPEN_PATHS, build_openapi
 from core.serving.warnpolicy import settle_process
 from core.store.protocols import StoreLike
 
 DEFAULT_MAX_BODY = 20 * 2**20
-# Seconds a request body may stall before the request is answered 408.
-BODY_TIMEOUT = 30.0
-# Bodies larger than this are parsed in a worker thread instead of on the event loop.
+# Seconds the whole request body may take to arrive before the request is answered 408.
+BODY_TIMEOUT = limits_mod.BODY_TIMEOUT
+# Bodies larger than this take a parsing slot (429 when none is free) and are parsed in
+# a worker thread instead of on the event loop.
 THREAD_PARSE_BYTES = 64 * 1024
+# Seconds a client is told to wait after a 429.
+RETRY_AFTER = 1
+# Seconds /healthz trusts its last look at whether the version still exists.
+VERSION_CHECK_INTERVAL = 5.0
 MAX_WARNINGS = 20
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 _log = logging.getLogger("fixative.server")
@@ -93,10 +111,16 @@ class _Service:
     metrics: ServerMetrics
     tokens: tuple[bytes, ...]
     max_body_bytes: int
-    body_timeout: float = BODY_TIMEOUT
+    limits: Limits = field(default_factory=Limits)
     writer: Any = None
+    store: Any = None
     pin_url: str | None = None
     ready: bool = False
+    slots: _Slots = None  # type: ignore[assignment]
+    version_checked: float = -float("inf")
+    version_gone: bool = False
+    # the version was in the store at start (not so for a Docker bundle's log board)
+    watch_version: bool = False
     docs: str = ""
     openapi: bytes = b""
     route_labels: frozenset[str] = field(default_factory=frozenset)
@@ -107,7 +131,8 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
                tokens: Sequence[str] | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                batching: bool = True, max_batch_rows: int = 10_000,
                flush_interval: float = 1.0, metrics_dir: str | None = None,
-               body_timeout: float = BODY_TIMEOUT) -> Starlette:
+               body_timeout: float | None = None, limits: Limits | None = None,
+               public_url: str | None = None, allow_short_tokens: bool = False) -> Starlette:
     """A Starlette app serving ``bundle``.
 
     ``store``: the VersionStore the bundle came from; needed for the prediction log
@@ -116,16 +141,19 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
     (see :mod:`core.serving.batching`), at most ``max_batch_rows`` rows per model call.
     ``metrics_dir``: the directory the worker processes of one server share, so that
     ``/metrics`` counts for all of them (see :mod:`core.serving.metrics`); None for a
-    server of one process. ``body_timeout``: seconds a request body may go without a
-    byte before the request gets a 408 (a client that stalls mid-upload).
+    server of one process. ``limits``: see :mod:`core.serving.limits`; ``body_timeout``,
+    if given, replaces its whole-body deadline (seconds from the start of the request).
+    ``public_url``: the URL clients reach the server at, for the docs page's examples
+    (without it they use the address the browser shows). ``allow_short_tokens``: accept
+    tokens shorter than 16 characters.
     """
     if max_body_bytes < 1:
         raise BadRequest("max_body_bytes must be a positive number of bytes.")
-    if not 0 < body_timeout < float("inf"):
-        raise BadRequest("body_timeout must be a positive number of seconds.")
-    if tokens is None:
-        tokens = settings.api_tokens()
-    token_bytes = tuple(t.strip().encode() for t in tokens if t and t.strip())
+    limits = limits or Limits()
+    if body_timeout is not None:
+        limits = replace(limits, body_timeout=limits_mod.check("body_timeout", body_timeout))
+    token_bytes = server_tokens(tokens, allow_short=allow_short_tokens)
+    public_url = check_public_url(public_url) if public_url else None
     meta = bundle.meta
     version = bundle.version or "unversioned"
     metrics = ServerMetrics(meta.name, version, metrics_dir)
@@ -144,7 +172,9 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
         metrics=metrics,
         tokens=token_bytes,
         max_body_bytes=int(max_body_bytes),
-        body_timeout=float(body_timeout),
+        limits=limits,
+        store=store,
+        slots=_Slots(limits.max_parsing),
         classes=np.asarray(meta.classes, dtype=object) if meta.classes is not None else None,
     )
     if store is not None:
@@ -155,7 +185,7 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
             kinds = {c.name: c.kind for c in meta.prototype.columns}
             svc.writer = LogWriter(store, meta.name, version, flush_interval,
                                    feature_kinds=kinds, classes=meta.classes)
-    svc.docs = render_docs(bundle, auth=bool(token_bytes))
+    svc.docs = render_docs(bundle, auth=bool(token_bytes), public_url=public_url)
     svc.openapi = wire.dumps(build_openapi(bundle, auth=bool(token_bytes)))
 
     routes = [
@@ -183,6 +213,13 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
         settle_process()
         if svc.writer is not None:
             svc.writer.start()
+        if svc.store is not None and svc.bundle.version:
+            try:
+                svc.watch_version = await asyncio.to_thread(_version_exists, svc)
+            except Exception:  # an unreachable store: readiness does not hang on it
+                _log.warning("could not look up %s@%s in the store; /healthz will not watch "
+                             "for its deletion", svc.bundle.meta.name, svc.bundle.version,
+                             exc_info=True)
         svc.ready = True
         try:
             yield
@@ -202,6 +239,39 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
     app.state.svc = svc
     app.add_middleware(_Gate, svc=svc)
     return app
+
+
+def server_tokens(tokens: Sequence[str] | None, *, allow_short: bool = False
+                  ) -> tuple[bytes, ...]:
+    """The bearer tokens a server accepts (empty: open). ``None`` reads
+    ``FIXATIVE_API_TOKENS``; unset or an empty list means open.
+
+    Refused with one line each, so a server meant to be protected never starts open: a
+    list that is given but names no token (blank, spaces, only commas), and a token
+    shorter than 16 characters unless ``allow_short``.
+    """
+    where = "the token list"
+    if tokens is None:
+        raw = settings.tokens_env()
+        if raw is None:
+            return ()
+        tokens, where = raw.split(","), settings.TOKENS_ENV
+    elif not tokens:
+        return ()
+    kept = [t.strip() for t in tokens if t and t.strip()]
+    if not kept:
+        raise BadRequest(
+            f"{where} is set but names no token (it is blank, spaces or commas); give one "
+            f"or more comma-separated tokens, or unset {settings.TOKENS_ENV} to serve without "
+            "authentication.")
+    short = [t for t in kept if len(t) < MIN_TOKEN_LENGTH]
+    if short and not allow_short:
+        raise BadRequest(
+            f"{where} has a token of {len(short[0])} characters; tokens need at least "
+            f"{MIN_TOKEN_LENGTH} (make one with: python -c \"import secrets; "
+            "print(secrets.token_urlsafe(32))\"), or start with --allow-short-tokens "
+            f"({limits_mod.ALLOW_SHORT_TOKENS_ENV}=1).")
+    return tuple(t.encode() for t in kept)
 
 
 # -- middleware: request id, auth, metrics, last-resort errors ------------------------------
@@ -320,7 +390,8 @@ def _svc(request: Request) -> _Service:
 
 
 async def _docs(request: Request) -> Response:
-    return HTMLResponse(with_base_url(_svc(request).docs, str(request.base_url)))
+    # built once, from the configured public URL: never from the request's Host header
+    return HTMLResponse(_svc(request).docs)
 
 
 async def _openapi(request: Request) -> Response:
@@ -334,10 +405,49 @@ async def _ping(request: Request) -> Response:
 async def _healthz(request: Request) -> Response:
     svc = _svc(request)
     meta = svc.bundle.meta
+    version = svc.bundle.version or "unversioned"
     if not svc.ready:
-        raise ServiceUnavailable("The server is starting or shutting down; retry shortly.")
-    return JSONResponse({"status": "ready", "model": meta.name,
-                         "version": svc.bundle.version or "unversioned"})
+        raise ServiceUnavailable("The server is starting or shutting down; retry shortly.",
+                                 [{"reason": "not_ready"}])
+    if await _version_gone(svc):
+        raise ServiceUnavailable(
+            f"Version {version} of '{meta.name}' was deleted from the store; this server "
+            "still answers with the copy it loaded, but should be replaced by one serving "
+            "a current version.",
+            [{"reason": "version_deleted", "model": meta.name, "version": version}])
+    return JSONResponse({"status": "ready", "model": meta.name, "version": version})
+
+
+def _version_exists(svc: _Service) -> bool:
+    from core.store.board import PINS_META
+
+    try:
+        path = svc.store.path(svc.bundle.meta.name, svc.bundle.version, PINS_META)
+        return bool(svc.store.fs.exists(path))
+    except AttributeError:  # a store-like object without fs/path: nothing to watch
+        return False
+
+
+async def _version_gone(svc: _Service) -> bool:
+    """Whether the served version has left the store (looked up at most every few s)."""
+    if not svc.watch_version:
+        return False
+    now = time.monotonic()
+    if now - svc.version_checked < VERSION_CHECK_INTERVAL:
+        return svc.version_gone
+    svc.version_checked = now
+    try:
+        gone = not await asyncio.to_thread(_version_exists, svc)
+    except Exception:  # a store we cannot reach says nothing about the version
+        _log.warning("could not check that %s@%s is still in the store", svc.bundle.meta.name,
+                     svc.bundle.version, exc_info=True)
+        return svc.version_gone
+    if gone and not svc.version_gone:
+        _log.warning("model %s version %s was deleted from the store; /healthz now answers 503 "
+                     "(predictions go on, logged under version %s)", svc.bundle.meta.name,
+                     svc.bundle.version, svc.bundle.version)
+    svc.version_gone = gone
+    return gone
 
 
 async def _metadata(request: Request) -> Response:
@@ -389,10 +499,15 @@ async def _invocations(request: Request) -> Response:
     return await _serve(request, "invocations", None)
 
 
-async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT) -> bytes:
-    """The body, refusing (413) as soon as it is known to exceed ``limit`` bytes, and
-    (408) when no byte of it arrives for ``timeout`` seconds."""
+async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT,
+                    slots: _Slots | None = None) -> tuple[bytes, bool]:
+    """The body and whether it holds a parsing slot of ``slots`` (the caller gives it
+    back). Refused with 413 as soon as it is known to exceed ``limit`` bytes, with 408
+    when it has not arrived whole ``timeout`` seconds after the request started (one
+    deadline for the whole body, so a byte now and then does not keep it open), and with
+    429 when it is larger than 64 KiB and every slot is taken."""
     declared = request.headers.get("content-length")
+    size = None
     if declared is not None:
         try:
             size = int(declared)
@@ -400,25 +515,61 @@ async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT)
             raise BadRequest("The Content-Length header is not a number.") from None
         if size > limit:
             raise _too_large(limit, size)
-    chunks: list[bytes] = []
-    total = 0
-    stream = request.stream()
-    while True:
-        try:
-            async with asyncio.timeout(timeout):
-                chunk = await anext(stream)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            raise RequestTimeout(
-                f"The request body stopped arriving: no byte for {timeout:g} s after "
-                f"{total:,} bytes. Send the whole body (a Content-Length larger than the body "
-                "also waits for bytes that never come).") from None
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit, None)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    started = request.scope.get("fixative", {}).get("t0", time.perf_counter())
+    held = False
+    if slots is not None and size is not None and size > THREAD_PARSE_BYTES:
+        held = slots.take()
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        stream = request.stream()
+        while True:
+            left = timeout - (time.perf_counter() - started)
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(left):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The request body did not arrive in time: {total:,} bytes in "
+                    f"{timeout:g} s, the longest this server waits for a whole body. Send the "
+                    "whole body at once (a Content-Length larger than the body also waits "
+                    "for bytes that never come).") from None
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(limit, None)
+            if slots is not None and not held and total > THREAD_PARSE_BYTES:
+                held = slots.take()
+            chunks.append(chunk)
+        return b"".join(chunks), held
+    except BaseException:
+        if held and slots is not None:
+            slots.give()
+        raise
+
+
+class _Slots:
+    """Large bodies being read or parsed at once; one more is a 429, not a wait, so a
+    burst of them never piles up in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+
+    def take(self) -> bool:
+        if self.used >= self.size:
+            raise TooManyRequests(
+                f"The server is already reading or parsing {self.size} large request bodies; "
+                f"retry in {RETRY_AFTER} s (see Retry-After), or send smaller requests.",
+                [{"limit": self.size, "retry_after": RETRY_AFTER}])
+        self.used += 1
+        return True
+
+    def give(self) -> None:
+        self.used -= 1
 
 
 def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
@@ -439,12 +590,18 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         if method == "predict_proba":
             _require_proba(svc)
         _check_encoding(request.headers.get("content-encoding"))
-        body = await read_body(request, svc.max_body_bytes, svc.body_timeout)
+        body, held = await read_body(request, svc.max_body_bytes, svc.limits.body_timeout,
+                                     svc.slots)
         ctype = request.headers.get("content-type")
-        if len(body) > THREAD_PARSE_BYTES:
-            frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body, ctype)
+        if held:
+            try:
+                frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body,
+                                                                  ctype)
+            finally:
+                svc.slots.give()
         else:
             frame, warnings, params = _parse(svc, route, body, ctype)
+        del body
         if method is None:
             method = _invocations_method(svc, params)
         outcome = await svc.batcher.submit_traced(method, frame)
@@ -469,7 +626,8 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         frame = outcome.frame
     except FixativeError as exc:
         svc.metrics.errors.labels(route, exc.code).inc()
-        response = error_response(exc)
+        response = error_response(exc, {"Retry-After": str(RETRY_AFTER)}
+                                  if isinstance(exc, TooManyRequests) else None)
         _log_request(svc, info, route, response.status_code, exc.code)
         return response
     except ClientDisconnect:
@@ -500,10 +658,11 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
 
 def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
     names = svc.converter.names
+    keep = svc.converter.keep
     if route == "invocations":
-        payload = wire.parse_invocations(body, ctype, names)
+        payload = wire.parse_invocations(body, ctype, names, svc.limits, keep)
     else:
-        payload = wire.parse_predict(body, ctype, names)
+        payload = wire.parse_predict(body, ctype, names, svc.limits, keep)
     frame, warnings = svc.converter.convert(payload)
     return frame, warnings, payload.params
 

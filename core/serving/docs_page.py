@@ -1,13 +1,21 @@
-"""The prediction server's own documentation page (``GET /``): works offline, no CDN."""
+"""The prediction server's own documentation page (``GET /``): works offline, no CDN.
+
+The copy-paste examples name the server by its configured public URL (``--public-url``,
+``FIXATIVE_PUBLIC_URL``), or else by the address the reader's browser shows, filled in
+by the page's script; never by the request's ``Host`` header, which a client chooses
+(and a cache in front of the server might keep for everyone).
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from importlib import resources
 from string import Template
 from typing import Any
 
+from core.errors import BadRequest
 from core.model.bundle import ModelBundle
 
 BASE_URL = "__FIXATIVE_BASE_URL__"
@@ -33,8 +41,23 @@ def _template() -> Template:
     return Template(text)
 
 
-def render_docs(bundle: ModelBundle, *, auth: bool = False) -> str:
-    """The page, with ``BASE_URL`` where the server's URL goes (see :func:`with_base_url`)."""
+_PUBLIC_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/%]*)?")
+
+
+def check_public_url(url: str) -> str:
+    """``url`` without a trailing slash, when it is a plain http(s) URL."""
+    text = str(url).strip()
+    if not _PUBLIC_URL.fullmatch(text):
+        raise BadRequest(f"The public URL {text[:100]!r} is not a plain http(s) URL, e.g. "
+                         "https://models.example.com/house (set with --public-url or "
+                         "FIXATIVE_PUBLIC_URL).")
+    return text.rstrip("/")
+
+
+def render_docs(bundle: ModelBundle, *, auth: bool = False, public_url: str | None = None
+                ) -> str:
+    """The page. The examples' server URL is ``public_url``; without one, the page's
+    script writes in the address the browser shows (see :func:`with_base_url`)."""
     meta = bundle.meta
     proto = meta.prototype
     e = html.escape
@@ -73,7 +96,7 @@ def render_docs(bundle: ModelBundle, *, auth: bool = False) -> str:
     notes = "".join(f'<p class="note">{e(n)}</p>' for n in meta.notes)
     route_rows = "\n".join(f"<tr><td><code>{e(r)}</code></td><td>{e(d)}</td></tr>"
                            for r, d in ROUTES if meta.has_proba or "proba" not in r)
-    return _template().substitute(
+    page = _template().substitute(
         title=e(f"{meta.name} · prediction API"),
         name=e(meta.name),
         subtitle=e(f"version {version} · {meta.model_class} ({meta.task}) · served by Fixative"),
@@ -85,10 +108,14 @@ def render_docs(bundle: ModelBundle, *, auth: bool = False) -> str:
         examples=_examples_html(examples(bundle, auth=auth)),
         route_rows=route_rows,
     )
+    return with_base_url(page, public_url)
 
 
-def with_base_url(page: str, base_url: str) -> str:
-    return page.replace(BASE_URL, html.escape(base_url.rstrip("/")))
+def with_base_url(page: str, base_url: str | None) -> str:
+    """Each ``BASE_URL`` becomes a ``<span class="base-url">`` holding ``base_url``; left
+    empty without one, for the page's script to fill with the browser's address."""
+    text = html.escape(base_url.rstrip("/")) if base_url else ""
+    return page.replace(BASE_URL, f'<span class="base-url">{text}</span>')
 
 
 def _field(name: str, kind: str, example: Any, categories: list[Any] | None) -> str:

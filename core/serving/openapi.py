@@ -1,8 +1,16 @@
-"""OpenAPI 3.1 description of a prediction server, generated from the model's prototype."""
+"""OpenAPI 3.1 description of a prediction server, generated from the model's prototype.
+
+The spec says what the server accepts and what it rejects, so that a client generated
+from it, or schemathesis, finds no difference: a CSV body is a header naming the
+model's columns and at least one row (a pattern per column kind), ``columns`` and
+``params`` may be null, an MLflow envelope has exactly one of its four keys, and the
+server's limits (rows, 413; large bodies at once, 429) are listed with the errors.
+"""
 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from core.model.bundle import ModelBundle
@@ -24,11 +32,19 @@ _ERRORS = {
     "400": "Malformed body (not JSON/CSV, wrong shape)",
     "401": "Missing or wrong bearer token",
     "408": "The body stopped arriving before it was complete",
-    "413": "Body larger than the server's limit",
+    "413": "Body, rows, columns or JSON nesting past the server's limits",
+    "429": "Too many large bodies are being read or parsed at once; retry after Retry-After",
     "415": "Unsupported Content-Type or Content-Encoding (send uncompressed JSON or CSV)",
     "422": "Input does not match the model's prototype (every problem listed)",
 }
 OPEN_PATHS = ("/ping", "/healthz")
+INT64 = {"minimum": -(2**63), "maximum": 2**63 - 1}
+# the integers JSON parsing keeps as integers (orjson: int64 and uint64); others are floats
+JSON_INT = {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}
+# scikit-learn's trees compute in float32: a number that rounds to float32 infinity (the
+# largest float32 plus half a step, 2**128 - 2**103) fails in the model (422)
+_FLOAT32_INF = float(2**128 - 2**103)
+FLOAT32 = {"exclusiveMinimum": -_FLOAT32_INF, "exclusiveMaximum": _FLOAT32_INF}
 
 
 def _err(description: str) -> dict[str, Any]:
@@ -46,6 +62,18 @@ def _errors(*codes: str, auth: bool) -> dict[str, Any]:
 def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
     meta = bundle.meta
     record = copy.deepcopy(meta.prototype.json_schema())
+    # extra fields are dropped (and warned about), but must be single values like the rest
+    record["additionalProperties"] = {"type": ["string", "number", "boolean", "null"]}
+    for prop in record.get("properties", {}).values():
+        types = [prop["type"]] if isinstance(prop.get("type"), str) else prop.get("type") or []
+        if "integer" in types:
+            prop.update(INT64)  # a larger integer cannot reach the model without loss
+        elif "number" in types:
+            prop.update(FLOAT32)
+        elif "string" in types:  # 98115 is read as "98115", losslessly
+            rest = {k: v for k, v in prop.items() if k != "type"}
+            prop.clear()
+            prop.update(rest, anyOf=[{"type": types}, JSON_INT])
     example = meta.prototype.example_record()
     names = meta.prototype.names
     row = [example.get(n) for n in names]
@@ -53,12 +81,21 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
     label = ({"type": ["string", "integer", "number", "boolean"]} if classifier
              else {"type": ["number", "null"]})
     records = {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Record"}}
-    rows = {"type": "array", "minItems": 1,
-            "items": {"type": "array", "minItems": len(names), "maxItems": len(names)}}
-    split = {"type": "object", "required": ["columns", "data"], "properties": {
-        "columns": {"type": "array", "items": {"type": "string"}, "example": names},
-        "data": {"type": "array", "minItems": 1, "items": {"type": "array"}, "example": [row]},
-    }}
+    row_schema = {"type": "array", "prefixItems": [_cell(c) for c in meta.prototype.columns],
+                  "minItems": len(names), "maxItems": len(names)}
+    rows = {"type": "array", "minItems": 1, "items": row_schema}
+    data = {"type": "array", "minItems": 1, "items": row_schema, "example": [row]}
+    split = {"anyOf": [
+        # named columns in the model's order; null: the rows are in the model's order
+        {"type": "object", "required": ["columns", "data"], "properties": {
+            "columns": {"oneOf": [{"const": list(names)}, {"type": "null"}],
+                        "example": names},
+            "data": data, "index": {"description": "ignored"}}},
+        {"type": "object", "required": ["data"], "additionalProperties": False,
+         "properties": {"data": data, "index": {"description": "ignored"}}},
+    ]}
+    csv = {"type": "string", "pattern": _csv_pattern(meta.prototype.columns),
+           "description": "A header naming the model's columns, then one or more rows"}
     predict_body: dict[str, Any] = {
         "required": True,
         "description": "Rows to predict: an array of records (vetiver's format), an array of "
@@ -73,16 +110,20 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
                                                                   "data": [row]}},
                 },
             },
-            "text/csv": {"schema": {"type": "string"},
+            "text/csv": {"schema": csv,
                          "example": ",".join(names) + "\n" + ",".join(
                              "" if v is None else str(v) for v in row) + "\n"},
         },
     }
-    envelope = {"oneOf": [
-        _envelope("dataframe_split", {"$ref": "#/components/schemas/Split"}),
-        _envelope("dataframe_records", {"$ref": "#/components/schemas/Records"}),
-        _envelope("instances", {"oneOf": [{"$ref": "#/components/schemas/Records"}, rows]}),
-        _envelope("inputs", {"oneOf": [{"$ref": "#/components/schemas/Records"}, rows]}),
+    methods = ["predict", "predict_proba"] if meta.has_proba else ["predict"]
+    rows_or_records = {"anyOf": [{"$ref": "#/components/schemas/Records"}, rows]}
+    envelope = {"anyOf": [
+        _envelope("dataframe_split", {"$ref": "#/components/schemas/Split"}, methods),
+        _envelope("dataframe_records", {"$ref": "#/components/schemas/Records"}, methods),
+        _envelope("instances", rows_or_records, methods),
+        _envelope("inputs", rows_or_records, methods),
+        # pandas' split orient without an envelope
+        {"allOf": [{"$ref": "#/components/schemas/Split"}, _none_of(MLFLOW_KEYS)]},
     ]}
     invocations_body = {
         "required": True,
@@ -124,14 +165,14 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
             "requestBody": predict_body,
             "responses": {**ok({"type": "object", "required": ["predict"], "properties": {
                 "predict": {"type": "array", "items": label}}}, {"predict": pred_example}),
-                **_errors("400", "408", "413", "415", "422", auth=auth)},
+                **_errors("400", "408", "413", "415", "422", "429", auth=auth)},
         }},
         "/invocations": {"post": {
             "summary": "Predict (MLflow scoring-server format)", "operationId": "invocations",
             "requestBody": invocations_body,
             "responses": {**ok({"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "array"}}}, {"predictions": pred_example}),
-                **_errors("400", "408", "413", "415", "422", auth=auth)},
+                **_errors("400", "408", "413", "415", "422", "429", auth=auth)},
         }},
         "/ping": _get("ping", "Liveness",
                       {"type": "object", "properties": {"ping": {"type": "string"}}},
@@ -167,7 +208,7 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
                                {"predict_proba": [[1.0 / max(len(meta.classes or [1]), 1)]
                                                   * len(meta.classes or [1])],
                                 "classes": meta.classes}),
-                          **_errors("400", "408", "413", "415", "422", auth=auth)},
+                          **_errors("400", "408", "413", "415", "422", "429", auth=auth)},
         }}
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -192,11 +233,50 @@ def build_openapi(bundle: ModelBundle, *, auth: bool = False) -> dict[str, Any]:
     return spec
 
 
-def _envelope(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _none_of(keys: tuple[str, ...]) -> dict[str, Any]:
+    return {"not": {"anyOf": [{"required": [k]} for k in keys]}}
+
+
+def _envelope(key: str, schema: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """Exactly one MLflow key; ``params`` may be absent or null; other keys are ignored."""
     return {"type": "object", "required": [key], "properties": {
-        key: schema, "params": {"type": "object", "properties": {
-            "predict_method": {"type": "string", "enum": ["predict", "predict_proba"]}}}},
-        "additionalProperties": False}
+        key: schema, "params": {"type": ["object", "null"], "properties": {
+            "predict_method": {"type": "string", "enum": methods}}}},
+        **_none_of(tuple(k for k in MLFLOW_KEYS if k != key))}
+
+
+_CELL_PATTERNS = {  # one CSV field per column kind, as validation reads it back
+    "int": "-?[0-9]{1,9}",
+    "float": "-?[0-9]{1,9}(\\.[0-9]{1,6})?",
+    "bool": "(true|false)",
+    # any field: no comma, quote or line break, not empty (empty is null)
+    "text": '[^,"\\r\\n ][^,"\\r\\n]*',
+    "datetime": "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+}
+
+
+def _csv_pattern(columns: list[Any]) -> str:
+    """A regular expression for the CSV bodies the server predicts on: the header, then
+    rows of fields that convert without loss (categories unseen in training are only
+    warned about, so any word will do for them)."""
+    header = ",".join(re.escape(c.name) for c in columns)
+    row = ",".join(_CELL_PATTERNS.get(c.kind, _CELL_PATTERNS["text"]) for c in columns)
+    return f"^{header}\\n({row}\\n)*{row}\\n?$"
+
+
+def _cell(column: Any) -> dict[str, Any]:
+    """One JSON value of a column in a row array, as the Record schema has it."""
+    cells: dict[str, dict[str, Any]] = {
+        "integer": {"type": "integer", **INT64}, "number": {"type": "number", **FLOAT32},
+        "boolean": {"type": "boolean"}}
+    return cells.get(_json_type(column), {"anyOf": [{"type": "string"}, JSON_INT]})
+
+
+def _json_type(column: Any) -> str:
+    return {"int": "integer", "float": "number", "bool": "boolean"}.get(column.kind, "string")
 
 
 def _get(op: str, summary: str, schema: dict[str, Any], example: Any, *, auth: bool,

@@ -12,6 +12,13 @@ The same module is the entry point of a Docker bundle:
 ``python -m core.serving.process serve.json`` serves the model folder next to the
 settings file, with ``PORT``, ``FIXATIVE_HOST`` and ``FIXATIVE_WORKERS`` overriding
 the file and ``FIXATIVE_STORE`` naming a board for the prediction log.
+
+Connections are bounded before a request reaches the app: uvicorn closes idle
+keep-alive connections (``timeout_keep_alive``) and answers 503 past
+``limit_concurrency`` open connections, and :class:`GuardedHttpTools` closes a
+connection whose request head (request line and headers) has not arrived whole within
+the header timeout, or answers 431 when it grows past 64 KiB: uvicorn itself waits for
+a slow head forever.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 from core import settings as env
 from core.errors import CorruptData, FixativeError, InvalidArgument, NotFound
 from core.model.bundle import BundleMeta, ModelBundle
+from core.serving import limits as limits_mod
 from core.serving.warnpolicy import prepare_process
 from core.store.protocols import StoreLike
 
@@ -47,6 +55,31 @@ class ServeSettings:
     log: bool = True
     batching: bool = True
     max_body_bytes: int | None = None
+    # None: the environment variable or the default (see core.serving.limits)
+    max_rows: int | None = None
+    max_columns: int | None = None
+    max_json_depth: int | None = None
+    max_parsing: int | None = None
+    body_timeout: float | None = None
+    header_timeout: float | None = None
+    keep_alive_timeout: float | None = None
+    max_connections: int | None = None
+    public_url: str | None = None
+    allow_short_tokens: bool | None = None
+
+    def limits(self) -> limits_mod.Limits:
+        """The limits in force: these settings, then the environment, then defaults."""
+        return limits_mod.resolve({k: getattr(self, k) for k in (
+            "max_rows", "max_columns", "max_json_depth", "max_parsing", "body_timeout",
+            "header_timeout", "keep_alive_timeout", "max_connections")})
+
+    def resolved_public_url(self) -> str | None:
+        return self.public_url or os.environ.get(limits_mod.PUBLIC_URL_ENV) or None
+
+    def short_tokens_allowed(self) -> bool:
+        if self.allow_short_tokens is not None:
+            return bool(self.allow_short_tokens)
+        return limits_mod.env_flag(limits_mod.ALLOW_SHORT_TOKENS_ENV)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -154,10 +187,15 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     elif store is None:
         store = open_store(settings.store)
     bundle = bundle if bundle is not None else load_bundle(settings, store)
+    limits = settings.limits()
+    # each worker builds its app before it takes connections: the guard's timeout is set
+    GuardedHttpTools.header_timeout = limits.header_timeout
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
     return create_app(bundle, store=store, log=settings.log and store is not None,
                       max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
-                      batching=settings.batching, metrics_dir=metrics_dir)
+                      batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
+                      public_url=settings.resolved_public_url(),
+                      allow_short_tokens=settings.short_tokens_allowed())
 
 
 def app() -> Any:
@@ -185,7 +223,8 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
 
     common: dict[str, Any] = {"host": host, "port": port, "access_log": access_log,
                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
-                              "log_level": "info", "server_header": False}
+                              "log_level": "info", "server_header": False,
+                              **uvicorn_limits(settings.limits())}
     prepare_process()
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
@@ -195,6 +234,88 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
     # it starts in place of a dead worker).
     with shared_metrics_dir():
         uvicorn.run(f"{__name__}:app", factory=True, workers=workers, **common)
+
+
+# -- connection limits ---------------------------------------------------------------------
+
+def uvicorn_limits(limits: limits_mod.Limits) -> dict[str, Any]:
+    """uvicorn's settings for ``limits``: keep-alive, open connections, the guarded
+    protocol (header timeout and size) when httptools is there (it is a requirement)."""
+    out: dict[str, Any] = {"timeout_keep_alive": limits.keep_alive_timeout,
+                           "limit_concurrency": limits.max_connections,
+                           "h11_max_incomplete_event_size": limits_mod.MAX_HEAD_BYTES}
+    if _HttpTools is not object:
+        out["http"] = GuardedHttpTools
+    return out
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpTools
+except ImportError:  # pragma: no cover - httptools is in requirements.txt
+    _HttpTools = object  # type: ignore[assignment,misc]
+
+_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: "
+                   b"application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s")
+
+
+class GuardedHttpTools(_HttpTools):
+    """uvicorn's httptools protocol with a deadline and a size limit on each request head.
+
+    The clock starts when the connection opens and again at the first byte of each later
+    request on it; it stops when the head is complete (the body has its own deadline in
+    the app). A connection past either limit is closed, so a client that sends a header
+    byte now and then cannot hold a connection, or the server's connection limit, for
+    ever.
+    """
+
+    header_timeout: float = limits_mod.HEADER_TIMEOUT
+    max_head_bytes: int = limits_mod.MAX_HEAD_BYTES
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._head_timer: Any = None
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_clock()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._head_timer is not None
+        super().data_received(data)
+        if waiting and self._head_timer is not None:  # the head is still incomplete
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes and not self.transport.is_closing():
+                self._stop_head_clock()
+                body = (b'{"error":{"code":"headers_too_large","message":"The request line '
+                        b'and headers are larger than this server accepts (64 KiB).",'
+                        b'"details":[]}}')
+                self.transport.write(_HEAD_TOO_LARGE % (len(body), body))
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:
+            self._await_head()
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_clock()
+        super().on_headers_complete()
+
+    def _await_head(self) -> None:
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_late)
+
+    def _stop_head_clock(self) -> None:
+        if getattr(self, "_head_timer", None) is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 # -- Docker bundle entry -----------------------------------------------------------------

@@ -16,6 +16,11 @@ JSON is parsed with orjson, which rejects ``NaN``/``Infinity`` literals, invalid
 UTF-8 and nesting deeper than 1024 levels with an error instead of a crash. For
 duplicate keys in an object the last value wins, as in Python's ``json``.
 
+Before a body becomes Python objects it is held to :class:`~core.serving.limits.Limits`
+(413): rows, columns and JSON nesting are counted on the bytes, so ``[{},{},...]`` is
+refused at about the cost of reading it, never after 25 bytes of Python object were
+built per byte of JSON. Every check here is linear in the body.
+
 Conversion to the model's frame has a fast path for the common case (every column
 present with exactly the training type, nothing out of range or unseen): columns
 are built directly as typed numpy arrays, never row by row through pandas. Anything
@@ -27,8 +32,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +43,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from core.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from core.model.prototype import Prototype, to_frame
+from core.serving.limits import Limits
 
 JSON_TYPES = ("application/json", "text/json", "text/plain", "application/x-www-form-urlencoded")
 CSV_TYPES = ("text/csv", "application/csv")
@@ -118,17 +126,24 @@ def dumps(obj: Any) -> bytes:
 # -- Python -> Payload ----------------------------------------------------------------------
 
 
-def parse_predict(body: bytes, content_type: str | None, names: Sequence[str]) -> Payload:
+def parse_predict(body: bytes, content_type: str | None, names: Sequence[str],
+                  limits: Limits | None = None, keep: Collection[str] | None = None) -> Payload:
     """The body of ``POST /predict``: records, rows, columnar JSON or CSV."""
+    limits = limits or Limits()
     if check_media_type(content_type) == "csv":
-        return Payload(read_csv(body), fmt="csv")
-    return shape(loads(body), names, where="the request body")
+        return Payload(read_csv(body, limits, len(names), keep), fmt="csv")
+    check_json_size(body, limits, len(names))
+    return shape(loads(body), names, where="the request body", limits=limits)
 
 
-def parse_invocations(body: bytes, content_type: str | None, names: Sequence[str]) -> Payload:
+def parse_invocations(body: bytes, content_type: str | None, names: Sequence[str],
+                      limits: Limits | None = None, keep: Collection[str] | None = None
+                      ) -> Payload:
     """The body of ``POST /invocations``, following MLflow's scoring server."""
+    limits = limits or Limits()
     if check_media_type(content_type) == "csv":
-        return Payload(read_csv(body), fmt="csv")
+        return Payload(read_csv(body, limits, len(names), keep), fmt="csv")
+    check_json_size(body, limits, len(names))
     obj = loads(body)
     if not isinstance(obj, dict):
         raise BadRequest(
@@ -137,14 +152,16 @@ def parse_invocations(body: bytes, content_type: str | None, names: Sequence[str
             "\"data\": [...]}; for a plain array of records use POST /predict.")
     keys = [k for k in MLFLOW_KEYS if k in obj]
     if not keys and "data" in obj:
-        return shape(obj, names, where="the request body")
+        return shape(obj, names, where="the request body", limits=limits)
     if len(keys) != 1:
         found = ", ".join(sorted(map(str, obj)))[:200] or "none"
         raise BadRequest(
             "The input must be a JSON object with exactly one of the fields "
             f"{', '.join(MLFLOW_KEYS)}; found: {found}.",
             [{"problem": "mlflow_envelope", "allowed": list(MLFLOW_KEYS)}])
-    params = obj.get("params") or {}
+    params = obj.get("params")
+    if params is None:  # absent or null: MLflow's client sends null for "no params"
+        params = {}
     if not isinstance(params, dict):
         raise BadRequest("'params' must be a JSON object, e.g. {\"predict_method\": \"predict\"}.")
     key = keys[0]
@@ -153,41 +170,134 @@ def parse_invocations(body: bytes, content_type: str | None, names: Sequence[str
         if not isinstance(inner, dict) or "data" not in inner:
             raise BadRequest("'dataframe_split' must be an object with 'columns' and 'data' "
                              "(pandas' split orient).")
-        payload = shape(inner, names, where="'dataframe_split'")
+        payload = shape(inner, names, where="'dataframe_split'", limits=limits)
     elif key == "dataframe_records":
         if not isinstance(inner, list):
             raise BadRequest("'dataframe_records' must be a JSON array of records.")
-        payload = shape(inner, names, where="'dataframe_records'")
+        payload = shape(inner, names, where="'dataframe_records'", limits=limits)
     else:
-        payload = shape(inner, names, where=f"'{key}'")
+        payload = shape(inner, names, where=f"'{key}'", limits=limits)
     payload.params = params
     payload.fmt = key
     return payload
 
 
-def shape(obj: Any, names: Sequence[str], where: str) -> Payload:
+# -- limits on the bytes and on the parsed shape ------------------------------------------
+
+_CHUNK = 1 << 20
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Arrays and objects a body may hold besides one per row or column: an MLflow envelope,
+# 'dataframe_split' with its 'columns' and 'index', 'params'.
+_ENVELOPE = 8
+
+
+def max_columns(limits: Limits, width: int) -> int:
+    """The column limit in force: never below the model's own column count."""
+    return max(limits.max_columns, width)
+
+
+def check_json_size(body: bytes, limits: Limits, width: int) -> None:
+    """413 when the JSON in ``body`` nests deeper than ``limits.max_json_depth`` or holds
+    more arrays and objects than its rows and columns may need, read off the bytes
+    before any Python object is built for it."""
+    # brackets inside strings count too: an upper bound, and a free one
+    upper = body.count(b"[") + body.count(b"{")
+    if upper <= limits.max_json_depth:
+        return
+    containers, depth = _structure(body)
+    if depth > limits.max_json_depth:
+        raise PayloadTooLarge(
+            f"The JSON body is nested {depth} levels deep; this server reads at most "
+            f"{limits.max_json_depth} (a request needs 4 at most: an envelope, a table, a "
+            "row and its values).",
+            [{"problem": "too_deep", "limit": limits.max_json_depth}])
+    cap = limits.max_rows + max_columns(limits, width) + _ENVELOPE
+    if containers > cap:
+        raise _too_many("rows", containers, limits.max_rows, "--max-rows",
+                        "JSON arrays or objects (one per row)")
+
+
+def _structure(body: bytes) -> tuple[int, int]:
+    """(arrays and objects, deepest nesting) of a JSON text, outside strings; counted with
+    numpy a chunk at a time, so the cost is a few passes over the bytes."""
+    if b"\\" in body:  # an escaped quote would end a string early: drop the strings first
+        body = _STRING.sub(b'""', body)
+    containers = deepest = level = 0
+    inside = 0  # parity of quotes so far: 1 inside a string
+    for start in range(0, len(body), _CHUNK):
+        c = np.frombuffer(body, np.uint8, count=min(_CHUNK, len(body) - start), offset=start)
+        parity = (np.cumsum(c == 34, dtype=np.int32) + inside) & 1
+        inside = int(parity[-1])
+        outside = parity == 0
+        opens = ((c == 91) | (c == 123)) & outside
+        closes = ((c == 93) | (c == 125)) & outside
+        steps = np.cumsum(opens.view(np.int8) - closes.view(np.int8), dtype=np.int32)
+        deepest = max(deepest, level + int(steps.max()))
+        level += int(steps[-1])
+        containers += int(np.count_nonzero(opens))
+    return containers, deepest
+
+
+def _too_many(what: str, got: int | str, limit: int, flag: str, unit: str = "") -> PayloadTooLarge:
+    shown = f"{got:,}" if isinstance(got, int) else got
+    return PayloadTooLarge(
+        f"The request has {shown} {unit or what}; this server takes at most {limit:,} {what} "
+        f"per request. Send fewer {what} per request, or start the server with a larger "
+        f"{flag}.", [{"problem": f"too_many_{what}", "limit": limit}])
+
+
+def _check_rows(n: int, limits: Limits) -> None:
+    if n > limits.max_rows:
+        raise _too_many("rows", n, limits.max_rows, "--max-rows")
+
+
+def _check_width(n: int, limits: Limits, width: int) -> None:
+    cap = max_columns(limits, width)
+    if n > cap:
+        raise _too_many("columns", n, cap, "--max-columns")
+
+
+def _duplicates(names: Sequence[Any]) -> list[str]:
+    return sorted(str(n) for n, k in Counter(names).items() if k > 1)
+
+
+def shape(obj: Any, names: Sequence[str], where: str, limits: Limits | None = None) -> Payload:
     """Recognise records, rows, columnar split JSON or a column mapping."""
+    limits = limits or Limits()
+    width = len(names)
     if isinstance(obj, list):
         if not obj:
             raise InvalidInput(f"{where[0].upper()}{where[1:]} has no rows; "
                                "send at least one record.")
+        _check_rows(len(obj), limits)
         first = type(obj[0])
         if first is dict:
-            return Payload(obj, _record_columns(obj, names), fmt="records")
+            columns = _record_columns(obj, names)
+            if columns is None:
+                _check_width(max(len(r) if isinstance(r, (dict, list)) else 0 for r in obj),
+                             limits, width)
+            return Payload(obj, columns, fmt="records")
         if first is list:
-            return Payload(obj, _row_columns(obj, names), fmt="rows")
+            columns = _row_columns(obj, names)
+            if columns is None:
+                _check_width(max(len(r) if isinstance(r, (dict, list)) else 0 for r in obj),
+                             limits, width)
+            return Payload(obj, columns, fmt="rows")
         raise BadRequest(f"{where[0].upper()}{where[1:]} must be an array of records "
                          "(objects) or of rows (arrays), not of plain values.")
     if isinstance(obj, dict):
         if "data" in obj and ("columns" in obj or set(obj) <= {"data", "index"}):
-            return _split(obj, names, where)
+            return _split(obj, names, where, limits)
         if obj and all(isinstance(v, list) for v in obj.values()):
+            _check_width(len(obj), limits, width)
             lengths = {len(v) for v in obj.values()}
             if len(lengths) > 1:
                 raise BadRequest("Columns have different lengths; every column needs one "
                                  "value per row.")
+            _check_rows(lengths.pop(), limits)
             return Payload(obj, _exact_columns(obj, names), fmt="columns")
         # one record
+        _check_width(len(obj), limits, width)
         return Payload([obj], _record_columns([obj], names), fmt="records")
     raise BadRequest(f"{where[0].upper()}{where[1:]} must be a JSON array of records, "
                      f"got {_json_kind(obj)}; e.g. [{{\"column\": value, ...}}].")
@@ -222,22 +332,28 @@ def _row_columns(rows: list[Any], names: Sequence[str]) -> dict[str, list[Any]] 
     return dict(zip(names, map(list, zip(*rows))))
 
 
-def _split(obj: dict[str, Any], names: Sequence[str], where: str) -> Payload:
+def _split(obj: dict[str, Any], names: Sequence[str], where: str,
+           limits: Limits) -> Payload:
     data = obj.get("data")
     columns = obj.get("columns")
     if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
         raise BadRequest(f"'data' in {where} must be an array of rows (arrays of values).")
     if not data:
         raise InvalidInput(f"'data' in {where} has no rows; send at least one row.")
-    if columns is None:
-        return Payload(data, _row_columns(data, names), fmt="split")
+    _check_rows(len(data), limits)
+    if columns is None:  # absent or null: the rows are in the model's column order
+        columns_or_none = _row_columns(data, names)
+        if columns_or_none is None:
+            _check_width(max(map(len, data)), limits, len(names))
+        return Payload(data, columns_or_none, fmt="split")
     if not isinstance(columns, list) or not all(
             isinstance(c, str) or (type(c) is int and c >= 0) for c in columns):
         raise BadRequest(f"'columns' in {where} must be an array of column names (strings, or "
                          "positions 0, 1, ... for a model fitted on an unnamed array).")
+    _check_width(len(columns), limits, len(names))
     columns = [str(c) for c in columns]  # pandas writes the columns of an array as 0, 1, ...
     if len(set(columns)) != len(columns):
-        dup = sorted({c for c in columns if columns.count(c) > 1})[:10]
+        dup = _duplicates(columns)[:10]
         raise BadRequest(f"'columns' in {where} names a column twice: {', '.join(dup)}.")
     width = len(columns)
     bad = [i for i, r in enumerate(data) if len(r) != width]
@@ -251,54 +367,132 @@ def _split(obj: dict[str, Any], names: Sequence[str], where: str) -> Payload:
     return Payload(by_name, _exact_columns(by_name, names), fmt="split")
 
 
-def read_csv(body: bytes) -> pd.DataFrame:
-    """A CSV body with a header row. Values are read as text and typed by validation."""
+def read_csv(body: bytes, limits: Limits | None = None, width: int = 0,
+             keep: Collection[str] | None = None) -> pd.DataFrame:
+    """A CSV body with a header row. Values are read as text and typed by validation.
+
+    ``keep``: the columns worth building (the model's); the others are only named, in
+    ``frame.attrs["extra_columns"]``, for validation's warning. A frame of thousands of
+    columns costs pandas ~0.1 ms each, of which a request needs a handful.
+    """
+    limits = limits or Limits()
     if not body.strip():
         raise BadRequest("The CSV body is empty; send a header row and at least one data row.")
     try:
-        header = next(csv.reader(io.StringIO(body[:body.find(b"\n") + 1 or len(body)]
-                                             .decode("utf-8"), newline=""),
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"The CSV body is not valid UTF-8 text (byte {exc.start}).",
+                         [{"problem": "not_utf8", "byte": exc.start}]) from None
+    try:
+        end = text.find("\n")
+        header = next(csv.reader(io.StringIO(text[:end + 1] if end >= 0 else text, newline=""),
                                  skipinitialspace=True), [])
-    except UnicodeDecodeError:
-        raise BadRequest("The CSV body is not valid UTF-8 text.") from None
     except csv.Error:
         header = []
-    twice = sorted({h for h in header if header.count(h) > 1})
+    _check_width(len(header), limits, width)
+    twice = _duplicates(header)
     if twice:
         raise BadRequest(f"The CSV header names a column twice: {', '.join(twice[:10])}; give "
                          "each column once.")
+    if keep is not None and header:
+        wanted = set(keep)
+        extra = [h for h in header if h not in wanted]
+        if extra:
+            frame = _csv_columns(text, header, [i for i, h in enumerate(header)
+                                                if h in wanted], limits)
+            frame.attrs["extra_columns"] = _Names(extra)
+            return frame
     try:
         with warnings.catch_warnings():
             # a row wider than the header: pandas warns, then drops the extra fields
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # dtype=str: the prototype decides types, so '01234' stays a string where it is
             # one. index_col=False: a row with one field more than the header is an error,
-            # not a row whose first field silently becomes its index.
+            # not a row whose first field silently becomes its index. nrows: one past the
+            # limit is enough to know it is over.
             frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False,
                                 na_values=[""], encoding="utf-8", index_col=False,
-                                skipinitialspace=True)
+                                skipinitialspace=True, nrows=limits.max_rows + 1)
     except UnicodeDecodeError:
         raise BadRequest("The CSV body is not valid UTF-8 text.") from None
     except pd.errors.ParserWarning:
-        raise BadRequest(_wide_rows(body, len(header))) from None
+        raise BadRequest(_wide_rows(text, len(header))) from None
     except pd.errors.ParserError as exc:
         if "fields in line" in str(exc) and header:  # a later row wider than the header
-            raise BadRequest(_wide_rows(body, len(header))) from None
+            raise BadRequest(_wide_rows(text, len(header))) from None
         raise BadRequest(f"The CSV body could not be parsed: {' '.join(str(exc).split())[:200]}"
                          ".") from None
     except (pd.errors.EmptyDataError, ValueError) as exc:
         raise BadRequest(f"The CSV body could not be parsed: {str(exc)[:200]}.") from None
     if len(frame) == 0:
         raise InvalidInput("The CSV body has a header but no rows; send at least one data row.")
+    if len(frame) > limits.max_rows:
+        raise _too_many("rows", f"more than {limits.max_rows:,}", limits.max_rows,
+                        "--max-rows")
     return frame
 
 
-def _wide_rows(body: bytes, width: int) -> str:
+class _ColumnsWithExtra(dict):
+    """Model columns built from records, with the names of the keys left out."""
+
+    def __init__(self, cols: dict[str, Any], extra: tuple[str, ...], n: int) -> None:
+        super().__init__(cols)
+        self.extra = extra
+        self.n = n
+
+
+class _Names(tuple):
+    """Column names in ``frame.attrs``: pandas deep-copies attrs on every copy, which for
+    thousands of names costs more than the request."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Names:
+        return self
+
+
+def _csv_columns(text: str, header: list[str], keep: list[int], limits: Limits
+                 ) -> pd.DataFrame:
+    """Only the ``keep`` columns of a CSV body, read row by row with the csv module: pandas
+    spends ~0.3 ms on each column of a header even when told to use a few of them."""
+    width = len(header)
+    values: list[list[Any]] = [[] for _ in keep]
+    n = 0
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        next(reader, None)
+        for row in reader:
+            if not row:
+                continue  # blank lines, as pandas skips them
+            if len(row) > width:
+                raise BadRequest(_wide_rows(text, width))
+            n += 1
+            if n > limits.max_rows:
+                raise _too_many("rows", f"more than {limits.max_rows:,}", limits.max_rows,
+                                "--max-rows")
+            for out, i in zip(values, keep):
+                v = row[i] if i < len(row) else ""
+                out.append(v if v != "" else None)
+    except csv.Error as exc:
+        raise BadRequest(f"The CSV body could not be parsed: {str(exc)[:200]}.") from None
+    if n == 0:
+        raise InvalidInput("The CSV body has a header but no rows; send at least one data row.")
+    return pd.DataFrame({header[i]: pd.Series(v, dtype="str") for i, v in zip(keep, values)},
+                        index=pd.RangeIndex(n))
+
+
+def _wide_rows(text: str, width: int) -> str:
     """Which data rows have more fields than the header (found only after the fast parse
     failed, so clean bodies pay nothing for it)."""
-    reader = csv.reader(io.StringIO(body.decode("utf-8"), newline=""), skipinitialspace=True)
-    wide = [(i - 1, len(r)) for i, r in enumerate(reader) if i > 0 and len(r) > width]
-    shown = ", ".join(f"row {i} has {n}" for i, n in wide[:10])
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    wide = []
+    try:
+        for i, r in enumerate(reader):
+            if i > 0 and len(r) > width:
+                wide.append((i - 1, len(r)))
+                if len(wide) == 10:
+                    break
+    except csv.Error:
+        pass
+    shown = ", ".join(f"row {i} has {n}" for i, n in wide) or "some rows have more"
     return (f"Every CSV row needs one field per header column ({width}); {shown}. Quote "
             "values that contain commas, and drop trailing commas.")
 
@@ -334,6 +528,11 @@ class Converter:
         # "1", ... (as vetiver's prototype does), so those name the columns by position.
         self._positions = ({str(i): n for i, n in enumerate(self.names)}
                            if not prototype.named else {})
+        # the column names a body may use for the model's columns: the rest are dropped
+        self.keep = frozenset(self.names) | frozenset(self._positions)
+        # JSON does not tell 3.0 from 3: where an integer is taken, so is a whole float
+        self._int_names = [c.name for c in prototype.columns
+                           if c.kind in ("int", "string", "category")]
 
     def _by_position(self, payload: Payload) -> Payload:
         pos, data = self._positions, payload.data
@@ -358,12 +557,27 @@ class Converter:
             if frame is not None:
                 return frame, []
         data = payload.data
+        if payload.columns is None and isinstance(data, list) and payload.fmt != "csv" \
+                and all(type(r) is dict for r in data):
+            payload = self._records_as_columns(data, payload)
+            data = payload.data
         if payload.fmt == "csv":
             data = _typed_csv(data, self.prototype)
+        elif isinstance(data, _ColumnsWithExtra):
+            frame = pd.DataFrame(self._whole_floats_as_ints(data), index=pd.RangeIndex(data.n))
+            frame.attrs["extra_columns"] = data.extra
+            data = frame
         elif payload.columns is not None or isinstance(data, dict):
             cols = payload.columns if payload.columns is not None else data
+            extra = [str(k) for k in cols if k not in self.names]
+            if extra:
+                n = max((len(v) for v in cols.values() if isinstance(v, list)), default=1)
+                cols = {k: v for k, v in cols.items() if k in self.names}
             _check_scalars(cols)
-            data = pd.DataFrame(cols)
+            cols = self._whole_floats_as_ints(cols)
+            data = pd.DataFrame(cols, index=pd.RangeIndex(n)) if extra else pd.DataFrame(cols)
+            if extra:  # named, not built: validation reports them as dropped
+                data.attrs["extra_columns"] = _Names(extra)
         elif payload.fmt in ("rows", "split") and isinstance(data, list):
             _check_scalars_rows(data)
         try:
@@ -373,6 +587,37 @@ class Converter:
         except (OverflowError, TypeError, ValueError) as exc:
             raise InvalidInput(f"The input could not be converted to the model's column types "
                                f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+
+    def _records_as_columns(self, records: list[dict[str, Any]], payload: Payload) -> Payload:
+        """Records whose keys differ from the model's columns, as a column mapping of the
+        model's columns that appear (absent is null, as validation reads it); the other
+        keys are named for validation's warning, never built into a frame."""
+        names = self.names
+        seen: dict[str, None] = {}
+        for i, r in enumerate(records):
+            for k, v in r.items():
+                if k not in seen:
+                    seen[k] = None
+                if not isinstance(v, _SCALARS):
+                    raise BadRequest(f"Row {i} holds a nested value; each field must be a "
+                                     "single number, string, boolean or null.")
+        cols: dict[str, Any] = {n: [r.get(n) for r in records] for n in names if n in seen}
+        extra = _Names(str(k) for k in seen if k not in set(names))
+        return Payload(_ColumnsWithExtra(cols, extra, len(records)), None, payload.params,
+                       "columns")
+
+    def _whole_floats_as_ints(self, cols: dict[str, Any]) -> dict[str, Any]:
+        """In integer (and text) columns, 3.0 becomes 3 before pandas sees the column: mixed
+        with ints, pandas would make every value a float and 2**63-1 would no longer fit."""
+        out = dict(cols)
+        for name in self._int_names:
+            values = out.get(name)
+            if isinstance(values, list) and float in set(map(type, values)):
+                # beyond 2**53 a float is not the integer the client wrote (orjson reads
+                # integers past 64 bits as floats): left for the range check to refuse
+                out[name] = [int(v) if type(v) is float and v.is_integer()
+                             and abs(v) < 2.0**53 else v for v in values]
+        return out
 
     def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
         if self._plan is None:  # no fast plan for this prototype

@@ -76,6 +76,50 @@ def test_serve_refuses_bad_input_in_one_line(capsys, store, args, message):
     assert re.match(message.replace("; Models", ".*Models"), err), err
 
 
+@pytest.mark.parametrize(("env", "args", "message"), [
+    ({"FIXATIVE_API_TOKENS": " , "}, [],
+     r"error: FIXATIVE_API_TOKENS is set but names no token \(it is blank, spaces or commas\)"),
+    ({"FIXATIVE_API_TOKENS": ""}, [], r"error: FIXATIVE_API_TOKENS is set but names no token"),
+    ({"FIXATIVE_API_TOKENS": "abc"}, [],
+     r"error: FIXATIVE_API_TOKENS has a token of 3 characters; tokens need at least 16 .*"
+     r"--allow-short-tokens \(FIXATIVE_ALLOW_SHORT_TOKENS=1\)\.$"),
+    ({}, ["--max-rows", "0"], r"error: max_rows must be a whole number of at least 1, got '0' "
+                              r"\(set it with --max-rows or FIXATIVE_MAX_ROWS\)\."),
+    ({"FIXATIVE_BODY_TIMEOUT": "soon"}, [],
+     r"error: body_timeout must be a positive number of seconds, got 'soon'"),
+    ({}, ["--max-concurrent-bodies", "x"], r"error: max_parsing .* --max-concurrent-bodies"),
+    ({}, ["--public-url", "ftp://x"], r"error: The public URL 'ftp://x' is not a plain http"),
+])
+def test_serve_refuses_unsafe_settings_in_one_line(capsys, monkeypatch, store, env, args,
+                                                   message):
+    import re
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = run(capsys, "serve", "house", "--port", "8080", *args,
+                         "--store", str(store.url))
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert re.match(message, err.strip()), err
+
+
+def test_serve_passes_limits_and_short_token_consent_on(monkeypatch, store):
+    from core.serving import process
+
+    seen = {}
+    monkeypatch.setenv("FIXATIVE_API_TOKENS", "abc")
+    monkeypatch.setenv("FIXATIVE_MAX_COLUMNS", "77")
+    monkeypatch.setattr(process, "run", lambda settings, **kw: seen.update(settings=settings))
+    assert main(["serve", "house", "--port", str(free_port()), "--store", str(store.url),
+                 "--allow-short-tokens", "--max-rows", "12", "--max-concurrent-bodies", "3",
+                 "--public-url", "https://m.example.com"]) == 0
+    settings = seen["settings"]
+    limits = settings.limits()
+    assert (limits.max_rows, limits.max_columns, limits.max_parsing) == (12, 77, 3)
+    assert settings.short_tokens_allowed() and settings.public_url == "https://m.example.com"
+    assert process.ServeSettings.from_json(settings.to_json()) == settings
+
+
 def test_serve_refuses_a_busy_port_naming_its_owner(capsys, store):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

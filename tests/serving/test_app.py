@@ -270,13 +270,29 @@ def test_docs_page_is_offline_and_complete(client, house):
     for name in house.prototype.names:
         assert f'data-column="{name}"' in page
     assert "<form" in page and 'fetch("predict"' in page
-    assert "curl -X POST http://testserver/predict" in page
-    assert "requests.post(&quot;http://testserver/predict&quot;" in page
-    assert "vetiver.vetiver_endpoint(&quot;http://testserver/predict&quot;)" in page
+    # no public URL: the browser's own address fills the examples in (the page's script)
+    assert 'curl -X POST <span class="base-url"></span>/predict' in page
+    assert 'requests.post(&quot;<span class="base-url"></span>/predict&quot;' in page
+    assert 'vetiver.vetiver_endpoint(&quot;<span class="base-url"></span>/predict' in page
+    assert "testserver" not in page
     assert "library(httr2)" in page
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"https?://", page)
     assert "__FIXATIVE_BASE_URL__" not in page
     assert "House prices" in page and "rmse" in page
+
+
+def test_docs_page_never_copies_the_host_header(house):
+    with TestClient(create_app(house, tokens=[])) as c:
+        page = c.get("/", headers={"Host": "evil.example:666"}).text
+    assert "evil.example" not in page
+    app = create_app(house, tokens=[], public_url="https://models.example.com/house/")
+    with TestClient(app) as c:
+        page = c.get("/", headers={"Host": "evil.example"}).text
+    assert "evil.example" not in page
+    assert ('curl -X POST <span class="base-url">https://models.example.com/house</span>'
+            '/predict') in page
+    with pytest.raises(BadRequest, match="is not a plain http\\(s\\) URL"):
+        create_app(house, tokens=[], public_url="javascript:alert(1)")
 
 
 def test_docs_page_escapes_model_text(house_model, house_data):
@@ -336,7 +352,7 @@ def test_each_app_has_its_own_metrics(house, features):
 
 def test_tokens_from_the_environment(house, features, monkeypatch):
     monkeypatch.setenv("FIXATIVE_API_TOKENS", " alpha , beta,,")
-    with TestClient(create_app(house)) as c:
+    with TestClient(create_app(house, allow_short_tokens=True)) as c:
         assert c.get("/ping").status_code == 200
         assert c.get("/healthz").status_code == 200
         for path in ["/", "/metadata", "/prototype", "/metrics", "/openapi.json", "/nowhere"]:
@@ -364,20 +380,42 @@ def test_tokens_from_the_environment(house, features, monkeypatch):
     assert "401" in spec["paths"]["/predict"]["post"]["responses"]
 
 
-def test_empty_tokens_mean_open(house, monkeypatch):
-    monkeypatch.setenv("FIXATIVE_API_TOKENS", "secret")
+def test_no_tokens_mean_open(house, monkeypatch):
+    monkeypatch.setenv("FIXATIVE_API_TOKENS", "a-long-enough-secret")
     with TestClient(create_app(house, tokens=[])) as c:
         assert c.get("/metadata").status_code == 200
-    monkeypatch.setenv("FIXATIVE_API_TOKENS", " , ")
+    monkeypatch.delenv("FIXATIVE_API_TOKENS")
     with TestClient(create_app(house)) as c:
         assert c.get("/metadata").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["", "   ", " , ", ",,,", " ,\t, "])
+def test_a_token_list_that_names_no_token_refuses_to_start(house, monkeypatch, value):
+    monkeypatch.setenv("FIXATIVE_API_TOKENS", value)
+    with pytest.raises(BadRequest, match=r"^FIXATIVE_API_TOKENS is set but names no token "
+                                         r"\(it is blank, spaces or commas\); give one"):
+        create_app(house)
+    with pytest.raises(BadRequest, match="^the token list is set but names no token"):
+        create_app(house, tokens=[" ", ""])
+
+
+def test_a_short_token_refuses_to_start_unless_allowed(house, monkeypatch):
+    monkeypatch.setenv("FIXATIVE_API_TOKENS", "a-long-enough-secret,short")
+    with pytest.raises(BadRequest, match=r"^FIXATIVE_API_TOKENS has a token of 5 characters; "
+                                         r"tokens need at least 16") as err:
+        create_app(house)
+    assert "short" not in str(err.value).replace("--allow-short-tokens", "").replace(
+        "SHORT_TOKENS", "")  # the token itself is never echoed
+    app = create_app(house, allow_short_tokens=True)
+    with TestClient(app) as c:
+        assert c.get("/metadata", headers={"Authorization": "Bearer short"}).status_code == 200
 
 
 # -- logging ---------------------------------------------------------------------------------------
 
 
 def test_every_prediction_request_is_logged(store, house, features):
-    with TestClient(create_app(house, store=store, tokens=["t"])) as c:
+    with TestClient(create_app(house, store=store, tokens=["t"], allow_short_tokens=True)) as c:
         auth = {"Authorization": "Bearer t"}
         ok = c.post("/predict", json=records(features.head(3)), headers=auth)
         bad = c.post("/invocations", json={"inputs": [{"bedrooms": 1}]}, headers=auth)
@@ -466,3 +504,48 @@ def test_create_app_rejects_a_bad_body_limit(house):
 def test_create_app_rejects_a_bad_body_timeout(house, seconds):
     with pytest.raises(BadRequest, match="body_timeout must be a positive number of seconds"):
         create_app(house, body_timeout=seconds, tokens=[])
+
+
+# -- readiness of a deleted version ------------------------------------------------------------
+
+
+def test_a_deleted_versions_server_is_not_ready_and_keeps_logging_its_version(
+        tmp_path, house_model, house_data, features, monkeypatch, caplog):
+    from core.serving import app as app_module
+
+    monkeypatch.setattr(app_module, "VERSION_CHECK_INTERVAL", 0.0)
+    s = VersionStore(str(tmp_path / "board"))
+    s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house"))
+    keep = s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house"))
+    served = s.read("house", s.versions("house")[0].version)
+    assert served.version != keep.version
+    with TestClient(create_app(served, store=s, tokens=[], flush_interval=0.05)) as c:
+        assert c.get("/healthz").status_code == 200
+        s.delete("house", served.version)
+        with caplog.at_level("WARNING", logger="fixative.server"):
+            r = c.get("/healthz")
+        assert r.status_code == 503
+        err = r.json()["error"]
+        assert err["code"] == "unavailable"
+        assert err["message"].startswith(f"Version {served.version} of 'house' was deleted "
+                                         "from the store")
+        assert err["details"] == [{"reason": "version_deleted", "model": "house",
+                                   "version": served.version}]
+        assert served.version in caplog.text
+        assert c.get("/ping").status_code == 200
+        ok = c.post("/predict", json=records(features.head(2)))
+        assert ok.status_code == 200
+    log = log_relation(s, duckdb.connect(), "house", versions=[served.version]).fetchdf()
+    assert set(log.loc[log["request_id"] == ok.headers["x-request-id"], "version"]) == {
+        served.version}
+
+
+def test_a_version_served_from_elsewhere_is_not_watched(tmp_path, house, monkeypatch):
+    """A Docker bundle's version lives in its folder; the board only takes its log."""
+    from core.serving import app as app_module
+
+    monkeypatch.setattr(app_module, "VERSION_CHECK_INTERVAL", 0.0)
+    logs_only = VersionStore(str(tmp_path / "logs"))
+    with TestClient(create_app(house, store=logs_only, tokens=[], log=False)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz").status_code == 200

@@ -10,13 +10,15 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from core.model.bundle import bundle
 from core.serving.app import create_app
 
 LIMIT = 4096
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -151,13 +153,13 @@ def test_400_malformed(client, path, body):
         assert_error_shape(r, 400, "bad_request")
 
 
-def test_deep_nesting_under_the_limit_is_400(house):
+def test_deep_nesting_is_413_before_parsing(house):
     with TestClient(create_app(house, tokens=[])) as c:
         r = c.post("/predict", content=b"[" * 100_000 + b"]" * 100_000)
-        err = assert_error_shape(r, 400, "bad_request")
-        assert "nested too deeply" in err["message"]
+        err = assert_error_shape(r, 413, "payload_too_large")
+        assert "nested 100000 levels deep" in err["message"]
         r = c.post("/invocations", content=b"{\"inputs\": " + b"[" * 50_000)
-        assert_error_shape(r, 400, "bad_request")
+        assert_error_shape(r, 413, "payload_too_large")
 
 
 def test_csv_malformed_is_400(client):
@@ -237,3 +239,47 @@ def test_success_responses_leak_nothing_either(client, record):
         r = client.get(path, headers=AUTH)
         assert r.status_code == 200
         assert "Traceback" not in r.text
+
+
+# -- any bytes, any content type, any POST route: never a 5xx ---------------------------------
+
+CONTENT_TYPES = [None, "application/json", "text/csv", "application/csv", "text/plain",
+                 "text/json", "application/x-www-form-urlencoded", "application/vnd.a+json",
+                 "text/csv; charset=latin-1", "application/json; charset=utf-16",
+                 "multipart/form-data; boundary=x", "image/png", b"\xe9/\xe9"]
+FRAGMENTS = [b"bedrooms", b"zipcode", b",", b"\n", b"\r\n", b'"', b"[", b"]", b"{", b"}",
+             b":", b"1", b"-1e999", b"null", b"\x80", b"\xff\xfe", b"\xc3", b"\x00",
+             b"\\u0000", b"\\", b"NaN", b"dataframe_split", b"columns", b"data", b"inputs"]
+bodies = st.one_of(st.binary(max_size=300),
+                   st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(b"".join))
+
+
+@pytest.fixture(scope="module")
+def churn_open(churn_model, churn_data):
+    b = bundle(churn_model, churn_data.drop(columns=["churned"]), name="churn")
+    with TestClient(create_app(b, tokens=[], log=False),
+                    raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_the_csv_that_was_a_500_is_a_400(client, churn_open):
+    body = b"bedrooms\n1\n1,2\n\x80\n"
+    for c, headers in ((client, AUTH), (churn_open, {})):
+        for path in POST_ROUTES:
+            r = c.post(path, content=body, headers={**headers, "content-type": "text/csv"})
+            err = assert_error_shape(r, 400, "bad_request")
+            assert err["message"].startswith("The CSV body is not valid UTF-8 text")
+
+
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(body=bodies, ctype=st.sampled_from(CONTENT_TYPES),
+       path=st.sampled_from(["/predict", "/invocations", "/predict_proba"]))
+def test_random_bytes_never_get_a_5xx(churn_open, body, ctype, path):
+    headers = {} if ctype is None else {"content-type": ctype}
+    r = churn_open.post(path, content=body, headers=headers)
+    assert r.status_code < 500, (body, ctype, r.text)
+    if r.status_code >= 400:
+        assert r.status_code in (400, 404, 413, 415, 422), r.status_code
+        assert sorted(r.json()["error"]) == ["code", "details", "message"]
+        assert_no_leak(r.text)

@@ -26,16 +26,18 @@ pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVE = """
-import sys, uvicorn
+import json, sys, uvicorn
 from core.serving.app import create_app
+from core.serving.limits import Limits
+from core.serving.process import GuardedHttpTools, uvicorn_limits
 from core.store.versionstore import VersionStore
 board, name, port, flush = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-body_timeout = float(sys.argv[5])
+limits = Limits(**json.loads(sys.argv[5]))
+GuardedHttpTools.header_timeout = limits.header_timeout
 store = VersionStore(board)
-app = create_app(store.read(name), store=store, tokens=[], flush_interval=flush,
-                 body_timeout=body_timeout)
+app = create_app(store.read(name), store=store, tokens=[], flush_interval=flush, limits=limits)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-            timeout_graceful_shutdown=10)
+            timeout_graceful_shutdown=10, **uvicorn_limits(limits))
 """
 
 
@@ -47,7 +49,7 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, board: str, name: str, flush: float = 1.0,
-                 body_timeout: float = 30.0) -> None:
+                 body_timeout: float = 30.0, **limits: float) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -55,7 +57,7 @@ class Server:
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", SERVE, board, name, str(self.port), str(flush),
-                 str(body_timeout)],
+                 json.dumps({"body_timeout": body_timeout, **limits})],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -215,8 +217,9 @@ def test_a_body_that_stops_arriving_gets_a_408(board):
         assert head.startswith(b"HTTP/1.1 408")
         error = json.loads(body)["error"]
         assert error["code"] == "request_timeout"
-        assert error["message"].startswith("The request body stopped arriving: no byte for "
-                                           "0.5 s after 9 bytes.")
+        assert error["message"].startswith("The request body did not arrive in time: 9 bytes "
+                                           "in 0.5 s, the longest this server waits for a "
+                                           "whole body.")
         assert requests.get(s.url + "/ping", timeout=5).status_code == 200
     finally:
         s.stop()
@@ -276,3 +279,139 @@ def test_sigkill_loses_at_most_the_last_interval(board, features):
     leftovers = [p for p in store.fs.find(store.path(".fixative", "logs"))
                  if not p.endswith(".parquet")]
     assert all(os.path.basename(p).startswith(".") for p in leftovers)
+
+
+# -- limits that need real sockets ------------------------------------------------------------
+
+
+def _answer(sock: socket.socket, deadline: float = 10.0, answer: bytes = b"") -> bytes:
+    """One whole response (head and Content-Length bytes of body), or what came of it
+    before the server closed the connection."""
+    sock.settimeout(deadline)
+    while True:
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        if sep:
+            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")]
+            if length and len(body) >= length[0]:
+                return answer
+        try:
+            part = sock.recv(65536)
+        except TimeoutError:
+            return answer
+        if not part:
+            return answer
+        answer += part
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def strict(board):
+    """A server with tight limits: 1 s per head, 1.5 s per body, one large body at once."""
+    s = Server(board, "house", body_timeout=1.5, header_timeout=1.0, max_parsing=1,
+               max_connections=64)
+    yield s
+    s.stop()
+
+
+def test_a_trickled_body_gets_a_408_at_the_whole_body_deadline(strict):
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=10) as sock:
+        t0 = time.monotonic()
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n[")
+        # a byte every 0.3 s: never idle long, but never done
+        sock.settimeout(0.3)
+        answer = b""
+        while time.monotonic() - t0 < 8 and not answer:
+            try:
+                sock.sendall(b" ")
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+        seconds = time.monotonic() - t0
+        answer = _answer(sock, answer=answer)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert 1.4 < seconds < 4
+    error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    assert error["message"].startswith("The request body did not arrive in time: ")
+
+
+def test_slow_request_heads_are_closed_at_the_header_timeout(strict):
+    socks = [socket.create_connection(("127.0.0.1", strict.port), timeout=5) for _ in range(40)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+        t0 = time.monotonic()
+        assert all(_closed_by_server(sock, 4) for sock in socks)
+        assert time.monotonic() - t0 < 4
+        # and a header byte now and then does not keep one open either
+        with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+            t0 = time.monotonic()
+            sock.sendall(b"GET /ping HTTP/1.1\r\n")
+            for _ in range(4):
+                time.sleep(0.4)
+                try:
+                    sock.sendall(b"X-A: b\r\n")
+                except OSError:
+                    break
+            assert _closed_by_server(sock, 3)
+            assert time.monotonic() - t0 < 3
+    finally:
+        for sock in socks:
+            sock.close()
+    assert requests.get(strict.url + "/ping", timeout=5).status_code == 200
+
+
+def test_a_keep_alive_connection_gets_a_fresh_head_deadline(strict):
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        for _ in range(3):  # 3 requests over 1.8 s on one connection: each head is quick
+            time.sleep(0.6)
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_huge_request_head_is_a_431(strict):
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(100):
+                sock.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+        except OSError:
+            pass
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "headers_too_large"
+
+
+def test_a_large_body_past_the_parsing_slots_is_a_429(strict, features):
+    body = features.head(1).to_json(orient="records").encode()
+    big = b"[" + b",".join([body[1:-1]] * 1500) + b"]"  # > 64 KiB: needs a slot
+    assert len(big) > 64 * 1024
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
+        # holds the only slot: a large body that has not finished arriving
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 200000\r\n\r\n[")
+        time.sleep(0.2)
+        r = requests.post(strict.url + "/predict", data=big, timeout=10)
+        assert r.status_code == 429, r.text
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "too_many_requests"
+        small = requests.post(strict.url + "/predict", data=body, timeout=10)
+        assert small.status_code == 200  # small bodies never wait for a slot
+    # the slot is given back when the held body times out or its client goes
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        r = requests.post(strict.url + "/predict", data=big, timeout=10)
+        if r.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from core.model.bundle import bundle
 from core.serving import wire
+from core.serving.limits import Limits
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,10 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def convert(conv, body, ctype=None, route="predict"):
+def convert(conv, body, ctype=None, route="predict", limits=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     parse = wire.parse_invocations if route == "invocations" else wire.parse_predict
-    return conv.convert(parse(raw, ctype, conv.names))
+    return conv.convert(parse(raw, ctype, conv.names, limits))
 
 
 # -- shapes -------------------------------------------------------------------------------
@@ -144,8 +145,6 @@ def test_csv_errors(conv, body, match):
     (b"[{\"bedrooms\": NaN}]", "NaN and Infinity are not JSON"),
     (b"[{\"bedrooms\": Infinity}]", "NaN and Infinity are not JSON"),
     (b"[{\"bedrooms\": 1e400}]", "too large for a 64-bit float"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-    (b"{\"a\": [" * 5000, "nested too deeply"),
     (b"\xff\xfe[\x00{", "not valid UTF-8"),
     (b"[{\"a\": 1,}]", "not valid JSON"),
     (b"[{'a': 1}]", "not valid JSON|not JSON"),
@@ -157,6 +156,22 @@ def test_csv_errors(conv, body, match):
 def test_hostile_json_is_a_clear_400(conv, body, match):
     with pytest.raises(BadRequest, match=match):
         convert(conv, body)
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep; this server reads at most 32"),
+    (b"{\"a\": [" * 5000, "nested 10000 levels deep"),
+    (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "nested 33 levels"),
+])
+def test_json_nested_past_the_limit_is_a_413(conv, body, match):
+    with pytest.raises(PayloadTooLarge, match=match):
+        convert(conv, body)
+
+
+def test_brackets_inside_strings_are_not_nesting():
+    body = json.dumps([{"a": "[" * 50 + "\\\"{" * 50}]).encode()
+    assert wire._structure(body) == (2, 2)
+    assert wire._structure(b'[{"a": "]]]]"}, [[1]]]') == (4, 3)
 
 
 def test_empty_array_is_a_422(conv):
@@ -209,12 +224,16 @@ def test_nested_values_are_rejected(conv, rows):
 def test_ten_thousand_columns(conv, rows):
     rec = records_of(rows)[0]
     wide = dict(rec, **{f"extra_{i}": i for i in range(10_000)})
-    frame, warnings = convert(conv, [wide])
+    with pytest.raises(PayloadTooLarge, match="has 10,006 columns; this server takes at "
+                                              "most 1,000 columns per request"):
+        convert(conv, [wide])
+    roomy = Limits(max_columns=20_000)
+    frame, warnings = convert(conv, [wide], limits=roomy)
     assert list(frame.columns) == conv.names
     assert warnings[0].startswith("extra columns dropped: 'extra_0'")
     assert "and 9980 more" in warnings[0]
     with pytest.raises(InvalidInput, match="column 'bedrooms' is missing"):
-        convert(conv, [{f"c{i}": i for i in range(10_000)}])
+        convert(conv, [{f"c{i}": i for i in range(10_000)}], limits=roomy)
 
 
 def test_records_each_with_other_extra_keys_build_only_the_model_columns(conv, rows, house):
