@@ -96,12 +96,15 @@ except FixativeError as exc:
     st.stop()
 
 has_rows = not report.metrics.empty and report.metrics["n"].sum() > 0
+head = report.headline
 status_text = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok",
-               "none": "⚪ no marks yet"}[report.status]
+               "none": "⚪ not judged yet"}[head.status]
 m1, m2, m3 = st.columns(3)
-m1.metric("Status (latest window)", status_text)
+m1.metric(f"Status (latest {settings.lookback} windows with enough rows)", status_text,
+          help=head.message)
 m2.metric("Predictions", f"{int(report.metrics['n'].sum()) if has_rows else 0:,}")
 m3.metric("Rows with actuals", f"{int(report.metrics['n_actual'].sum()) if has_rows else 0:,}")
+st.caption(head.message)
 if not has_rows:
     st.info(f"No predictions of {ref} in this range. Deploy the model and send it requests, or "
             "upload data to score in the **Upload** tab below; then upload actuals to see "
