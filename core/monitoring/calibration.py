@@ -229,17 +229,21 @@ def min_n(method: str, size: float, *, counts: Sequence[float] | None = None,
 
 def wasserstein_q95(values: np.ndarray, n: int = 100, draws: int = 200) -> float:
     """The no-drift 95th percentile of the normed Wasserstein distance between the
-    reference and a window of ``n`` values, both drawn from the reference values."""
-    from scipy.stats import wasserstein_distance
-
+    reference and a window of ``n`` values, both drawn from the reference values (at most
+    2,000 of them, rescaled to the reference's size: this only sets ``min_n``)."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return 0.0
     std = max(float(np.std(x)), 0.001)
     rng = np.random.default_rng(0)
-    out = [wasserstein_distance(rng.choice(x, len(x)), rng.choice(x, n)) / std
-           for _ in range(draws)]
-    return float(np.quantile(out, 0.95))
+    k = min(len(x), 2000)
+    a = np.sort(rng.choice(x, (draws, k)), axis=1)
+    b = np.sort(rng.choice(x, (draws, n)), axis=1)
+    # W1 is the mean gap between the quantile functions; on a grid of 2,000 points it is
+    # exact when both sizes divide 2,000
+    u = (np.arange(2000) + 0.5) / 2000
+    w = np.mean(np.abs(a[:, (u * k).astype(int)] - b[:, (u * n).astype(int)]), axis=1) / std
+    return float(np.quantile(w, 0.95)) * float(np.sqrt(_scale(n, len(x)) / _scale(n, k)))
 
 
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
