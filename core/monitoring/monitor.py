@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from core.errors import BadRequest, NotFound
 from core.model.bundle import BundleMeta
+from core.monitoring.limits import memory_limit
 
 LOG_SCHEMA_BASE = pa.schema([
     ("ts", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("model", pa.string()),
@@ -250,7 +251,8 @@ def _sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDB
     On a local board DuckDB reads the Parquet itself, limited by ``allowed_directories``;
     on other boards it gets Arrow datasets and no file access at all.
     """
-    con = duckdb.connect(config={"threads": int(threads)} if threads else {})
+    config = {"memory_limit": memory_limit(), **({"threads": int(threads)} if threads else {})}
+    con = duckdb.connect(config=config)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
     if _is_local(store.fs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,78 @@ def test_status_of_aliased_models(logged):
     later = th.status(store, "house", now=(T0 + pd.Timedelta(days=60)).to_pydatetime())
     assert later[0].status == "none" and "no predictions" in later[0].message
     assert list(th.status_frame(items)["status"]) == ["alert"]
+
+
+@pytest.mark.parametrize("sql", ["count(*) FILTER (WHERE route <> ';')",
+                                 "count(*) FILTER (WHERE route <> 'a--b')",
+                                 "count(*) FILTER (WHERE route = '/* not a comment */')"])
+def test_harmless_string_literals_are_accepted(logged, sql):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        assert cm.validate(mon, sql) == sql
+        out = cm.compute(mon, "day", [cm.CustomMetric("odd", sql)])
+    assert out.attrs["errors"] == {} and out["odd"].notna().all()
+
+
+@pytest.mark.parametrize("name", ["note", "window_end", "window_start", "n", "n_proba",
+                                  "Note", "version", "k", "log_loss"])
+def test_names_of_report_columns_are_refused(logged, name):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        with pytest.raises(BadRequest, match="column of the monitoring report|built-in"):
+            cm.save(store, mon, cm.CustomMetric(name, "count(*)"))
+        # a record written before the rule existed cannot overwrite the column either
+        out = cm.compute(mon, "day", [cm.CustomMetric(name, "count(*)")])
+    assert name in out.attrs["errors"]
+    assert list(out.columns) == ["window_start", "window_end"]
+
+
+@pytest.mark.parametrize("sql", ["sum(len(generate_series(1, 2e9)))",
+                                 "sum(len(range(0, 2000000000)))",
+                                 "max(len(repeat(route, 2000000000)))",
+                                 "max(len(repeat(route, sqft_living)))"])
+def test_expressions_that_allocate_by_a_number_are_refused(logged, sql):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        with pytest.raises(BadRequest, match="not allowed|constant size"):
+            cm.validate(mon, sql)
+
+
+def test_a_slow_metric_is_stopped_and_the_others_kept(logged, monkeypatch):
+    store, b, _ = logged
+    slow = "sum(levenshtein(repeat(route, 20000), repeat(request_id, 20000)))"
+    metrics = [cm.CustomMetric("ok", "count(*)"), cm.CustomMetric("slow", slow)]
+    with open_monitor(store, "house", b.meta) as mon:
+        assert cm.validate(mon, slow) == slow  # passes the checks: only its cost is wrong
+        t = time.perf_counter()
+        out = cm.compute(mon, "day", metrics, seconds=1.0)
+        took = time.perf_counter() - t
+    assert took < 10
+    assert (out["ok"] > 0).all() and out["slow"].isna().all()
+    assert out.attrs["errors"]["slow"].startswith("stopped after 1 s, the time limit")
+    # monitor-status finishes too, and says which metric failed
+    monkeypatch.setenv("FIXATIVE_MONITOR_QUERY_SECONDS", "1")
+    with open_monitor(store, "house", b.meta) as mon:
+        cm.save(store, mon, cm.CustomMetric("slow", slow))
+    try:
+        now = (T0 + pd.Timedelta(days=4)).to_pydatetime()
+        t = time.perf_counter()
+        items = th.status(store, "house", now=now)
+        assert time.perf_counter() - t < 30
+        assert "custom metric slow failed: stopped after 1 s" in items[0].message
+    finally:
+        cm.delete(store, "house", "slow")
+
+
+def test_a_metric_over_the_memory_limit_fails_alone(logged, monkeypatch):
+    store, b, _ = logged
+    monkeypatch.setenv("FIXATIVE_MONITOR_MEMORY_LIMIT", "20MB")
+    big = "len(string_agg(repeat(request_id, 100000), ','))"
+    with open_monitor(store, "house", b.meta) as mon:
+        out = cm.compute(mon, "day", [cm.CustomMetric("ok", "count(*)"),
+                                      cm.CustomMetric("big", big)], seconds=5)
+    assert (out["ok"] > 0).all() and out["big"].isna().all()
+    assert "memory limit (20MB, FIXATIVE_MONITOR_MEMORY_LIMIT)" in out.attrs["errors"]["big"]
+    monkeypatch.setenv("FIXATIVE_MONITOR_MEMORY_LIMIT", "lots")
+    with pytest.raises(BadRequest, match="not a memory size"):
+        open_monitor(store, "house", b.meta)
