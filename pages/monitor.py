@@ -229,13 +229,20 @@ with tabs[4]:
         r_alert = st.text_input("Alert at", key="mon_rule_alert")
         r_window = st.text_input("Watch with windows of", value=settings.window,
                                  key="mon_rule_window")
+        r_min_rows = st.number_input("Judge a window from (rows)", min_value=1,
+                                     value=settings.min_rows, step=1, key="mon_rule_min_rows",
+                                     help="Below this many rows (with actuals, for the "
+                                          "performance metrics) a mark is never 'ok'.")
+        r_lookback = st.number_input("Status over the latest windows", min_value=1,
+                                     value=settings.lookback, step=1, key="mon_rule_lookback")
         if st.form_submit_button("Save threshold"):
             try:
                 new = Rule(r_metric, warning=thresholds._num(r_warn),
                            alert=thresholds._num(r_alert), direction=r_dir)
                 rules = [r for r in settings.rules if r.metric != r_metric] + [new]
                 thresholds.save(store, name, Settings(window=r_window.strip() or "week",
-                                                      rules=rules))
+                                                      rules=rules, min_rows=int(r_min_rows),
+                                                      lookback=int(r_lookback)))
                 st.session_state[_MESSAGE] = ("success", f"Saved the threshold for {r_metric}.")
                 st.rerun()
             except FixativeError as exc:
