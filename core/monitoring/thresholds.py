@@ -205,7 +205,9 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
         for rec in drift.to_dict("records"):
             metric = f"drift:{rec['column']}"
             rule = settings.rule(metric)
-            if rule is None:
+            # A "below" rule on drift was a p-value level, from before the score became a
+            # size; the p-value is now judged after BH, so the method's levels apply.
+            if rule is None or rule.direction == "below":
                 info = METHODS[rec["method"]]
                 rule = Rule(metric, warning=info.warning, alert=info.alert, direction="above")
             min_n = int(rec["min_n"]) if pd.notna(rec.get("min_n")) else 0

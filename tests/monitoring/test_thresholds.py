@@ -59,3 +59,12 @@ def test_settings_minimum_rows_and_lookback_round_trip():
     for bad in ({"min_rows": 0}, {"lookback": -1}, {"min_rows": 2.5}, {"lookback": "x"}):
         with pytest.raises(BadRequest, match="min_rows|lookback"):
             th.Settings.from_dict(bad)
+
+
+def test_a_legacy_p_value_rule_on_drift_falls_back_to_the_method_levels():
+    drift = pd.DataFrame({"window_start": W[:2], "column": ["x", "x"], "method": ["ks", "ks"],
+                          "score": [0.5, 0.03], "n": [60, 60], "min_n": [46, 46],
+                          "p_adjusted": [1e-6, 0.8], "drifted": [True, False]})
+    legacy = th.Settings(rules=[th.Rule("drift:x", alert=0.05, direction="below")])
+    marks = th.evaluate(legacy, drift=drift)
+    assert list(marks["status"]) == ["alert", "ok"] and list(marks["alert"]) == [0.2, 0.2]
