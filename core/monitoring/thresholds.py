@@ -274,15 +274,20 @@ def headline(marks: pd.DataFrame, lookback: int = LOOKBACK) -> Headline:
     pick = top.iloc[-1]
     start = pd.Timestamp(pick["window_start"])
     span = f"{len(windows)} latest window{'s' if len(windows) > 1 else ''} with enough rows"
+    latest = marks[marks["window_start"] == marks["window_start"].max()]
+    short = sorted(set(latest.loc[(latest["status"] == "none")
+                                  & (latest["n"] < latest["min_n"]), "metric"]))
+    unjudged = (f"; too few rows in the latest window to judge {', '.join(short[:4])}"
+                f"{' and more' if len(short) > 4 else ''}") if short else ""
     if status == "ok":
-        message = f"ok: every judged mark in the {span} is within its levels"
+        message = f"ok: every judged mark in the {span} is within its levels{unjudged}"
         return Headline(status, window_start=start, n=int(pick["n"]), message=message,
                         windows=list(windows))
     others = len(top) - 1
     more = f" (and {others} more {status} mark{'s' if others > 1 else ''})" if others else ""
     message = (f"{status}: {pick['metric']} = {pick['value']:.4g} in the window of "
                f"{start:%Y-%m-%d %H:%M} UTC, on {int(pick['n']):,} rows{more}; judged over the "
-               f"{span}")
+               f"{span}{unjudged}")
     return Headline(status, metric=str(pick["metric"]), window_start=start,
                     value=float(pick["value"]), n=int(pick["n"]), message=message,
                     windows=list(windows))

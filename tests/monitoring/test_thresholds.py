@@ -26,6 +26,7 @@ def test_worst_over_the_latest_windows_with_enough_rows_names_metric_and_window(
     assert head.windows == W[1:4]
     assert (head.status, head.metric, head.window_start, head.n) == ("alert", "rmse", W[2], 50)
     assert head.message.startswith("alert: rmse = 12 in the window of 2025-03-17 00:00 UTC")
+    assert head.message.endswith("; too few rows in the latest window to judge rmse")
     one = th.headline(marks, 1)
     assert (one.status, one.window_start) == ("warning", W[3])
 
@@ -39,6 +40,12 @@ def test_never_ok_below_the_minimum():
     assert head.message == ("not enough rows to judge: rmse has 3 rows in the window of "
                             "2025-03-03 00:00 UTC and is judged from 30")
     assert th.headline(th.evaluate(th.Settings(), _metrics([3], [1.0]))).status == "none"
+    # ok on drift, but the metric with 3 rows is named, not silently passed over
+    drift = pd.DataFrame({"window_start": W[:1], "column": ["x"], "method": ["ks"],
+                          "score": [0.05], "n": [100], "min_n": [46], "p_adjusted": [0.7],
+                          "drifted": [False]})
+    head = th.headline(th.evaluate(settings, _metrics([3], [1.0]), drift))
+    assert head.status == "ok" and head.message.endswith("to judge rmse")
 
 
 def test_drift_marks_follow_the_verdicts():
