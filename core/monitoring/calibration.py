@@ -15,8 +15,8 @@ when nothing drifted, for the window's n and the reference's bins:
   per method, bins and n; above ``EXACT_N`` values n is rounded to a 3 % grid and the
   draws rescaled by ``1/n + 1/m``, the statistics' asymptotic scale);
 * ``ks``: SciPy's exact p-value (asymptotic above 10,000 values);
-* ``wasserstein``: the KS p-value on the same values (the distance has no test of
-  its own).
+* ``wasserstein``: the asymptotic KS p-value on the same values (the distance has no
+  test of its own; it is used on windows of over 1000 values).
 
 Multiple columns: the p-values of one window are adjusted with Benjamini-Hochberg,
 which under "nothing drifted" keeps the chance of any false alarm in the window at

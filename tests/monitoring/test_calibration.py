@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from core.monitoring import calibration as cal
-from core.monitoring.drift import METHODS, binned_statistic, judge
+from core.monitoring.drift import METHODS, binned_statistic, judge, ks_asymptotic_p
 
 REF = np.array([200, 210, 190, 205, 195, 200, 198, 202, 199, 201], dtype=float)
 
@@ -101,3 +101,12 @@ def test_verdicts_need_evidence_after_bh_and_size_and_enough_rows_to_be_ok():
     assert c["drifted"] is None and "too few to rule it out" in c["note"]
     assert d["drifted"] is None and np.isnan(d["p_adjusted"])
     assert "after BH over 3 columns" in a["judged_on"] and "n 60" in a["judged_on"]
+
+
+def test_wasserstein_evidence_is_scipys_asymptotic_ks():
+    rng = np.random.default_rng(3)
+    ref = np.sort(rng.normal(size=2000))
+    for shift in (0.0, 0.05, 0.3):
+        cur = np.round(rng.normal(shift, 1, size=3000), 2)  # ties too
+        expected = stats.ks_2samp(ref, cur, method="asymp").pvalue
+        assert ks_asymptotic_p(ref, cur) == pytest.approx(expected, rel=1e-9, abs=1e-300)
