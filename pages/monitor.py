@@ -115,16 +115,19 @@ def load_report(store: Any, choice: Choice) -> Any:
         st.stop()
 
 
-def summary(report: Any, ref: str) -> bool:
+def summary(report: Any, settings: Settings, ref: str) -> bool:
     """The status line; whether the range has any predictions."""
     has_rows = not report.metrics.empty and report.metrics["n"].sum() > 0
+    head = report.headline
     status_text = {"alert": "🔴 alert", "warning": "🟠 warning", "ok": "🟢 ok",
-                   "none": "⚪ no marks yet"}[report.status]
+                   "none": "⚪ not judged yet"}[head.status]
     m1, m2, m3 = st.columns(3)
-    m1.metric("Status (latest window)", status_text)
+    m1.metric(f"Status (latest {settings.lookback} windows with enough rows)", status_text,
+              help=head.message)
     m2.metric("Predictions", f"{int(report.metrics['n'].sum()) if has_rows else 0:,}")
     m3.metric("Rows with actuals",
               f"{int(report.metrics['n_actual'].sum()) if has_rows else 0:,}")
+    st.caption(head.message)
     if not has_rows:
         st.info(f"No predictions of {ref} in this range. Deploy the model and send it requests, "
                 "or upload data to score in the **Upload** tab below; then upload actuals to "
@@ -251,13 +254,20 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
         r_alert = st.text_input("Alert at", key="mon_rule_alert")
         r_window = st.text_input("Watch with windows of", value=settings.window,
                                  key="mon_rule_window")
+        r_min_rows = st.number_input("Judge a window from (rows)", min_value=1,
+                                     value=settings.min_rows, step=1, key="mon_rule_min_rows",
+                                     help="Below this many rows (with actuals, for the "
+                                          "performance metrics) a mark is never 'ok'.")
+        r_lookback = st.number_input("Status over the latest windows", min_value=1,
+                                     value=settings.lookback, step=1, key="mon_rule_lookback")
         if st.form_submit_button("Save threshold"):
             try:
                 new = Rule(r_metric, warning=thresholds._num(r_warn),
                            alert=thresholds._num(r_alert), direction=r_dir)
                 rules = [r for r in settings.rules if r.metric != r_metric] + [new]
                 thresholds.save(store, name, Settings(window=r_window.strip() or "week",
-                                                      rules=rules))
+                                                      rules=rules, min_rows=int(r_min_rows),
+                                                      lookback=int(r_lookback)))
                 st.session_state[_MESSAGE] = ("success", f"Saved the threshold for {r_metric}.")
                 st.rerun()
             except FixativeError as exc:
@@ -372,7 +382,7 @@ def main() -> None:
     settings = thresholds.load(store, name)
     choice = controls(meta, settings, name, version)
     report = load_report(store, choice)
-    has_rows = summary(report, choice.ref)
+    has_rows = summary(report, settings, choice.ref)
     tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
                     "Upload", "Export", "All models"])
     with tabs[0]:

@@ -110,15 +110,16 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     store = open_store(args)
     report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
                    source=args.source, reference=reference_period(args.reference))
-    latest = report.marks
-    if not report.metrics.empty and report.metrics["n"].sum() > 0:
-        start = report.metrics.loc[report.metrics["n"] > 0, "window_start"].iloc[-1]
-        latest = report.marks[report.marks["window_start"] == start]
+    head = report.headline
+    latest = report.marks[report.marks["window_start"].isin(head.windows)]
     problems = latest[latest["status"].isin(["warning", "alert"])]
     if args.format == "json":
         out: dict[str, Any] = {"model": report.name, "version": report.version,
-                               "window": report.window, "status": report.status,
-                               "notes": report.notes}
+                               "window": report.window, "status": head.status,
+                               "status_metric": head.metric or None,
+                               "status_window": (head.window_start.isoformat()
+                                                 if head.window_start is not None else None),
+                               "status_message": head.message, "notes": report.notes}
         if args.what in ("all", "metrics"):
             out["metrics"] = _json_ready(report.table())
         if args.what in ("all", "drift"):
@@ -134,10 +135,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                  "traffic": report.traffic}[args.what]
         _print_frame(frame, "csv")
         return 0
-    status = report.status.upper() if report.status != "none" else (
-        "none yet (no metric of the latest window could be judged: too few rows, or no "
-        "actuals and no drift reference)")
+    status = head.status.upper() if head.status != "none" else "none yet"
     print(f"{report.name}@{report.version} · {report.window} windows · status: {status}")
+    print(f"  {head.message}")
     if report.metrics.empty:
         print("No predictions logged in this range. Deploy the model (python -m core serve) or "
               "upload data to score in the workbench's Monitor page.")
@@ -146,12 +146,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if args.what in ("all", "metrics"):
         _print_frame(report.table(), "table", "metrics")
     if args.what in ("all", "drift"):
-        _print_frame(report.drift_summary(), "table", "drift (columns past the alert level)")
+        _print_frame(report.drift_summary(), "table",
+                     "drift (columns with evidence after Benjamini-Hochberg and an alert-level "
+                     "size)")
     if args.what in ("all", "traffic"):
         _print_frame(report.traffic, "table", "traffic")
     if args.what in ("all", "status"):
-        _print_frame(problems[["metric", "value", "warning", "alert", "status"]], "table",
-                     "warnings and alerts in the latest window")
+        _print_frame(problems[["window_start", "metric", "value", "n", "warning", "alert",
+                               "status"]], "table",
+                     "warnings and alerts in the windows the status is judged on")
     for note in report.notes:
         print(f"note: {note}")
     return 0

@@ -6,14 +6,24 @@ A custom metric is what a business asks for and no library ships, e.g.
 window (failed requests too; filter on ``status`` when that matters) and the columns
 of ``monitoring``: the log's, the features, ``prediction``, ``proba`` and ``actual``.
 
-Only a single read-only aggregate expression is accepted. It is parsed by DuckDB
-itself (``json_serialize_sql``) and its syntax tree is checked: no statement
-separators, no FROM/WHERE/subqueries (so no other table, file or function-table such
+Only a single read-only aggregate expression is accepted. It is tokenized and parsed
+by DuckDB itself (``duckdb.tokenize``, ``json_serialize_sql``) and checked on those, never
+on its raw text (so ``';'`` or ``'a--b'`` in a string literal are fine): no comments,
+no statement separators, no FROM/WHERE/subqueries (so no other table, file or function-table such
 as ``read_parquet``, ``glob`` or ``query``), no window functions, no functions that
 read settings or the environment, only known columns, and every column inside an
 aggregate. It is then bound against the view in the monitoring connection, which
 cannot read files outside the model's monitoring folders and whose configuration is
 locked; a type error or a non-numeric result is reported before it is saved.
+
+Cost. Functions that build a list or string whose size is a number in the expression
+(``generate_series``, ``range``; ``repeat``, ``lpad``, ``rpad``, ``list_resize`` beyond
+``MAX_SIZE``) are refused: DuckDB's memory limit does not cover them, and
+``generate_series(1, 2e9)`` per row exhausts the machine's memory. Everything else runs
+under the time limit and memory limit of :mod:`core.monitoring.limits`; a metric that
+hits one is reported as failed with the reason and the other metrics keep their values.
+Names that are also columns of the report (``note``, ``window_end``, ``n``, the built-in
+metrics...) are refused.
 
 Metrics are saved per model as records of kind ``custom_metric`` (the latest record
 of a name wins; ``{"deleted": true}`` removes it).
@@ -33,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InvalidArgument
+from core.monitoring import limits
 from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
@@ -54,6 +65,15 @@ DENIED = re.compile(
     r"pg_|duckdb_|which_secret|parquet_|iceberg|delta|json_execute|to_json_serial|"
     r"json_serialize|json_deserialize|enum_|error$|system|sniff_csv|stats$|"
     r"alias$|typeof$|can_cast|current_|in_search_path|get_current)", re.IGNORECASE)
+# Functions that allocate a list or string sized by an argument: refused outright, or
+# allowed with a constant size up to MAX_SIZE.
+UNBOUNDED = {"generate_series", "range", "unnest", "list_resize", "array_resize"}
+SIZED = {"repeat": 1, "lpad": 1, "rpad": 1}
+MAX_SIZE = 100_000
+# Columns of the report tables a custom metric sits beside (metrics table, CSV, JSON).
+REPORT_COLUMNS = frozenset({"k", "window_start", "window_end", "version", "n", "n_actual",
+                            "n_proba", "note", "rmse", "mae", "mape", "r2", "accuracy",
+                            "precision", "recall", "f1", "roc_auc", "log_loss"})
 NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                  "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "BOOLEAN")
 
@@ -89,8 +109,15 @@ def _functions() -> tuple[frozenset[str], frozenset[str]]:
 def check_name(name: str) -> str:
     text = str(name or "").strip()
     if not NAME.match(text):
-        raise InvalidArgument(f"Custom metric name {name!r} is not allowed: start with a letter, "
-                              "then letters, digits or _ (at most 48), e.g. price_per_sqft.")
+        raise InvalidArgument(
+            f"Custom metric name {name!r} is not allowed: start with a letter, then "
+                         "letters, digits or _ (at most 48), e.g. price_per_sqft.")
+    if text.lower() in REPORT_COLUMNS:
+        kind = "a built-in metric" if text.lower() in (
+            "rmse", "mae", "mape", "r2", "accuracy", "precision", "recall", "f1", "roc_auc",
+            "log_loss") else "a column of the monitoring report"
+        raise InvalidArgument(f"{text!r} is {kind}; give the custom metric another name, e.g. "
+                         f"my_{text.lower()}.")
     return text
 
 
@@ -106,12 +133,7 @@ def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
                               f"{MAX_LENGTH:,}.")
     if "\x00" in text:
         raise InvalidArgument("The custom metric contains a NUL character.")
-    if ";" in text:
-        raise InvalidArgument("A custom metric is one expression: remove the ';' (statements such "
-                              "as COPY, ATTACH or PRAGMA are not allowed).")
-    if "--" in text or "/*" in text:
-        raise InvalidArgument("Comments are not allowed in a custom metric; put the explanation in "
-                              "its description.")
+    _check_tokens(text)
     con = duckdb.connect()
     try:
         raw = con.execute("SELECT json_serialize_sql($q)",
@@ -142,6 +164,45 @@ def parse(sql: str, columns: Sequence[str]) -> dict[str, Any]:
         raise InvalidArgument("A custom metric must aggregate the window's rows, e.g. avg(...), "
                               "sum(...), count(*) or quantile_cont(..., 0.9).")
     return node["select_list"][0]
+
+
+def _check_tokens(text: str) -> None:
+    """Refuse comments and statement separators, found by DuckDB's tokenizer (so a ';'
+    or '--' inside a string literal is just text)."""
+    try:
+        tokens = duckdb.tokenize(text)
+    except duckdb.Error as exc:
+        raise InvalidArgument(f"The custom metric is not a valid SQL expression: "
+                         f"{str(exc).splitlines()[0]}") from None
+    for pos, kind in tokens:
+        if kind == duckdb.token_type.comment:
+            raise InvalidArgument(
+                "Comments are not allowed in a custom metric; put the explanation "
+                             "in its description.")
+        if kind == duckdb.token_type.operator and text[pos] == ";":
+            raise InvalidArgument("A custom metric is one expression: remove the ';' (statements "
+                             "such as COPY, ATTACH or PRAGMA are not allowed).")
+
+
+def _check_size(fname: str, node: dict[str, Any]) -> None:
+    if fname in UNBOUNDED:
+        raise InvalidArgument(
+            f"{fname}() is not allowed in a custom metric: it builds a list whose "
+                         "size only the data bounds; aggregate the columns instead.")
+    if fname in SIZED:
+        args = node.get("arguments") or []
+        index = SIZED[fname]
+        arg = args[index] if len(args) > index else None
+        expr = (arg or {}).get("expression", arg) if isinstance(arg, dict) else None
+        literal = (expr or {}).get("literal") or {}
+        try:
+            size = float(literal.get("text")) if (expr or {}).get("class") == "CONSTANT" \
+                else None
+        except (TypeError, ValueError):
+            size = None
+        if size is None or size > MAX_SIZE:
+            raise InvalidArgument(f"{fname}() in a custom metric needs a constant size of at most "
+                             f"{MAX_SIZE:,}.")
 
 
 def _walk(node: Any, known: dict[str, str], inside: bool, found: dict[str, bool]) -> None:
@@ -176,9 +237,10 @@ def _walk(node: Any, known: dict[str, str], inside: bool, found: dict[str, bool]
             all_functions, aggregates = _functions()
             operator = bool(node.get("is_operator"))
             if not operator and (DENIED.match(fname) or fname not in all_functions):
-                raise InvalidArgument(f"The function {fname}() is not allowed in a custom metric; "
-                                      "use aggregates (avg, sum, count, quantile_cont, ...) and "
-                                      "arithmetic.")
+                raise InvalidArgument(
+                    f"The function {fname}() is not allowed in a custom metric; use "
+                                 "aggregates (avg, sum, count, quantile_cont, ...) and arithmetic.")
+            _check_size(fname, node)
             if fname in aggregates and not operator:
                 if inside:
                     raise InvalidArgument(f"Aggregates cannot be nested ({fname} inside another).")
@@ -199,8 +261,9 @@ def validate(mon: Monitor, sql: str) -> str:
     text = str(sql or "").strip()
     parse(text, mon.columns)
     try:
-        described = mon.con.execute(f"DESCRIBE SELECT ({text}) AS value FROM monitoring"
-                                    ).fetchall()
+        with limits.deadline(mon.con):
+            described = mon.con.execute(f"DESCRIBE SELECT ({text}) AS value FROM monitoring"
+                                        ).fetchall()
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0]
         raise InvalidArgument(f"The custom metric does not fit the monitoring view: "
@@ -211,9 +274,12 @@ def validate(mon: Monitor, sql: str) -> str:
     return text
 
 
-def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.DataFrame:
-    """One row per window, one column per custom metric (null where it failed; see
-    ``frame.attrs['errors']``)."""
+def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric], *,
+            seconds: float | None = None) -> pd.DataFrame:
+    """One row per window, one column per custom metric (null where it failed, the
+    reason in ``frame.attrs['errors']``). Each query stops after ``seconds`` (default:
+    :func:`core.monitoring.limits.query_seconds`)."""
+
     w = parse_window(window)
     metrics = list(metrics)
     errors: dict[str, str] = {}
@@ -222,16 +288,19 @@ def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.Da
         exprs = []
         for m in metrics:
             try:
+                check_name(m.name)
                 text = validate(mon, m.sql)
                 exprs.append((m.name, text))
             except InvalidArgument as exc:
                 errors[m.name] = exc.message
         parts = [f"CAST(({text}) AS DOUBLE) AS \"{name}\"" for name, text in exprs]
         if parts:
-            data = _run(mon, w, parts, exprs, errors)
+            data = _run(mon, w, parts, exprs, errors, seconds)
     keys = mon.windows(w, data["k"] if data is not None else ())
     out = mon.frame_for(w, keys, data)
     for m in metrics:
+        if m.name in REPORT_COLUMNS or m.name.lower() in REPORT_COLUMNS:
+            continue
         if m.name not in out:
             out[m.name] = np.nan
         out[m.name] = out[m.name].astype("float64")
@@ -241,19 +310,31 @@ def compute(mon: Monitor, window: Any, metrics: Iterable[CustomMetric]) -> pd.Da
 
 
 def _run(mon: Monitor, w: Any, parts: list[str], exprs: list[tuple[str, str]],
-         errors: dict[str, str]) -> pd.DataFrame | None:
+         errors: dict[str, str], seconds: float | None) -> pd.DataFrame | None:
+    seconds = limits.query_seconds() if seconds is None else float(seconds)
     view = "monitoring" if any(re.search(r"\bactual\b", t, re.I) for _, t in exprs) \
         else "monitoring_log"
     try:
-        return mon.query(f"SELECT {w.key_sql()} AS k, {', '.join(parts)} FROM {view} "
-                         "GROUP BY k")
+        with limits.deadline(mon.con, seconds):
+            return mon.query(f"SELECT {w.key_sql()} AS k, {', '.join(parts)} FROM {view} "
+                             "GROUP BY k")
     except duckdb.Error:
         pass
-    # One failed at run time (e.g. a cast); run them one by one to keep the others.
+    # One failed or ran out of time: run them one by one to keep the others.
     data = None
     for (name, text), part in zip(exprs, parts):
         try:
-            one = mon.query(f"SELECT {w.key_sql()} AS k, {part} FROM monitoring GROUP BY k")
+            with limits.deadline(mon.con, seconds):
+                one = mon.query(f"SELECT {w.key_sql()} AS k, {part} FROM monitoring GROUP BY k")
+        except duckdb.InterruptException:
+            errors[name] = (f"stopped after {seconds:g} s, the time limit for a query "
+                            f"({limits.SECONDS_ENV}); simplify the expression")
+            continue
+        except duckdb.OutOfMemoryException:
+            errors[name] = (f"stopped: it needs more than the memory limit "
+                            f"({limits.memory_limit()}, {limits.MEMORY_ENV}); simplify the "
+                            "expression")
+            continue
         except duckdb.Error as exc:
             errors[name] = f"failed while computing: {str(exc).splitlines()[0]}"
             continue

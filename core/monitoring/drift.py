@@ -5,44 +5,68 @@ reference: the profile stored with the version (quantile bins with counts for
 numbers, frequencies for categories; :mod:`core.model.profile`) plus its row sample, or a
 window of logged data the person chose.
 
-Methods and defaults (after Evidently's, which most readers know):
+Methods. Each gives a statistic, a p-value for "nothing drifted" (how unusual the
+statistic is for a window of this size, :mod:`core.monitoring.calibration`) and a
+size, the ``score``, on which the practical levels apply:
 
-============== ============ ==================================== ==================
-method         columns      statistic                            drift when
-============== ============ ==================================== ==================
-ks             numeric      two-sample Kolmogorov-Smirnov        p < 0.05
-chisquare      both         chi-square test of homogeneity       p < 0.05
-                            (reference vs current counts)
-wasserstein    numeric      Wasserstein-1 / std of reference     > 0.1
-jensenshannon  both         Jensen-Shannon distance (natural log) > 0.1
-psi            both         population stability index           > 0.25 (warn 0.1)
-============== ============ ==================================== ==================
+============= ======= ============================== ======================= =============
+method        columns statistic                      p-value                 size (score):
+                                                                             warning/alert
+============= ======= ============================== ======================= =============
+ks            numeric two-sample Kolmogorov-Smirnov  SciPy: exact up to      D 0.1 / 0.2
+                      D, raw values                  10,000 values
+chisquare     both    chi-square, 2 x k table        chi-square distribution Cohen's w
+                      (reference, current), no Yates or simulated (*)        0.3 / 0.5
+wasserstein   numeric Wasserstein-1 / std of the     KS on the same values   0.05 / 0.1
+                      reference, raw values          (asymptotic)
+jensenshannon both    Jensen-Shannon distance,       simulated               0.05 / 0.1
+                      base 2 (0..1)
+psi           both    population stability index     simulated               0.1 / 0.25
+============= ======= ============================== ======================= =============
+
+(*) simulated when a reference bin expects fewer than 5 current values.
+
+Verdict of a column in a window (``drifted``): the window's p-values are adjusted
+across its columns with Benjamini-Hochberg (``p_adjusted``); a column drifted when
+``p_adjusted < 0.05`` (statistical evidence) **and** its size reaches the alert level
+(practical size). Evidence with a size between the warning and the alert level marks a
+warning. A column with fewer values than its method's minimum (``min_n``: where the
+method's no-drift 95th percentile falls below its alert size) can be found drifted but
+never "no drift" (``drifted`` is null, the note says why); below ``FLOOR`` (10) values
+nothing is judged. ``judged_on`` says what the verdict rests on. A window is drifted
+when any of its columns is (BH keeps the chance of a false alarm in a clean window at
+5 %); :func:`window_verdicts` gives the share of drifted columns too (Evidently's
+dataset drift is a share of at least 0.5, which misses one drifted column out of seven).
+
+Conventions, and where they differ from Evidently's (0.4) and NannyML's (0.10): JS in
+base 2, as both; PSI and JS on the reference's own quantile bins (ten, or a bin per
+value of an integer column) where Evidently re-bins reference and current together
+into 30 equal-width bins and NannyML uses Doane bins of the reference; chi-square
+without Yates' correction (NannyML uses SciPy's default, which applies it to 2 x 2
+tables, i.e. boolean columns; Yates is conservative); zero shares are 0.0001 for PSI
+(as Evidently). Neither library calibrates PSI or JS for the window size or corrects
+for the number of columns. The README shows the numbers side by side on one example.
 
 Default: numeric columns with at most 1000 current values in the window use ``ks``,
-larger ones ``wasserstein`` (a test's p-value on a large window flags differences too
-small to matter); categorical columns ``chisquare`` up to 1000 values and
-``jensenshannon`` above. Evidently decides on the reference size; deciding per window
-on the current size keeps small windows on a test and big windows on a distance.
-Numeric columns without raw reference values (the prediction, or a version stored
-without a sample) default to ``psi`` on the profile's bins.
+larger ones ``wasserstein`` (KS evidence, Wasserstein size: on a big window the test
+alone flags differences too small to matter); categorical columns ``chisquare`` up to
+1000 values and ``jensenshannon`` above. Numeric columns without raw reference values
+(the prediction, or a version stored without a sample) default to ``psi`` on the
+profile's bins.
 
 Binned methods (psi, chisquare, jensenshannon) use counts per reference bin (numbers)
 or per reference category, with unseen categories in one extra bucket. Raw methods
-(ks, wasserstein) use the reference sample and at most ``RAW_ROWS`` current values per
-window, a uniform sample chosen reproducibly by hashing the timestamp and row (all
-values when the window has no more). Zero shares are replaced by 0.0001 for psi (as
-Evidently).
+(ks, wasserstein) use the whole reference sample and at most ``RAW_ROWS`` current
+values per window, a uniform sample chosen reproducibly by hashing the timestamp and
+row (all values when the window has no more; the note says when it sampled).
 
 Cost. Three DuckDB scans, whatever the number of columns and windows: one computes, per
 window, the null and out-of-range counts of every numeric column and the bin counts of
 those whose method is binned (a column with raw reference values uses ks or
 wasserstein by default, so its bins are counted only when a binned method is chosen);
 one counts the values of the categorical columns (one GROUP BY each); one draws the
-sample of the raw columns. NumPy and SciPy then work on those small results.
-
-A window with fewer than ``MIN_VALUES`` (30) values of a column gets its statistic but
-no score and no drift verdict: on a handful of rows a test has no power and distances
-such as psi are large whatever the distributions (psi of 2 rows is easily above 5).
+sample of the raw columns. NumPy and SciPy then work on those small results; the
+simulated no-drift distributions are cached per method, bins and window size.
 
 Data quality, per column and window: the share of nulls, of values outside the
 training range (numbers) and of categories never seen in training.
@@ -62,6 +86,7 @@ from scipy.spatial import distance
 
 from core.errors import InvalidArgument
 from core.model.profile import profile_series
+from core.monitoring import calibration
 from core.monitoring.windows import parse_window
 from core.store.predlog import feature_column
 from core.times import parse_time
@@ -72,10 +97,11 @@ if TYPE_CHECKING:
 
 SMALL = 1000
 # Fewer values than this in a window: the statistic is shown but drift is not judged.
-MIN_VALUES = 30
+MIN_VALUES = calibration.FLOOR
 RAW_ROWS = 5000
 REFERENCE_ROWS = 20_000
-PSI_EPS = 1e-4
+PSI_EPS = calibration.PSI_EPS
+ALPHA = calibration.ALPHA
 OTHER = "(other)"
 UNSEEN = "(unseen)"
 
@@ -86,21 +112,23 @@ class Method:
     label: str
     kinds: tuple[str, ...]
     raw: bool
-    # A p-value (drift when below) or a distance (drift when above).
+    # Whether the statistic comes with a classic test's p-value (ks, chisquare).
     is_test: bool
+    # Practical size levels on the ``score`` (higher is more drift).
     alert: float
     warning: float
+    size_label: str = ""
 
 
 METHODS: dict[str, Method] = {
-    "ks": Method("ks", "Kolmogorov-Smirnov p-value", ("numeric",), True, True, 0.05, 0.1),
-    "chisquare": Method("chisquare", "chi-square p-value", ("numeric", "categorical"), False,
-                        True, 0.05, 0.1),
+    "ks": Method("ks", "Kolmogorov-Smirnov", ("numeric",), True, True, 0.2, 0.1, "D"),
+    "chisquare": Method("chisquare", "chi-square", ("numeric", "categorical"), False,
+                        True, 0.5, 0.3, "Cohen's w"),
     "wasserstein": Method("wasserstein", "Wasserstein distance (normed)", ("numeric",), True,
-                          False, 0.1, 0.05),
+                          False, 0.1, 0.05, "W/std"),
     "jensenshannon": Method("jensenshannon", "Jensen-Shannon distance",
-                            ("numeric", "categorical"), False, False, 0.1, 0.05),
-    "psi": Method("psi", "PSI", ("numeric", "categorical"), False, False, 0.25, 0.1),
+                            ("numeric", "categorical"), False, False, 0.1, 0.05, "JS"),
+    "psi": Method("psi", "PSI", ("numeric", "categorical"), False, False, 0.25, 0.1, "PSI"),
 }
 
 
@@ -147,6 +175,20 @@ class ColumnReference:
     @functools.cached_property
     def std(self) -> float | None:
         return float(np.std(self.values)) if self.values is not None and self.has_raw else None
+
+    def min_n(self, method: str) -> int:
+        """The fewest current values ``method`` needs to say "no drift" on this reference."""
+        info = METHODS[method]
+        if method == "ks":
+            return calibration.min_n("ks", info.alert, m=len(self.values))
+        if method == "wasserstein":
+            return calibration.min_n("wasserstein", info.alert, m=len(self.values),
+                                     wasserstein_q95_at_100=self.wasserstein_q95)
+        return calibration.min_n(method, info.alert, counts=self.counts)
+
+    @functools.cached_property
+    def wasserstein_q95(self) -> float:
+        return calibration.wasserstein_q95(self.values) if self.has_raw else 0.0
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -368,7 +410,7 @@ def binned_statistic(method: str, ref: np.ndarray, cur: np.ndarray) -> tuple[flo
         c = np.clip(cur / cur.sum(), PSI_EPS, None)
         return float(np.sum((c - r) * np.log(c / r))), None
     if method == "jensenshannon":
-        return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum())), None
+        return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2)), None
     if method == "chisquare":
         keep = (ref + cur) > 0
         if keep.sum() < 2:
@@ -392,6 +434,18 @@ def raw_statistic(method: str, ref: np.ndarray, cur: np.ndarray, *,
         u = np.sort(ref) if ref_sorted is None else ref_sorted
         return _wasserstein_sorted(u, np.sort(cur)) / norm, None
     raise InvalidArgument(f"{method} needs binned counts, not raw values.")
+
+
+def ks_asymptotic_p(ref_sorted: np.ndarray, cur: np.ndarray) -> float:
+    """Two-sided two-sample KS p-value from Kolmogorov's distribution at n·m/(n+m), as
+    ``scipy.stats.ks_2samp(..., method="asymp")``, reusing the sorted reference (the
+    evidence for a Wasserstein verdict: windows of over 1000 values)."""
+    v = np.sort(cur)
+    both = np.concatenate((ref_sorted, v))
+    d = np.max(np.abs(ref_sorted.searchsorted(both, "right") / len(ref_sorted)
+                      - v.searchsorted(both, "right") / len(v)))
+    n, m = len(v), len(ref_sorted)
+    return float(np.clip(stats.kstwo.sf(d, round(n * m / (n + m))), 0, 1))
 
 
 def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
@@ -442,10 +496,8 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
                                   f"use one of {fits}.")
         if info.raw and not ref.has_raw:
             raise InvalidArgument(f"{info.label} needs raw reference values for {col!r}, and this "
-                                  "version has no row sample; use psi, chisquare or jensenshannon.")
-    cols = ["window_start", "window_end", "column", "kind", "method", "n", "statistic",
-            "p_value", "score", "warning", "alert", "drifted", "null_share",
-            "out_of_range_share", "unseen_share", "note"]
+                             "version has no row sample; use psi, chisquare or jensenshannon.")
+    cols = COLUMNS
     k = w.key_sql()
     by_key: dict[int, dict[str, Any]] = {}
     if refs and mon.has_rows:
@@ -467,12 +519,16 @@ def compute(mon: Monitor, window: Any = "week", *, reference: tuple[Any, Any] | 
     for key in keys:
         row = by_key.get(key)
         start, end = w.start(key), w.end(key)
-        for i, r in enumerate(refs):
-            rows.append(_column_row(r, i, row, raw.get(key, {}).get(r.column), methods,
-                                    start, end))
+        rows += judge([_column_row(r, i, row, raw.get(key, {}).get(r.column), methods,
+                                   start, end) for i, r in enumerate(refs)])
     frame = pd.DataFrame(rows, columns=cols)
     frame.attrs["notes"] = notes
     return frame
+
+
+COLUMNS = ["window_start", "window_end", "column", "kind", "method", "n", "statistic",
+           "p_value", "score", "warning", "alert", "min_n", "p_adjusted", "drifted",
+           "judged_on", "null_share", "out_of_range_share", "unseen_share", "note"]
 
 
 def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
@@ -532,6 +588,8 @@ def _as_float(values: Any) -> np.ndarray:
 def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
                 raw: np.ndarray | None, methods: Mapping[str, str],
                 start: pd.Timestamp, end: pd.Timestamp) -> dict[str, Any]:
+    """One column in one window: statistic, p-value, size and quality; the verdict
+    comes from :func:`judge`, which sees the window's other columns."""
     n_rows = int(row["n"]) if row else 0
     nn = int(row[f"nn_{i}"] or 0) if row else 0
     method = methods.get(r.column) or default_method(r.kind, nn, r.has_raw)
@@ -539,9 +597,11 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
     out: dict[str, Any] = {"window_start": start, "window_end": end, "column": r.column,
                            "kind": r.kind, "method": method, "n": nn, "statistic": np.nan,
                            "p_value": np.nan, "score": np.nan, "warning": info.warning,
-                           "alert": info.alert, "drifted": None, "null_share": np.nan,
-                           "out_of_range_share": np.nan, "unseen_share": np.nan, "note": ""}
-    if row is None or n_rows == 0:
+                           "alert": info.alert, "min_n": np.nan, "p_adjusted": np.nan,
+                           "drifted": None, "judged_on": "", "null_share": np.nan,
+                           "out_of_range_share": np.nan, "unseen_share": np.nan, "note": "",
+                           "_how": ""}
+    if n_rows == 0:
         out["note"] = "no predictions in this window"
         return out
     out["null_share"] = (n_rows - nn) / n_rows
@@ -561,22 +621,82 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
         assert r.values is not None  # compute() refuses raw methods without raw values
         statistic, p = raw_statistic(method, r.values, raw, ref_sorted=r.sorted_values,
                                      ref_std=r.std)
+        size = statistic
+        if method == "wasserstein":
+            p = ks_asymptotic_p(r.sorted_values, raw)
+            out["_how"] = "KS asymptotic"
+        else:
+            out["_how"] = "asymptotic" if max(len(raw), len(r.values)) > 10_000 else "exact"
+        out["n_judged"] = len(raw)
         if len(raw) < nn:
-            out["note"] = f"{info.label} on a sample of {len(raw):,} of {nn:,} values"
+            out["note"] = (f"{info.label} on a sample of {len(raw):,} of {nn:,} values "
+                           f"against all {len(r.values):,} reference values")
     else:
         if r.counts.sum() <= 0:
             out["note"] = "the reference has no values"
             return out
-        statistic, p = binned_statistic(method, r.counts, _current_counts(row, i, r))
+        cur = _current_counts(row, i, r)
+        statistic, p_asym = binned_statistic(method, r.counts, cur)
+        p, out["_how"] = calibration.binned_p(method, r.counts, cur, statistic, p_asym)
+        size = calibration.cohen_w(r.counts, cur) if method == "chisquare" else statistic
     out["statistic"] = statistic
-    out["p_value"] = np.nan if p is None else p
-    if nn < MIN_VALUES:
-        # shown, not judged: a handful of values says little about a distribution, and
-        # distances such as psi come out huge on them
-        out["note"] = (f"only {nn} value{'s' if nn > 1 else ''} in this window: drift is "
-                       f"judged from {MIN_VALUES} values")
-        return out
-    score = p if info.is_test and p is not None else statistic  # tests always give a p
-    out["score"] = score
-    out["drifted"] = bool(score < info.alert) if info.is_test else bool(score > info.alert)
+    out["p_value"] = p
+    out["score"] = size
+    out["min_n"] = r.min_n(method)
     return out
+
+
+def judge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Verdicts of one window's columns: BH across them, then evidence and size (see
+    the module docstring)."""
+    n_of = [int(r.pop("n_judged", r["n"])) for r in rows]
+    p = [r["p_value"] if n >= MIN_VALUES else np.nan for r, n in zip(rows, n_of)]
+    adjusted = calibration.benjamini_hochberg(p)
+    tested = int(np.isfinite(adjusted).sum())
+    for r, n, q in zip(rows, n_of, adjusted):
+        how = r.pop("_how", "")
+        if not np.isfinite(q):
+            if np.isfinite(r["p_value"]):
+                r["note"] = (f"only {n} value{'s' if n != 1 else ''} in this window: drift is "
+                             f"judged from {MIN_VALUES} values")
+            continue
+        info = METHODS[r["method"]]
+        r["p_adjusted"] = float(q)
+        evidence = q < ALPHA
+        big = r["score"] >= info.alert
+        if evidence and big:
+            r["drifted"] = True
+        elif n >= r["min_n"]:
+            r["drifted"] = False
+        else:
+            r["note"] = _join(r["note"], f"only {n} values: enough to find drift, too few "
+                              f"to rule it out ({info.label} needs {int(r['min_n'])})")
+        r["judged_on"] = (f"{info.size_label} {r['score']:.3g} (alert at {info.alert:g}); "
+                          f"p {r['p_value']:.2g} {how}, {q:.2g} after BH over {tested} "
+                          f"column{'s' if tested != 1 else ''} (drift below {ALPHA:g}); "
+                          f"n {n} (no-drift verdict from {int(r['min_n'])})")
+    return rows
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def window_verdicts(drift: pd.DataFrame) -> pd.DataFrame:
+    """Per window: columns compared, judged, drifted (which) and their share; the window
+    drifted when any column did (each column's verdict is already corrected for the
+    number of columns)."""
+    out_cols = ["window_start", "columns", "judged", "drifted", "share", "window_drifted",
+                "which"]
+    if drift.empty:
+        return pd.DataFrame(columns=out_cols)
+    rows = []
+    for start, g in drift.groupby("window_start", sort=True):
+        verdict = g["drifted"]
+        hit = g.loc[verdict.fillna(False).astype(bool), "column"].tolist()
+        judged = int(verdict.notna().sum())
+        rows.append({"window_start": start, "columns": len(g), "judged": judged,
+                     "drifted": len(hit), "share": len(hit) / judged if judged else np.nan,
+                     "window_drifted": bool(hit) if judged or hit else None,
+                     "which": ", ".join(hit)})
+    return pd.DataFrame(rows, columns=out_cols)

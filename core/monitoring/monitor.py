@@ -156,7 +156,8 @@ class Monitor:
         keys = self.windows(w, data["k"] if data is not None else ())
         out = self.frame_for(w, keys, data, by)
         names = CLASSIFICATION_METRICS if self.is_classifier else REGRESSION_METRICS
-        for col in ("n", "n_actual"):
+        counts = ("n", "n_actual", "n_proba") if self.is_classifier else ("n", "n_actual")
+        for col in counts:
             out[col] = (out[col] if col in out else pd.Series(0, index=out.index)
                         ).fillna(0).astype("int64")
         for col in names:
@@ -167,7 +168,7 @@ class Monitor:
         note = note.astype(object).where(note.notna(), "")
         note = note.where(out["n"] > 0, "no predictions in this window")
         out["note"] = note.astype(str)
-        return out[["window_start", "window_end", *by, "n", "n_actual", *names, "note"]]
+        return out[["window_start", "window_end", *by, *counts, *names, "note"]]
 
     # ---- drift --------------------------------------------------------------------------
 

@@ -130,13 +130,15 @@ def classification_metrics(mon: Monitor, w: Window, by: Sequence[str],
                                         "f1", "note"])
     data = counts.merge(label, on=keys, how="left")
     if "proba" in mon.columns and len(classes) >= 2:
-        proba = _proba_metrics(mon, w, by, classes)
+        proba = _proba_metrics(mon, w, by, classes, min_rows)
         if proba is not None:
             data = data.merge(proba, on=keys, how="left", suffixes=("", "_p"))
             data["note"] = [_join_notes(a if isinstance(a, str) else "",
                                         b if isinstance(b, str) else "")
                             for a, b in zip(data["note"], data.pop("note_p"))]
     data["n_actual"] = data["n_actual"].fillna(0).astype("int64")
+    data["n_proba"] = (data["n_proba"] if "n_proba" in data else pd.Series(0, index=data.index)
+                       ).fillna(0).astype("int64")
     data["note"] = [note if isinstance(note, str) and note else
                     ("no actuals in this window: upload actuals to score it" if na == 0 else "")
                     for note, na in zip(data["note"], data["n_actual"])]
@@ -184,8 +186,10 @@ def _label_metrics(group: pd.DataFrame, classes: list[str], min_rows: int) -> di
     return out
 
 
-def _proba_metrics(mon: Monitor, w: Window, by: Sequence[str],
-                   classes: list[str]) -> pd.DataFrame | None:
+def _proba_metrics(mon: Monitor, w: Window, by: Sequence[str], classes: list[str],
+                   min_rows: int = 1) -> pd.DataFrame | None:
+    """ROC AUC and log loss on the rows with an actual *and* logged probabilities
+    (``n_proba``; rows served by ``/predict`` have none), null below ``min_rows``."""
     k = w.key_sql()
     keys = ["k", *by]
     cond = (f"status < 400 AND proba IS NOT NULL AND actual IS NOT NULL "
@@ -231,4 +235,10 @@ def _proba_metrics(mon: Monitor, w: Window, by: Sequence[str],
                     else "ROC AUC needs every class among the actuals")
         rows.append({**dict(zip(keys, key)), "roc_auc": value, "note": note})
     aucs = pd.DataFrame(rows, columns=[*keys, "roc_auc", "note"])
-    return ll.drop(columns=["n_proba"]).merge(aucs, on=keys, how="outer")
+    out = ll.merge(aucs, on=keys, how="outer")
+    few = out["n_proba"].fillna(0) < min_rows
+    out.loc[few, ["roc_auc", "log_loss"]] = np.nan
+    out["note"] = [f"only {int(n)} rows with actuals and probabilities for ROC AUC and log "
+                   f"loss (need {min_rows})" if short else (note if isinstance(note, str) else "")
+                   for n, short, note in zip(out["n_proba"].fillna(0), few, out["note"])]
+    return out

@@ -15,6 +15,7 @@ import pandas as pd
 from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
+from core.monitoring.drift import window_verdicts
 from core.monitoring.monitor import open_ref
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
@@ -35,12 +36,16 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def headline(self) -> thresholds.Headline:
+        """Worst mark over the latest windows with enough rows, from the same marks as
+        the table (see :func:`core.monitoring.thresholds.headline`)."""
+        if self.metrics.empty or self.metrics["n"].sum() == 0:
+            return thresholds.Headline("none", message="no predictions in this range")
+        return thresholds.headline(self.marks, self.settings.lookback)
+
+    @property
     def status(self) -> str:
-        """Worst mark of the latest window with predictions ("none" without data)."""
-        if self.metrics.empty or self.metrics["n"].sum() == 0 or self.marks.empty:
-            return "none"
-        latest = self.metrics.loc[self.metrics["n"] > 0, "window_start"].iloc[-1]
-        return thresholds.worst(self.marks.loc[self.marks["window_start"] == latest, "status"])
+        return self.headline.status
 
     def table(self) -> pd.DataFrame:
         """Metrics and custom metrics side by side, one row per window (for CSV)."""
@@ -50,15 +55,9 @@ class Report:
         return self.metrics.merge(custom, on="window_start", how="left")
 
     def drift_summary(self) -> pd.DataFrame:
-        """Per window: how many columns drifted, and which."""
-        if self.drift.empty:
-            return pd.DataFrame(columns=["window_start", "columns", "drifted", "which"])
-        rows = []
-        for start, g in self.drift.groupby("window_start", sort=True):
-            hit = g.loc[g["drifted"].fillna(False).astype(bool), "column"].tolist()
-            rows.append({"window_start": start, "columns": len(g), "drifted": len(hit),
-                         "which": ", ".join(hit)})
-        return pd.DataFrame(rows)
+        """Per window: columns compared and judged, how many drifted (which), their share
+        and the window's verdict (:func:`core.monitoring.drift.window_verdicts`)."""
+        return window_verdicts(self.drift)
 
 
 def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any = None,
@@ -73,7 +72,7 @@ def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any =
     w = parse_window(window or settings.window)
     with open_ref(store, ref, source=source, since=since, until=until,
                   all_versions=all_versions, reference=reference) as mon:
-        metrics = mon.metrics(w)
+        metrics = mon.metrics(w, min_rows=settings.min_rows)
         custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, name))
         drift = mon.drift(w, reference=reference)
         traffic = mon.traffic(w)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from core.monitoring.limits import memory_limit
 from core.store.paths import actuals_dir, log_dir, scored_dir
 
 
@@ -50,7 +51,8 @@ def sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDBP
     On a local board DuckDB reads the Parquet itself, limited by ``allowed_directories``;
     on other boards it gets Arrow datasets and no file access at all.
     """
-    con = duckdb.connect(config={"threads": int(threads)} if threads else {})
+    config = {"memory_limit": memory_limit(), **({"threads": int(threads)} if threads else {})}
+    con = duckdb.connect(config=config)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
     if is_local(store.fs):

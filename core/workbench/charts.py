@@ -267,36 +267,43 @@ def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
     """Columns × windows, coloured by status (ok/warning/alert by the method's levels),
     with the score in the hover."""
     # drift pulls in scipy; pages that draw no heatmap do not pay for it
-    from core.monitoring.drift import METHODS, MIN_VALUES
+    from core.monitoring.drift import MIN_VALUES
 
     if drift is None or drift.empty:
         return _message_figure("No drift to show: it needs logged rows and a reference "
                                "(a version stored with a training sample).", title)
-    if drift["score"].isna().all():
+    from core.monitoring.thresholds import Rule, drift_status
+
+    if drift["p_adjusted"].isna().all():
+        from core.monitoring.drift import MIN_VALUES
+
         return _message_figure(
             f"No window has enough values to judge drift yet (a column needs {MIN_VALUES} "
             "values in a window): use a longer window, or wait for more predictions. The "
             "statistics so far are in the table below.", title)
     frame = drift.copy()
-    level = np.full(len(frame), np.nan)
-    for i, rec in enumerate(frame.to_dict("records")):
-        score, warn, alert = rec["score"], rec["warning"], rec["alert"]
-        if pd.isna(score):
-            continue
-        method = METHODS.get(rec["method"])
-        is_test = method is not None and method.is_test
-        bad = (lambda t: score < t) if is_test else (lambda t: score > t)
-        level[i] = 2 if bad(alert) else 1 if bad(warn) else 0
+    levels = {"ok": 0.0, "warning": 1.0, "alert": 2.0}
+    # the same rule as the marks: evidence after BH, then the size levels
+    level = [levels.get(drift_status(rec, Rule("drift", warning=rec["warning"],
+                                                alert=rec["alert"])), np.nan)
+             for rec in frame.to_dict("records")]
     frame["level"] = level
     cols = list(dict.fromkeys(frame["column"]))
     windows = sorted(frame["window_start"].unique())
     z = frame.pivot_table(index="column", columns="window_start", values="level",
                           aggfunc="max", dropna=False).reindex(index=cols, columns=windows)
-    text = frame.assign(label=[f"{m}: {s:.3g}" if pd.notna(s) else
-                               f"not judged ({n} values)" if n else "no data"
-                               for m, s, n in zip(frame["method"], frame["score"], frame["n"])]
-                        ).pivot_table(index="column", columns="window_start", values="label",
-                                      aggfunc="first").reindex(index=cols, columns=windows)
+    labels = []
+    for m, s, n, lv, mn in zip(frame["method"], frame["score"], frame["n"], frame["level"],
+                               frame["min_n"]):
+        if pd.isna(s):
+            labels.append(f"not judged ({n} values)" if n else "no data")
+        elif pd.isna(lv):
+            labels.append(f"{m}: {s:.3g}, not judged ({n} values, needs {int(mn)})")
+        else:
+            labels.append(f"{m}: {s:.3g}")
+    text = frame.assign(label=labels).pivot_table(
+        index="column", columns="window_start", values="label",
+        aggfunc="first").reindex(index=cols, columns=windows)
     colorscale = [[0.0, STATUS_COLORS["ok"]], [0.5, STATUS_COLORS["warning"]],
                   [1.0, STATUS_COLORS["alert"]]]
     # windows as labels: a date axis would zoom to a millisecond around a lone window

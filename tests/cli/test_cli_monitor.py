@@ -37,8 +37,9 @@ def test_table_output(board, capsys):
     out = capsys.readouterr().out
     assert "== metrics ==" in out and "rmse" in out and "== drift" in out
     assert "2025-03-03 00:00" in out
-    # 12 rows a day: drift is not judged, no rules for metrics, so no verdict, said so
-    assert "status: none yet (no metric of the latest window could be judged" in out
+    # 12 rows a day: too few to rule drift out, no rules for metrics: no verdict, and why
+    assert "status: none yet\n  not enough rows to judge: drift:" in out
+    assert "has 12 values in the window of 2025-03-07 00:00 UTC and is judged from" in out
     assert main(["monitor", "house", "--window", "week", "--store", board]) == 0
     status = capsys.readouterr().out.splitlines()[0].rsplit("status: ", 1)[1]
     assert status in {"OK", "WARNING", "ALERT"}  # 60 rows in the week: drift is judged

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,7 +125,8 @@ def test_runtime_failure_keeps_the_other_metrics(logged):
 
 def test_thresholds_mark_windows(logged):
     store, b, _ = logged
-    settings = th.Settings(window="day", rules=[
+    # 24 rows a day: below the default minimum of 30 rows, so lower it to mark them
+    settings = th.Settings(window="day", min_rows=20, rules=[
         th.Rule("rmse", warning=1.0, alert=1e12, direction="above"),
         th.Rule("r2", warning=0.99999, alert=-100, direction="below"),
         th.Rule("custom:ppsf", alert=0.0),
@@ -140,13 +143,20 @@ def test_thresholds_mark_windows(logged):
     assert set(marks.loc[marks["metric"] == "null_share", "status"]) == {"ok"}
     drift_marks = marks[marks["metric"].str.startswith("drift:")]
     assert len(drift_marks) == len(d)
-    # a window with too few values of a column gets no verdict; every other one does
-    unjudged = {(w, f"drift:{c}") for w, c, n in zip(d["window_start"], d["column"], d["n"])
-                if n < MIN_VALUES}
-    assert unjudged  # these windows hold ~24 requests a day
-    for w, metric, status in zip(drift_marks["window_start"], drift_marks["metric"],
-                                 drift_marks["status"]):
-        assert (status == "none") == ((w, metric) in unjudged)
+    # drifted -> alert; no drift on enough values -> ok (or a warning-size drift);
+    # too few values to rule drift out -> none, unless the evidence is there
+    verdicts = d["drifted"].tolist()
+    assert any(v is None for v in verdicts)  # these windows hold ~24 requests a day
+    for v, q, n, status in zip(verdicts, d["p_adjusted"], d["n"], drift_marks["status"]):
+        if v is True:
+            assert status == "alert"
+        elif v is False:
+            assert status in ("ok", "warning")
+        elif status != "none":
+            assert q < 0.05
+        if n < MIN_VALUES:
+            assert status == "none"
+    assert (drift_marks["n"] == d["n"].to_numpy()).all()
     assert (weekly["n"] >= MIN_VALUES).all()
     weekly_marks = th.evaluate(th.Settings(window="week"), None, weekly, None)
     assert set(weekly_marks["status"]) <= {"ok", "warning", "alert"}
@@ -179,11 +189,88 @@ def test_rules_validate_and_round_trip(logged):
 def test_status_of_aliased_models(logged):
     store, b, frame = logged
     store.set_alias("house", "production", b.version)
-    th.save(store, "house", th.Settings(window="day", rules=[th.Rule("rmse", alert=1.0)]))
+    th.save(store, "house", th.Settings(window="day", min_rows=20,
+                                        rules=[th.Rule("rmse", alert=1.0)]))
     now = (T0 + pd.Timedelta(days=5, hours=1)).to_pydatetime()
     items = th.status(store, now=now)
     assert [(s.model, s.aliases, s.status) for s in items] == [("house", ["production"], "alert")]
-    assert "rmse" in items[0].alerts and items[0].n > 0
+    assert "rmse" in items[0].alerts and items[0].n >= 20
+    assert items[0].message.startswith("alert: ") and "on 2" in items[0].message
     later = th.status(store, "house", now=(T0 + pd.Timedelta(days=60)).to_pydatetime())
     assert later[0].status == "none" and "no predictions" in later[0].message
     assert list(th.status_frame(items)["status"]) == ["alert"]
+
+
+@pytest.mark.parametrize("sql", ["count(*) FILTER (WHERE route <> ';')",
+                                 "count(*) FILTER (WHERE route <> 'a--b')",
+                                 "count(*) FILTER (WHERE route = '/* not a comment */')"])
+def test_harmless_string_literals_are_accepted(logged, sql):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        assert cm.validate(mon, sql) == sql
+        out = cm.compute(mon, "day", [cm.CustomMetric("odd", sql)])
+    assert out.attrs["errors"] == {} and out["odd"].notna().all()
+
+
+@pytest.mark.parametrize("name", ["note", "window_end", "window_start", "n", "n_proba",
+                                  "Note", "version", "k", "log_loss"])
+def test_names_of_report_columns_are_refused(logged, name):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        with pytest.raises(InvalidArgument, match="column of the monitoring report|built-in"):
+            cm.save(store, mon, cm.CustomMetric(name, "count(*)"))
+        # a record written before the rule existed cannot overwrite the column either
+        out = cm.compute(mon, "day", [cm.CustomMetric(name, "count(*)")])
+    assert name in out.attrs["errors"]
+    assert list(out.columns) == ["window_start", "window_end"]
+
+
+@pytest.mark.parametrize("sql", ["sum(len(generate_series(1, 2e9)))",
+                                 "sum(len(range(0, 2000000000)))",
+                                 "max(len(repeat(route, 2000000000)))",
+                                 "max(len(repeat(route, sqft_living)))"])
+def test_expressions_that_allocate_by_a_number_are_refused(logged, sql):
+    store, b, _ = logged
+    with open_monitor(store, "house", b.meta) as mon:
+        with pytest.raises(InvalidArgument, match="not allowed|constant size"):
+            cm.validate(mon, sql)
+
+
+def test_a_slow_metric_is_stopped_and_the_others_kept(logged, monkeypatch):
+    store, b, _ = logged
+    slow = "sum(levenshtein(repeat(route, 20000), repeat(request_id, 20000)))"
+    metrics = [cm.CustomMetric("ok", "count(*)"), cm.CustomMetric("slow", slow)]
+    with open_monitor(store, "house", b.meta) as mon:
+        assert cm.validate(mon, slow) == slow  # passes the checks: only its cost is wrong
+        t = time.perf_counter()
+        out = cm.compute(mon, "day", metrics, seconds=1.0)
+        took = time.perf_counter() - t
+    assert took < 10
+    assert (out["ok"] > 0).all() and out["slow"].isna().all()
+    assert out.attrs["errors"]["slow"].startswith("stopped after 1 s, the time limit")
+    # monitor-status finishes too, and says which metric failed
+    monkeypatch.setenv("FIXATIVE_MONITOR_QUERY_SECONDS", "1")
+    with open_monitor(store, "house", b.meta) as mon:
+        cm.save(store, mon, cm.CustomMetric("slow", slow))
+    try:
+        now = (T0 + pd.Timedelta(days=4)).to_pydatetime()
+        t = time.perf_counter()
+        items = th.status(store, "house", now=now)
+        assert time.perf_counter() - t < 30
+        assert "custom metric slow failed: stopped after 1 s" in items[0].message
+    finally:
+        cm.delete(store, "house", "slow")
+
+
+def test_a_metric_over_the_memory_limit_fails_alone(logged, monkeypatch):
+    store, b, _ = logged
+    monkeypatch.setenv("FIXATIVE_MONITOR_MEMORY_LIMIT", "20MB")
+    big = "len(string_agg(repeat(request_id, 100000), ','))"
+    with open_monitor(store, "house", b.meta) as mon:
+        out = cm.compute(mon, "day", [cm.CustomMetric("ok", "count(*)"),
+                                      cm.CustomMetric("big", big)], seconds=5)
+    assert (out["ok"] > 0).all() and out["big"].isna().all()
+    assert "memory limit (20MB, FIXATIVE_MONITOR_MEMORY_LIMIT)" in out.attrs["errors"]["big"]
+    monkeypatch.setenv("FIXATIVE_MONITOR_MEMORY_LIMIT", "lots")
+    with pytest.raises(InvalidArgument, match="not a memory size"):
+        open_monitor(store, "house", b.meta)

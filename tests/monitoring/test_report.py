@@ -37,8 +37,9 @@ def store(house_data, house_model, tmp_path_factory):
     with open_monitor(store, "house", b.meta) as mon:
         custom_metrics.save(store, mon, custom_metrics.CustomMetric(
             "ppsf", "avg(prediction) / avg(sqft_living)"))
+    # 12 rows a day, so the minimum is lowered from its default (30) to mark them
     thresholds.save(store, "house", thresholds.Settings(
-        window="day", rules=[thresholds.Rule("rmse", warning=1.0, alert=1e12)]))
+        window="day", min_rows=10, rules=[thresholds.Rule("rmse", warning=1.0, alert=1e12)]))
     return store
 
 
@@ -48,9 +49,13 @@ def test_report_combines_everything(store):
     assert report.metrics["n"].sum() == 80
     assert "ppsf" in report.table().columns
     rmse = report.marks[report.marks["metric"] == "rmse"]
-    assert set(rmse["status"]) == {"warning"}
-    latest = report.marks[report.marks["window_start"] == report.metrics["window_start"].max()]
-    assert report.status == thresholds.worst(latest["status"]) != "none"
+    assert set(rmse.loc[rmse["n"] >= 10, "status"]) == {"warning"}
+    assert set(rmse.loc[rmse["n"] < 10, "status"]) == {"none"}  # the last day: 8 rows
+    assert rmse.loc[rmse["n"] < 10, "value"].isna().all()
+    head = report.headline
+    recent = report.marks[report.marks["window_start"].isin(head.windows)]
+    assert report.status == thresholds.worst(recent["status"]) != "none"
+    assert len(head.windows) == 3 and head.metric in set(recent["metric"])
     summary = report.drift_summary()
     assert list(summary["columns"].unique()) == [len(set(report.drift["column"]))]
     week = build(store, "house", window="week")

@@ -72,24 +72,28 @@ def test_metric_figure_sizes_and_bands():
 
 
 def test_drift_heatmap_levels():
+    # colours follow the drift marks: evidence after BH (p_adjusted) and the size levels
     starts = pd.date_range("2025-01-06", periods=2, freq="7D", tz="UTC")
     drift = pd.DataFrame({
         "window_start": np.repeat(starts, 2), "column": ["a", "b"] * 2,
         "method": ["wasserstein", "ks", "wasserstein", "ks"],
         "score": [0.01, 0.5, 0.2, 0.01], "warning": [0.05, 0.1, 0.05, 0.1],
-        "alert": [0.1, 0.05, 0.1, 0.05], "n": [400, 400, 400, 400]})
+        "alert": [0.1, 0.2, 0.1, 0.2], "n": [400, 400, 400, 400],
+        "min_n": [300, 46, 300, 46], "p_adjusted": [0.5, 1e-6, 1e-5, 0.9],
+        "drifted": [False, True, True, False]})
     fig = charts.drift_heatmap(drift)
     (heat,) = fig.data
     assert list(heat.y) == ["a", "b"]
-    assert heat.z.tolist() == [[0.0, 2.0], [0.0, 2.0]]
+    assert heat.z.tolist() == [[0.0, 2.0], [2.0, 0.0]]
     assert heat.text[0][1] == "wasserstein: 0.2"
     assert "No drift" in charts.drift_heatmap(pd.DataFrame()).layout.annotations[0].text
     # a window too small to judge: an empty cell that says so
-    few = drift.assign(score=[np.nan, 0.5, 0.2, 0.01], n=[12, 400, 400, 400])
+    few = drift.assign(n=[12, 400, 400, 400], drifted=[None, True, True, False])
     (heat,) = charts.drift_heatmap(few).data
-    assert np.isnan(heat.z[0][0]) and heat.text[0][0] == "not judged (12 values)"
+    assert np.isnan(heat.z[0][0])
+    assert heat.text[0][0] == "wasserstein: 0.01, not judged (12 values, needs 300)"
     # nothing judged anywhere: a message instead of an empty grid
-    none = charts.drift_heatmap(drift.assign(score=np.nan, n=5))
+    none = charts.drift_heatmap(drift.assign(score=np.nan, n=5, p_adjusted=np.nan, drifted=None))
     assert not none.data and "enough values to judge drift" in none.layout.annotations[0].text
 
 
@@ -121,6 +125,7 @@ def test_a_lone_window_gets_a_readable_time_axis():
                                      window_end=start + 2 * week)], ignore_index=True)
     assert charts.metric_figure(two, "rmse").layout.xaxis.range is None
     drift = pd.DataFrame({"window_start": [start], "column": ["a"], "method": ["ks"],
-                          "score": [0.5], "warning": [0.1], "alert": [0.05], "n": [40]})
+                          "score": [0.5], "warning": [0.1], "alert": [0.2], "n": [40],
+                          "min_n": [46], "p_adjusted": [0.001], "drifted": [True]})
     heat = charts.drift_heatmap(drift)
     assert heat.layout.xaxis.type == "category" and list(heat.data[0].x) == ["2026-11-23 00:00"]
