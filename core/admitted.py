@@ -3,10 +3,11 @@
 The list is not written by hand. ``scripts/derive_admitted.py`` fits every estimator scikit-learn
 can list, plus pipelines, column transformers, HistGradientBoosting with categorical features,
 calibrated classifiers, pandas-fitted models and pandas frames; writes each with pickle and
-joblib (compressed too); and records in ``admitted_names.json`` every global the streams name
-and how they use it: ``call`` (REDUCE), ``new`` (NEWOBJ, ``copyreg._reconstructor``), ``build``
-(BUILD on the result) or only ``ref`` (named as a value). Nothing is admitted for the package it
-lives in: a name is on the record or it is not.
+joblib (compressed too); and records in ``records/admitted_names.json`` every global the
+streams name and how they use it: ``call`` (REDUCE), ``new`` (NEWOBJ,
+``copyreg._reconstructor``), ``build`` (BUILD on the result), ``skops`` (named in a skops
+file) or only ``ref`` (named as a value). Nothing is admitted for the package it lives in: a
+name is on the record or it is not.
 
 Classes are admitted for the uses the record shows. A function is admitted only after review,
 below: a reconstructor that builds plain values gets a guard that checks its arguments on every
@@ -41,6 +42,7 @@ Review of the functions real models pickle (scikit-learn 1.9, NumPy 2.4, pandas 
 - Values only (never called by the stream): ``numpy.mean``, ``numpy.log1p``, the univariate
   scores (``f_classif``) and metrics (``balanced_accuracy_score``) compute on arrays;
   ``check_array`` and array-api ``asarray`` convert input to an array.
+- Constants under ``other`` (``pandas.NA``) are values, admitted as such.
 - ``functools.partial`` (a class): HistGradientBoosting with categorical features keeps
   ``partial(check_array, ...)``. It may bind only a name the file imported as admitted or
   trusted (checked when it is called and when BUILD sets its state), so it adds no reach.
@@ -58,7 +60,8 @@ from typing import Any
 
 from core.errors import UnsafeModel
 
-RECORD = Path(__file__).with_name("admitted_names.json")
+# A folder of package data, so that the Docker bundle copies it with the modules.
+RECORD = Path(__file__).with_name("records") / "admitted_names.json"
 
 # Functions the record may list that stay out: each is a gadget by the review rule.
 EXCLUDED: dict[str, str] = {
@@ -271,8 +274,8 @@ class Guarded:
 def _tables() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
     rec = record()
     classes = {name: frozenset(uses) for name, uses in rec["classes"].items()}
-    functions = frozenset(n for n in rec["functions"] if n not in EXCLUDED
-                          and (n in GUARDS or n in VALUES))
+    functions = frozenset([*(n for n in rec["functions"] if n not in EXCLUDED
+                             and (n in GUARDS or n in VALUES)), *rec["other"]])
     return classes, functions
 
 

@@ -25,7 +25,18 @@ from typing import IO, Any
 from core.admitted import alias_of, resolve_admitted
 from core.errors import InvalidModelFile, UnsafeModel
 from core.guarded_unpickler import DISPATCH, GuardedMixin, Policy
-from core.pickle_scan import WRAPPER, Scanner, Stream, fix_name, fresh_extension, sniff, unpack
+from core.pickle_scan import (
+    MAX_BYTES_ENV,
+    RATIO_ENV,
+    WRAPPER,
+    Scanner,
+    Stream,
+    fix_name,
+    fresh_extension,
+    sniff,
+    unpack,
+    unpack_limit,
+)
 from core.untrustable import describe, never_trusted, why_never_trusted
 
 EXTENSIONS = (".skops", ".joblib", ".pkl", ".pickle")
@@ -34,7 +45,7 @@ _MAX_SCHEMA = 256 << 20
 
 # --- policy ----------------------------------------------------------------------------------
 # Default-deny: a name is admitted only if it is on the record derived from real models
-# (core/admitted.py, core/admitted_names.json), and only for the uses recorded there
+# (core/admitted.py, core/records/admitted_names.json), and only for the uses recorded there
 # (core/guarded_unpickler.py). Trust admits names the person typed, never one that runs code
 # (core/untrustable.py).
 
@@ -85,11 +96,12 @@ class SafetyReport:
 
 
 def forbidden_message(forbidden: Iterable[str], filename: str = "the model file") -> str:
-    names = "; ".join(f"{n} ({why_never_trusted(n)})" for n in sorted(set(forbidden)))
-    return (f"{filename} would run {names} when it is loaded. Such a name runs programs or "
-            "code, loads or writes files, or reaches memory or attributes, which no model "
-            "needs. It cannot be trusted or loaded; do not use this file, and save the model "
-            "again from its training code.")
+    names = sorted(set(forbidden))
+    reasons = "; ".join(f"{n}: {why_never_trusted(n)}" for n in names)
+    return (f"{filename} would run {', '.join(names)} when it is loaded ({reasons}). Such a "
+            "name runs programs or code, loads or writes files, or reaches memory or "
+            "attributes, which no model needs. It cannot be trusted or loaded; do not use this "
+            "file, and save the model again from its training code.")
 
 
 def unsafe_message(untrusted: Iterable[str], filename: str = "the model file") -> str:
@@ -100,11 +112,11 @@ def unsafe_message(untrusted: Iterable[str], filename: str = "the model file") -
     listed = ", ".join(describe(n) for n in names)
     as_list = "[" + ", ".join(repr(n) for n in names) + "]"
     flags = " ".join(f"--trust {n}" for n in names)
-    return (f"{filename} would import {len(names)} name(s) that are not on the list admitted "
-            f"from real models: {listed}. A model file is code, and these could run anything "
-            f"when it is loaded. Only if you trust where the file comes from, allow exactly "
-            f"these names: trusted={as_list} in Python, {flags} on the command line, or tick "
-            f"the trust checkbox in the workbench.")
+    return (f"{filename} would import {len(names)} name(s) outside the safety allowlist: "
+            f"{listed}. The allowlist holds only what real models need. A model file is code, "
+            f"and these could run anything when it is loaded. Only if you trust where the file "
+            f"comes from, allow exactly these names: trusted={as_list} in Python, {flags} on "
+            f"the command line, or tick the trust checkbox in the workbench.")
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -145,6 +157,12 @@ def _scan_skops(src: Path | bytes, name: str, size: int) -> tuple[SafetyReport, 
 
     try:
         with _open(src, name) as fh, zipfile.ZipFile(fh) as archive:
+            limit, why = unpack_limit(size)
+            if sum(info.file_size for info in archive.infolist()) > limit:
+                raise InvalidModelFile(
+                    f"{name} unpacks to more than {why}: it looks like a decompression bomb, "
+                    f"so it was not read. If it really is a model that large, raise the limit "
+                    f"by setting {MAX_BYTES_ENV} (bytes) or {RATIO_ENV} and try again.")
             if archive.getinfo("schema.json").file_size > _MAX_SCHEMA:
                 raise InvalidModelFile(f"{name} has a skops schema of more than 256 MiB; "
                                        "that is not a model file Fixative will read.")

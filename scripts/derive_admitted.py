@@ -1,4 +1,4 @@
-"""Derive the admitted-names record (core/admitted_names.json) from what real models pickle.
+"""Derive the admitted-names record (core/records/admitted_names.json) from what real models pickle.
 
 Fits every estimator ``sklearn.utils.all_estimators()`` can fit on a small table (required-
 argument meta-estimators get a simple base estimator; those that need text, dicts, labels or
@@ -52,7 +52,7 @@ import sklearn  # noqa: E402
 from core import examples  # noqa: E402
 from core.pickle_scan import Scanner, Stream, _callee, _Global, _Obj, unpack  # noqa: E402
 
-RECORD = ROOT / "core" / "admitted_names.json"
+RECORD = ROOT / "core" / "records" / "admitted_names.json"
 _FACTORIES = ("copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__")
 
 
