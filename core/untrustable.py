@@ -177,15 +177,20 @@ def never_trusted(full: str) -> bool:
     return why_never_trusted(full) is not None
 
 
-def describe(full: str) -> str:
-    """``full`` with what it is, e.g. ``mypkg.Scaler (class in mypkg)``; a module that is not
-    loaded yet is not imported to find out (importing runs its code)."""
+def kind_of(full: str) -> str:
+    """What ``full`` is, e.g. ``class in mypkg``; a module that is not loaded yet is not
+    imported to find out (importing runs its code)."""
     module, _, name = full.rpartition(".")
     if not _resolvable(module):
-        return f"{full} (in module {module}, not imported, so not known to be a class)"
+        return f"a name in module {module}, not imported yet, so not known to be a class"
     try:
         obj = _resolve(module, name)
     except Exception:  # noqa: BLE001
-        return f"{full} (not found in module {module})"
+        return f"not found in module {module}"
     kind = "class" if isinstance(obj, type) else "function" if callable(obj) else "value"
-    return f"{full} ({kind} in {module})"
+    return f"{kind} in {module}"
+
+
+def describe(full: str) -> str:
+    """``full`` with what it is, e.g. ``mypkg.Scaler (class in mypkg)``."""
+    return f"{full} ({kind_of(full)})"
