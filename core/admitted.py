@@ -67,8 +67,8 @@ RECORD = Path(__file__).with_name("records") / "admitted_names.json"
 EXCLUDED: dict[str, str] = {
     "sklearn.cluster._kmeans._kmeans_single_lloyd":
         "a compiled k-means kernel without bounds checks: with arrays of the wrong shape it "
-        "writes outside them (BisectingKMeans keeps it; such models need re-saving as skops or "
-        "retraining in a trusted process)",
+        "writes outside them. BisectingKMeans keeps it, so Fixative does not load BisectingKMeans "
+        "models; use KMeans, or an exported format such as ONNX",
 }
 
 

@@ -28,6 +28,8 @@ import sys
 import types
 from typing import Any
 
+from core.admitted import EXCLUDED
+
 # Modules (and their submodules) that run code, start processes, load or write data, reach the
 # network or the interpreter's internals. Ordered by theme for review.
 RUNNERS = frozenset({
@@ -144,6 +146,8 @@ def why_never_trusted(full: str) -> str | None:
     module, _, name = full.rpartition(".")
     if not module or not name:
         return "it is not a MODULE.NAME"
+    if full in EXCLUDED:
+        return f"it was reviewed and left out: {EXCLUDED[full]}"
     why = _by_name(module, name, True)
     if why is not None:
         return why  # refused whatever the object is

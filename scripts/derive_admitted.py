@@ -15,8 +15,10 @@ the stream uses it:
 - ``ref``: only named (e.g. the class handed to a reconstructor),
 - ``skops``: named in a skops file written with ``skops.io.dump`` (skops rebuilds it).
 
-Usage: ``python scripts/derive_admitted.py [--check]``. ``--check`` compares with the stored
-record instead of writing it. Functions in the result are admitted only if
+Usage: ``python scripts/derive_admitted.py [--check | --fresh]``. By default the names this
+environment pickles are added to the stored record (run it under each supported set of library
+versions); ``--fresh`` starts the record over; ``--check`` only says whether the stored record
+covers this environment. Functions in the result are admitted only if
 :mod:`core.admitted` has a reviewed guard for them; the script lists any that lack one and
 exits non-zero, so a new library version cannot slip a function in unreviewed.
 """
@@ -314,9 +316,9 @@ def derive() -> dict[str, Any]:
         "about": "Globals that real fitted models pickle, and how the streams use them. "
                  "Written by scripts/derive_admitted.py; core/admitted.py reads it. Do not "
                  "edit by hand: regenerate, then review every entry under 'functions'.",
-        "generated_with": {"python": platform.python_version(), "sklearn": sklearn.__version__,
-                           "numpy": np.__version__, "scipy": scipy.__version__,
-                           "pandas": pd.__version__, "joblib": joblib.__version__},
+        "generated_with": [{"python": platform.python_version(), "sklearn": sklearn.__version__,
+                            "numpy": np.__version__, "scipy": scipy.__version__,
+                            "pandas": pd.__version__, "joblib": joblib.__version__}],
         "classes": classes,
         "functions": functions,
         "other": values,
@@ -340,7 +342,11 @@ def _kind(full: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="compare with the stored record instead of writing it")
+                        help="check that the stored record covers this environment, without "
+                             "writing it")
+    parser.add_argument("--fresh", action="store_true",
+                        help="replace the stored record instead of adding this environment's "
+                             "names to it")
     args = parser.parse_args()
     start = time.perf_counter()
     record = derive()
@@ -356,15 +362,45 @@ def main() -> int:
     if unreviewed:
         print("functions without a reviewed guard in core/admitted.py (not admitted until "
               "reviewed): " + ", ".join(unreviewed), file=sys.stderr)
-    text = json.dumps(record, indent=1, sort_keys=False) + "\n"
+    stored = json.loads(RECORD.read_text()) if RECORD.exists() and not args.fresh else None
     if args.check:
-        stored = json.loads(RECORD.read_text())
-        same = all(stored[k] == record[k] for k in ("classes", "functions", "other"))
-        print("record is up to date" if same else "record differs: regenerate it",
-              file=sys.stderr)
-        return 0 if same and not unreviewed else 1
-    RECORD.write_text(text)
+        missing = _missing(stored or {}, record)
+        print("record covers this environment" if not missing else
+              "record lacks what this environment pickles (run the script here, review, "
+              "commit): " + ", ".join(missing), file=sys.stderr)
+        return 0 if not missing and not unreviewed else 1
+    if stored is not None:
+        record = _merge(stored, record)
+    RECORD.write_text(json.dumps(record, indent=1) + "\n")
     return 1 if unreviewed else 0
+
+
+def _missing(stored: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """Names or uses this environment pickles that the stored record lacks."""
+    out = []
+    for key in ("classes", "functions", "other"):
+        have = stored.get(key, {})
+        for name, uses in record[key].items():
+            lacking = set(uses) - set(have.get(name, ()))
+            if lacking:
+                out.append(f"{name} ({', '.join(sorted(lacking))})")
+    return out
+
+
+def _merge(stored: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The union of the stored record and this environment's: each supported set of library
+    versions pickles some names of its own (scipy 1.18 renamed BSpline's class), and every
+    name on the record was seen in a real model's file under one of them."""
+    merged = dict(record)
+    for key in ("classes", "functions", "other"):
+        names = {**stored.get(key, {})}
+        for name, uses in record[key].items():
+            names[name] = sorted(set(names.get(name, ())) | set(uses))
+        merged[key] = dict(sorted(names.items()))
+    seen = stored.get("generated_with", [])
+    seen = seen if isinstance(seen, list) else [seen]
+    merged["generated_with"] = seen + [e for e in record["generated_with"] if e not in seen]
+    return merged
 
 
 if __name__ == "__main__":

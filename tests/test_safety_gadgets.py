@@ -298,6 +298,12 @@ def _evil_pickle(tmp_path: Path, marker: Path) -> Path:
 def _runner_file(tmp_path: Path, name: str, marker: Path) -> Path:
     if name in CALLED:
         payload = CALLED[name](marker)
+    elif name == "numpy.load":  # an .npy of objects is a pickle inside
+        inner = tmp_path / "inner.npy"
+        hidden = np.empty(1, dtype=object)
+        hidden[0] = _Call(exec, _touch(marker))
+        np.save(inner, hidden, allow_pickle=True)
+        payload = _Call(np.load, str(inner), None, True)
     else:  # nested loaders, pointed at a pickle that runs the payload
         inner = _evil_pickle(tmp_path, marker)
         func = {"joblib.load": joblib.load, "pandas.read_pickle": pd.read_pickle}[name]
@@ -307,7 +313,7 @@ def _runner_file(tmp_path: Path, name: str, marker: Path) -> Path:
     return path
 
 
-TRUSTED_RUNNERS = [*CALLED, "joblib.load", "pandas.read_pickle"]
+TRUSTED_RUNNERS = [*CALLED, "joblib.load", "pandas.read_pickle", "numpy.load"]
 
 
 @pytest.mark.parametrize("name", TRUSTED_RUNNERS)
@@ -332,6 +338,8 @@ def test_trusted_runners_are_refused_everywhere(tmp_path, capsys, name):
         upload(store, path.read_bytes(), "x.pkl", name="x", trusted=untrusted)
     assert store.list_models() == []
     assert not marker.exists()
+    if name in ("numpy.load", "cProfile.run"):  # the payloads are real
+        assert _plain_load_runs(path).returncode == 0 and marker.exists()
 
 
 # --- decompression bombs --------------------------------------------------------------------------
