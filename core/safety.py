@@ -4,8 +4,10 @@ A pickle is a program: each global it names is imported and may be called with a
 the file's choosing. So before anything is unpickled, every global a file would import is
 listed by running the pickle machine with inert stand-ins (no import, no call), following
 joblib's container format (raw array bytes and nested pickles inline in the stream) and its
-compressions. Loading then uses an unpickler whose ``find_class`` resolves only allowed or
-explicitly trusted names, so even a scan that was skipped or fooled cannot let code through.
+compressions, and stopping a decompression bomb while it unpacks. Loading then uses an
+unpickler that resolves only admitted or explicitly trusted names and checks every call,
+instantiation and BUILD against the uses recorded for them (:mod:`core.guarded_unpickler`), so
+even a scan that was skipped or fooled cannot let code through.
 """
 
 from __future__ import annotations
