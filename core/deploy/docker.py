@@ -122,7 +122,9 @@ def core_modules(entry: str = ENTRY_MODULE) -> tuple[list[Path], set[str]]:
 
 def _data_dirs() -> list[Path]:
     """Package data folders of ``core`` (templates, static files) read via importlib."""
-    return sorted(p for p in _core_dir().rglob("templates") if p.is_dir())
+    # every folder below core/ that is not a package holds data (templates, records)
+    return sorted(p for p in _core_dir().rglob("*") if p.is_dir() and p.name != "__pycache__"
+                  and not (p / "__init__.py").exists())
 
 
 # -- requirements ------------------------------------------------------------------------

@@ -4,8 +4,10 @@ A pickle is a program: each global it names is imported and may be called with a
 the file's choosing. So before anything is unpickled, every global a file would import is
 listed by running the pickle machine with inert stand-ins (no import, no call), following
 joblib's container format (raw array bytes and nested pickles inline in the stream) and its
-compressions. Loading then uses an unpickler whose ``find_class`` resolves only allowed or
-explicitly trusted names, so even a scan that was skipped or fooled cannot let code through.
+compressions, and stopping a decompression bomb while it unpacks. Loading then uses an
+unpickler that resolves only admitted or explicitly trusted names and checks every call,
+instantiation and BUILD against the uses recorded for them (:mod:`core.safety.guarded`), so
+even a scan that was skipped or fooled cannot let code through.
 """
 
 from __future__ import annotations
@@ -16,152 +18,60 @@ import io
 import json
 import os
 import pickle
-import re
-import types
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from core.errors import InvalidModelFile, UnsafeModel
-from core.safety.scan import WRAPPER, Scanner, Stream, fix_name, fresh_extension, sniff, unpack
+from core.safety.admitted import alias_of, resolve_admitted
+from core.safety.guarded import DISPATCH, GuardedMixin, Policy
+from core.safety.scan import (
+    MAX_BYTES_ENV,
+    RATIO_ENV,
+    WRAPPER,
+    Scanner,
+    Stream,
+    fix_name,
+    fresh_extension,
+    sniff,
+    unpack,
+    unpack_limit,
+)
+from core.safety.untrustable import describe, never_trusted, why_never_trusted
 
 EXTENSIONS = (".skops", ".joblib", ".pkl", ".pickle")
 _COMPRESSED = (".z", ".gz", ".bz2", ".xz", ".lzma", ".lz4")  # joblib's suffixes, e.g. m.joblib.gz
 _MAX_SCHEMA = 256 << 20
 
 # --- policy ----------------------------------------------------------------------------------
-# Allowed: (1) the exact names below, and (2) plain names (no dotted attribute path, no dunder)
-# in the model libraries, unless a denial below matches the name where the file asks for it or
-# where the object is really defined (a re-export of joblib.load or os.system stays denied), or
-# it resolves to a module or a bound method. Everything else needs the user's explicit trust.
-_PACKAGES = frozenset({"sklearn", "numpy", "scipy", "pandas", "xgboost", "lightgbm", "catboost"})
-
-_EXACT = frozenset({
-    # Builtins that only build plain values. Not type (it makes classes), not getattr, eval,
-    # exec, compile, open, __import__, setattr, globals, input, breakpoint: those reach code.
-    *(f"builtins.{n}" for n in (
-        "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int", "list",
-        "object", "range", "set", "slice", "str", "tuple", "Ellipsis", "NotImplemented")),
-    "collections.OrderedDict", "collections.defaultdict", "collections.deque",
-    "collections.Counter",
-    # How pickle itself rebuilds objects and bytes: they call only classes already on the stack.
-    "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__", "_codecs.encode",
-    "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta",
-    "datetime.timezone", "decimal.Decimal", "fractions.Fraction",
-    # partial only binds arguments to a callable that must itself be an allowed global, so it
-    # adds no reach; HistGradientBoosting's categorical preprocessing pickles one.
-    "functools.partial",
-    # joblib's array placeholder; the rest of joblib (load, Memory, Parallel) stays out.
-    "joblib.numpy_pickle.NumpyArrayWrapper",
-    # numpy 1.x and 2.x array reconstructors, listed exactly because numpy.core is a shim that
-    # warns when its attributes are looked up.
-    *(f"numpy.{core}.{name}" for core in ("core", "_core")
-      for name in ("multiarray._reconstruct", "multiarray.scalar", "numeric._frombuffer")),
-})
-
-# Module path components that read or write files, reach the network, evaluate strings,
-# change process-wide configuration, or exist only for tests, examples, benchmarks and builds
-# (numpy.testing's runstring exec's code, pandas.io and scipy.io read and write files,
-# numpy.f2py compiles, numpy.random._examples JIT-compiles on import).
-_DENY_PARTS = frozenset({
-    "_pytesttester", "conftest", "distutils", "f2py", "_build_utils", "__check_build",
-    "_pyinstaller", "io", "_io", "datasets", "_datasource", "npyio", "_npyio_impl", "format",
-    "ctypeslib", "_ccallback", "memmap", "computation", "_config", "_show_versions",
-    "_print_versions", "externals", "_joblib", "dask", "spark", "collective", "tracker",
-    "plotting", "widget", "weave", "misc", "estimator_checks",
-})
-_DENY_PART_PREFIXES = ("test", "bench", "example")  # after leading underscores: _testutils
-# Names (and prefixes, leading underscores ignored) that are dangerous wherever they live: file
-# I/O (numpy.load runs pickles; memmap, tofile and save* write files; fetch_* downloads),
-# string evaluation (pandas.eval, query), process-wide state (seed, set_*, seterr, register_*),
-# and test runners or introspection helpers that no fitted model refers to.
-_DENY_NAMES = frozenset({
-    "eval", "exec", "compile", "system", "popen", "open", "load", "loads", "dump", "dumps",
-    "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "fromfile",
-    "tofile", "fromregex", "open_memmap", "memmap", "DataSource", "NpzFile", "lookfor", "info",
-    "source", "show_config", "show_runtime", "test", "seed", "query", "HDFStore",
-    "ExcelWriter", "ExcelFile", "LowLevelCallable", "get_include", "printoptions",
-})
-_DENY_PREFIXES = ("read_", "to_pickle", "fetch_", "load_", "dump_", "save_", "download",
-                  "set_", "seterr", "setbufsize", "register_", "add_newdoc", "add_docstring")
-_DUNDER = re.compile(r"^__\w+__$")
-
-# Names that no model needs and whose only use in a pickle is to run a program, evaluate
-# code, or load another pickle unchecked: refused even when named as trusted, so that a
-# tick in a checkbox or a --trust flag can never run them.
-_NEVER_MODULES = frozenset({"subprocess", "pty", "runpy", "code", "codeop", "ctypes",
-                            "webbrowser", "pickle", "_pickle", "cPickle", "marshal", "dill",
-                            "cloudpickle", "shelve"})
-_NEVER_OS = ("system", "popen", "exec", "spawn", "posix_spawn", "fork", "kill", "startfile")
-_NEVER_BUILTINS = frozenset({"eval", "exec", "compile", "__import__", "breakpoint", "input"})
-
-
-def never_trusted(global_name: str) -> bool:
-    """Whether a global runs programs or code and so may not be trusted at all."""
-    module, _, name = global_name.rpartition(".")
-    root = module.split(".")[0]
-    if root in _NEVER_MODULES:
-        return True
-    if root in ("os", "posix", "nt") and name.startswith(_NEVER_OS):
-        return True
-    if root in ("builtins", "__builtin__") and name in _NEVER_BUILTINS:
-        return True
-    return module in ("importlib", "importlib._bootstrap") and name == "import_module"
-
-
-def _name_ok(module: str, name: str, *, dotted: bool = False) -> bool:
-    parts = module.split(".") + name.split(".")
-    if parts[0] not in _PACKAGES or (not dotted and "." in name):
-        return False
-    if any(p in _DENY_PARTS or p.lstrip("_").startswith(_DENY_PART_PREFIXES) or _DUNDER.match(p)
-           for p in parts):
-        return False
-    last = parts[-1].lstrip("_")  # _set_promotion_state is as global as set_printoptions
-    return last not in _DENY_NAMES and not last.startswith(_DENY_PREFIXES)
-
-
-@lru_cache(maxsize=4096)
-def _check(module: str, name: str) -> bool:
-    """Is ``module``/``name`` (as a pickle asks for it) on the allowlist?"""
-    if f"{module}.{name}" in _EXACT:
-        return True
-    if not _name_ok(module, name):
-        return False
-    try:
-        obj = getattr(importlib.import_module(module), name)
-    except Exception:  # what cannot be resolved cannot run; loading says what is missing
-        return True
-    if isinstance(obj, types.ModuleType):
-        return False
-    owner = getattr(obj, "__self__", None)
-    if owner is not None and not isinstance(owner, (types.ModuleType, type)):
-        return False  # a bound method acts on hidden shared state (np.random.seed)
-    if isinstance(owner, type) and not isinstance(obj, type):
-        return False
-    where, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if isinstance(where, str) and isinstance(qual, str) and (where, qual) != (module, name):
-        return f"{where}.{qual}" in _EXACT or _name_ok(where, qual, dotted=True)
-    return True
+# Default-deny: a name is admitted only if it is on the record derived from real models
+# (core/safety/admitted.py, core/safety/records/admitted_names.json), and only for the uses
+# recorded there
+# (core/safety/guarded.py). Trust admits names the person typed, never one that runs code
+# (core/safety/untrustable.py).
 
 
 def is_allowed(global_name: str) -> bool:
-    """Whether a global ``module.qualname`` may be imported without the user's trust."""
-    if global_name in _EXACT:
-        return True
-    parts = global_name.split(".")
-    if len(parts) < 2 or not _name_ok(".".join(parts[:-1]), parts[-1]):
-        return False  # decided before anything is imported
-    for i in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
-        try:
-            found = importlib.util.find_spec(".".join(parts[:i])) is not None
-        except (ImportError, ValueError):
-            continue
-        if found:
-            return _check(".".join(parts[:i]), ".".join(parts[i:]))
-    return True  # not installed: judged by its name alone, and loading says what is missing
+    """Whether a global ``module.qualname`` is admitted without the user's trust."""
+    return alias_of(global_name) is not None
+
+
+# Plain values skops writes as its own nodes (it never calls anything to rebuild them).
+_SKOPS_PLAIN = frozenset(f"builtins.{n}" for n in (
+    "list", "dict", "tuple", "str", "int", "float", "bool", "bytes", "bytearray", "set",
+    "frozenset", "complex", "slice", "NoneType"))
+
+
+def _skops_admits(global_name: str) -> bool:
+    """skops loads functions as values and calls nothing, so only admitted classes and the
+    functions models keep as values pass; reconstructors stay out (unguarded there)."""
+    try:
+        kind = resolve_admitted(global_name)[0]
+    except (KeyError, ImportError, AttributeError):
+        return False
+    return kind in ("class", "value")
 
 
 @dataclass
@@ -189,10 +99,12 @@ class SafetyReport:
 
 
 def forbidden_message(forbidden: Iterable[str], filename: str = "the model file") -> str:
-    names = ", ".join(sorted(set(forbidden)))
-    return (f"{filename} would run {names} when it is loaded: that runs programs or code, "
-            f"which no model needs. It cannot be trusted or loaded; do not use this file, and "
-            f"save the model again from its training code.")
+    names = sorted(set(forbidden))
+    reasons = "; ".join(f"{n}: {why_never_trusted(n)}" for n in names)
+    return (f"{filename} would run {', '.join(names)} when it is loaded ({reasons}). Such a "
+            "name runs programs or code, loads or writes files, or reaches memory or "
+            "attributes, which no model needs. It cannot be trusted or loaded; do not use this "
+            "file, and save the model again from its training code.")
 
 
 def unsafe_message(untrusted: Iterable[str], filename: str = "the model file") -> str:
@@ -200,14 +112,14 @@ def unsafe_message(untrusted: Iterable[str], filename: str = "the model file") -
     forbidden = [n for n in names if never_trusted(n)]
     if forbidden:
         return forbidden_message(forbidden, filename)
-    listed = ", ".join(names)
+    listed = ", ".join(describe(n) for n in names)
     as_list = "[" + ", ".join(repr(n) for n in names) + "]"
     flags = " ".join(f"--trust {n}" for n in names)
     return (f"{filename} would import {len(names)} name(s) outside the safety allowlist: "
-            f"{listed}. A model file is code, and these could run anything when it is loaded. "
-            f"Only if you trust where the file comes from, allow exactly these names: "
-            f"trusted={as_list} in Python, {flags} on the command line, or tick the trust "
-            f"checkbox in the workbench.")
+            f"{listed}. The allowlist holds only what real models need. A model file is code, "
+            f"and these could run anything when it is loaded. Only if you trust where the file "
+            f"comes from, allow exactly these names: trusted={as_list} in Python, {flags} on "
+            f"the command line, or tick the trust checkbox in the workbench.")
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -248,6 +160,12 @@ def _scan_skops(src: Path | bytes, name: str, size: int) -> tuple[SafetyReport, 
 
     try:
         with _open(src, name) as fh, zipfile.ZipFile(fh) as archive:
+            limit, why = unpack_limit(size)
+            if sum(info.file_size for info in archive.infolist()) > limit:
+                raise InvalidModelFile(
+                    f"{name} unpacks to more than {why}: it looks like a decompression bomb, "
+                    f"so it was not read. If it really is a model that large, raise the limit "
+                    f"by setting {MAX_BYTES_ENV} (bytes) or {RATIO_ENV} and try again.")
             if archive.getinfo("schema.json").file_size > _MAX_SCHEMA:
                 raise InvalidModelFile(f"{name} has a skops schema of more than 256 MiB; "
                                        "that is not a model file Fixative will read.")
@@ -277,7 +195,7 @@ def _scan_skops(src: Path | bytes, name: str, size: int) -> tuple[SafetyReport, 
             todo.extend(node.values())
         elif isinstance(node, list):
             todo.extend(node)
-    untrusted = sorted(g for g in found if not is_allowed(g))
+    untrusted = sorted(g for g in found if g not in _SKOPS_PLAIN and not _skops_admits(g))
     return SafetyReport("skops", sorted(found), untrusted, size), sorted(flagged)
 
 
@@ -301,7 +219,7 @@ def _scan(src: Path | bytes, name: str) -> SafetyReport:
         except Exception as exc:  # only our stand-ins ran: any error is the file's shape
             raise _failed(name, exc, stream) from exc
     names = sorted({f"{m}.{n}" for m, n in found})
-    untrusted = sorted({f"{m}.{n}" for m, n in found if not _check(m, n)})
+    untrusted = sorted({f"{m}.{n}" for m, n in found if not is_allowed(f"{m}.{n}")})
     fmt = "joblib" if kind or ext == ".joblib" or WRAPPER in names else "pickle"
     return SafetyReport(fmt, names, untrusted, size)
 
@@ -327,37 +245,45 @@ def scan_bytes(data: bytes, filename: str) -> SafetyReport:
     return _scan(bytes(data), filename)
 
 
-def _resolve(module: str, name: str, trusted: frozenset[str], filename: str) -> Any:
-    full = f"{module}.{name}"
-    if never_trusted(full) or (full not in trusted and not _check(module, name)):
-        raise UnsafeModel(unsafe_message([full], filename), [full])
-    root = module.split(".")[0]
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except ImportError as exc:
-        raise InvalidModelFile(f"{filename} needs {full}, which cannot be imported here "
-                               f"({exc}); install the package '{root}' in the version the "
-                               "model was saved with.") from None
-    except AttributeError:
-        raise InvalidModelFile(f"{filename} needs {full}, which the installed '{root}' does not "
-                               f"have; the model was saved with another version of '{root}'. "
-                               "Install that version or save the model again.") from None
-    return obj
+def _importer(filename: str) -> Any:
+    def import_trusted(module: str, name: str) -> Any:
+        full, root = f"{module}.{name}", module.split(".")[0]
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except ImportError as exc:
+            raise InvalidModelFile(f"{filename} needs {full}, which cannot be imported here "
+                                   f"({exc}); install the package '{root}' in the version the "
+                                   "model was saved with.") from None
+        except AttributeError:
+            raise InvalidModelFile(f"{filename} needs {full}, which the installed '{root}' "
+                                   f"does not have; the model was saved with another version "
+                                   f"of '{root}'. Install that version or save the model "
+                                   "again.") from None
+        return obj
+
+    return import_trusted
 
 
-class _Plain(pickle._Unpickler):
+def _policy(trusted: frozenset[str], filename: str) -> Policy:
+    return Policy(trusted, filename, _importer(filename),
+                  lambda full: UnsafeModel(unsafe_message([full], filename), [full]))
+
+
+class _Plain(GuardedMixin, pickle._Unpickler):
     """Restricted reader for the nested pickles joblib writes for object arrays."""
 
     proto: int  # set by the machine, left out of typeshed
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {
+        **pickle._Unpickler.dispatch, **DISPATCH}
 
-    def __init__(self, fh: Any, trusted: frozenset[str], filename: str) -> None:
+    def __init__(self, fh: Any, policy: Policy) -> None:
         super().__init__(fh)
-        self.trusted, self.filename = trusted, filename
+        self.policy = policy
 
     def find_class(self, module: str, name: str) -> Any:
-        return _resolve(*fix_name(module, name, self.proto), self.trusted, self.filename)
+        return self.policy.resolve(*fix_name(module, name, self.proto))
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("it uses persistent ids, which only custom loaders read")
@@ -368,27 +294,27 @@ class _Plain(pickle._Unpickler):
 def _loader_class() -> type:
     from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
-    class _Loader(NumpyUnpickler):
+    class _Loader(GuardedMixin, NumpyUnpickler):
         """joblib's unpickler, restricted; object arrays never reach a plain pickle.load."""
 
-        dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(NumpyUnpickler.dispatch)
-        stack: list[Any]  # the machine's, left out of typeshed
+        dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {**NumpyUnpickler.dispatch,
+                                                                **DISPATCH}
         find_class = _Plain.find_class
         persistent_load = _Plain.persistent_load
         get_extension = fresh_extension
 
-        def __init__(self, stream: Stream, trusted: frozenset[str], filename: str) -> None:
+        def __init__(self, stream: Stream, policy: Policy, filename: str) -> None:
             # joblib-stubs want a BinaryIO; joblib only reads from it
             super().__init__(filename, stream, True)  # type: ignore[arg-type]
-            self.trusted = trusted
+            self.policy = policy
 
         def load_build(self) -> None:
-            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+            GuardedMixin.load_build(self)
             wrapper = self.stack[-1]
             if type(wrapper) is NumpyArrayWrapper:
                 # joblib-stubs: dtype is any DTypeLike, but unpickled it is a numpy.dtype
                 if wrapper.dtype.hasobject:  # type: ignore[union-attr]
-                    array = _Plain(self.file_handle, self.trusted, self.filename).load()
+                    array = _Plain(self.file_handle, self.policy).load()
                 else:
                     array = wrapper.read(self, self.ensure_native_byte_order)
                 self.stack[-1] = array
@@ -417,20 +343,26 @@ def _load(src: Path | bytes, name: str, trusted: frozenset[str], report: SafetyR
         import skops.io as sio
 
         # skops loads what its ``trusted`` names, so that list comes from a fresh audit of the
-        # very bytes about to be read, every name on it allowed or trusted by the user.
+        # very bytes about to be read: exactly the flagged types that are admitted (classes, and
+        # functions models keep as values) or that the user trusted and trust may admit.
         report, flagged = _scan_skops(src, name, report.size)
         refuse_untrusted(report, trusted, name)
+        allowed = [t for t in flagged if _skops_admits(t)
+                   or (t in trusted and not never_trusted(t))]
+        if len(allowed) != len(flagged):  # refuse_untrusted should have caught these
+            left = sorted(set(flagged) - set(allowed))
+            raise UnsafeModel(unsafe_message(left, name), left)
         try:
             if isinstance(src, bytes):
-                return sio.loads(src, trusted=flagged)
-            return sio.load(src, trusted=flagged)
+                return sio.loads(src, trusted=allowed)
+            return sio.load(src, trusted=allowed)
         except Exception as exc:
             raise InvalidModelFile(f"{name} could not be loaded by skops ({exc}).") from exc
     stream = None
     with _open(src, name) as fh:
         try:
             stream = unpack(fh, name)[0]
-            return _loader_class()(stream, trusted, name).load()
+            return _loader_class()(stream, _policy(trusted, name), name).load()
         except (InvalidModelFile, UnsafeModel):
             raise
         except Exception as exc:

@@ -15,6 +15,7 @@ import bz2
 import copyreg
 import gzip
 import lzma
+import os
 import pickle
 import re
 import struct
@@ -26,7 +27,53 @@ from core.errors import InvalidModelFile
 _CHUNK = 1 << 20
 _SMALL = 1 << 16  # longer strings, bytes and ints are skipped by the scan: no name is that long
 _MAX_FRAME = 1 << 30
-_MAX_UNPACKED = 16 << 30  # a decompression bomb stops here instead of unpacking for hours
+_MAX_UNPACKED = 1 << 62  # only a sentinel for "read to the end"; the real limits are below
+
+# Decompression bombs. Both limits are settings (the lead may move them to core/settings.py):
+# FIXATIVE_MAX_MODEL_BYTES caps what any model file may unpack to (default 2 GiB: a model
+# larger than that does not belong in a workbench upload, and loading takes about twice that
+# in memory). FIXATIVE_MAX_UNPACK_RATIO caps unpacked size over size on disk for compressed
+# files (default 100: fitted models compress 2-20x, a file of zeros 1000x and more); files
+# that unpack to less than RATIO_FLOOR are never refused for their ratio, because small
+# models with constant arrays compress far better than big ones and harm nobody.
+MAX_BYTES_ENV, RATIO_ENV = "FIXATIVE_MAX_MODEL_BYTES", "FIXATIVE_MAX_UNPACK_RATIO"
+DEFAULT_MAX_BYTES, DEFAULT_RATIO, RATIO_FLOOR = 2 << 30, 100, 64 << 20
+
+
+def _setting(env: str, default: int) -> int:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidModelFile(f"{env}={raw!r} is not a whole number; set it to a number of "
+                               f"bytes (or unset it for the default, {default}).") from None
+    if value <= 0:
+        raise InvalidModelFile(f"{env} must be a positive number, not {value}.")
+    return value
+
+
+def unpack_limit(packed: int | None) -> tuple[int, str]:
+    """Most bytes a file of ``packed`` compressed bytes may unpack to, and why (for messages).
+    ``packed`` is None for a file that is not compressed."""
+    cap = _setting(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+    why = f"the limit of {_size(cap)} ({MAX_BYTES_ENV})"
+    if packed is not None:
+        ratio = _setting(RATIO_ENV, DEFAULT_RATIO)
+        by_ratio = max(RATIO_FLOOR, ratio * packed)
+        if by_ratio < cap:
+            far = "far more than " if by_ratio == RATIO_FLOOR else ""
+            return by_ratio, (f"{_size(by_ratio)}, {far}{ratio} times its {_size(packed)} on "
+                              f"disk ({RATIO_ENV})")
+    return cap, why
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZ": "bz2", b"\xfd7zXZ": "xz", b"]\x00": "lzma",
           b'\x04"M\x18': "lz4", b"x": "zlib", b"ZF": "old"}
 
@@ -42,8 +89,10 @@ class Readable(Protocol):
 class Stream:
     """A bounded reader: reads never allocate more than the data really holds."""
 
-    def __init__(self, raw: Readable, head: bytes = b"", name: str = "the file") -> None:
+    def __init__(self, raw: Readable, head: bytes = b"", name: str = "the file",
+                 packed: int | None = None) -> None:
         self.raw, self.head, self.name, self.pos, self.short = raw, head, name, 0, False
+        self.limit, self.why = unpack_limit(packed)
 
     def read(self, n: int = -1) -> bytes:
         n = _MAX_UNPACKED if n is None or n < 0 else n
@@ -52,6 +101,7 @@ class Stream:
             out.append(self.head[:left])
             self.head = self.head[left:]
             left -= len(out[0])
+        start = self.pos
         while left > 0:
             data = self.raw.read(min(left, _CHUNK))
             if not data:
@@ -59,11 +109,18 @@ class Stream:
                 break
             out.append(data)
             left -= len(data)
-        self.pos += n - left
-        if self.pos > _MAX_UNPACKED:
-            raise InvalidModelFile(f"{self.name} unpacks to more than 16 GiB; that is not a "
-                                   "model file Fixative will read.")
+            self.pos = start + n - left
+            self._check()  # per chunk: a bomb is stopped after the limit, not after n bytes
+        self.pos = start + n - left
+        self._check()
         return b"".join(out)
+
+    def _check(self) -> None:
+        if self.pos > self.limit:
+            raise InvalidModelFile(
+                f"{self.name} unpacks to more than {self.why}: it looks like a decompression "
+                f"bomb, so it was not read further. If it really is a model that large, raise "
+                f"the limit by setting {MAX_BYTES_ENV} (bytes) or {RATIO_ENV} and try again.")
 
     def readline(self) -> bytes:
         out: list[bytes] = []
@@ -78,6 +135,7 @@ class Stream:
                 break
             out.append(piece)
             self.pos += len(piece)
+            self._check()
         return b"".join(out)
 
     def readinto(self, buf: Any) -> int:
@@ -98,6 +156,7 @@ def unpack(fh: IO[bytes], name: str) -> tuple[Stream, str | None]:
     if kind == "old":
         raise InvalidModelFile(f"{name} uses the format of joblib before 0.10, which Fixative "
                                "does not read; load it with that joblib and save it again.")
+    packed = fh.seek(0, os.SEEK_END)
     fh.seek(0)
     if kind == "lz4":
         try:
@@ -114,7 +173,7 @@ def unpack(fh: IO[bytes], name: str) -> tuple[Stream, str | None]:
         raw = gzip.GzipFile(fileobj=fh, mode="rb")
     else:
         raw = bz2.BZ2File(fh) if kind == "bz2" else lzma.LZMAFile(fh)
-    return Stream(raw, raw.read(2), name), kind
+    return Stream(raw, raw.read(2), name, packed), kind
 
 
 def _describe(head: bytes) -> str:

@@ -65,7 +65,9 @@ def scan_model(data: bytes, filename: str) -> Any:
 
 def trust_label(untrusted: Sequence[str]) -> str:
     """The words of the checkbox that trusts exactly these imports, and nothing else."""
-    names = ", ".join(f"`{n}`" for n in untrusted)
+    from core.safety.untrustable import kind_of
+
+    names = ", ".join(f"`{n}` ({kind_of(n)})" for n in untrusted)
     return (f"I trust this file to import and run {names}. Loading it runs that code on "
             "this server.")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import joblib
 import pytest
+from safety_helpers import room_label
 from streamlit.testing.v1 import AppTest
 
 from core.model.bundle import bundle
@@ -133,10 +134,11 @@ def test_hostile_pickle_shows_report_and_stores_nothing(store_dir, tmp_path):
 
 
 def test_trusting_names_exactly_the_imports(store_dir):
-    # A pickle that only references os.getcwd: untrusted, harmless to load, not a model.
-    at = _give(_upload_page(), pickle.dumps(os.getcwd), "ref.pkl")
+    # A pickle that only references a user's function: untrusted, harmless to load, not a
+    # model. (It used to reference os.getcwd; nothing in os can be trusted any more.)
+    at = _give(_upload_page(), pickle.dumps(room_label), "ref.pkl")
     (trust,) = [c for c in at.checkbox if c.key.startswith("upload_trust_")]
-    assert "getcwd" in trust.label
+    assert "safety_helpers.room_label" in trust.label
     trust.check().run()
     assert not at.button(key="upload_submit").disabled
     at.button(key="upload_submit").click().run()

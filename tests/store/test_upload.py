@@ -90,8 +90,10 @@ def test_check_model_file():
 
 
 def test_trust_label_names_exactly_the_imports():
-    label = up.trust_label(["os.system", "builtins.eval"])
-    assert "`os.system`, `builtins.eval`" in label
+    label = up.trust_label(["os.system", "builtins.eval", "safety_helpers.Unloaded"])
+    # each name with what it is; a module not loaded yet is not imported to find out
+    assert ("`os.system` (function in os), `builtins.eval` (function in builtins), "
+            "`safety_helpers.Unloaded` (") in label
     assert "runs that code on this server" in label
 
 
