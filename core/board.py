@@ -38,6 +38,9 @@ from core.names import MAX_NAME_LENGTH
 from core.versions import clock, version_id
 
 PINS_META = "data.txt"
+# The sha256 of data.txt, as `sha256sum` writes it: data.txt cannot hold its own hash,
+# and pins and vetiver read data.txt, so its hash lives beside it.
+DATA_HASH_FILE = "data.txt.sha256"
 META_FILE = "fixative.json"
 SAMPLE_FILE = "sample.parquet"
 SYSTEM_DIR = ".fixative"

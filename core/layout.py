@@ -9,12 +9,16 @@
 - ``fixative.json``: ``BundleMeta.to_dict()`` plus a ``fixative`` block with the
   version, the write time and the sha256 and size of every file.
 - ``sample.parquet``: the bundle's bounded reference sample, when it has one.
+- ``data.txt.sha256``: the sha256 of data.txt in ``sha256sum`` form, so that an edit to
+  data.txt (title, description, metrics, prototype) is found by ``verify``; fixative.json
+  says it was written (``fixative.data_hash``), so a missing one is found too.
 
 Folders pinned by pins or vetiver (no ``fixative.json``) are read from data.txt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -27,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from core.board import PINS_META, FileStat
+from core.board import DATA_HASH_FILE, PINS_META, FileStat
 from core.bundle import BundleMeta
 from core.prototype import Prototype
 from core.versions import VERSION_TIME_FORMAT, iso, parse_iso, pins_created, version_time
@@ -39,6 +43,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _TITLE = re.compile(r".*: a pinned (\S+) object")
+_SHA256_LINE = re.compile(rf"([0-9a-f]{{64}})(?:\s+\*?{re.escape(PINS_META)})?")
 
 
 def model_file(name: str) -> str:
@@ -95,8 +100,22 @@ def fixative_json(meta: BundleMeta, version: str, at: datetime,
         "version": version,
         "written": iso(at),
         "files": {f: {"sha256": s.sha256, "size": s.size} for f, s in sorted(files.items())},
+        "data_hash": DATA_HASH_FILE,
     }
     return dumps(doc)
+
+
+def data_hash_line(data_txt: bytes) -> bytes:
+    """The content of data.txt.sha256 (``sha256sum -c data.txt.sha256`` checks it)."""
+    return f"{hashlib.sha256(data_txt).hexdigest()}  {PINS_META}\n".encode("ascii")
+
+
+def parse_data_hash(raw: bytes) -> str:
+    """The sha256 in a data.txt.sha256; ValueError when it holds none."""
+    m = _SHA256_LINE.fullmatch(raw.decode("ascii", "replace").strip())
+    if not m:
+        raise ValueError(f"{DATA_HASH_FILE} does not hold a sha256 line")
+    return m.group(1)
 
 
 def vetiver_prototype(prototype: Prototype) -> str | None:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from core import layout
 from core.board import (
+    DATA_HASH_FILE,
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
@@ -383,9 +384,10 @@ class VersionStore:
             def finish(version: str, at: datetime) -> dict[str, bytes]:
                 meta_raw = layout.fixative_json(meta, version, at, stage.files)
                 written["at"] = at
-                return {META_FILE: meta_raw,
-                        PINS_META: layout.data_txt(name, meta, at, stage.files[model_file],
-                                                   hash_bytes(meta_raw), version)}
+                pins_raw = layout.data_txt(name, meta, at, stage.files[model_file],
+                                           hash_bytes(meta_raw), version)
+                return {META_FILE: meta_raw, DATA_HASH_FILE: layout.data_hash_line(pins_raw),
+                        PINS_META: pins_raw}
 
             version = stage.commit(name, finish)
             stat = stage.files[model_file]
