@@ -353,13 +353,17 @@ class Board:
         path = self.path(*parts)
         return os.path.exists(path) if self.local else self.fs.exists(path)
 
-    def read_bytes(self, *parts: str) -> bytes:
-        """The file's bytes; FileNotFoundError when it is missing."""
+    def read_bytes(self, *parts: str, limit: int | None = None) -> bytes:
+        """The file's bytes (at most ``limit + 1`` of them when given); FileNotFoundError
+        when it is missing, IsADirectoryError when it is a folder."""
         path = self.path(*parts)
         if self.local:
             with open(path, "rb") as f:
-                return f.read()
-        return self.fs.cat_file(path)
+                return f.read() if limit is None else f.read(limit + 1)
+        if limit is None:
+            return self.fs.cat_file(path)
+        with self.fs.open(path, "rb") as f:
+            return f.read(limit + 1)
 
     def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
         """Write a small file so that readers see the old bytes or the new, never half."""

@@ -37,6 +37,8 @@ from core.prototype import Prototype
 from core.versions import VERSION_TIME_FORMAT, iso, parse_iso, pins_created, version_time
 
 FORMAT = 1
+# pins writes a few kilobytes; a bigger data.txt is not one (and is not parsed).
+MAX_DATA_TXT = 4 << 20
 MODEL_TYPES = ("joblib",)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # libyaml's loader is ~30x faster than the pure-Python one; both are safe loaders.
@@ -165,6 +167,9 @@ def data_txt(name: str, meta: BundleMeta, at: datetime, model: FileStat,
 
 def parse_data_txt(raw: bytes) -> dict[str, Any]:
     """The pins metadata as a dict; ValueError when it is not a pins data.txt."""
+    if len(raw) > MAX_DATA_TXT:
+        raise ValueError(f"{PINS_META} is over {MAX_DATA_TXT >> 20} MiB, far more than pins "
+                         "metadata holds")
     try:
         doc = yaml.load(raw.decode("utf-8"), Loader=_SafeLoader)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -214,12 +219,21 @@ def example_prototype(text: Any) -> Prototype | None:
     return proto
 
 
+def _list(value: Any) -> list[Any]:
+    """A list field of data.txt, or [] when it holds something else (hand edits)."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
     """Metadata of a version pinned by pins or vetiver, from its data.txt alone."""
     vm = _vetiver_meta(doc)
     prototype = example_prototype(vm.get("prototype")) or Prototype([], source="feature_names")
     m = _TITLE.fullmatch(str(doc.get("title") or ""))
-    python = [x for x in (vm.get("python_version") or [])[:3] if isinstance(x, int)]
+    python = [x for x in _list(vm.get("python_version"))[:3] if isinstance(x, int)]
     created = pins_created(doc.get("created"))
     user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
     inner = user.get("user") if isinstance(user.get("user"), dict) else {}
@@ -232,12 +246,12 @@ def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
         environment={
             "python": ".".join(map(str, python)) if python else "",
             "python_version": python,
-            "packages": {str(p): "" for p in (vm.get("required_pkgs") or [])},
+            "packages": {str(p): "" for p in _list(vm.get("required_pkgs"))},
         },
         description=str(doc.get("description") or ""),
-        metrics={k: float(v) for k, v in (inner.get("metrics") or {}).items()
+        metrics={str(k): float(v) for k, v in _dict(inner.get("metrics")).items()
                  if isinstance(v, (int, float))},
-        tags=[str(t) for t in (doc.get("tags") or [])],
+        tags=[str(t) for t in _list(doc.get("tags"))],
         user=str(inner.get("author") or ""),
         created=iso(created) or "",
         notes=["Pinned with pins/vetiver: no reference profile, so drift cannot be measured; "
