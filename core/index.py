@@ -398,6 +398,8 @@ def read_entry(board: Board, name: str, version: str) -> tuple[dict[str, Any] | 
         pass
     except IsADirectoryError:
         problem = f"{META_FILE} is a folder, not a file"
+    except PermissionError:
+        problem = f"{META_FILE} cannot be opened (permission denied)"
     except (ValueError, UnicodeDecodeError):
         problem = f"{META_FILE} is not valid JSON"
     except (TypeError, AttributeError):
@@ -409,6 +411,8 @@ def read_entry(board: Board, name: str, version: str) -> tuple[dict[str, Any] | 
         return None, f"no {PINS_META}"
     except IsADirectoryError:
         return None, f"{PINS_META} is a folder, not a file"
+    except PermissionError:
+        return None, f"{PINS_META} cannot be opened (permission denied)"
     except ValueError as exc:
         return None, str(exc)
     if not layout.is_model_pin(doc):
@@ -430,6 +434,8 @@ def read_event(board: Board, kind: str, rel: str) -> tuple[list[Any] | None, str
         return None, "it is gone"
     except IsADirectoryError:
         return None, "it is a folder, not a file"
+    except PermissionError:
+        return None, "it cannot be opened (permission denied)"
     except (ValueError, UnicodeDecodeError):
         return None, "it is not valid JSON"
     try:

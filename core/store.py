@@ -71,8 +71,7 @@ _SHOWN = 20
 
 __all__ = [
     "AliasEvent", "BoardReport", "ModelInfo", "Record", "VersionInfo", "VersionStore",
-    "validate_alias",
-    "validate_name", "validate_version",
+    "validate_alias", "validate_name", "validate_version",
 ]
 
 
@@ -748,6 +747,8 @@ class VersionStore:
             return []
         except IsADirectoryError:
             return [_folder_problem(name, version, PINS_META)]
+        except PermissionError:
+            return [_unopenable(name, version, PINS_META)]
         except ValueError as exc:
             return [f"{where}/{PINS_META} is unreadable: {exc}. {_repair(name, version)}"]
         if not layout.is_model_pin(doc):
@@ -792,6 +793,8 @@ class VersionStore:
             return f"{name}/{version}/{file} is missing. {_recovery(name, version)}"
         except IsADirectoryError:
             return _folder_problem(name, version, file)
+        except PermissionError:
+            return _unopenable(name, version, file)
         return ""
 
     def _audit_data_hash(self, name: str, version: str, raw: bytes,
@@ -809,6 +812,8 @@ class VersionStore:
             return []
         except IsADirectoryError:
             return [_folder_problem(name, version, DATA_HASH_FILE)]
+        except PermissionError:
+            return [_unopenable(name, version, DATA_HASH_FILE)]
         except ValueError as exc:
             return [f"{where}/{DATA_HASH_FILE} is unreadable: {exc}. "
                     f"{_recovery(name, version)}"]
@@ -921,6 +926,11 @@ def _folder_problem(name: str, version: str, file: str) -> str:
     return (f"{name}/{version}/{file} is a folder where a file should be. Delete that folder "
             f"and restore the file from a backup, or delete the version folder "
             f"{name}/{version}; then run 'python -m core reindex'.")
+
+
+def _unopenable(name: str, version: str, file: str) -> str:
+    return (f"{name}/{version}/{file} cannot be opened (permission denied). Let the user "
+            "running Fixative read it, e.g. with chmod.")
 
 
 def _mismatch(name: str, version: str, file: str, expected: Any, actual: str,

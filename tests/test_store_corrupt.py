@@ -297,3 +297,22 @@ def test_a_copied_version_folder_still_verifies(board, tmp_path):
     store, _old, new = board
     shutil.copytree(store.path("houses", new), tmp_path / "board" / "houses" / GHOST)
     assert VersionStore(store.url).verify() == []
+
+
+def test_a_data_txt_that_cannot_be_opened_is_one_line(board, monkeypatch):
+    # chmod 000 does not stop root, who runs CI; refuse the open the way the OS would
+    store, old, new = board
+    target = store.path("houses", new, "data.txt")
+    real_open = open
+
+    def refusing(path, *args, **kwargs):
+        if path == target:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("core.board.open", refusing, raising=False)
+    message = (f"houses/{new}/data.txt cannot be opened (permission denied). Let the user "
+               "running Fixative read it, e.g. with chmod.")
+    assert store.reindex_report().problems[0] == message
+    assert store.verify()[0] == message
+    assert old in {v.version for v in store.versions("houses")}
