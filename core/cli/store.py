@@ -274,21 +274,29 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_problems(problems: Sequence[str]) -> int:
+    """One ``error:`` line per problem on stderr; the exit code."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_reindex(args: argparse.Namespace) -> int:
-    counts = open_store(args).reindex()
-    print("reindexed: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return 0
+    report = open_store(args).reindex_report()
+    print("reindexed: " + ", ".join(f"{v} {k}" for k, v in report.counts.items()))
+    return _print_problems(report.problems)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    problems = open_store(args).verify()
-    for p in problems:
-        print(p)
-    if problems:
-        print(f"error: {len(problems)} problem(s) found", file=sys.stderr)
-        return 1
-    print("every stored file matches its recorded hash")
-    return 0
+    report = open_store(args).verify_report()
+    for note in report.notes:
+        print(f"note: {note}")
+    checked = report.counts.get("versions", 0)
+    if report.problems:
+        print(f"checked {checked} version(s): {len(report.problems)} problem(s) found")
+    else:
+        print(f"checked {checked} version(s): every stored file matches its recorded hash")
+    return _print_problems(report.problems)
 
 
 def _positive_int(text: str) -> int:

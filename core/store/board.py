@@ -43,6 +43,9 @@ from core.store.paths import SYSTEM_DIR
 from core.store.versions import clock, version_id
 
 PINS_META = "data.txt"
+# The sha256 of data.txt, as `sha256sum` writes it: data.txt cannot hold its own hash,
+# and pins and vetiver read data.txt, so its hash lives beside it.
+DATA_HASH_FILE = "data.txt.sha256"
 META_FILE = "fixative.json"
 SAMPLE_FILE = "sample.parquet"
 # Staging folders of writers on other hosts (whose liveness cannot be checked) are
@@ -288,8 +291,9 @@ class Board(abc.ABC):
     def exists(self, *parts: str) -> bool: ...
 
     @abc.abstractmethod
-    def read_bytes(self, *parts: str) -> bytes:
-        """The file's bytes; FileNotFoundError when it is missing."""
+    def read_bytes(self, *parts: str, limit: int | None = None) -> bytes:
+        """The file's bytes (at most ``limit + 1`` of them when given); FileNotFoundError
+        when it is missing, IsADirectoryError when it is a folder."""
 
     @abc.abstractmethod
     def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
@@ -436,9 +440,9 @@ class LocalBoard(Board):
     def exists(self, *parts: str) -> bool:
         return os.path.exists(self.path(*parts))
 
-    def read_bytes(self, *parts: str) -> bytes:
+    def read_bytes(self, *parts: str, limit: int | None = None) -> bytes:
         with open(self.path(*parts), "rb") as f:
-            return f.read()
+            return f.read() if limit is None else f.read(limit + 1)
 
     def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
         path = self.path(*parts)
@@ -577,8 +581,12 @@ class ObjectStoreBoard(Board):
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
 
-    def read_bytes(self, *parts: str) -> bytes:
-        return self.fs.cat_file(self.path(*parts))
+    def read_bytes(self, *parts: str, limit: int | None = None) -> bytes:
+        path = self.path(*parts)
+        if limit is None:
+            return self.fs.cat_file(path)
+        with self.fs.open(path, "rb") as f:
+            return f.read(limit + 1)
 
     def write_bytes(self, parts: tuple[str, ...], data: bytes) -> None:
         self.fs.pipe_file(self.path(*parts), data)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.store import layout
-from core.store.board import META_FILE, PINS_META, Board
+from core.store.board import META_FILE, PINS_META, Board, valid_entry
 from core.store.paths import ALIAS_EVENTS, RECORD_EVENTS, SYSTEM_DIR
 from core.store.versions import AliasEvent, ModelInfo, Record, VersionInfo, is_event_id
 from core.times import parse_iso
@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # imported where a connection is opened: answers kept on disk
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+# The end of the reason a version folder is not indexed when it holds a pin of another
+# kind (a data frame pinned with pins): not a damaged version.
+NOT_A_MODEL = "not a model"
 LOCK_TIMEOUT = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One lock per index file within a process: DuckDB shares one database instance
@@ -289,11 +292,11 @@ class Index:
         for event, rel in sorted(found.items()):
             if event in known:
                 continue
-            try:
-                data = board.read_json(SYSTEM_DIR, kind, *rel.split("/"))
-                rows.append(_event_row(kind, event, data))
-            except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-                log.warning("skipping unreadable %s event %s: %s", kind, rel, exc)
+            row, problem = read_event(board, kind, rel)
+            if row is None:
+                log.warning("skipping %s/%s/%s: %s", SYSTEM_DIR, kind, rel, problem)
+            else:
+                rows.append(row)
         return rows, sorted(known - set(found))
 
     # -- queries ------------------------------------------------------------------------
@@ -379,13 +382,23 @@ class Index:
                 for r in rows]
 
     @staticmethod
+    def ignored(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+        """version -> why its folder is not indexed, for one model."""
+        return dict(con.execute("SELECT version, reason FROM ignored WHERE name = ?",
+                                [name]).fetchall())
+
+    @staticmethod
     def problems(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
         return con.execute("SELECT name, version, problem FROM versions WHERE problem <> '' "
                            "ORDER BY name, version").fetchall()
 
 
 def read_entry(board: Board, name: str, version: str) -> tuple[dict[str, Any] | None, str]:
-    """The index row for one version folder, or (None, why it is not a model version)."""
+    """The index row for one version folder, or (None, why it is not a model version).
+
+    A reason ending in :data:`NOT_A_MODEL` is a pin of another kind (a data frame pinned
+    with pins); any other reason is a damaged version.
+    """
     problem = ""
     try:
         meta_doc = json.loads(board.read_bytes(name, version, META_FILE))
@@ -394,19 +407,52 @@ def read_entry(board: Board, name: str, version: str) -> tuple[dict[str, Any] | 
         problem = f"{META_FILE} is not Fixative metadata"
     except FileNotFoundError:
         pass
+    except IsADirectoryError:
+        problem = f"{META_FILE} is a folder, not a file"
+    except PermissionError:
+        problem = f"{META_FILE} cannot be opened (permission denied)"
     except (ValueError, UnicodeDecodeError):
         problem = f"{META_FILE} is not valid JSON"
+    except (TypeError, AttributeError):
+        problem = f"{META_FILE} holds fields of the wrong type"
     try:
-        doc = layout.parse_data_txt(board.read_bytes(name, version, PINS_META))
+        doc = layout.parse_data_txt(board.read_bytes(name, version, PINS_META,
+                                                     limit=layout.MAX_DATA_TXT))
     except FileNotFoundError:
         return None, f"no {PINS_META}"
+    except IsADirectoryError:
+        return None, f"{PINS_META} is a folder, not a file"
+    except PermissionError:
+        return None, f"{PINS_META} cannot be opened (permission denied)"
     except ValueError as exc:
         return None, str(exc)
     if not layout.is_model_pin(doc):
-        return None, f"a pins '{doc.get('type')}' pin, not a model"
+        return None, f"a pins '{doc.get('type')}' pin, {NOT_A_MODEL}"
     if not problem and layout.fixative_block(doc) is not None:
         problem = f"{META_FILE} is missing"
-    return layout.pins_entry(name, version, doc, problem), ""
+    try:
+        return layout.pins_entry(name, version, doc, problem), ""
+    except (TypeError, ValueError, AttributeError):
+        return None, f"{PINS_META} holds fields of the wrong type"
+
+
+def read_event(board: Board, kind: str, rel: str) -> tuple[list[Any] | None, str]:
+    """The index row of one event file (``rel`` below ``.fixative/<kind>/``), or
+    (None, what is wrong with it)."""
+    try:
+        data = board.read_json(SYSTEM_DIR, kind, *rel.split("/"))
+    except FileNotFoundError:
+        return None, "it is gone"
+    except IsADirectoryError:
+        return None, "it is a folder, not a file"
+    except PermissionError:
+        return None, "it cannot be opened (permission denied)"
+    except (ValueError, UnicodeDecodeError):
+        return None, "it is not valid JSON"
+    try:
+        return _event_row(kind, rel.split("/")[-1][:-5], data, rel.split("/")[:-1]), ""
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def entry_info(row: dict[str, Any]) -> VersionInfo:
@@ -419,12 +465,36 @@ def entry_info(row: dict[str, Any]) -> VersionInfo:
         metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[], source=row["source"])
 
 
-def _event_row(kind: str, event: str, data: dict[str, Any]) -> list[Any]:
+def _text(data: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not valid_entry(value):
+        raise ValueError(f"its '{key}' is {value!r}, not a name")
+    return value
+
+
+def _event_row(kind: str, event: str, data: Any, folder: list[str]) -> list[Any]:
+    """An event file's index row; ValueError saying what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
     at = parse_iso(data.get("at"))
     if at is None:
-        raise ValueError("no time")
-    if kind == ALIAS_EVENTS:
-        return [event, str(data["name"]), str(data["alias"]), data.get("from_version"),
-                data.get("to_version"), str(data.get("user") or ""), at]
-    return [event, str(data["kind"]), str(data["name"]), data.get("version"),
-            str(data.get("user") or ""), at, json.dumps(data.get("payload") or {})]
+        raise ValueError(f"its 'at' is {data.get('at')!r}, not a time")
+    user = data.get("user")
+    if user is not None and not isinstance(user, str):
+        raise ValueError(f"its 'user' is {user!r}, not text")
+    name = _text(data, "name")
+    if name != folder[-1]:
+        raise ValueError(f"it names model '{name}' but is in the folder of '{folder[-1]}'")
+    if kind == "aliases":
+        return [event, name, _text(data, "alias"), _text(data, "from_version", optional=True),
+                _text(data, "to_version", optional=True), user or "", at]
+    if _text(data, "kind") != folder[0]:
+        raise ValueError(f"its 'kind' is {data['kind']!r} but it is in the folder of "
+                         f"'{folder[0]}' records")
+    payload = data.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        raise ValueError(f"its 'payload' is a JSON {type(payload).__name__}, not an object")
+    return [event, data["kind"], name, _text(data, "version", optional=True), user or "", at,
+            json.dumps(payload or {})]

@@ -9,12 +9,16 @@
 - ``fixative.json``: ``BundleMeta.to_dict()`` plus a ``fixative`` block with the
   version, the write time and the sha256 and size of every file.
 - ``sample.parquet``: the bundle's bounded reference sample, when it has one.
+- ``data.txt.sha256``: the sha256 of data.txt in ``sha256sum`` form, so that an edit to
+  data.txt (title, description, metrics, prototype) is found by ``verify``; fixative.json
+  says it was written (``fixative.data_hash``), so a missing one is found too.
 
 Folders pinned by pins or vetiver (no ``fixative.json``) are read from data.txt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from core.model.bundle import BundleMeta
 from core.model.bundle import bundle as make_bundle
 from core.model.prototype import Prototype
-from core.store.board import PINS_META, FileStat
+from core.store.board import DATA_HASH_FILE, PINS_META, FileStat
 from core.store.versions import VERSION_TIME_FORMAT, pins_created, version_time
 from core.times import iso, parse_iso
 
@@ -35,10 +39,13 @@ if TYPE_CHECKING:  # imported where used: reading metadata needs neither
     import pandas as pd
 
 FORMAT = 1
+# pins writes a few kilobytes; a bigger data.txt is not one (and is not parsed).
+MAX_DATA_TXT = 4 << 20
 MODEL_TYPES = ("joblib",)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # libyaml's loader is ~30x faster than the pure-Python one; both are safe loaders.
 _TITLE = re.compile(r".*: a pinned (\S+) object")
+_SHA256_LINE = re.compile(rf"([0-9a-f]{{64}})(?:\s+\*?{re.escape(PINS_META)})?")
 
 
 def model_file(name: str) -> str:
@@ -96,8 +103,22 @@ def fixative_json(meta: BundleMeta, version: str, at: datetime,
         "version": version,
         "written": iso(at),
         "files": {f: {"sha256": s.sha256, "size": s.size} for f, s in sorted(files.items())},
+        "data_hash": DATA_HASH_FILE,
     }
     return dumps(doc)
+
+
+def data_hash_line(data_txt: bytes) -> bytes:
+    """The content of data.txt.sha256 (``sha256sum -c data.txt.sha256`` checks it)."""
+    return f"{hashlib.sha256(data_txt).hexdigest()}  {PINS_META}\n".encode("ascii")
+
+
+def parse_data_hash(raw: bytes) -> str:
+    """The sha256 in a data.txt.sha256; ValueError when it holds none."""
+    m = _SHA256_LINE.fullmatch(raw.decode("ascii", "replace").strip())
+    if not m:
+        raise ValueError(f"{DATA_HASH_FILE} does not hold a sha256 line")
+    return m.group(1)
 
 
 def vetiver_prototype(prototype: Prototype) -> str | None:
@@ -152,6 +173,9 @@ def parse_data_txt(raw: bytes) -> dict[str, Any]:
     """The pins metadata as a dict; ValueError when it is not a pins data.txt."""
     import yaml
 
+    if len(raw) > MAX_DATA_TXT:
+        raise ValueError(f"{PINS_META} is over {MAX_DATA_TXT >> 20} MiB, far more than pins "
+                         "metadata holds")
     try:
         doc = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -208,12 +232,21 @@ def example_prototype(text: Any) -> Prototype | None:
     return proto
 
 
+def _list(value: Any) -> list[Any]:
+    """A list field of data.txt, or [] when it holds something else (hand edits)."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
     """Metadata of a version pinned by pins or vetiver, from its data.txt alone."""
     vm = _vetiver_meta(doc)
     prototype = example_prototype(vm.get("prototype")) or Prototype([], source="feature_names")
     m = _TITLE.fullmatch(str(doc.get("title") or ""))
-    python = [x for x in (vm.get("python_version") or [])[:3] if isinstance(x, int)]
+    python = [x for x in _list(vm.get("python_version"))[:3] if isinstance(x, int)]
     created = pins_created(doc.get("created"))
     user = _dict(doc.get("user"))
     inner = _dict(user.get("user"))
@@ -226,12 +259,12 @@ def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
         environment={
             "python": ".".join(map(str, python)) if python else "",
             "python_version": python,
-            "packages": {str(p): "" for p in (vm.get("required_pkgs") or [])},
+            "packages": {str(p): "" for p in _list(vm.get("required_pkgs"))},
         },
         description=str(doc.get("description") or ""),
-        metrics={k: float(v) for k, v in (inner.get("metrics") or {}).items()
+        metrics={str(k): float(v) for k, v in _dict(inner.get("metrics")).items()
                  if isinstance(v, (int, float))},
-        tags=[str(t) for t in (doc.get("tags") or [])],
+        tags=[str(t) for t in _list(doc.get("tags"))],
         user=str(inner.get("author") or ""),
         created=iso(created) or "",
         notes=["Pinned with pins/vetiver: no reference profile, so drift cannot be measured; "

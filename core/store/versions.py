@@ -186,3 +186,16 @@ class Record:
         return cls(kind=data["kind"], name=data["name"], version=data.get("version"),
                    at=parse_iso(data["at"]) or datetime.now(UTC), user=data.get("user") or "",
                    payload=dict(data.get("payload") or {}), id=data.get("id", ""))
+
+
+@dataclass
+class BoardReport:
+    """What ``reindex`` or ``verify`` found on a board.
+
+    ``problems``: one line each, saying what is wrong, where, and how to fix it;
+    ``notes``: what could not be checked, which is not wrong; ``counts``: what was seen.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)

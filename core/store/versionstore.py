@@ -23,6 +23,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, Payloa
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.store import layout, paths
 from core.store.board import (
+    DATA_HASH_FILE,
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
@@ -38,7 +40,7 @@ from core.store.board import (
     open_board,
     valid_entry,
 )
-from core.store.index import Index, entry_info, read_entry
+from core.store.index import NOT_A_MODEL, Index, entry_info, read_entry, read_event
 from core.store.names import (
     parse_ref,
     validate_alias,
@@ -46,17 +48,20 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
+from core.store.paths import SYSTEM_DIR
 from core.store.prune import prune_plan
 from core.store.search import number, search_sql
 from core.store.snapshot import Snapshots
-from core.store.verify import mismatch, plain_file_name, recovery, store_problems
+from core.store.verify import mismatch, plain_file_name, recovery
 from core.store.versions import (
     AliasEvent,
+    BoardReport,
     ModelInfo,
     Record,
     VersionInfo,
     clock,
     event_id,
+    is_event_id,
 )
 from core.times import as_utc
 
@@ -69,8 +74,8 @@ MAX_RECORD_BYTES = 1 << 20
 _SHOWN = 20
 
 __all__ = [
-    "AliasEvent", "ModelInfo", "Record", "VersionInfo", "VersionStore", "validate_alias",
-    "validate_name", "validate_version",
+    "AliasEvent", "BoardReport", "ModelInfo", "Record", "VersionInfo", "VersionStore",
+    "validate_alias", "validate_name", "validate_version",
 ]
 
 
@@ -296,6 +301,11 @@ class VersionStore:
         for info in versions:
             if info.version == version:
                 return info
+        reason = self._query(("ignored", name),
+                             lambda con: Index.ignored(con, name)).get(version)
+        if reason and not reason.endswith(NOT_A_MODEL):
+            raise CorruptData(f"{name}/{version} cannot be read: {reason}. "
+                              f"{_repair(name, version)}")
         raise NotFound(f"No version '{version}' of model '{name}'. It has {len(versions)} "
                        f"version(s); the latest is '{versions[-1].version}'. List them with "
                        f"'python -m core versions {name}'.")
@@ -354,9 +364,10 @@ class VersionStore:
             def finish(version: str, at: datetime) -> dict[str, bytes]:
                 meta_raw = layout.fixative_json(meta, version, at, stage.files)
                 written["at"] = at
-                return {META_FILE: meta_raw,
-                        PINS_META: layout.data_txt(name, meta, at, stage.files[model_file],
-                                                   hash_bytes(meta_raw), version)}
+                pins_raw = layout.data_txt(name, meta, at, stage.files[model_file],
+                                           hash_bytes(meta_raw), version)
+                return {META_FILE: meta_raw, DATA_HASH_FILE: layout.data_hash_line(pins_raw),
+                        PINS_META: pins_raw}
 
             version = stage.commit(name, finish)
             stat = stage.files[model_file]
@@ -374,18 +385,21 @@ class VersionStore:
         """data.txt and fixative.json of a version, the latter checked against its hash."""
         where = f"{name}/{version}"
         try:
-            doc = layout.parse_data_txt(self._board.read_bytes(name, version, PINS_META))
+            doc = layout.parse_data_txt(self._board.read_bytes(
+                name, version, PINS_META, limit=layout.MAX_DATA_TXT))
         except FileNotFoundError:
             raise NotFound(f"Version {where} is not in the store (its {PINS_META} is "
                            "missing).") from None
+        except IsADirectoryError:
+            raise CorruptData(_folder_problem(name, version, PINS_META)) from None
         except ValueError as exc:
             raise CorruptData(f"{where}/{PINS_META} is unreadable: {exc}. "
-                              f"{recovery(name, version)}") from None
+                              f"{_repair(name, version)}") from None
         block = layout.fixative_block(doc)
         if block is None:
             return doc, None
         raw = self._checked_bytes(name, version, META_FILE, block.get("meta_sha256"))
-        return doc, json.loads(raw)
+        return doc, json.loads(raw)  # the bytes written, so valid JSON
 
     def _checked_bytes(self, name: str, version: str, file: str, sha256: Any) -> bytes:
         """A file of a version, refused unless it matches the sha256 recorded at write."""
@@ -394,6 +408,8 @@ class VersionStore:
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{file} is missing. "
                               f"{recovery(name, version)}") from None
+        except IsADirectoryError:
+            raise CorruptData(_folder_problem(name, version, file)) from None
         actual = hash_bytes(raw).sha256
         if actual != sha256:
             raise CorruptData(mismatch(name, version, file, sha256, actual))
@@ -454,6 +470,8 @@ class VersionStore:
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
                               f"{recovery(name, version)}") from None
+        except IsADirectoryError:
+            raise CorruptData(_folder_problem(name, version, model_file)) from None
         if meta_doc is not None:
             meta = BundleMeta.from_dict(meta_doc)
             sample = self._sample(name, version, meta_doc)
@@ -475,6 +493,8 @@ class VersionStore:
         except FileNotFoundError:
             raise CorruptData(f"{name}/{version}/{model_file} is missing. "
                               f"{recovery(name, version)}") from None
+        except IsADirectoryError:
+            raise CorruptData(_folder_problem(name, version, model_file)) from None
 
     @staticmethod
     def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
@@ -613,7 +633,15 @@ class VersionStore:
     # -- maintenance --------------------------------------------------------------------
 
     def reindex(self) -> dict[str, int]:
-        """Rebuild the index from the board; also removes abandoned staging folders."""
+        """Rebuild the index from the board; also removes abandoned staging folders.
+
+        Returns the rows per table, and how many problems :meth:`reindex_report` lists.
+        """
+        return self.reindex_report().counts
+
+    def reindex_report(self) -> BoardReport:
+        """:meth:`reindex`, with a line for every damaged entry the index had to leave out
+        (the rest of the board is indexed all the same)."""
         removed = self._board.clean_staging()
         marker = self._board.marker()
         self._snapshots.clear()
@@ -623,12 +651,209 @@ class VersionStore:
         with self._lock:
             self._cache, self._cache_marker, self._kept = {}, None, {}
         counts["removed_staging"] = removed
-        return counts
+        audit = self._audit(rehash=False)
+        counts["problems"] = len(audit.problems)
+        return BoardReport(problems=audit.problems, counts=counts)
 
     def verify(self) -> list[str]:
         """Re-hash every file of every version; returns the problems found (empty if none)."""
-        return store_problems(self._board, self._documents,
-                              lambda: {(v.name, v.version) for v in self.search()})
+        return self.verify_report().problems
+
+    def verify_report(self) -> BoardReport:
+        """:meth:`verify`, with notes on what could not be checked (versions whose
+        data.txt has no recorded hash: pinned by pins or vetiver, or written before
+        Fixative recorded one)."""
+        audit = self._audit(rehash=True)
+        problems = list(audit.problems)
+        indexed = {(v.name, v.version) for v in self.search()}
+        for name, version in sorted(audit.versions - indexed):
+            problems.append(f"{name}/{version}: on the board but not in the index; run "
+                            "store.reindex().")
+        for name, version in sorted(indexed - audit.versions):
+            problems.append(f"{name}/{version}: in the index but not on the board; run "
+                            "store.reindex().")
+        notes = []
+        if audit.unhashed:
+            notes.append(f"{len(audit.unhashed)} version(s) have no recorded {PINS_META} hash "
+                         "(pinned with pins or vetiver, or written by an older Fixative), so "
+                         f"their {PINS_META} was not checked: {_listing(audit.unhashed)}.")
+        return BoardReport(problems=problems, notes=notes,
+                           counts={"versions": len(audit.versions)})
+
+    def _audit(self, rehash: bool) -> _Audit:
+        """Walk the whole board: every model folder, version and event file. A damaged
+        entry is one problem line and the walk goes on."""
+        audit = _Audit()
+        for name in self._board.model_names():
+            complete = self._board.complete_versions(name)
+            for entry, is_dir in sorted(self._board.listdir(name)):
+                if entry.startswith("."):
+                    continue
+                if not is_dir:
+                    audit.problems.append(
+                        f"{name}/{entry} is a file where a version folder should be (a version "
+                        f"is a folder holding {PINS_META} and the model file). Move it out of "
+                        "the board; then run 'python -m core reindex'.")
+                elif entry not in complete:
+                    audit.problems.append(
+                        f"{name}/{entry}: no {PINS_META}, so the folder is not a version (an "
+                        "interrupted write, or a pin being written right now). Delete the "
+                        "folder if no writer is running.")
+                else:
+                    if read_entry(self._board, name, entry)[0] is not None:
+                        audit.versions.add((name, entry))
+                    audit.problems.extend(self._audit_version(name, entry, rehash, audit))
+        audit.problems.extend(self._audit_events(audit.versions))
+        return audit
+
+    def _audit_version(self, name: str, version: str, rehash: bool, audit: _Audit
+                       ) -> list[str]:
+        where = f"{name}/{version}"
+        try:
+            raw = self._board.read_bytes(name, version, PINS_META, limit=layout.MAX_DATA_TXT)
+            doc = layout.parse_data_txt(raw)
+        except FileNotFoundError:  # deleted while we looked
+            return []
+        except IsADirectoryError:
+            return [_folder_problem(name, version, PINS_META)]
+        except PermissionError:
+            return [_unopenable(name, version, PINS_META)]
+        except ValueError as exc:
+            return [f"{where}/{PINS_META} is unreadable: {exc}. {_repair(name, version)}"]
+        if not layout.is_model_pin(doc):
+            return []  # a pin of another kind (a data frame pinned with pins)
+        out = []
+        meta_doc = None
+        if layout.fixative_block(doc) is not None:
+            try:
+                meta_doc = self._documents(name, version)[1]
+            except CorruptData as exc:
+                out.append(exc.message)
+        if rehash:
+            out.extend(self._audit_data_hash(name, version, raw, meta_doc, audit))
+        if meta_doc is None and layout.fixative_block(doc) is not None:
+            return out  # its files are named in the fixative.json just reported
+        expected: dict[str, tuple[str, Any]]  # file -> (hash algorithm, recorded hash)
+        if meta_doc is None:
+            expected = {str(doc.get("file") or ""): ("xxh64", str(doc.get("pin_hash") or ""))}
+            listing = PINS_META
+        else:
+            files = (meta_doc.get("fixative") or {}).get("files") or {}
+            expected = {f: ("sha256", (e or {}).get("sha256")) for f, e in files.items()}
+            listing = META_FILE
+        present = None if rehash else dict(self._board.listdir(name, version))
+        for file, (algo, want) in sorted(expected.items()):
+            if not plain_file_name(file):
+                out.append(f"{where}/{listing} names an unsafe file {file!r}.")
+                continue
+            problem = (self._rehash(name, version, file, algo, want) if present is None
+                       else _presence(name, version, file, present))
+            if problem:
+                out.append(problem)
+        return out
+
+    def _rehash(self, name: str, version: str, file: str, algo: str, want: Any) -> str:
+        try:
+            with self._board.local_copy(name, version, file) as (_path, stat):
+                actual = stat.sha256 if algo == "sha256" else stat.xxh64
+                if want and actual != want:
+                    return mismatch(name, version, file, want, actual, algo)
+        except FileNotFoundError:
+            return f"{name}/{version}/{file} is missing. {recovery(name, version)}"
+        except IsADirectoryError:
+            return _folder_problem(name, version, file)
+        except PermissionError:
+            return _unopenable(name, version, file)
+        return ""
+
+    def _audit_data_hash(self, name: str, version: str, raw: bytes,
+                         meta_doc: dict[str, Any] | None, audit: _Audit) -> list[str]:
+        """data.txt against the sha256 recorded beside it when it was written."""
+        where = f"{name}/{version}"
+        try:
+            want = layout.parse_data_hash(
+                self._board.read_bytes(name, version, DATA_HASH_FILE, limit=1024))
+        except FileNotFoundError:
+            if ((meta_doc or {}).get("fixative") or {}).get("data_hash"):
+                return [f"{where}/{DATA_HASH_FILE} is missing, so {PINS_META} cannot be "
+                        f"checked. {recovery(name, version)}"]
+            audit.unhashed.append(where)
+            return []
+        except IsADirectoryError:
+            return [_folder_problem(name, version, DATA_HASH_FILE)]
+        except PermissionError:
+            return [_unopenable(name, version, DATA_HASH_FILE)]
+        except ValueError as exc:
+            return [f"{where}/{DATA_HASH_FILE} is unreadable: {exc}. "
+                    f"{recovery(name, version)}"]
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual == want:
+            return []
+        return [f"{where}/{PINS_META} was changed after it was written: its sha256 is "
+                f"{actual}, but {want} was recorded in {DATA_HASH_FILE}. Its title, "
+                "description, metrics or prototype may no longer be what was stored (pins "
+                f"and vetiver read them from there). {recovery(name, version)}"]
+
+    def _audit_events(self, versions: set[tuple[str, str]]) -> list[str]:
+        """Alias events and records that cannot be read, and aliases that point at no
+        readable version."""
+        out: list[str] = []
+        current: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for kind, what, depth in (("aliases", "alias event", 2), ("records", "record", 3)):
+            for rel, is_dir in self._event_files(kind, depth):
+                path = f"{SYSTEM_DIR}/{kind}/{rel}"
+                stem = rel.rsplit("/", 1)[-1].removesuffix(".json")
+                if not rel.endswith(".json") or not is_event_id(stem):
+                    continue  # not an event file: the index ignores it as well
+                if is_dir:
+                    out.append(f"{path} is a folder where an {what} file should be. Delete it; "
+                               "then run 'python -m core reindex'.")
+                    continue
+                row, problem = read_event(self._board, kind, rel)
+                if row is None:
+                    out.append(f"{path} is not a valid {what}: {problem}. Delete it (the "
+                               f"history loses that entry) or restore it from a backup; then "
+                               "run 'python -m core reindex'.")
+                elif kind == "aliases":
+                    key = (row[1], row[2])
+                    if key not in current or current[key][0] < row[0]:
+                        current[key] = (row[0], row[4])
+        for (name, alias), (_event, version) in sorted(current.items()):
+            if version is not None and (name, version) not in versions:
+                out.append(f"{name}: alias '{alias}' points at version '{version}', which is "
+                           "not a readable version on the board. Move it with 'python -m core "
+                           f"alias {name} VERSION {alias}'.")
+        return out
+
+    def _event_files(self, kind: str, depth: int) -> list[tuple[str, bool]]:
+        """(path below .fixative/<kind>/, is_folder) of the entries ``depth`` levels down."""
+        level = [("", True)]
+        for _ in range(depth):
+            deeper = []
+            for rel, is_dir in level:
+                if not is_dir:
+                    continue
+                parts = rel.split("/") if rel else []
+                for entry, entry_is_dir in sorted(self._board.listdir(SYSTEM_DIR, kind, *parts)):
+                    if not entry.startswith("."):
+                        deeper.append((f"{rel}/{entry}" if rel else entry, entry_is_dir))
+            level = deeper
+        return level
+
+
+@dataclass
+class _Audit:
+    problems: list[str] = field(default_factory=list)
+    versions: set[tuple[str, str]] = field(default_factory=set)  # those the index lists
+    unhashed: list[str] = field(default_factory=list)  # name/version: data.txt unhashed
+
+
+def _presence(name: str, version: str, file: str, present: dict[str, bool]) -> str:
+    """Whether a file a version names is there, as a file (without reading it)."""
+    if file not in present:
+        return f"{name}/{version}/{file} is missing. {recovery(name, version)}"
+    return _folder_problem(name, version, file) if present[file] else ""
+
 
 def _copy(value: Any) -> Any:
     if isinstance(value, list):
@@ -636,3 +861,25 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return dict(value)
     return value
+
+
+
+
+
+def _repair(name: str, version: str) -> str:
+    """How to fix a version whose data.txt cannot be read (so it is not listed, and
+    'delete' cannot name it)."""
+    return (f"Restore it from a backup, or delete the folder {name}/{version} on the board; "
+            "then run 'python -m core reindex'.")
+
+
+def _folder_problem(name: str, version: str, file: str) -> str:
+    return (f"{name}/{version}/{file} is a folder where a file should be. Delete that folder "
+            f"and restore the file from a backup, or delete the version folder "
+            f"{name}/{version}; then run 'python -m core reindex'.")
+
+
+def _unopenable(name: str, version: str, file: str) -> str:
+    return (f"{name}/{version}/{file} cannot be opened (permission denied). Let the user "
+            "running Fixative read it, e.g. with chmod.")
+

@@ -56,8 +56,9 @@ def test_bundle_holds_model_settings_server_and_docs(written, store):
         ".dockerignore", "Dockerfile", "README.md", "core", "model", "requirements.txt",
         "serve.json"]
     assert sorted(p.name for p in (written / "model").iterdir()) == [
-        "data.txt", "fixative.json", "house.joblib", "sample.parquet"]
-    for name in ("data.txt", "fixative.json", "house.joblib", "sample.parquet"):
+        "data.txt", "data.txt.sha256", "fixative.json", "house.joblib", "sample.parquet"]
+    for name in ("data.txt", "data.txt.sha256", "fixative.json", "house.joblib",
+                 "sample.parquet"):
         assert (written / "model" / name).read_bytes() == Path(
             store.path("house", version, name)).read_bytes()
     settings = json.loads((written / "serve.json").read_text())

@@ -30,7 +30,8 @@ def test_versions_land_in_the_pins_layout_and_the_index_stays_local(s3_store, s3
     info = s3_store.write(small)
     files = sorted(p.rsplit("/", 1)[-1] for p in
                    s3_store.fs.ls(s3_store.path("houses", info.version)))
-    assert files == ["data.txt", "fixative.json", "houses.joblib", "sample.parquet"]
+    assert files == ["data.txt", "data.txt.sha256", "fixative.json", "houses.joblib",
+                     "sample.parquet"]
     assert s3_store.fs.find(s3_store.path(".fixative", "tmp")) == []  # staging cleaned up
     assert s3_store.index_path.startswith(s3_env["FIXATIVE_INDEX_DIR"])
     assert [v.version for v in s3_store.versions("houses")] == [info.version]
