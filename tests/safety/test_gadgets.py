@@ -37,7 +37,7 @@ from core.errors import InvalidModelFile, UnsafeModel
 from core.safety.loader import load_bytes, load_model, scan_file
 from core.safety.untrustable import never_trusted, why_never_trusted
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Call:

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import store_fixtures
 import yaml
-from core.bundle import ModelBundle, bundle
-from core.versions import event_id, parse_iso
 
-from core.cli import main
+from core.cli.main import main
 from core.errors import CorruptData, NotFound
-from core.store import VersionStore
+from core.model.bundle import ModelBundle, bundle
+from core.store.versions import event_id
+from core.store.versionstore import VersionStore
+from core.times import parse_iso
 
 s3_server, s3_env, s3_store, any_store = (store_fixtures.s3_server, store_fixtures.s3_env,
                                           store_fixtures.s3_store, store_fixtures.any_store)
@@ -310,7 +311,7 @@ def test_a_data_txt_that_cannot_be_opened_is_one_line(board, monkeypatch):
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("core.board.open", refusing, raising=False)
+    monkeypatch.setattr("core.store.board.open", refusing, raising=False)
     message = (f"houses/{new}/data.txt cannot be opened (permission denied). Let the user "
                "running Fixative read it, e.g. with chmod.")
     assert store.reindex_report().problems[0] == message
