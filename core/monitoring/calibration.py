@@ -116,7 +116,7 @@ def _null(method: str, n: int, ref: tuple[float, ...]) -> np.ndarray:
     return np.sort(STATISTICS[method](base, cur))
 
 
-def null_sample(method: str, ref: Sequence[float], n: int) -> tuple[np.ndarray, float]:
+def null_sample(method: str, ref: np.ndarray | Sequence[float], n: int) -> tuple[np.ndarray, float]:
     """The simulated no-drift statistics for a window of ``n`` values, and the factor
     that brings them to ``n`` (1 unless n was rounded to the grid)."""
     key = tuple(float(x) for x in np.asarray(ref, dtype=float))
@@ -130,7 +130,8 @@ def null_sample(method: str, ref: Sequence[float], n: int) -> tuple[np.ndarray, 
     return _null(method, g, key), factor
 
 
-def simulated_p(method: str, ref: Sequence[float], n: int, statistic: float) -> float:
+def simulated_p(method: str, ref: np.ndarray | Sequence[float], n: int,
+                statistic: float) -> float:
     """Monte Carlo p-value: share of no-drift draws at least as large (with the +1 that
     keeps it valid)."""
     null, factor = null_sample(method, ref, n)
@@ -139,7 +140,8 @@ def simulated_p(method: str, ref: Sequence[float], n: int, statistic: float) -> 
     return float((1 + above) / (len(null) + 1))
 
 
-def binned_p(method: str, ref: Sequence[float], cur: Sequence[float], statistic: float,
+def binned_p(method: str, ref: np.ndarray | Sequence[float],
+             cur: np.ndarray | Sequence[float], statistic: float,
              asymptotic_p: float | None = None) -> tuple[float, str]:
     """(p-value, how it was obtained) of a binned statistic."""
     ref_a = np.asarray(ref, dtype=float)
@@ -205,7 +207,7 @@ def _ks_min_n(m: int, size: float) -> int:
     return max(FLOOR, _smallest(lambda n: ks_null_quantile(n, m) <= size, 10))
 
 
-def min_n(method: str, size: float, *, counts: Sequence[float] | None = None,
+def min_n(method: str, size: float, *, counts: np.ndarray | Sequence[float] | None = None,
           m: int | None = None, wasserstein_q95_at_100: float | None = None) -> int:
     """The smallest number of current values at which ``method`` judges a window (see
     the module docstring): binned methods need the reference ``counts``, ks the
@@ -246,7 +248,7 @@ def wasserstein_q95(values: np.ndarray, n: int = 100, draws: int = 200) -> float
     return float(np.quantile(w, 0.95)) * float(np.sqrt(_scale(n, len(x)) / _scale(n, k)))
 
 
-def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
+def benjamini_hochberg(p: np.ndarray | Sequence[float]) -> np.ndarray:
     """BH-adjusted p-values (NaN stays NaN and is not counted), as
     ``scipy.stats.false_discovery_control(p, method='bh')``."""
     p = np.asarray(p, dtype=float)

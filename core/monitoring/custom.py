@@ -196,8 +196,8 @@ def _check_size(fname: str, node: dict[str, Any]) -> None:
         expr = (arg or {}).get("expression", arg) if isinstance(arg, dict) else None
         literal = (expr or {}).get("literal") or {}
         try:
-            size = float(literal.get("text")) if (expr or {}).get("class") == "CONSTANT" \
-                else None
+            text = literal.get("text") if (expr or {}).get("class") == "CONSTANT" else None
+            size = float(text) if text is not None else None
         except (TypeError, ValueError):
             size = None
         if size is None or size > MAX_SIZE:

@@ -180,15 +180,20 @@ class ColumnReference:
         """The fewest current values ``method`` needs to say "no drift" on this reference."""
         info = METHODS[method]
         if method == "ks":
+            # raw methods are only chosen for a reference with raw values (compute() refuses
+            # them otherwise)
+            assert self.values is not None
             return calibration.min_n("ks", info.alert, m=len(self.values))
         if method == "wasserstein":
+            assert self.values is not None  # as for ks
             return calibration.min_n("wasserstein", info.alert, m=len(self.values),
                                      wasserstein_q95_at_100=self.wasserstein_q95)
         return calibration.min_n(method, info.alert, counts=self.counts)
 
     @functools.cached_property
     def wasserstein_q95(self) -> float:
-        return calibration.wasserstein_q95(self.values) if self.has_raw else 0.0
+        return (calibration.wasserstein_q95(self.values)
+                if self.values is not None and self.has_raw else 0.0)
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -601,7 +606,7 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
                            "drifted": None, "judged_on": "", "null_share": np.nan,
                            "out_of_range_share": np.nan, "unseen_share": np.nan, "note": "",
                            "_how": ""}
-    if n_rows == 0:
+    if row is None or n_rows == 0:
         out["note"] = "no predictions in this window"
         return out
     out["null_share"] = (n_rows - nn) / n_rows
@@ -623,6 +628,7 @@ def _column_row(r: ColumnReference, i: int, row: Mapping[str, Any] | None,
                                      ref_std=r.std)
         size = statistic
         if method == "wasserstein":
+            assert r.sorted_values is not None  # set whenever r.values is
             p = ks_asymptotic_p(r.sorted_values, raw)
             out["_how"] = "KS asymptotic"
         else:

@@ -51,7 +51,8 @@ def sandbox(store: Any, name: str, threads: int | None = None) -> duckdb.DuckDBP
     On a local board DuckDB reads the Parquet itself, limited by ``allowed_directories``;
     on other boards it gets Arrow datasets and no file access at all.
     """
-    config = {"memory_limit": memory_limit(), **({"threads": int(threads)} if threads else {})}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": memory_limit(), **({"threads": int(threads)} if threads else {})}
     con = duckdb.connect(config=config)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -206,7 +206,8 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
             for start, value in zip(custom["window_start"], custom[col]):
                 add(start, f"custom:{col}", value, rule, rows_of.get(start, 0), min_rows)
     if drift is not None and not drift.empty:
-        for rec in drift.to_dict("records"):
+        # pandas types the records' keys as Hashable; the drift frame's columns are str
+        for rec in cast(list[dict[str, Any]], drift.to_dict("records")):
             metric = f"drift:{rec['column']}"
             rule = settings.rule(metric)
             # A "below" rule on drift was a p-value level, from before the score became a

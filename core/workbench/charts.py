@@ -9,7 +9,7 @@ a Quarto chunk.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -286,7 +286,8 @@ def drift_heatmap(drift: pd.DataFrame, title: str = "") -> go.Figure:
     # the same rule as the marks: evidence after BH, then the size levels
     level = [levels.get(drift_status(rec, Rule("drift", warning=rec["warning"],
                                                 alert=rec["alert"])), np.nan)
-             for rec in frame.to_dict("records")]
+             # pandas types the records' keys as Hashable; the drift frame's columns are str
+             for rec in cast(list[dict[str, Any]], frame.to_dict("records"))]
     frame["level"] = level
     cols = list(dict.fromkeys(frame["column"]))
     windows = sorted(frame["window_start"].unique())
