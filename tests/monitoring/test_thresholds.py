@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import BadRequest
+from core.errors import InvalidArgument
 from core.monitoring import thresholds as th
 
 W = [pd.Timestamp("2025-03-03", tz="UTC") + pd.Timedelta(weeks=i) for i in range(5)]
@@ -64,7 +64,7 @@ def test_settings_minimum_rows_and_lookback_round_trip():
     assert th.Settings.from_dict(s.to_dict()) == s
     assert th.Settings.from_dict({"window": "day"}).min_rows == th.MIN_ROWS
     for bad in ({"min_rows": 0}, {"lookback": -1}, {"min_rows": 2.5}, {"lookback": "x"}):
-        with pytest.raises(BadRequest, match="min_rows|lookback"):
+        with pytest.raises(InvalidArgument, match="min_rows|lookback"):
             th.Settings.from_dict(bad)
 
 
