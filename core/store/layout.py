@@ -237,10 +237,6 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _dict(value: Any) -> dict[Any, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def pins_meta(name: str, doc: dict[str, Any]) -> BundleMeta:
     """Metadata of a version pinned by pins or vetiver, from its data.txt alone."""
     vm = _vetiver_meta(doc)
