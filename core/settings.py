@@ -18,6 +18,17 @@ can set them at any time before use.
 ``FIXATIVE_HOST``, ``PORT``,    a Docker bundle's address, port and worker count
 ``FIXATIVE_WORKERS``
 ``PROMETHEUS_MULTIPROC_DIR``    prometheus-client's directory shared by server workers
+``FIXATIVE_MAX_ROWS`` ...       the prediction server's limits (``FIXATIVE_MAX_COLUMNS``,
+                                ``_MAX_JSON_DEPTH``, ``_MAX_CONCURRENT_BODIES``,
+                                ``_BODY_TIMEOUT``, ``_HEADER_TIMEOUT``,
+                                ``_KEEP_ALIVE_TIMEOUT``, ``_MAX_CONNECTIONS``), its
+                                ``FIXATIVE_PUBLIC_URL`` and ``FIXATIVE_ALLOW_SHORT_TOKENS``;
+                                defaults and checks in :mod:`core.serving.limits`
+``FIXATIVE_MAX_MODEL_BYTES``    most bytes a model file may unpack to (2 GiB), and
+``FIXATIVE_MAX_UNPACK_RATIO``   how much it may grow when unpacked (100x); checks in
+                                :mod:`core.safety.scan`
+``FIXATIVE_MONITOR_QUERY_``     a monitoring query's time limit (30 s) and DuckDB
+``SECONDS``, ``..._MEMORY_LIMIT`` memory limit (2GB); checks in :mod:`core.monitoring.limits`
 ==============================  =====================================================
 """
 
@@ -40,6 +51,28 @@ PORT_ENV = "PORT"
 WORKERS_ENV = "FIXATIVE_WORKERS"
 # prometheus-client's own switch: read when it is first imported in a process.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The prediction server's limits (flags override them; see core.serving.limits).
+MAX_ROWS_ENV = "FIXATIVE_MAX_ROWS"
+MAX_COLUMNS_ENV = "FIXATIVE_MAX_COLUMNS"
+MAX_JSON_DEPTH_ENV = "FIXATIVE_MAX_JSON_DEPTH"
+MAX_PARSING_ENV = "FIXATIVE_MAX_CONCURRENT_BODIES"
+BODY_TIMEOUT_ENV = "FIXATIVE_BODY_TIMEOUT"
+HEADER_TIMEOUT_ENV = "FIXATIVE_HEADER_TIMEOUT"
+KEEP_ALIVE_ENV = "FIXATIVE_KEEP_ALIVE_TIMEOUT"
+MAX_CONNECTIONS_ENV = "FIXATIVE_MAX_CONNECTIONS"
+PUBLIC_URL_ENV = "FIXATIVE_PUBLIC_URL"
+ALLOW_SHORT_TOKENS_ENV = "FIXATIVE_ALLOW_SHORT_TOKENS"
+# Model files (see core.safety.scan).
+MAX_MODEL_BYTES_ENV = "FIXATIVE_MAX_MODEL_BYTES"
+MAX_UNPACK_RATIO_ENV = "FIXATIVE_MAX_UNPACK_RATIO"
+# Monitoring queries (see core.monitoring.limits).
+MONITOR_SECONDS_ENV = "FIXATIVE_MONITOR_QUERY_SECONDS"
+MONITOR_MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
+
+
+def raw(name: str) -> str:
+    """The variable's text, stripped ('' when unset); its module checks what it means."""
+    return os.environ.get(name, "").strip()
 
 
 def _get(name: str) -> str | None:

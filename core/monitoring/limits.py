@@ -12,7 +12,6 @@ refuses the functions that build those from a number (see :mod:`core.monitoring.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -20,17 +19,18 @@ from contextlib import contextmanager
 
 import duckdb
 
+from core import settings
 from core.errors import InvalidArgument
 
-SECONDS_ENV = "FIXATIVE_MONITOR_QUERY_SECONDS"
-MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
+SECONDS_ENV = settings.MONITOR_SECONDS_ENV
+MEMORY_ENV = settings.MONITOR_MEMORY_ENV
 DEFAULT_SECONDS = 30.0
 DEFAULT_MEMORY = "2GB"
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 def query_seconds() -> float:
-    raw = os.environ.get(SECONDS_ENV, "").strip()
+    raw = settings.raw(SECONDS_ENV)
     if not raw:
         return DEFAULT_SECONDS
     try:
@@ -43,7 +43,7 @@ def query_seconds() -> float:
 
 
 def memory_limit() -> str:
-    raw = os.environ.get(MEMORY_ENV, "").strip() or DEFAULT_MEMORY
+    raw = settings.raw(MEMORY_ENV) or DEFAULT_MEMORY
     if not _MEMORY.match(raw):
         raise InvalidArgument(f"{MEMORY_ENV}={raw!r} is not a memory size such as 512MB or 2GB.")
     return raw

@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable
 from typing import IO, Any, ClassVar, Protocol
 
+from core import settings
 from core.errors import InvalidModelFile
 
 _CHUNK = 1 << 20
@@ -36,12 +37,12 @@ _MAX_UNPACKED = 1 << 62  # only a sentinel for "read to the end"; the real limit
 # files (default 100: fitted models compress 2-20x, a file of zeros 1000x and more); files
 # that unpack to less than RATIO_FLOOR are never refused for their ratio, because small
 # models with constant arrays compress far better than big ones and harm nobody.
-MAX_BYTES_ENV, RATIO_ENV = "FIXATIVE_MAX_MODEL_BYTES", "FIXATIVE_MAX_UNPACK_RATIO"
+MAX_BYTES_ENV, RATIO_ENV = settings.MAX_MODEL_BYTES_ENV, settings.MAX_UNPACK_RATIO_ENV
 DEFAULT_MAX_BYTES, DEFAULT_RATIO, RATIO_FLOOR = 2 << 30, 100, 64 << 20
 
 
 def _setting(env: str, default: int) -> int:
-    raw = os.environ.get(env, "").strip()
+    raw = settings.raw(env)
     if not raw:
         return default
     try:
