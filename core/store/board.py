@@ -29,11 +29,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-import fsspec
 import xxhash
-from fsspec import AbstractFileSystem
 
 from core import settings
 from core.errors import FixativeError, NotFound
@@ -41,6 +39,9 @@ from core.processes import pid_alive
 from core.store.names import MAX_NAME_LENGTH
 from core.store.paths import SYSTEM_DIR
 from core.store.versions import clock, version_id
+
+if TYPE_CHECKING:  # fsspec is imported where a file system is made
+    from fsspec import AbstractFileSystem
 
 PINS_META = "data.txt"
 # The sha256 of data.txt, as `sha256sum` writes it: data.txt cannot hold its own hash,
@@ -250,7 +251,17 @@ class Board(abc.ABC):
     """
 
     is_local: ClassVar[bool]
-    fs: AbstractFileSystem
+    _fs: AbstractFileSystem | None = None
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The board's fsspec file system (local boards make it on first use: their own
+        reads and writes go through os, and listing needs no fsspec)."""
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem("file")
+        return self._fs
     root: str
     url: str
     endpoint: str
@@ -407,7 +418,6 @@ class LocalBoard(Board):
         super().__init__(location, storage_options)
         text = store_location(location)
         self.endpoint = ""
-        self.fs = fsspec.filesystem("file")
         self.root = os.path.abspath(os.path.expanduser(text))
         self.url = self.root
         if os.path.exists(self.root) and not os.path.isdir(self.root):
@@ -534,10 +544,12 @@ class ObjectStoreBoard(Board):
         self.endpoint = str(options.get("endpoint_url") or
                             (options.get("client_kwargs") or {}).get("endpoint_url") or "")
         try:
+            import fsspec
+
             fs, root = fsspec.core.url_to_fs(text, **options)
         except (ImportError, ValueError) as exc:
             raise FixativeError(f"Cannot open the store at {text}: {exc}") from None
-        self.fs = fs
+        self._fs = fs
         self.root = root.rstrip("/")
         self.url = text.rstrip("/")
         self._check_bucket()
