@@ -23,7 +23,6 @@ import os
 import pickle
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from core import settings
 from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.store import layout, paths
+from core.store import verify as checks
 from core.store.board import (
     DATA_HASH_FILE,
     META_FILE,
@@ -40,7 +40,7 @@ from core.store.board import (
     open_board,
     valid_entry,
 )
-from core.store.index import NOT_A_MODEL, Index, entry_info, read_entry, read_event
+from core.store.index import NOT_A_MODEL, Index, entry_info, read_entry
 from core.store.names import (
     parse_ref,
     validate_alias,
@@ -48,11 +48,9 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
-from core.store.paths import SYSTEM_DIR
 from core.store.prune import prune_plan
 from core.store.search import number, search_sql
 from core.store.snapshot import Snapshots
-from core.store.verify import mismatch, plain_file_name, recovery
 from core.store.versions import (
     AliasEvent,
     BoardReport,
@@ -61,7 +59,6 @@ from core.store.versions import (
     VersionInfo,
     clock,
     event_id,
-    is_event_id,
 )
 from core.times import as_utc
 
@@ -71,18 +68,11 @@ if TYPE_CHECKING:  # imported where used: listing versions loads neither
     from core.safety.loader import SafetyReport
 
 MAX_RECORD_BYTES = 1 << 20
-_SHOWN = 20
 
 __all__ = [
     "AliasEvent", "BoardReport", "ModelInfo", "Record", "VersionInfo", "VersionStore",
     "validate_alias", "validate_name", "validate_version",
 ]
-
-
-def _listing(items: Iterable[str]) -> str:
-    items = list(items)
-    shown = ", ".join(items[:_SHOWN])
-    return shown + (f" … ({len(items)} in all)" if len(items) > _SHOWN else "")
 
 
 class VersionStore:
@@ -294,7 +284,7 @@ class VersionStore:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return NotFound(f"No model '{name}' in the store at {self.url}.{hint} "
-                        f"Models: {_listing(names)}.")
+                        f"Models: {checks.listing(names)}.")
 
     def _version_info(self, name: str, version: str) -> VersionInfo:
         versions = self.versions(name)
@@ -305,7 +295,7 @@ class VersionStore:
                              lambda con: Index.ignored(con, name)).get(version)
         if reason and not reason.endswith(NOT_A_MODEL):
             raise CorruptData(f"{name}/{version} cannot be read: {reason}. "
-                              f"{_repair(name, version)}")
+                              f"{checks.repair(name, version)}")
         raise NotFound(f"No version '{version}' of model '{name}'. It has {len(versions)} "
                        f"version(s); the latest is '{versions[-1].version}'. List them with "
                        f"'python -m core versions {name}'.")
@@ -321,7 +311,7 @@ class VersionStore:
             aliases = self.aliases(name)
             if alias not in aliases:
                 self.versions(name)  # an unknown model is reported as such
-                listed = (f"aliases: {_listing(sorted(aliases))}" if aliases else
+                listed = (f"aliases: {checks.listing(sorted(aliases))}" if aliases else
                           "it has no aliases yet; set one with "
                           f"'python -m core alias {name} VERSION {alias}'")
                 raise NotFound(f"No alias '{alias}' for model '{name}'; {listed}.")
@@ -383,37 +373,7 @@ class VersionStore:
 
     def _documents(self, name: str, version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """data.txt and fixative.json of a version, the latter checked against its hash."""
-        where = f"{name}/{version}"
-        try:
-            doc = layout.parse_data_txt(self._board.read_bytes(
-                name, version, PINS_META, limit=layout.MAX_DATA_TXT))
-        except FileNotFoundError:
-            raise NotFound(f"Version {where} is not in the store (its {PINS_META} is "
-                           "missing).") from None
-        except IsADirectoryError:
-            raise CorruptData(_folder_problem(name, version, PINS_META)) from None
-        except ValueError as exc:
-            raise CorruptData(f"{where}/{PINS_META} is unreadable: {exc}. "
-                              f"{_repair(name, version)}") from None
-        block = layout.fixative_block(doc)
-        if block is None:
-            return doc, None
-        raw = self._checked_bytes(name, version, META_FILE, block.get("meta_sha256"))
-        return doc, json.loads(raw)  # the bytes written, so valid JSON
-
-    def _checked_bytes(self, name: str, version: str, file: str, sha256: Any) -> bytes:
-        """A file of a version, refused unless it matches the sha256 recorded at write."""
-        try:
-            raw = self._board.read_bytes(name, version, file)
-        except FileNotFoundError:
-            raise CorruptData(f"{name}/{version}/{file} is missing. "
-                              f"{recovery(name, version)}") from None
-        except IsADirectoryError:
-            raise CorruptData(_folder_problem(name, version, file)) from None
-        actual = hash_bytes(raw).sha256
-        if actual != sha256:
-            raise CorruptData(mismatch(name, version, file, sha256, actual))
-        return raw
+        return checks.read_documents(self._board, name, version)
 
     def meta(self, name: str, version: str | None = None) -> BundleMeta:
         """The metadata of a version (latest when None), without loading the model."""
@@ -437,7 +397,7 @@ class VersionStore:
             return None
         import pandas as pd
 
-        raw = self._checked_bytes(name, version, SAMPLE_FILE, expected.get("sha256"))
+        raw = checks.checked_bytes(self._board, name, version, SAMPLE_FILE, expected.get("sha256"))
         return pd.read_parquet(io.BytesIO(raw))
 
     def read(self, name: str, version: str | None = None, alias: str | None = None,
@@ -449,29 +409,10 @@ class VersionStore:
         """
         version = self._resolve(name, version, alias)
         doc, meta_doc = self._documents(name, version)
-        model_file = self._model_file(name, version, doc)
-        if meta_doc is not None:
-            expected = ((meta_doc.get("fixative") or {}).get("files") or {}).get(model_file) or {}
-            want, algo = expected.get("sha256"), "sha256"
-        else:
-            want, algo = str(doc.get("pin_hash") or ""), "xxh64"
         from core.safety.loader import load_model
 
-        try:
-            with self._board.local_copy(name, version, model_file) as (path, stat):
-                actual = stat.sha256 if algo == "sha256" else stat.xxh64
-                if want and actual != want:
-                    raise CorruptData(mismatch(name, version, model_file, want, actual, algo))
-                if not want:
-                    raise CorruptData(f"{name}/{version}: no hash was recorded for {model_file}, "
-                                      "so it cannot be checked. "
-                                      f"{recovery(name, version)}")
-                model = load_model(path, trusted=tuple(trusted))
-        except FileNotFoundError:
-            raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{recovery(name, version)}") from None
-        except IsADirectoryError:
-            raise CorruptData(_folder_problem(name, version, model_file)) from None
+        model = checks.with_model_file(self._board, name, version, doc, meta_doc,
+                                       lambda path, _f: load_model(path, trusted=tuple(trusted)))
         if meta_doc is not None:
             meta = BundleMeta.from_dict(meta_doc)
             sample = self._sample(name, version, meta_doc)
@@ -484,26 +425,10 @@ class VersionStore:
         """What a version's model file would import, from a scan (it is never loaded)."""
         version = self._resolve(name, version, None)
         doc, _ = self._documents(name, version)
-        model_file = self._model_file(name, version, doc)
         from core.safety.loader import scan_file
 
-        try:
-            with self._board.local_copy(name, version, model_file) as (path, _stat):
-                return scan_file(path, filename=model_file)
-        except FileNotFoundError:
-            raise CorruptData(f"{name}/{version}/{model_file} is missing. "
-                              f"{recovery(name, version)}") from None
-        except IsADirectoryError:
-            raise CorruptData(_folder_problem(name, version, model_file)) from None
-
-    @staticmethod
-    def _model_file(name: str, version: str, doc: dict[str, Any]) -> str:
-        model_file = str(doc.get("file") or "")
-        if not layout.is_model_pin(doc) or not plain_file_name(model_file):
-            raise CorruptData(f"{name}/{version}/{PINS_META} names no model file it can read "
-                              f"(type {doc.get('type')!r}, file {model_file!r}). "
-                              f"{recovery(name, version)}")
-        return model_file
+        return checks.with_model_file(self._board, name, version, doc, None, check=False,
+                                      use=lambda path, file: scan_file(path, filename=file))
 
     def read_ref(self, ref: str, trusted: Iterable[str] = ()) -> ModelBundle:
         """Read ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``."""
@@ -544,7 +469,7 @@ class VersionStore:
         if alias not in aliases:
             self.versions(name)
             raise NotFound(f"No alias '{alias}' for model '{name}'; aliases: "
-                           f"{_listing(sorted(aliases)) or 'none'}.")
+                           f"{checks.listing(sorted(aliases)) or 'none'}.")
         event = self._alias_event(name, alias, None, user)
         self._board.bump()
         return event
@@ -651,9 +576,9 @@ class VersionStore:
         with self._lock:
             self._cache, self._cache_marker, self._kept = {}, None, {}
         counts["removed_staging"] = removed
-        audit = self._audit(rehash=False)
-        counts["problems"] = len(audit.problems)
-        return BoardReport(problems=audit.problems, counts=counts)
+        found = checks.audit_board(self._board, self._documents, rehash=False)
+        counts["problems"] = len(found.problems)
+        return BoardReport(problems=found.problems, counts=counts)
 
     def verify(self) -> list[str]:
         """Re-hash every file of every version; returns the problems found (empty if none)."""
@@ -663,196 +588,8 @@ class VersionStore:
         """:meth:`verify`, with notes on what could not be checked (versions whose
         data.txt has no recorded hash: pinned by pins or vetiver, or written before
         Fixative recorded one)."""
-        audit = self._audit(rehash=True)
-        problems = list(audit.problems)
-        indexed = {(v.name, v.version) for v in self.search()}
-        for name, version in sorted(audit.versions - indexed):
-            problems.append(f"{name}/{version}: on the board but not in the index; run "
-                            "store.reindex().")
-        for name, version in sorted(indexed - audit.versions):
-            problems.append(f"{name}/{version}: in the index but not on the board; run "
-                            "store.reindex().")
-        notes = []
-        if audit.unhashed:
-            notes.append(f"{len(audit.unhashed)} version(s) have no recorded {PINS_META} hash "
-                         "(pinned with pins or vetiver, or written by an older Fixative), so "
-                         f"their {PINS_META} was not checked: {_listing(audit.unhashed)}.")
-        return BoardReport(problems=problems, notes=notes,
-                           counts={"versions": len(audit.versions)})
-
-    def _audit(self, rehash: bool) -> _Audit:
-        """Walk the whole board: every model folder, version and event file. A damaged
-        entry is one problem line and the walk goes on."""
-        audit = _Audit()
-        for name in self._board.model_names():
-            complete = self._board.complete_versions(name)
-            for entry, is_dir in sorted(self._board.listdir(name)):
-                if entry.startswith("."):
-                    continue
-                if not is_dir:
-                    audit.problems.append(
-                        f"{name}/{entry} is a file where a version folder should be (a version "
-                        f"is a folder holding {PINS_META} and the model file). Move it out of "
-                        "the board; then run 'python -m core reindex'.")
-                elif entry not in complete:
-                    audit.problems.append(
-                        f"{name}/{entry}: no {PINS_META}, so the folder is not a version (an "
-                        "interrupted write, or a pin being written right now). Delete the "
-                        "folder if no writer is running.")
-                else:
-                    if read_entry(self._board, name, entry)[0] is not None:
-                        audit.versions.add((name, entry))
-                    audit.problems.extend(self._audit_version(name, entry, rehash, audit))
-        audit.problems.extend(self._audit_events(audit.versions))
-        return audit
-
-    def _audit_version(self, name: str, version: str, rehash: bool, audit: _Audit
-                       ) -> list[str]:
-        where = f"{name}/{version}"
-        try:
-            raw = self._board.read_bytes(name, version, PINS_META, limit=layout.MAX_DATA_TXT)
-            doc = layout.parse_data_txt(raw)
-        except FileNotFoundError:  # deleted while we looked
-            return []
-        except IsADirectoryError:
-            return [_folder_problem(name, version, PINS_META)]
-        except PermissionError:
-            return [_unopenable(name, version, PINS_META)]
-        except ValueError as exc:
-            return [f"{where}/{PINS_META} is unreadable: {exc}. {_repair(name, version)}"]
-        if not layout.is_model_pin(doc):
-            return []  # a pin of another kind (a data frame pinned with pins)
-        out = []
-        meta_doc = None
-        if layout.fixative_block(doc) is not None:
-            try:
-                meta_doc = self._documents(name, version)[1]
-            except CorruptData as exc:
-                out.append(exc.message)
-        if rehash:
-            out.extend(self._audit_data_hash(name, version, raw, meta_doc, audit))
-        if meta_doc is None and layout.fixative_block(doc) is not None:
-            return out  # its files are named in the fixative.json just reported
-        expected: dict[str, tuple[str, Any]]  # file -> (hash algorithm, recorded hash)
-        if meta_doc is None:
-            expected = {str(doc.get("file") or ""): ("xxh64", str(doc.get("pin_hash") or ""))}
-            listing = PINS_META
-        else:
-            files = (meta_doc.get("fixative") or {}).get("files") or {}
-            expected = {f: ("sha256", (e or {}).get("sha256")) for f, e in files.items()}
-            listing = META_FILE
-        present = None if rehash else dict(self._board.listdir(name, version))
-        for file, (algo, want) in sorted(expected.items()):
-            if not plain_file_name(file):
-                out.append(f"{where}/{listing} names an unsafe file {file!r}.")
-                continue
-            problem = (self._rehash(name, version, file, algo, want) if present is None
-                       else _presence(name, version, file, present))
-            if problem:
-                out.append(problem)
-        return out
-
-    def _rehash(self, name: str, version: str, file: str, algo: str, want: Any) -> str:
-        try:
-            with self._board.local_copy(name, version, file) as (_path, stat):
-                actual = stat.sha256 if algo == "sha256" else stat.xxh64
-                if want and actual != want:
-                    return mismatch(name, version, file, want, actual, algo)
-        except FileNotFoundError:
-            return f"{name}/{version}/{file} is missing. {recovery(name, version)}"
-        except IsADirectoryError:
-            return _folder_problem(name, version, file)
-        except PermissionError:
-            return _unopenable(name, version, file)
-        return ""
-
-    def _audit_data_hash(self, name: str, version: str, raw: bytes,
-                         meta_doc: dict[str, Any] | None, audit: _Audit) -> list[str]:
-        """data.txt against the sha256 recorded beside it when it was written."""
-        where = f"{name}/{version}"
-        try:
-            want = layout.parse_data_hash(
-                self._board.read_bytes(name, version, DATA_HASH_FILE, limit=1024))
-        except FileNotFoundError:
-            if ((meta_doc or {}).get("fixative") or {}).get("data_hash"):
-                return [f"{where}/{DATA_HASH_FILE} is missing, so {PINS_META} cannot be "
-                        f"checked. {recovery(name, version)}"]
-            audit.unhashed.append(where)
-            return []
-        except IsADirectoryError:
-            return [_folder_problem(name, version, DATA_HASH_FILE)]
-        except PermissionError:
-            return [_unopenable(name, version, DATA_HASH_FILE)]
-        except ValueError as exc:
-            return [f"{where}/{DATA_HASH_FILE} is unreadable: {exc}. "
-                    f"{recovery(name, version)}"]
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual == want:
-            return []
-        return [f"{where}/{PINS_META} was changed after it was written: its sha256 is "
-                f"{actual}, but {want} was recorded in {DATA_HASH_FILE}. Its title, "
-                "description, metrics or prototype may no longer be what was stored (pins "
-                f"and vetiver read them from there). {recovery(name, version)}"]
-
-    def _audit_events(self, versions: set[tuple[str, str]]) -> list[str]:
-        """Alias events and records that cannot be read, and aliases that point at no
-        readable version."""
-        out: list[str] = []
-        current: dict[tuple[str, str], tuple[str, str | None]] = {}
-        for kind, what, depth in (("aliases", "alias event", 2), ("records", "record", 3)):
-            for rel, is_dir in self._event_files(kind, depth):
-                path = f"{SYSTEM_DIR}/{kind}/{rel}"
-                stem = rel.rsplit("/", 1)[-1].removesuffix(".json")
-                if not rel.endswith(".json") or not is_event_id(stem):
-                    continue  # not an event file: the index ignores it as well
-                if is_dir:
-                    out.append(f"{path} is a folder where an {what} file should be. Delete it; "
-                               "then run 'python -m core reindex'.")
-                    continue
-                row, problem = read_event(self._board, kind, rel)
-                if row is None:
-                    out.append(f"{path} is not a valid {what}: {problem}. Delete it (the "
-                               f"history loses that entry) or restore it from a backup; then "
-                               "run 'python -m core reindex'.")
-                elif kind == "aliases":
-                    key = (row[1], row[2])
-                    if key not in current or current[key][0] < row[0]:
-                        current[key] = (row[0], row[4])
-        for (name, alias), (_event, version) in sorted(current.items()):
-            if version is not None and (name, version) not in versions:
-                out.append(f"{name}: alias '{alias}' points at version '{version}', which is "
-                           "not a readable version on the board. Move it with 'python -m core "
-                           f"alias {name} VERSION {alias}'.")
-        return out
-
-    def _event_files(self, kind: str, depth: int) -> list[tuple[str, bool]]:
-        """(path below .fixative/<kind>/, is_folder) of the entries ``depth`` levels down."""
-        level = [("", True)]
-        for _ in range(depth):
-            deeper = []
-            for rel, is_dir in level:
-                if not is_dir:
-                    continue
-                parts = rel.split("/") if rel else []
-                for entry, entry_is_dir in sorted(self._board.listdir(SYSTEM_DIR, kind, *parts)):
-                    if not entry.startswith("."):
-                        deeper.append((f"{rel}/{entry}" if rel else entry, entry_is_dir))
-            level = deeper
-        return level
-
-
-@dataclass
-class _Audit:
-    problems: list[str] = field(default_factory=list)
-    versions: set[tuple[str, str]] = field(default_factory=set)  # those the index lists
-    unhashed: list[str] = field(default_factory=list)  # name/version: data.txt unhashed
-
-
-def _presence(name: str, version: str, file: str, present: dict[str, bool]) -> str:
-    """Whether a file a version names is there, as a file (without reading it)."""
-    if file not in present:
-        return f"{name}/{version}/{file} is missing. {recovery(name, version)}"
-    return _folder_problem(name, version, file) if present[file] else ""
+        found = checks.audit_board(self._board, self._documents, rehash=True)
+        return checks.board_report(found, {(v.name, v.version) for v in self.search()})
 
 
 def _copy(value: Any) -> Any:
@@ -861,25 +598,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return dict(value)
     return value
-
-
-
-
-
-def _repair(name: str, version: str) -> str:
-    """How to fix a version whose data.txt cannot be read (so it is not listed, and
-    'delete' cannot name it)."""
-    return (f"Restore it from a backup, or delete the folder {name}/{version} on the board; "
-            "then run 'python -m core reindex'.")
-
-
-def _folder_problem(name: str, version: str, file: str) -> str:
-    return (f"{name}/{version}/{file} is a folder where a file should be. Delete that folder "
-            f"and restore the file from a backup, or delete the version folder "
-            f"{name}/{version}; then run 'python -m core reindex'.")
-
-
-def _unopenable(name: str, version: str, file: str) -> str:
-    return (f"{name}/{version}/{file} cannot be opened (permission denied). Let the user "
-            "running Fixative read it, e.g. with chmod.")
-
