@@ -104,7 +104,7 @@ def open_store(location: str | None) -> Any:
 
 
 def _checked_bytes(folder: Path, file: str, expected: dict[str, Any] | None) -> bytes:
-    from core.store.board import hash_bytes
+    from core.store.files import hash_bytes
 
     path = folder / file
     try:

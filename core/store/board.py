@@ -14,36 +14,29 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import posixpath
 import re
 import shutil
-import socket
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
-
-import xxhash
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core import settings
 from core.errors import FixativeError, NotFound
 from core.processes import pid_alive
+from core.store.files import FileStat, hash_stream
 from core.store.names import MAX_NAME_LENGTH
-from core.store.paths import SYSTEM_DIR
-from core.store.versions import clock, version_id
+from core.store.paths import PINS_META, SYSTEM_DIR
+from core.store.staging import HOST, LocalStage, ObjectStoreStage, Stage
 
 if TYPE_CHECKING:  # fsspec is imported where a file system is made
     from fsspec import AbstractFileSystem
 
-PINS_META = "data.txt"
 # The sha256 of data.txt, as `sha256sum` writes it: data.txt cannot hold its own hash,
 # and pins and vetiver read data.txt, so its hash lives beside it.
 DATA_HASH_FILE = "data.txt.sha256"
@@ -55,170 +48,9 @@ STALE_SECONDS = 24 * 3600
 # Object stores carry no cheap folder timestamps: their change marker also changes
 # every MARKER_PERIOD seconds, so versions pinned by other tools show up within it.
 MARKER_PERIOD = 60
-CHUNK = 1 << 20
-_HOST = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
 _STAGE = re.compile(r"(\d+)-([A-Za-z0-9_]+)-[0-9a-f]{32}")
 _ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-
-@dataclass(frozen=True)
-class FileStat:
-    """Hashes and size of a stored file: sha256 for Fixative, xxh64 for pins' pin_hash."""
-
-    sha256: str
-    xxh64: str
-    size: int
-
-
-class HashingWriter:
-    """A write-only file wrapper that hashes the bytes on their way to disk.
-
-    Large buffers (pickled arrays) are hashed in helper threads, sha256 and xxh64 each
-    in its own, while the same buffer is written: hashlib and xxhash release the GIL,
-    so on a multi-core machine hashing costs little extra time. Buffers are never
-    copied or kept.
-    """
-
-    _PARALLEL = 1 << 20
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-        self._sha = hashlib.sha256()
-        self._xx = xxhash.xxh64()
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        view = data if isinstance(data, bytes) else memoryview(data).cast("B")
-        n = len(view)
-        if n >= self._PARALLEL:
-            pool = _helpers()
-            hashed = (pool.submit(self._sha.update, view), pool.submit(self._xx.update, view))
-            try:
-                self._raw.write(view)
-            finally:
-                for h in hashed:
-                    h.result()
-        else:
-            self._sha.update(view)
-            self._xx.update(view)
-            self._raw.write(view)
-        self.size += n
-        return n
-
-    def tell(self) -> int:
-        # joblib asks for the position to align arrays; the file starts empty.
-        return self.size
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def stat(self) -> FileStat:
-        return FileStat(self._sha.hexdigest(), self._xx.hexdigest(), self.size)
-
-
-class DurableFile:
-    """A local file being written that starts reaching the disk while it is written.
-
-    Every ``SYNC_EVERY`` bytes, a helper thread asks the kernel to write out what it
-    holds so far (``fdatasync``), while the writer goes on; :meth:`sync` then only
-    waits for the tail. A 50 MB model reaches the disk in about the time it takes to
-    write it, instead of write time plus a whole-file ``fsync`` after it.
-    """
-
-    SYNC_EVERY = 8 << 20
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._fd = raw.fileno()
-        self._since = 0
-        self._pending: Any = None
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        step = self.SYNC_EVERY
-        for start in range(0, len(view), step):  # slices of one big array: no copies
-            self._since += self._raw.write(view[start:start + step])
-            if self._since >= step and (self._pending is None or self._pending.done()):
-                self._start_sync()
-        if len(view) >= step and self._since:
-            # The end of a big buffer: the writer may now wait (for the hashes of this
-            # buffer), so the rest starts reaching the disk meanwhile, after any sync
-            # already running (the sync pool has one thread, so they run in order).
-            self._raw.flush()
-            self._start_sync()
-        return len(view)
-
-    def _start_sync(self) -> None:
-        self._since = 0
-        self._pending = _syncer().submit(_datasync, self._fd)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def sync(self) -> None:
-        """Everything written is on disk when this returns."""
-        self._raw.flush()
-        if self._pending is not None:
-            self._pending.result()
-        os.fsync(self._fd)
-
-    def __enter__(self) -> DurableFile:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        # never let the file close under a sync still running on its descriptor
-        if self._pending is not None:
-            with contextlib.suppress(OSError):
-                self._pending.result()
-
-
-# fdatasync skips metadata the data does not need; macOS has only fsync.
-_datasync = getattr(os, "fdatasync", os.fsync)
-_POOLS: dict[str, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(name: str, workers: int) -> ThreadPoolExecutor:
-    with _POOLS_LOCK:
-        if name not in _POOLS:
-            _POOLS[name] = ThreadPoolExecutor(max_workers=workers,
-                                              thread_name_prefix=f"fixative-{name}")
-        return _POOLS[name]
-
-
-def _helpers() -> ThreadPoolExecutor:
-    return _pool("hash", 2)
-
-
-def _syncer() -> ThreadPoolExecutor:
-    return _pool("sync", 1)
-
-
-def hash_stream(f: BinaryIO, sink: BinaryIO | None = None) -> FileStat:
-    """Hash a readable stream, copying it into ``sink`` on the way when given."""
-    sha, xx, size = hashlib.sha256(), xxhash.xxh64(), 0
-    while True:
-        buf = f.read(CHUNK)
-        if not buf:
-            break
-        sha.update(buf)
-        xx.update(buf)
-        size += len(buf)
-        if sink is not None:
-            sink.write(buf)
-    return FileStat(sha.hexdigest(), xx.hexdigest(), size)
-
-
-def hash_bytes(data: bytes) -> FileStat:
-    return FileStat(hashlib.sha256(data).hexdigest(), xxhash.xxh64(data).hexdigest(), len(data))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def store_location(location: str | os.PathLike[str] | None = None) -> str:
@@ -394,7 +226,7 @@ class Board(abc.ABC):
 
     def _abandoned(self, folder: str, entry: str) -> bool:
         m = _STAGE.fullmatch(entry)
-        if m and m.group(2) == _HOST:
+        if m and m.group(2) == HOST:
             return not pid_alive(int(m.group(1)))
         return self._age(folder, entry) > STALE_SECONDS
 
@@ -490,7 +322,7 @@ class LocalBoard(Board):
 
     def remove_version(self, name: str, version: str) -> None:
         target = self.path(name, version)
-        trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}")
+        trash = self.path(SYSTEM_DIR, "trash", f"{os.getpid()}-{HOST}-{uuid.uuid4().hex}")
         os.makedirs(os.path.dirname(trash), exist_ok=True)
         try:
             os.rename(target, trash)
@@ -663,133 +495,3 @@ def open_board(location: str | os.PathLike[str] | None = None,
 def valid_entry(name: str) -> bool:
     """Whether a folder name can be a model or version on the board."""
     return len(name) <= MAX_NAME_LENGTH and bool(_ENTRY_NAME.fullmatch(name))
-
-
-class Stage(abc.ABC):
-    """A private folder where one version is assembled before it becomes visible.
-
-    Made by :meth:`Board.stage`: a :class:`LocalStage` renames the folder into place,
-    an :class:`ObjectStoreStage` copies it with ``data.txt`` last.
-    """
-
-    def __init__(self, board: Board) -> None:
-        self.board = board
-        self.id = f"{os.getpid()}-{_HOST}-{uuid.uuid4().hex}"
-        self.dir = board.path(SYSTEM_DIR, "tmp", self.id)
-        self.files: dict[str, FileStat] = {}
-        self._done = False
-
-    def __enter__(self) -> Stage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.discard()
-
-    def _file(self, fname: str) -> str:
-        return f"{self.dir}/{fname}"
-
-    def write_stream(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
-        """Stream a file into the stage, hashing while writing (never held in memory)."""
-        self.files[fname] = self._write(fname, produce)
-        return self.files[fname]
-
-    @abc.abstractmethod
-    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat: ...
-
-    def write_bytes(self, fname: str, data: bytes) -> FileStat:
-        return self.write_stream(fname, lambda w: w.write(data))
-
-    def commit(self, name: str, finish: Callable[[str, Any], dict[str, bytes]]) -> str:
-        """Give the staged files a version id and make them visible at once.
-
-        ``finish(version, at)`` returns the small files that name the version
-        (``fixative.json``, ``data.txt``); it is called again if the id is taken.
-        """
-        for _ in range(1000):
-            at = clock.now()
-            version = version_id(at)
-            small = finish(version, at)
-            if self._commit(name, version, small):
-                return version
-        raise FixativeError(f"Could not find a free version id for '{name}'; "  # pragma: no cover
-                            "is the system clock stuck?")
-
-    @abc.abstractmethod
-    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
-        """Make the stage version ``version`` of ``name``; False when the id is taken."""
-
-    @abc.abstractmethod
-    def discard(self) -> None: ...
-
-
-class LocalStage(Stage):
-    """A staging folder renamed into place (atomic on POSIX), its files fsynced first."""
-
-    def __init__(self, board: LocalBoard) -> None:
-        super().__init__(board)
-        os.makedirs(self.dir)
-
-    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
-        with open(self._file(fname), "wb", buffering=CHUNK) as raw, \
-                DurableFile(raw) as durable:
-            writer = HashingWriter(durable)
-            produce(writer)
-            durable.sync()
-        return writer.stat()
-
-    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
-        for fname, data in small.items():
-            with open(self._file(fname), "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_dir(self.dir)
-        model_dir = self.board.path(name)
-        target = self.board.path(name, version)
-        for _ in range(10):
-            os.makedirs(model_dir, exist_ok=True)
-            if os.path.lexists(target):
-                return False
-            try:
-                os.rename(self.dir, target)
-            except FileNotFoundError:
-                continue  # the model folder was removed by a delete in between
-            except OSError as exc:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                    return False
-                raise
-            _fsync_dir(model_dir)
-            self._done = True
-            return True
-        return False
-
-    def discard(self) -> None:
-        if not self._done:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class ObjectStoreStage(Stage):
-    """A staging prefix copied into place, ``data.txt`` last (object stores have no
-    rename)."""
-
-    def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
-        with self.board.fs.open(self._file(fname), "wb") as raw:
-            writer = HashingWriter(raw)
-            produce(writer)
-        return writer.stat()
-
-    def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
-        fs = self.board.fs
-        target = self.board.path(name, version)
-        if fs.exists(target):
-            return False
-        for fname in self.files:
-            fs.copy(self._file(fname), f"{target}/{fname}")
-        # data.txt is what makes a version visible, so it goes last.
-        for fname, data in sorted(small.items(), key=lambda kv: kv[0] == PINS_META):
-            fs.pipe_file(f"{target}/{fname}", data)
-        return True
-
-    def discard(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.board.fs.rm(self.dir, recursive=True)

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from core.model.bundle import BundleMeta
 from core.model.bundle import bundle as make_bundle
 from core.model.prototype import Prototype
-from core.store.board import DATA_HASH_FILE, PINS_META, FileStat
+from core.store.board import DATA_HASH_FILE, PINS_META
+from core.store.files import FileStat
 from core.store.versions import VERSION_TIME_FORMAT, pins_created, version_time
 from core.times import iso, parse_iso
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 SYSTEM_DIR = ".fixative"
+# A version folder's pins metadata: pins and vetiver read it, and it is written last.
+PINS_META = "data.txt"
 INDEX_FILE = "index.duckdb"
 ALIAS_EVENTS = "aliases"
 RECORD_EVENTS = "records"

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.errors import CorruptData, NotFound
 from core.store import layout
-from core.store.board import DATA_HASH_FILE, META_FILE, PINS_META, hash_bytes
+from core.store.board import DATA_HASH_FILE, META_FILE, PINS_META
+from core.store.files import hash_bytes
 from core.store.index import read_entry, read_event
 from core.store.paths import SYSTEM_DIR
 from core.store.versions import BoardReport, is_event_id

@@ -36,10 +36,10 @@ from core.store.board import (
     META_FILE,
     PINS_META,
     SAMPLE_FILE,
-    hash_bytes,
     open_board,
     valid_entry,
 )
+from core.store.files import hash_bytes
 from core.store.index import NOT_A_MODEL, Index, entry_info, read_entry
 from core.store.names import (
     parse_ref,

@@ -18,7 +18,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from store_fixtures import board_versions
 
-import core.store.board as board_module
+import core.store.files as files_module
+import core.store.staging as staging_module
 from core.errors import (
     Conflict,
     CorruptData,
@@ -417,15 +418,15 @@ def test_unstorable_models_leave_nothing_behind(store, small):
 def test_big_models_reach_the_disk_while_they_are_written(store, monkeypatch):
     # A model whose arrays are larger than the early-sync step: the file is synced in
     # steps while it is written, and its bytes and hashes are exactly the model's.
-    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+    monkeypatch.setattr(files_module.DurableFile, "SYNC_EVERY", 1 << 20)
     synced = []
-    real_sync = board_module._datasync
+    real_sync = files_module._datasync
 
     def counting_sync(fd: int) -> None:
         synced.append(fd)
         real_sync(fd)
 
-    monkeypatch.setattr(board_module, "_datasync", counting_sync)
+    monkeypatch.setattr(files_module, "_datasync", counting_sync)
     rng = np.random.default_rng(3)
     X = pd.DataFrame(rng.normal(size=(60_000, 12)), columns=[f"f{i}" for i in range(12)])
     model = Ridge().fit(X, rng.normal(size=len(X)))
@@ -434,7 +435,7 @@ def test_big_models_reach_the_disk_while_they_are_written(store, monkeypatch):
     assert synced  # the first step starts one; later ones start when it has finished
     path = store.path("big", info.version, "big.joblib")
     raw = store.fs.cat_file(path)
-    assert board_module.hash_bytes(raw).sha256 == info.hash
+    assert files_module.hash_bytes(raw).sha256 == info.hash
     loaded = store.read("big", trusted=[])
     assert np.array_equal(loaded.model.big_array_, model.big_array_)
     assert loaded.predict(X.head(5)).tolist() == model.predict(X.head(5)).tolist()
@@ -444,7 +445,7 @@ def test_the_end_of_a_big_buffer_starts_its_sync_before_the_writer_waits(tmp_pat
                                                                          monkeypatch):
     # While the first step's sync is still running, the rest of a big buffer is
     # written; its sync is queued at once (not left for the final fsync).
-    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+    monkeypatch.setattr(files_module.DurableFile, "SYNC_EVERY", 1 << 20)
     release = threading.Event()
     sizes = []
 
@@ -452,9 +453,9 @@ def test_the_end_of_a_big_buffer_starts_its_sync_before_the_writer_waits(tmp_pat
         sizes.append(os.fstat(fd).st_size)
         release.wait(10)
 
-    monkeypatch.setattr(board_module, "_datasync", slow_sync)
+    monkeypatch.setattr(files_module, "_datasync", slow_sync)
     data = os.urandom((3 << 20) + 12_345)
-    with open(tmp_path / "model.bin", "wb") as raw, board_module.DurableFile(raw) as durable:
+    with open(tmp_path / "model.bin", "wb") as raw, files_module.DurableFile(raw) as durable:
         durable.write(data)
         release.set()
         durable.sync()
@@ -464,7 +465,7 @@ def test_the_end_of_a_big_buffer_starts_its_sync_before_the_writer_waits(tmp_pat
 
 
 def test_a_write_that_fails_midway_waits_for_its_sync_and_leaves_nothing(store, monkeypatch):
-    monkeypatch.setattr(board_module.DurableFile, "SYNC_EVERY", 1 << 20)
+    monkeypatch.setattr(files_module.DurableFile, "SYNC_EVERY", 1 << 20)
 
     class FailsLate:
         def __reduce__(self):
@@ -588,7 +589,7 @@ def test_reindex_removes_staging_left_by_dead_writers(store, small):
     tmp = store.path(".fixative", "tmp")
     assert os.listdir(tmp) == []
 
-    dead = os.path.join(tmp, f"999999999-{board_module._HOST}-{'0' * 32}")  # no such pid
+    dead = os.path.join(tmp, f"999999999-{staging_module.HOST}-{'0' * 32}")  # no such pid
     os.makedirs(dead)
     with open(os.path.join(dead, "houses.joblib"), "wb") as f:
         f.write(b"half a model")
