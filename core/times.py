@@ -36,6 +36,7 @@ def parse_time(value: Any, now: datetime | None = None) -> pd.Timestamp | None:
     span before now (``30d``, ``12h ago``). Naive values are taken as UTC.
     """
     import pandas as pd
+
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
@@ -60,6 +61,7 @@ def to_utc(values: pd.Series, column: str = "time") -> pd.Series:
     """Timestamps of any zone, naive datetimes (taken as UTC) or strings, as UTC."""
     import numpy as np
     import pandas as pd
+
     s = values
     if not pd.api.types.is_datetime64_any_dtype(s):
         try:

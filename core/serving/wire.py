@@ -35,7 +35,7 @@ import io
 import re
 import warnings
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -270,19 +270,14 @@ def shape(obj: Any, names: Sequence[str], where: str, limits: Limits | None = No
             raise InvalidInput(f"{where[0].upper()}{where[1:]} has no rows; "
                                "send at least one record.")
         _check_rows(len(obj), limits)
-        first = type(obj[0])
-        if first is dict:
-            columns = _record_columns(obj, names)
+        reader = _ARRAYS.get(type(obj[0]))
+        if reader is not None:
+            find_columns, fmt = reader
+            columns = find_columns(obj, names)
             if columns is None:
                 _check_width(max(len(r) if isinstance(r, (dict, list)) else 0 for r in obj),
                              limits, width)
-            return Payload(obj, columns, fmt="records")
-        if first is list:
-            columns = _row_columns(obj, names)
-            if columns is None:
-                _check_width(max(len(r) if isinstance(r, (dict, list)) else 0 for r in obj),
-                             limits, width)
-            return Payload(obj, columns, fmt="rows")
+            return Payload(obj, columns, fmt=fmt)
         raise BadRequest(f"{where[0].upper()}{where[1:]} must be an array of records "
                          "(objects) or of rows (arrays), not of plain values.")
     if isinstance(obj, dict):
@@ -330,6 +325,11 @@ def _row_columns(rows: list[Any], names: Sequence[str]) -> dict[str, list[Any]] 
     if not all(type(r) is list and len(r) == n for r in rows):
         return None
     return dict(zip(names, map(list, zip(*rows))))
+
+
+# An array of records or of rows: how its columns are found, and the payload's format.
+_ARRAYS: dict[type, tuple[Callable[[list[Any], Sequence[str]], dict[str, list[Any]] | None],
+                          str]] = {dict: (_record_columns, "records"), list: (_row_columns, "rows")}
 
 
 def _split(obj: dict[str, Any], names: Sequence[str], where: str,
