@@ -52,6 +52,7 @@ import scipy  # noqa: E402
 import sklearn  # noqa: E402
 
 from core.model import examples  # noqa: E402
+from core.safety.admitted import _import, canonical  # noqa: E402
 from core.safety.scan import Scanner, Stream, _callee, _Global, _Obj, unpack  # noqa: E402
 
 RECORD = ROOT / "core" / "safety" / "records" / "admitted_names.json"
@@ -69,7 +70,7 @@ class _Recorder(Scanner):
 
     def _note(self, name: str | None, use: str) -> None:
         if name:
-            self.uses.setdefault(name, set()).add(use)
+            self.uses.setdefault(canonical(name), set()).add(use)
 
     def find_class(self, module: str, name: str) -> _Global:
         found = super().find_class(module, name)
@@ -133,7 +134,7 @@ def _record_skops(obj: Any, uses: dict[str, set[str]]) -> None:
             if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
                 name = f"{node['__module__']}.{node['__class__']}"
                 if not name.startswith("builtins."):
-                    uses.setdefault(name, set()).add("skops")
+                    uses.setdefault(canonical(name), set()).add("skops")
             todo.extend(node.values())
         elif isinstance(node, list):
             todo.extend(node)
@@ -329,11 +330,8 @@ def derive() -> dict[str, Any]:
 
 
 def _kind(full: str) -> str:
-    import importlib
-
-    module, _, name = full.rpartition(".")
     try:
-        obj = getattr(importlib.import_module(module), name)
+        obj = _import(full)
     except (ImportError, AttributeError):
         return "unresolved"
     return "class" if isinstance(obj, type) else "function" if callable(obj) else "value"

@@ -17,7 +17,9 @@ but never called by the stream. Review rule: a function that returns an attribut
 argument, calls its argument, takes a path, or reaches memory by address is a gadget and is not
 admitted, whatever the record says (see ``EXCLUDED``).
 
-Review of the functions real models pickle (scikit-learn 1.9, NumPy 2.4, pandas 3.1):
+Review of the functions real models pickle (scikit-learn 1.5-1.9, NumPy 1.26-2.5, pandas
+2.2-3.1; names older versions write under another module are read under their canonical name,
+see ``canonical``):
 
 - ``_codecs.encode``: how protocol 2 writes bytes; only with the ``latin1`` codec.
 - ``copyreg._reconstructor(cls, base, state)``: ``object.__new__(cls)`` or ``base(state)``;
@@ -39,7 +41,8 @@ Review of the functions real models pickle (scikit-learn 1.9, NumPy 2.4, pandas 
   ``_restore_array(data)`` builds an Arrow array from buffers and lengths of the file's choosing,
   so the guard validates the result fully (Arrow checks buffer sizes against lengths) before it
   is used.
-- Values only (never called by the stream): ``numpy.mean``, ``numpy.log1p``, the univariate
+- Values only (never called by the stream): ``numpy.mean``, ``numpy.log1p`` (also as
+  ``numpy._core._multiarray_umath.log1p``, how NumPy 1.x pickles the ufunc), the univariate
   scores (``f_classif``) and metrics (``balanced_accuracy_score``) compute on arrays;
   ``check_array`` and array-api ``asarray`` convert input to an array.
 - Constants under ``other`` (``pandas.NA``) are values, admitted as such.
@@ -79,13 +82,23 @@ def record() -> dict[str, Any]:
         return json.load(fh)
 
 
+# Older library builds name some modules by another path; each maps to one canonical name,
+# which is the only one the record holds. numpy 1.x pickles ``numpy.core.*`` (2.x moved it to
+# ``numpy._core.*``); scikit-learn before 1.7 names its compiled loss module ``_loss``, which
+# must resolve to scikit-learn's module, never to a file of that name on sys.path.
+_RENAMED = (("numpy.core.", "numpy._core."), ("_loss.", "sklearn._loss._loss."))
+
+
 def canonical(full: str) -> str:
-    """numpy 1.x pickles name ``numpy.core.*``; 2.x moved it to ``numpy._core.*``."""
-    return "numpy._core." + full[len("numpy.core."):] if full.startswith("numpy.core.") else full
+    """The record's name for ``full`` (see ``_RENAMED``)."""
+    for old, new in _RENAMED:
+        if full.startswith(old):
+            return new + full[len(old):]
+    return full
 
 
 def _import(full: str) -> Any:
-    module, _, name = full.rpartition(".")
+    module, _, name = canonical(full).rpartition(".")
     if module.startswith("numpy._core"):
         try:
             importlib.import_module("numpy._core")
@@ -221,7 +234,9 @@ GUARDS: dict[str, tuple[Callable[..., None], Callable[[Any], Any] | None]] = {
     "numpy.random._pickle.__randomstate_ctor": (_random_ctor, None),
     "numpy.random.bit_generator.__pyx_unpickle_SeedSequence": (_new_object, None),
     "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked": (_new_object, None),
-    "sklearn._loss._loss.__pyx_unpickle_CyHalfMultinomialLoss": (_new_object, None),
+    **{f"sklearn._loss._loss.__pyx_unpickle_CyHalf{loss}": (_new_object, None)
+       for loss in ("BinomialLoss", "GammaLoss", "MultinomialLoss", "PoissonLoss",
+                    "SquaredError", "TweedieLossIdentity")},
     "sklearn.metrics._dist_metrics.newObj": (_new_object, None),
     "sklearn.neighbors._kd_tree.newObj": (_new_object, None),
     "sklearn.neighbors._ball_tree.newObj": (_new_object, None),
@@ -235,7 +250,8 @@ GUARDS: dict[str, tuple[Callable[..., None], Callable[[Any], Any] | None]] = {
 
 # Functions models keep as values; the stream may name them but never call them.
 VALUES = frozenset({
-    "numpy.mean", "numpy.log1p", "sklearn.feature_selection._univariate_selection.f_classif",
+    "numpy.mean", "numpy.log1p", "numpy._core._multiarray_umath.log1p",
+    "sklearn.feature_selection._univariate_selection.f_classif",
     "sklearn.utils.validation.check_array",
     "sklearn.metrics._classification.balanced_accuracy_score",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",

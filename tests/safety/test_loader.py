@@ -506,3 +506,23 @@ def test_allowed(name):
 ])
 def test_denied(name):
     assert not is_allowed(name)
+
+
+def test_bare_loss_module_name_never_imports_a_file_of_that_name(tmp_path):
+    """scikit-learn before 1.7 pickles its compiled losses under the module name ``_loss``. The
+    loader reads that as scikit-learn's module; a ``_loss.py`` first on sys.path (here the
+    working directory, as ``python -c`` puts it there) must never be imported."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "_loss.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass CyHalfSquaredError:\n    pass\n")
+    stream = b"\x80\x02c_loss\nCyHalfSquaredError\n."
+    code = ("import sys\n"
+            "from core.safety.loader import load_bytes\n"
+            f"obj = load_bytes({stream!r}, 'old.pkl')\n"
+            "print(obj.__module__, obj.__name__, '_loss' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not marker.exists()
+    assert proc.stdout.split()[:2] == ["sklearn._loss._loss", "CyHalfSquaredError"]
