@@ -38,6 +38,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from core.monitoring.join import actual_sources, match_condition
+from core.monitoring.limits import deadline
 from core.monitoring.sandbox import arrow_fs, register, sandbox
 from core.monitoring.windows import MINUTE_US, ORIGIN_US, Window
 from core.store.paths import (
@@ -177,7 +178,8 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
             f"{actual} AS actual")
 
 
-def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> int:
+def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str,
+                  by_row: bool = False) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
     segments = all_segments(store, name)
@@ -186,9 +188,14 @@ def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> in
     con = sandbox(store, name)
     try:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
+        types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _m_src").fetchall()}
+        if on != "request_id" and on not in types:
+            return 0
         con.register("_m_act", actuals.select(["key", "row"]))
-        return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 FROM "
-                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchall()[0][0])
+        cond = match_condition(on, "a", by_row=by_row, dtype=types.get(on, "VARCHAR"))
+        with deadline(con):
+            return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 "
+                                   f"FROM _m_src l WHERE {cond})").fetchall()[0][0])
     finally:
         con.close()
 
@@ -210,7 +217,7 @@ def refresh_labels(store: StoreLike, name: str, *, numeric: bool) -> LabelsInfo 
     try:
         _register_with_seg(con, store, "_lab_src", segments, _join_columns(store, name))
         types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _lab_src").fetchall()}
-        joins, exprs = actual_sources(store, con, name, list(types), numeric=numeric)
+        joins, exprs = actual_sources(store, con, name, types, numeric=numeric)
         if not joins:
             _remove(store, folder, keep=())
             return None
