@@ -153,8 +153,12 @@ def actual_sources(store: Any, con: duckdb.DuckDBPyConnection, name: str,
         # canonical ones); the latest upload of a key wins, an empty one included.
         key = "key" if on == "request_id" else key_sql("key", "VARCHAR")
         row = "row" if by_row else "0::INTEGER"
-        con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT {key} AS key, {row} AS row, "
-                    f"arg_max_null(actual, uploaded_at) AS actual FROM {src} GROUP BY ALL")
+        if len(files) == 1 and on == "request_id":
+            # One upload holds each key once (checked when it was saved).
+            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT key, row, actual FROM {src}")
+        else:
+            con.execute(f"CREATE TEMP VIEW _act_{i} AS SELECT {key} AS key, {row} AS row, "
+                        f"arg_max_null(actual, uploaded_at) AS actual FROM {src} GROUP BY ALL")
         cond = match_condition(on, f"a{i}", by_row=by_row, dtype=log_types.get(on, "VARCHAR"))
         joins.append(f"LEFT JOIN _act_{i} AS a{i} ON {cond}")
         exprs.append(f"TRY_CAST(a{i}.actual AS {cast})")
