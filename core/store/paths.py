@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 SYSTEM_DIR = ".fixative"
 # A version folder's pins metadata: pins and vetiver read it, and it is written last.
@@ -71,17 +72,19 @@ def endpoints_dir(store: Any) -> str:
 
 
 def on_dir(on: str, by_row: bool = False) -> str:
-    """The folder name of actuals matched on column ``on`` (any text, escaped), with
+    """The folder name of actuals matched on column ``on`` (any text, its UTF-8 bytes
+    outside ``A-Za-z0-9_.-`` percent-escaped), with
     ``+row`` when they also match the row (never for request_id, always matched with
     its row). The escaping never yields ``+``, so the suffix cannot clash with a name."""
-    escaped = re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", on)
+    escaped = re.sub(r"[^A-Za-z0-9_.-]",
+                     lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), on)
     return f"by-{escaped}{ROW_SUFFIX if by_row and on != 'request_id' else ''}"
 
 
 def on_from_dir(folder: str) -> str:
     """The column of an actuals folder named by :func:`on_dir`."""
     base = folder.removesuffix(ROW_SUFFIX)
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), base[3:])
+    return unquote(base[3:], errors="replace")
 
 
 def row_keyed_dir(folder: str) -> bool:
