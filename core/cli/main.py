@@ -14,10 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from core.cli.output import visible
 from core.errors import FixativeError
 
 # Modules that add subcommands, each with ``register(subparsers) -> None``.
-EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor"]
+EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor",
+                         "core.cli.uploads"]
 # The module that registers each command: a command imports only its own module (listing
 # versions must not load pandas for the monitor's sake). Help, and a word that is no
 # command, register them all. tests/cli/test_cli_imports.py checks this table.
@@ -27,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "card": "core.cli.card",
     **dict.fromkeys(["serve", "endpoints", "docker"], "core.cli.deploy"),
     **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),
+    **dict.fromkeys(["score", "actuals"], "core.cli.uploads"),
 }
 
 
@@ -58,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FixativeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {visible(exc.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

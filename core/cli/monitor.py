@@ -1,7 +1,7 @@
 """``python -m core monitor``: metrics, drift and status of a model from the command line.
 
     python -m core monitor NAME[@VERSION|:ALIAS] [--window week] [--since 30d]
-        [--until 2025-06-01] [--source log|upload|all] [--format table|csv|json]
+        [--until 2025-06-01] [--source all|log|upload] [--format table|csv|json]
         [--what all|metrics|drift|traffic|status]
     python -m core monitor-status [NAME] [--format table|csv|json]
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.cli.output import escape_formula, exact_number, plain_number, table_text
 from core.cli.store import open_store, store_argument
 from core.errors import InvalidArgument
 from core.monitoring.monitor import SOURCES
@@ -38,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default=None, metavar="FROM..UNTIL",
                    help="measure drift against the rows of this period instead of the "
                         "training sample, e.g. 2025-03-01..2025-03-08")
-    p.add_argument("--source", default="log", choices=SOURCES)
+    p.add_argument("--source", default="all", choices=SOURCES,
+                   help="log: served predictions; upload: data scored with 'score' or in the "
+                        "workbench; all (default, as the workbench's Monitor page): both")
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--what", default="all", choices=WHAT)
     store_argument(p)
@@ -68,24 +71,53 @@ def _json_ready(frame: pd.DataFrame) -> list[dict[Hashable, Any]]:
     return records
 
 
+def _cells(frame: pd.DataFrame, number: Callable[[float], str],
+           text: Callable[[str], str], when: str) -> pd.DataFrame:
+    """``frame`` as strings: numbers by ``number``, text by ``text``, times by ``when``."""
+    out = pd.DataFrame(index=frame.index)
+    for i, col in enumerate(frame.columns):
+        s = frame.iloc[:, i]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_integer_dtype(s):
+            cells = s.astype(str)
+        elif pd.api.types.is_float_dtype(s):
+            cells = s.map(lambda v: number(float(v)))
+        elif pd.api.types.is_datetime64_any_dtype(s):
+            cells = s.dt.strftime(when).fillna("")
+        else:
+            cells = s.map(lambda v: _cell(v, number, text, when))
+        out[text(str(col))] = cells.astype(object)
+    return out
+
+
+def _cell(v: Any, number: Callable[[float], str], text: Callable[[str], str],
+          when: str) -> str:
+    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return number(float(v))
+    if isinstance(v, pd.Timestamp):
+        return v.strftime(when)
+    return text(str(v))
+
+
 def _print_frame(frame: pd.DataFrame, fmt: str, title: str | None = None) -> None:
+    """CSV (exact numbers, formulas escaped) or an aligned table (plain numbers)."""
     if fmt == "csv":
-        frame.to_csv(sys.stdout, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        _cells(frame, exact_number, escape_formula, "%Y-%m-%dT%H:%M:%SZ").to_csv(
+            sys.stdout, index=False)
         return
     if title:
         print(f"== {title} ==")
     if frame.empty:
         print("(nothing)")
     else:
-        shown = frame.copy()
-        for col in shown.columns:
-            if pd.api.types.is_datetime64_any_dtype(shown[col]):
-                shown[col] = shown[col].dt.strftime("%Y-%m-%d %H:%M").fillna("")
-            elif shown[col].dtype == object:  # e.g. no window yet: blank, not None
-                shown[col] = [v.strftime("%Y-%m-%d %H:%M") if isinstance(v, pd.Timestamp)
-                              else "" if v is None or v is pd.NaT else v for v in shown[col]]
+        shown = _cells(frame, plain_number, table_text, "%Y-%m-%d %H:%M")
         with pd.option_context("display.max_rows", 500, "display.max_columns", 50,
-                               "display.width", 200, "display.float_format", "{:.4g}".format):
+                               "display.width", 200):
             print(shown.to_string(index=False))
     print()
 
@@ -138,9 +170,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     status = head.status.upper() if head.status != "none" else "none yet"
     print(f"{report.name}@{report.version} · {report.window} windows · status: {status}")
     print(f"  {head.message}")
-    if report.metrics.empty:
+    if report.metrics.empty and not report.failed:
         print("No predictions logged in this range. Deploy the model (python -m core serve) or "
-              "upload data to score in the workbench's Monitor page.")
+              "score new data (python -m core score NAME FILE --time COLUMN).")
         return 0
     print()
     if args.what in ("all", "metrics"):

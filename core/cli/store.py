@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.cli.output import plain_number, table_text
 from core.errors import InvalidArgument, NotFound
 from core.model.prototype import Column
 from core.store.board import local_root
@@ -87,11 +88,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(_cell, value))
     if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("\n", " ")
+        return plain_number(value, significant=6)
+    return table_text(value)
 
 
-def _read_file(path: str, what: str) -> bytes:
+def read_input_file(path: str, what: str) -> bytes:
     p = Path(path)
     if not p.exists():
         raise NotFound(f"The {what} '{path}' does not exist; check the path.")
@@ -123,8 +124,8 @@ def _key_values(items: Iterable[str], what: str) -> dict[str, str]:
 def cmd_write(args: argparse.Namespace) -> int:
     from core.store.upload import upload
 
-    model_data = _read_file(args.model_file, "model file")
-    sample_data = _read_file(args.sample, "sample") if args.sample else None
+    model_data = read_input_file(args.model_file, "model file")
+    sample_data = read_input_file(args.sample, "sample") if args.sample else None
     info = upload(open_store(args, create=True), model_data, Path(args.model_file).name,
                   name=args.name,
                   sample_data=sample_data,

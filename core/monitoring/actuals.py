@@ -5,8 +5,10 @@ columns ``key`` (string), ``row`` (int32), ``actual`` (double for regression, th
 label as a string for classifiers) and ``uploaded_at``. ``on`` says what ``key``
 matches in the log: ``request_id`` (with ``row``, the row's index within its request;
 an actuals file without a row column means single-row requests, row 0), or any logged
-input column the person chose (a customer id, say). A later upload of the same key
-replaces the earlier value, so corrections are just another upload. After each upload
+input column the person chose (a customer id, say), with the row when the upload has a
+row column (folder ``by-<on>+row``). A later upload of the same key replaces the
+earlier value, so corrections are just another upload, and an empty value retracts it;
+a key given twice in one upload is an error (see :mod:`core.monitoring.join`). After each upload
 the log is joined to all the actuals once and the result kept for the metrics
 (:mod:`core.monitoring.labels`).
 
@@ -26,14 +28,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.errors import FixativeError, InvalidArgument, InvalidInput
+from core.monitoring.join import canonical_keys
 from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
 from core.store.paths import actuals_dir, scored_dir
 from core.store.predlog import feature_column, write_parquet
@@ -126,8 +130,11 @@ def normalize_labels(values: pd.Series, classes: Sequence[Any]) -> pd.Series:
 class SavedActuals:
     path: str
     rows: int
-    duplicates: int
     on: str
+    # Rows with an empty actual: each retracts the value stored earlier for its key.
+    retracted: int = 0
+    # Whether the row within a request is part of the key (always for request_id).
+    by_row: bool = True
     # The log joined to every actual so far (None: nothing logged yet, or the join
     # failed and monitoring joins live until the next upload; see core.monitoring.labels).
     labels: LabelsInfo | None = None
@@ -136,16 +143,20 @@ class SavedActuals:
 
     def summary(self) -> str:
         """What was saved, in words, with what to check when nothing matched."""
-        text = f"Saved {self.rows:,} actuals"
+        values = self.rows - self.retracted
+        text = f"Saved {values:,} actuals"
+        if self.retracted:
+            text += (f" and retracted {self.retracted:,} (empty values remove the actual "
+                     "stored earlier for the same key)")
         if self.matched is None:
             return text + "."
         if self.matched == self.rows:
             return text + ", each matching a logged prediction."
         if self.matched == 0:
+            row = " (and the row column the row within a batched request)" if self.by_row else ""
             return (text + ", but none matches a logged prediction yet: check that the key "
-                    f"column holds the values of '{self.on}' (and the row column the row "
-                    "within a batched request). They are kept and will match predictions "
-                    "logged later.")
+                    f"column holds the values of '{self.on}'{row}. They are kept and will "
+                    "match predictions logged later.")
         missing = self.rows - self.matched
         return text + f"; {self.matched:,} match a logged prediction, {missing:,} do not (yet)."
 
@@ -162,14 +173,57 @@ def actual_column_guess(columns: Sequence[Any]) -> Any:
     return (named or rest or cols)[-1 if not named else 0]
 
 
+def _shown(key: Any) -> str:
+    text = repr(str(key))
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def _check_unique(keys: pa.Array, rows: np.ndarray, key_column: str,
+                  row_column: str | None) -> None:
+    """Refuse an upload that gives one key (and row) twice, naming the first few."""
+    frame = pd.DataFrame({"key": keys.to_pandas(), "row": rows})
+    twice = frame.duplicated(keep=False)
+    if not twice.any():
+        return
+    groups = frame[twice].groupby(["key", "row"], sort=False).groups
+    shown = []
+    for pair, index in list(groups.items())[:5]:
+        key, row = cast(tuple[Any, Any], pair)
+        where = ", ".join(str(i) for i in list(index)[:3]) + (" ..." if len(index) > 3 else "")
+        shown.append(f"{_shown(key)}{f' row {row}' if row_column else ''} (rows {where})")
+    more = f" and {len(groups) - 5:,} more" if len(groups) > 5 else ""
+    what = f"key and row ('{key_column}', '{row_column}')" if row_column else \
+        f"key ('{key_column}')"
+    raise InvalidInput(
+        f"The actuals give the same {what} more than once: {'; '.join(shown)}{more} "
+        f"({len(groups):,} keys in all; numbers count as one key when equal, e.g. 29 and "
+        "'29.0'). Keep one row per prediction" + ("" if row_column else
+                                                  ", or add the row column of batched "
+                                                  "requests") + "; nothing was saved.")
+
+
+def _blank_to_null(values: pd.Series) -> pd.Series:
+    """Empty text counts as an empty value, as an empty CSV cell does."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values):
+        return values
+    blank = values.map(lambda v: isinstance(v, str) and not v.strip())
+    return values.astype(object).where(~blank, None)
+
+
 def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column: str,
                  actual_column: str, on: str = "request_id", row_column: str | None = None,
                  classes: Sequence[Any] | None = None,
-                 log_columns: Sequence[str] | None = None) -> SavedActuals:
-    """Store actuals for model ``name``; see the module docstring for the layout.
+                 log_columns: Sequence[str] | None = None,
+                 retract: bool = False) -> SavedActuals:
+    """Store actuals for model ``name``; see the module docstring for the layout and
+    :mod:`core.monitoring.join` for how keys match.
 
     ``classes`` (the model's, for a classifier) makes the actual a label; otherwise it
     must be a number. ``log_columns``, when given, checks that ``on`` is a logged column.
+    An empty actual retracts the value stored earlier for its key; a file whose actuals
+    are all empty is refused unless ``retract`` (a wrong column would retract them all).
+    A key (with its row, when a row column is given) that appears twice is an error and
+    nothing is saved.
     """
     if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
         raise InvalidArgument("The actuals are empty; upload a file with a key column and the true "
@@ -187,15 +241,20 @@ def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column
         raise InvalidArgument(f"'{on}' is not a logged column; match on request_id or one of the "
                               f"model's inputs: {', '.join(c for c in log_columns if c != 'ts')}.")
     if row_column is not None and row_column not in frame.columns:
-        raise InvalidArgument(f"The row column {row_column!r} is not in the file.")
-    keys = frame[key_column]
+        raise InvalidArgument(f"The row column {row_column!r} is not in the file; its columns "
+                              f"are {', '.join(map(str, frame.columns[:30]))}.")
+    if row_column is not None and row_column in (key_column, actual_column):
+        raise InvalidArgument("The row column must differ from the key and actual columns.")
+    keys = _blank_to_null(frame[key_column])
     if keys.isna().any():
         rows = np.flatnonzero(keys.isna().to_numpy())[:10].tolist()
         raise InvalidInput(f"The key column '{key_column}' is empty in rows {rows}; every row "
                            "needs a key.")
-    values = frame[actual_column]
-    if values.isna().all():
-        raise InvalidInput(f"The actual column '{actual_column}' has no values.")
+    values = _blank_to_null(frame[actual_column])
+    if values.isna().all() and not retract:
+        raise InvalidInput(f"The actual column '{actual_column}' has no values. To retract the "
+                           "actuals of these keys, say so (retract=True, or --retract on the "
+                           "command line).")
     if classes is not None:
         actual = pa.array(normalize_labels(values, classes), pa.string(), from_pandas=True)
     else:
@@ -204,39 +263,37 @@ def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column
         if bad.any():
             rows = np.flatnonzero(bad.to_numpy())[:10].tolist()
             raise InvalidInput(f"The actual column '{actual_column}' has values that are not "
-                               f"numbers in rows {rows} (e.g. {values[bad].iloc[0]!r}); a "
+                               f"numbers in rows {rows} (e.g. {_shown(values[bad].iloc[0])}); a "
                                "regression model's actuals must be numbers.")
         actual = pa.array(numeric.astype("float64"), pa.float64(), from_pandas=True)
     if row_column is not None:
         rows_num = pd.to_numeric(frame[row_column], errors="coerce")
-        if rows_num.isna().any() or (rows_num < 0).any() or (rows_num % 1 != 0).any():
-            raise InvalidInput(f"The row column '{row_column}' must hold whole numbers ≥ 0.")
-        row = pa.array(rows_num.astype("int32"), pa.int32())
+        if (rows_num.isna().any() or (rows_num < 0).any() or (rows_num % 1 != 0).any()
+                or (rows_num >= 2**31).any()):
+            raise InvalidInput(f"The row column '{row_column}' must hold whole numbers from 0 "
+                               "(the row's index within its request).")
+        row_values = rows_num.to_numpy().astype(np.int32)
     else:
-        row = pa.array(np.zeros(len(frame), dtype=np.int32), pa.int32())
-    key_text = keys.astype(str) if not pd.api.types.is_float_dtype(keys) else keys.map(
-        lambda v: str(int(v)) if float(v).is_integer() else str(v))
+        row_values = np.zeros(len(frame), dtype=np.int32)
+    by_row = on == "request_id" or row_column is not None
+    # Request ids are ids, compared as exact text (numbers as their digits).
+    key_text = (pa.array(keys.astype(str), pa.string())
+                if on == "request_id" and not pd.api.types.is_numeric_dtype(keys)
+                else canonical_keys(keys))
+    _check_unique(key_text, row_values if by_row else np.zeros(len(frame), np.int32),
+                  key_column, row_column if by_row else None)
     table = pa.table({
-        "key": pa.array(key_text, pa.string()),
-        "row": row,
+        "key": key_text,
+        "row": pa.array(row_values, pa.int32()),
         "actual": actual,
         "uploaded_at": pa.array(np.full(len(frame), pd.Timestamp.now(tz="UTC").value // 1000),
                                 pa.timestamp("us", tz="UTC")),
     })
-    # Within one upload the last row of a key wins, as across uploads.
-    con = duckdb.connect(config={"enable_external_access": False})
-    try:
-        con.register("t", table)
-        deduped = con.sql("SELECT key, row, last(actual ORDER BY i) AS actual, "
-                              "max(uploaded_at) AS uploaded_at FROM (SELECT *, row_number() "
-                              "OVER () AS i FROM t) GROUP BY key, row ORDER BY key, row"
-                              ).to_arrow_table()
-    finally:
-        con.close()
-    deduped = deduped.cast(table.schema)
-    folder = actuals_dir(store, name, on)
+    table = table.take(pc.sort_indices(table, [("key", "ascending"),
+                                                       ("row", "ascending")]))
+    folder = actuals_dir(store, name, on, by_row=by_row)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = write_parquet(store, folder, f"{stamp}-{uuid.uuid4().hex[:8]}", deduped)
+    path = write_parquet(store, folder, f"{stamp}-{uuid.uuid4().hex[:8]}", table)
     labels = None
     try:
         labels = refresh_labels(store, name, numeric=classes is None)
@@ -244,12 +301,12 @@ def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column
         # The actuals are saved; metrics join them live until the next upload.
         _log.warning("Could not materialise the labelled rows of %s: %s", name, exc)
     try:
-        matched: int | None = count_matched(store, name, deduped, on)
+        matched: int | None = count_matched(store, name, table, on, by_row=by_row)
     except (duckdb.Error, OSError, pa.ArrowException, FixativeError) as exc:
         _log.warning("Could not count the matched actuals of %s: %s", name, exc)
         matched = None
-    return SavedActuals(path=path, rows=deduped.num_rows,
-                        duplicates=len(frame) - deduped.num_rows, on=on, labels=labels,
+    return SavedActuals(path=path, rows=table.num_rows, on=on,
+                        retracted=int(values.isna().sum()), by_row=by_row, labels=labels,
                         matched=matched)
 
 

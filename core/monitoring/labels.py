@@ -38,6 +38,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from core.monitoring.join import actual_sources, match_condition
+from core.monitoring.limits import deadline
 from core.monitoring.sandbox import arrow_fs, register, sandbox
 from core.monitoring.windows import MINUTE_US, ORIGIN_US, Window
 from core.store.paths import (
@@ -177,7 +178,8 @@ def _select(types: dict[str, str], numeric: bool, actual: str, seg: str) -> str:
             f"{actual} AS actual")
 
 
-def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> int:
+def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str,
+                  by_row: bool = False) -> int:
     """How many rows of ``actuals`` (key, row, ...) match a logged or scored prediction
     of model ``name``, by the same rule the monitoring join uses."""
     segments = all_segments(store, name)
@@ -186,9 +188,14 @@ def count_matched(store: StoreLike, name: str, actuals: pa.Table, on: str) -> in
     con = sandbox(store, name)
     try:
         _register_with_seg(con, store, "_m_src", segments, [] if on == "request_id" else [on])
+        types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _m_src").fetchall()}
+        if on != "request_id" and on not in types:
+            return 0
         con.register("_m_act", actuals.select(["key", "row"]))
-        return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 FROM "
-                               f"_m_src l WHERE {match_condition(on, 'a')})").fetchall()[0][0])
+        cond = match_condition(on, "a", by_row=by_row, dtype=types.get(on, "VARCHAR"))
+        with deadline(con):
+            return int(con.execute(f"SELECT count(*) FROM _m_act a WHERE EXISTS (SELECT 1 "
+                                   f"FROM _m_src l WHERE {cond})").fetchall()[0][0])
     finally:
         con.close()
 
@@ -208,41 +215,42 @@ def refresh_labels(store: StoreLike, name: str, *, numeric: bool) -> LabelsInfo 
         return None
     con = sandbox(store, name)
     try:
-        _register_with_seg(con, store, "_lab_src", segments, _join_columns(store, name))
-        types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _lab_src").fetchall()}
-        joins, exprs = actual_sources(store, con, name, list(types), numeric=numeric)
-        if not joins:
-            _remove(store, folder, keep=())
-            return None
-        actual = f"coalesce({', '.join(exprs)})" if len(exprs) > 1 else exprs[0]
-        table = con.sql(f"""
-            SELECT {_select(types, numeric, actual, 'l.seg')}
-            FROM _lab_src l {' '.join(joins)}
-            WHERE l.status < 400 AND {actual} IS NOT NULL
-            ORDER BY l.ts""").to_arrow_table()
-        minute = Window(period_us=MINUTE_US).key_sql("ts")
-        counts_sql = (f"SELECT seg, version, {minute} AS minute, count(*)::INTEGER AS n "
-                      "FROM _lab_src WHERE status < 400 GROUP BY ALL")
-        if numeric:
-            # A regression model's error sums per minute too (the variance of the actuals
-            # as mean and sum of squared deviations, which merge exactly per window).
-            con.register("_lab_rows", table)
-            counts_sql = f"""
-                SELECT c.*, coalesce(s.n_actual, 0)::INTEGER AS n_actual, s.sse, s.sae,
-                       s.sape, s.mean_a, s.m2_a
-                FROM ({counts_sql}) c LEFT JOIN (
-                    SELECT seg, version, {minute} AS minute, count(*) AS n_actual,
-                           sum(d * d) AS sse, sum(abs(d)) AS sae,
-                           sum(abs(d) / greatest(abs(actual), {EPS!r})) AS sape,
-                           avg(actual) AS mean_a, var_pop(actual) * count(*) AS m2_a
-                    FROM (SELECT seg, version, ts, prediction - actual AS d, actual
-                          FROM _lab_rows WHERE prediction IS NOT NULL)
-                    GROUP BY ALL) s USING (seg, version, minute)"""
-        con.execute(f"CREATE TEMP TABLE _lab_minutes AS SELECT * FROM ({counts_sql})")
-        levels = ["SELECT *, 1 AS level FROM _lab_minutes"]
-        levels += [_rollup(size, numeric) for size in LEVELS[1:]]
-        counts = con.sql(f"SELECT * FROM ({' UNION ALL BY NAME '.join(levels)}) "
-                         "ORDER BY level, seg, minute").to_arrow_table()
+        with deadline(con):
+            _register_with_seg(con, store, "_lab_src", segments, _join_columns(store, name))
+            types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE _lab_src").fetchall()}
+            joins, exprs = actual_sources(store, con, name, types, numeric=numeric)
+            if not joins:
+                _remove(store, folder, keep=())
+                return None
+            actual = f"coalesce({', '.join(exprs)})" if len(exprs) > 1 else exprs[0]
+            table = con.sql(f"""
+                SELECT {_select(types, numeric, actual, 'l.seg')}
+                FROM _lab_src l {' '.join(joins)}
+                WHERE l.status < 400 AND {actual} IS NOT NULL
+                ORDER BY l.ts""").to_arrow_table()
+            minute = Window(period_us=MINUTE_US).key_sql("ts")
+            counts_sql = (f"SELECT seg, version, {minute} AS minute, count(*)::INTEGER AS n "
+                          "FROM _lab_src WHERE status < 400 GROUP BY ALL")
+            if numeric:
+                # A regression model's error sums per minute too (the variance of the actuals
+                # as mean and sum of squared deviations, which merge exactly per window).
+                con.register("_lab_rows", table)
+                counts_sql = f"""
+                    SELECT c.*, coalesce(s.n_actual, 0)::INTEGER AS n_actual, s.sse, s.sae,
+                           s.sape, s.mean_a, s.m2_a
+                    FROM ({counts_sql}) c LEFT JOIN (
+                        SELECT seg, version, {minute} AS minute, count(*) AS n_actual,
+                               sum(d * d) AS sse, sum(abs(d)) AS sae,
+                               sum(abs(d) / greatest(abs(actual), {EPS!r})) AS sape,
+                               avg(actual) AS mean_a, var_pop(actual) * count(*) AS m2_a
+                        FROM (SELECT seg, version, ts, prediction - actual AS d, actual
+                              FROM _lab_rows WHERE prediction IS NOT NULL)
+                        GROUP BY ALL) s USING (seg, version, minute)"""
+            con.execute(f"CREATE TEMP TABLE _lab_minutes AS SELECT * FROM ({counts_sql})")
+            levels = ["SELECT *, 1 AS level FROM _lab_minutes"]
+            levels += [_rollup(size, numeric) for size in LEVELS[1:]]
+            counts = con.sql(f"SELECT * FROM ({' UNION ALL BY NAME '.join(levels)}) "
+                             "ORDER BY level, seg, minute").to_arrow_table()
     finally:
         con.close()
     fs = store.fs

@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -47,6 +46,7 @@ from core.model.bundle import BundleMeta
 from core.monitoring.drift import compute as compute_drift
 from core.monitoring.join import actual_sources
 from core.monitoring.labels import labelled_view
+from core.monitoring.limits import LimitedConnection
 from core.monitoring.performance import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -66,6 +66,7 @@ LOG_SCHEMA_BASE = pa.schema([
     ("latency_ms", pa.float64()), ("row", pa.int32()), ("error_code", pa.string()),
 ])
 SOURCES = ("log", "upload", "all")
+TRAFFIC_COLUMNS = ["requests", "rows", "errors", "error_rate", "p50_ms", "p90_ms", "p99_ms"]
 
 
 @dataclass
@@ -79,10 +80,11 @@ class Monitor:
     ``proba`` and ``actual`` of the successful rows with an actual, read from the join
     materialised when actuals were uploaded (:mod:`core.monitoring.labels`), for the metrics;
     ``monitoring_counts`` has ``ts``, ``version`` and ``n``, successful rows counted (per
-    minute where that was materialised too).
+    minute where that was materialised too). Every query runs under the monitoring time
+    limit (:class:`core.monitoring.limits.LimitedConnection`).
     """
 
-    con: duckdb.DuckDBPyConnection
+    con: LimitedConnection
     meta: BundleMeta
     name: str
     versions: list[str] | None
@@ -215,8 +217,7 @@ class Monitor:
         with np.errstate(invalid="ignore", divide="ignore"):
             out["error_rate"] = np.where(out["requests"] > 0,
                                          out["errors"] / out["requests"].clip(lower=1), np.nan)
-        return out[["window_start", "window_end", "requests", "rows", "errors", "error_rate",
-                    "p50_ms", "p90_ms", "p99_ms"]]
+        return out[["window_start", "window_end", *TRAFFIC_COLUMNS]]
 
 
 def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
@@ -261,8 +262,7 @@ def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
     con.execute(f"CREATE TEMP VIEW monitoring_log AS SELECT * FROM {src} WHERE {where}")
     con.execute(f"CREATE TEMP VIEW monitoring_ref AS SELECT * FROM {src}")
     log_types = {r[0]: str(r[1]) for r in con.execute("DESCRIBE monitoring_log").fetchall()}
-    log_columns = list(log_types)
-    joins, actual_exprs = actual_sources(store, con, name, log_columns,
+    joins, actual_exprs = actual_sources(store, con, name, log_types,
                                          numeric=not _is_classifier(meta))
     actual = (f"coalesce({', '.join(actual_exprs)})" if len(actual_exprs) > 1
               else actual_exprs[0] if actual_exprs else
@@ -277,7 +277,8 @@ def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
     columns = [r[0] for r in described]
     has_rows = bool(con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM monitoring_log "
                                 "LIMIT 1)").fetchall()[0][0])
-    return Monitor(con=con, meta=meta, name=name, versions=versions, since=t0, until=t1,
+    return Monitor(con=LimitedConnection(con), meta=meta, name=name, versions=versions,
+                   since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
                    has_rows=has_rows, has_actuals=bool(joins), sample=sample,
                    labelled=labelled, regstats=regstats)

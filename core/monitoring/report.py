@@ -7,6 +7,7 @@ that every face of monitoring runs the same queries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,10 @@ import pandas as pd
 
 from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
-from core.monitoring import thresholds
+from core.monitoring import limits, thresholds
 from core.monitoring.drift import window_verdicts
-from core.monitoring.monitor import open_ref
+from core.monitoring.monitor import TRAFFIC_COLUMNS, open_ref
+from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
 from core.times import parse_time
@@ -34,11 +36,16 @@ class Report:
     marks: pd.DataFrame
     settings: thresholds.Settings
     notes: list[str] = field(default_factory=list)
+    # Parts that could not be computed (metrics, drift, traffic) and why.
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def headline(self) -> thresholds.Headline:
         """Worst mark over the latest windows with enough rows, from the same marks as
         the table (see :func:`core.monitoring.thresholds.headline`)."""
+        if "metrics" in self.failed:
+            return thresholds.Headline("none", message="not judged: the metrics "
+                                                       f"{self.failed['metrics']}")
         if self.metrics.empty or self.metrics["n"].sum() == 0:
             return thresholds.Headline("none", message="no predictions in this range")
         return thresholds.headline(self.marks, self.settings.lookback)
@@ -70,17 +77,35 @@ def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any =
     name, version = store.resolve(str(ref or "").strip() or "?")
     settings = thresholds.load(store, name)
     w = parse_window(window or settings.window)
+    failed: dict[str, str] = {}
+
+    def part(what: str, compute: Callable[[], pd.DataFrame], columns: list[str]
+             ) -> pd.DataFrame:
+        # A part stopped by the query limits is reported; the others carry on.
+        try:
+            return compute()
+        except limits.STOPPED as exc:
+            failed[what] = limits.reason(exc)
+            return pd.DataFrame(columns=["window_start", "window_end", *columns])
+
     with open_ref(store, ref, source=source, since=since, until=until,
                   all_versions=all_versions, reference=reference) as mon:
-        metrics = mon.metrics(w, min_rows=settings.min_rows)
-        custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, name))
-        drift = mon.drift(w, reference=reference)
-        traffic = mon.traffic(w)
-    notes = list(drift.attrs.get("notes", []))
+        counts = ["n", "n_actual", "n_proba"] if mon.is_classifier else ["n", "n_actual"]
+        names = CLASSIFICATION_METRICS if mon.is_classifier else REGRESSION_METRICS
+        metrics = part("metrics", lambda: mon.metrics(w, min_rows=settings.min_rows),
+                       [*counts, *names, "note"])
+        custom = part("custom metrics", lambda: custom_metrics.compute(
+            mon, w, custom_metrics.saved(store, name)), [])
+        drift = part("drift", lambda: mon.drift(w, reference=reference), ["column", "n"])
+        traffic = part("traffic", lambda: mon.traffic(w), TRAFFIC_COLUMNS)
+    notes = [f"{what} {why}" for what, why in failed.items()]
+    notes += list(drift.attrs.get("notes", []))
     notes += [f"custom metric {k}: {v}" for k, v in custom.attrs.get("errors", {}).items()]
-    marks = thresholds.evaluate(settings, metrics, drift, custom)
+    marks = thresholds.evaluate(settings, metrics, drift if "drift" not in failed else None,
+                                custom)
     return Report(name=name, version=version, window=w.label, metrics=metrics, custom=custom,
-                  drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes)
+                  drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes,
+                  failed=failed)
 
 
 def column_values(store: StoreLike, ref: str, column: str, start: Any, end: Any, *,

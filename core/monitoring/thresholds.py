@@ -40,6 +40,7 @@ import pandas as pd
 from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import finite_number
 from core.monitoring import custom as custom_metrics
+from core.monitoring import limits
 from core.monitoring.drift import METHODS
 from core.monitoring.monitor import open_monitor
 from core.monitoring.windows import parse_window
@@ -348,15 +349,21 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
             out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
                                    f"cannot read this version: {exc.message}"))
             continue
-        with open_monitor(store, model, meta, versions=[version], since=since,
-                          sample=sample) as mon:
-            metrics = mon.metrics(w, min_rows=settings.min_rows)
-            if metrics.empty or metrics["n"].sum() == 0:
-                out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
-                                       f"no predictions since {since:%Y-%m-%d %H:%M} UTC"))
-                continue
-            drift = mon.drift(w)
-            custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, model))
+        try:
+            with open_monitor(store, model, meta, versions=[version], since=since,
+                              sample=sample) as mon:
+                metrics = mon.metrics(w, min_rows=settings.min_rows)
+                if metrics.empty or metrics["n"].sum() == 0:
+                    out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
+                                           f"no predictions since {since:%Y-%m-%d %H:%M} UTC"))
+                    continue
+                drift = mon.drift(w)
+                custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, model))
+        except limits.STOPPED as exc:
+            # One model's oversized log never holds the status of the others.
+            out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
+                                   f"not judged: a monitoring query {limits.reason(exc)}"))
+            continue
         marks = evaluate(settings, metrics, drift, custom)
         head = headline(marks, settings.lookback)
         recent = marks[marks["window_start"].isin(head.windows)]

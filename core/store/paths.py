@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 SYSTEM_DIR = ".fixative"
 # A version folder's pins metadata: pins and vetiver read it, and it is written last.
@@ -26,6 +27,8 @@ INDEX_FILE = "index.duckdb"
 ALIAS_EVENTS = "aliases"
 RECORD_EVENTS = "records"
 LABELS_FOLDER = "labelled"
+# Suffix of an actuals folder whose keys include the row within a request.
+ROW_SUFFIX = "+row"
 
 
 def index_file(store: Any) -> str:
@@ -53,9 +56,10 @@ def scored_dir(store: Any, name: str, version: str | None = None) -> str:
     return store.path(SYSTEM_DIR, "scored", name, *([version] if version else []))
 
 
-def actuals_dir(store: Any, name: str, on: str | None = None) -> str:
-    """Actuals of model ``name`` (those matched on column ``on``)."""
-    return store.path(SYSTEM_DIR, "actuals", name, *([on_dir(on)] if on else []))
+def actuals_dir(store: Any, name: str, on: str | None = None, by_row: bool = False) -> str:
+    """Actuals of model ``name`` (those matched on column ``on``, and on the row within
+    a request when ``by_row``)."""
+    return store.path(SYSTEM_DIR, "actuals", name, *([on_dir(on, by_row)] if on else []))
 
 
 def labels_dir(store: Any, name: str) -> str:
@@ -67,14 +71,25 @@ def endpoints_dir(store: Any) -> str:
     return store.path(SYSTEM_DIR, "endpoints")
 
 
-def on_dir(on: str) -> str:
-    """The folder name of actuals matched on column ``on`` (any text, escaped)."""
-    return "by-" + re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"%{ord(m.group()):02X}", on)
+def on_dir(on: str, by_row: bool = False) -> str:
+    """The folder name of actuals matched on column ``on`` (any text, its UTF-8 bytes
+    outside ``A-Za-z0-9_.-`` percent-escaped), with
+    ``+row`` when they also match the row (never for request_id, always matched with
+    its row). The escaping never yields ``+``, so the suffix cannot clash with a name."""
+    escaped = re.sub(r"[^A-Za-z0-9_.-]",
+                     lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), on)
+    return f"by-{escaped}{ROW_SUFFIX if by_row and on != 'request_id' else ''}"
 
 
 def on_from_dir(folder: str) -> str:
     """The column of an actuals folder named by :func:`on_dir`."""
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), folder[3:])
+    base = folder.removesuffix(ROW_SUFFIX)
+    return unquote(base[3:], errors="replace")
+
+
+def row_keyed_dir(folder: str) -> bool:
+    """Whether the actuals of a folder named by :func:`on_dir` match the row too."""
+    return folder.endswith(ROW_SUFFIX) or on_from_dir(folder) == "request_id"
 
 
 def relative_to_system(store: Any, path: str) -> str:
