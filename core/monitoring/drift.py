@@ -406,11 +406,13 @@ def _raw_values(mon: Monitor, k: str, refs: Sequence[ColumnReference],
             FROM monitoring_log WHERE status < 400)
         WHERE h < $thr[k - {first} + 1]""", {"thr": thr}).fetchnumpy()
     keys = np.asarray(data["k"], dtype=np.int64)
+    if not len(keys):  # the sample missed every row (e.g. rows that repeat one (ts, row))
+        return {}
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     cuts = np.flatnonzero(np.diff(keys)) + 1
     starts = np.r_[0, cuts]
-    out: dict[int, dict[str, np.ndarray]] = {int(keys[a]): {} for a in starts} if len(keys) else {}
+    out: dict[int, dict[str, np.ndarray]] = {int(keys[a]): {} for a in starts}
     for c in need:
         values = _as_float(data[c])[order]
         for a, part in zip(starts, np.split(values, cuts)):
