@@ -6,11 +6,13 @@ import contextlib
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import xxhash
+
+if TYPE_CHECKING:  # threads start where a write needs them: listing needs none
+    from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20
 
@@ -133,6 +135,8 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor
+
     with _POOLS_LOCK:
         if name not in _POOLS:
             _POOLS[name] = ThreadPoolExecutor(max_workers=workers,
