@@ -11,10 +11,15 @@ Prints figures; asserts nothing. Targets:
 - cli: ``python -m core versions NAME`` at 1,000 versions, the whole process, at most
   0.4x a Python one-liner calling pins' ``pin_versions``; ``python -m core list`` at 200
   models at most 0.4x one calling ``pin_list``;
-- listing: 1,000 writes in a loop, whose last 100 cost what the first 100 did; listing
-  one pin's versions at least 20x faster than pins' ``pin_versions`` on the same board;
+- listing: 1,000 writes in a loop (a newly fitted model each), total and the median of
+  the last 100 against the first 100, beside the same loop of ``vetiver_pin_write``: the
+  cost does not grow with the number of versions; listing one pin's versions at least
+  20x faster than pins' ``pin_versions`` on the same board;
 - big: writing a 50 MB model through the store at most 1.5x a plain copy of the same
   bytes to the same disk.
+
+A summary at the end lists every figure of issue #20 as a ratio to its anchor, with
+its target, so one run (``--sections small,cli,listing``) reports them all.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,8 +66,41 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:9.3f} ms"
 
 
+# (figure, ratio, target or None, what was compared), printed together at the end
+SUMMARY: list[tuple[str, float, float | None, str]] = []
+
+
+def _loop(write: Callable[[int], object], n: int) -> list[float]:
+    """Seconds of each of ``n`` calls ``write(i)``."""
+    each = []
+    for i in range(n):
+        t = time.perf_counter()
+        write(i)
+        each.append(time.perf_counter() - t)
+    return each
+
+
+def _vetiver(folder: Path) -> tuple[Any, Any]:
+    """A versioned pins board folder and vetiver's model class, quiet: vetiver and pins
+    print a model-card reminder (and pins a note) on every write."""
+    import logging
+
+    import pins
+    import pins.utils
+    import vetiver
+    import vetiver.utils
+
+    logging.getLogger("vetiver").setLevel(logging.WARNING)
+    logging.getLogger("pins").setLevel(logging.WARNING)
+    vetiver.utils.modelcard_options.quiet = True
+    pins.utils.pins_options.quiet = True
+    board = pins.board_folder(str(folder), allow_pickle_read=True, versioned=True)
+    return board, vetiver.VetiverModel
+
+
 def listing(root: Path, n_versions: int) -> None:
     import pins
+    import vetiver
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["a", "b", "c", "d"])
@@ -70,24 +109,40 @@ def listing(root: Path, n_versions: int) -> None:
     board = root / "listing"
     store = VersionStore(board)
 
-    each = []
-    t = time.perf_counter()
-    for _ in range(n_versions):  # a fresh bundle each time, as a training loop makes
-        t0 = time.perf_counter()
-        store.write(bundle(model, X, name="small", metrics={"rmse": 0.1}))
-        each.append(time.perf_counter() - t0)
-    write_s = time.perf_counter() - t
+    # A newly fitted model for every write, as a training loop makes (pins stores nothing
+    # when a pickle's hash equals the latest version's); fitted before the clock starts.
+    y = X @ np.array([1.0, 2.0, -1.0, 0.5])
+    fitted = [LinearRegression().fit(X, y + i * 1e-6) for i in range(2 * n_versions)]
+    each = _loop(lambda i: store.write(bundle(fitted[i], X, name="small",
+                                              metrics={"rmse": 0.1})), n_versions)
+    vboard, vetiver_model = _vetiver(root / "listing-vetiver")
+    theirs = _loop(lambda i: vetiver.vetiver_pin_write(
+        vboard, vetiver_model(fitted[n_versions + i], "small", prototype_data=X)), n_versions)
     k = min(100, n_versions)
-    print(f"wrote {n_versions} versions of a small model (bundle + write each) in "
-          f"{write_s:.1f} s ({write_s / n_versions * 1000:.1f} ms per version); median of "
-          f"the first {k} {ms(statistics.median(each[:k]))}, of the last {k} "
-          f"{ms(statistics.median(each[-k:]))} (ratio last/first "
-          f"{statistics.median(each[-k:]) / statistics.median(each[:k]):.2f})")
+    print(f"{n_versions} writes of a small model in a loop, each a newly fitted "
+          "LinearRegression on 200 rows:")
+    figures: dict[str, tuple[float, float]] = {}
+    for who, times in (("core.bundle + store.write", each),
+                       ("VetiverModel + vetiver_pin_write", theirs)):
+        total, first, last = sum(times), statistics.median(times[:k]), \
+            statistics.median(times[-k:])
+        figures[who] = (total, last / first)
+        print(f"  {who:34} total {total:7.1f} s ({total / n_versions * 1000:.1f} ms per "
+              f"write); median of the first {k} {ms(first)}, of the last {k} {ms(last)} "
+              f"(last/first {last / first:.2f})")
+    ours_total, ours_growth = figures["core.bundle + store.write"]
+    their_total, their_growth = figures["VetiverModel + vetiver_pin_write"]
+    SUMMARY.append((f"{n_versions} writes in a loop, total ÷ vetiver's",
+                    ours_total / their_total, None, f"{ours_total:.1f} s vs "
+                    f"{their_total:.1f} s"))
+    SUMMARY.append((f"  ours: median of the last {k} writes ÷ of the first {k}", ours_growth,
+                    None, f"vetiver's {their_growth:.2f}x; 1.00x is no growth"))
 
     t = time.perf_counter()
     versions = store.versions("small")
     first = time.perf_counter() - t
     assert len(versions) == n_versions, len(versions)
+    assert len(vboard.pin_versions("small")) == n_versions
     print(f"first listing after the writes (index sync of {n_versions} new versions): "
           f"{ms(first)}")
 
@@ -141,18 +196,9 @@ def listing(root: Path, n_versions: int) -> None:
 def small_write(root: Path, repeat: int) -> None:
     """A small model's write, warm process: Fixative's bundle + write against vetiver's
     VetiverModel + vetiver_pin_write of the same model, alternated."""
-    import logging
-
-    import pins
-    import pins.utils
     import vetiver
-    import vetiver.utils
 
-    # vetiver and pins print a model-card reminder (and pins a note) on every write
-    logging.getLogger("vetiver").setLevel(logging.WARNING)
-    logging.getLogger("pins").setLevel(logging.WARNING)
-    vetiver.utils.modelcard_options.quiet = True
-    pins.utils.pins_options.quiet = True
+    board, _ = _vetiver(root / "small-vetiver")
     rng = np.random.default_rng(2)
     X = pd.DataFrame(rng.normal(size=(50, 4)), columns=["a", "b", "c", "d"])
     y = X @ np.array([1.0, 2.0, -1.0, 0.5])
@@ -160,8 +206,6 @@ def small_write(root: Path, repeat: int) -> None:
     # latest version's ("Your pin will not be stored"), which would time a no-op.
     models = iter([LinearRegression().fit(X, y + i * 1e-6) for i in range(4 * repeat + 8)])
     store = VersionStore(root / "small-fixative")
-    board = pins.board_folder(str(root / "small-vetiver"), allow_pickle_read=True,
-                              versioned=True)
     v_models = iter([vetiver.VetiverModel(next(models), "small", prototype_data=X)
                      for _ in range(repeat + 2)])
 
@@ -195,6 +239,9 @@ def small_write(root: Path, repeat: int) -> None:
     print(f"  ratio ours / vetiver_pin_write {med['ours'] / med['write']:5.2f}x  "
           "(target <= 2x) | ours / VetiverModel + vetiver_pin_write "
           f"{med['ours'] / med['theirs']:5.2f}x")
+    SUMMARY.append(("small write, warm: bundle + store.write ÷ vetiver_pin_write",
+                    med["ours"] / med["write"], 2.0,
+                    f"{med['ours'] * 1000:.1f} vs {med['write'] * 1000:.1f} ms"))
 
 
 def _process_s(code: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -264,6 +311,14 @@ def cli(root: Path, n_versions: int, n_models: int, repeat: int) -> None:
         print(f"  ratio {ours} / {theirs}: wall {wall[ours] / wall[theirs]:5.2f}x, CPU "
               f"{cpu[ours] / cpu[theirs]:5.2f}x (target <= 0.4x); without bytecode cache: "
               f"wall {wall[nocache] / wall[theirs]:5.2f}x, CPU {cpu[nocache] / cpu[theirs]:5.2f}x")
+    for ours, theirs, what in (("core versions", "pins pin_versions",
+                                f"python -m core versions NAME at {n_versions} versions"),
+                               ("core list", "pins pin_list",
+                                f"python -m core list at {n_models} models")):
+        SUMMARY.append((f"{what} ÷ pins one-liner, wall", wall[ours] / wall[theirs], 0.4,
+                        f"{wall[ours] * 1000:.0f} vs {wall[theirs] * 1000:.0f} ms"))
+        SUMMARY.append(("  the same, CPU", cpu[ours] / cpu[theirs], 0.4,
+                        f"{cpu[ours] * 1000:.0f} vs {cpu[theirs] * 1000:.0f} ms"))
 
 
 def big_write(root: Path, megabytes: int) -> None:
@@ -354,6 +409,12 @@ def main() -> None:
             big_write(root, args.megabytes)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if SUMMARY:
+        print(f"\nsummary (python {' '.join(sys.argv)}):")
+        for what, ratio, target, detail in SUMMARY:
+            verdict = "" if target is None else \
+                f"target <= {target:g}x: {'met' if ratio <= target else 'NOT MET'}"
+            print(f"  {what:68} {ratio:6.2f}x  ({detail}) {verdict}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ can set them at any time before use.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 STORE_ENV = "FIXATIVE_STORE"
 DEFAULT_STORE = "./fixative-store"
@@ -96,7 +95,7 @@ def s3_endpoint_url() -> str | None:
 
 def cache_dir() -> str:
     """Fixative's folder of per-user caches: ``~/.cache/fixative``."""
-    return str(Path.home() / ".cache" / "fixative")
+    return os.path.join(os.path.expanduser("~"), ".cache", "fixative")
 
 
 def index_dir() -> str:

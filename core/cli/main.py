@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from core.cli.output import visible
@@ -56,10 +56,22 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if _command_word(argv) == "list":  # answered from the listing kept on disk if it can
+        from core.cli.quick import answer
+
+        quick = _guarded(lambda: answer(argv))
+        if quick is not None:
+            return quick
     parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
+    code = _guarded(lambda: int(args.func(args) or 0))
+    return 0 if code is None else code
+
+
+def _guarded(run: Callable[[], int | None]) -> int | None:
+    """``run()``, with a failure as one clear line on stderr and its exit status."""
     try:
-        return int(args.func(args) or 0)
+        return run()
     except FixativeError as exc:
         print(f"error: {visible(exc.message)}", file=sys.stderr)
         return 1

@@ -4,20 +4,18 @@ reindex, verify."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.cli.output import plain_number, table_text
+from core.cli.output import cell, print_json, print_models, print_table
 from core.errors import InvalidArgument, NotFound
 from core.model.prototype import Column
-from core.store.board import local_root
 from core.store.names import parse_ref
+from core.store.paths import local_root
 from core.store.versionstore import VersionStore
 
 # Refuse before reading: a model or sample beyond this is almost surely a wrong path.
@@ -65,33 +63,6 @@ def trust_argument(parser: argparse.ArgumentParser, help: str) -> None:
                         metavar="MODULE.NAME", help=f"{help} (repeatable, or a,b)")
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """Plain aligned columns, for people; ``--json`` is the form for programs."""
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(_cell, value))
-    if isinstance(value, float):
-        return plain_number(value, significant=6)
-    return table_text(value)
-
-
 def read_input_file(path: str, what: str) -> bytes:
     p = Path(path)
     if not p.exists():
@@ -134,23 +105,15 @@ def cmd_write(args: argparse.Namespace) -> int:
                   metrics=_key_values(args.metric, "metric"),
                   tags=args.tag, trusted=args.trust)
     if args.json:
-        _print_json(info.to_dict())
+        print_json(info.to_dict())
     else:
         print(f"stored {info.name}@{info.version}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    models = open_store(args).list_models()
-    if args.json:
-        _print_json([m.to_dict() for m in models])
-    elif not models:
-        print("The store is empty. Add a model with: python -m core write MODEL_FILE "
-              "--name NAME [--sample CSV]", file=sys.stderr)
-    else:
-        print_table([vars(m) for m in models],
-                    ["name", "latest", "n_versions", "aliases", "task", "model_class",
-                     "updated"])
+    # a fresh process with a listing kept on disk prints it through core.cli.quick
+    print_models([vars(m) for m in open_store(args).list_models()], args.json)
     return 0
 
 
@@ -161,7 +124,7 @@ def _version_rows(versions: Sequence[Any]) -> list[dict[str, Any]]:
 def cmd_versions(args: argparse.Namespace) -> int:
     versions = open_store(args).versions(parse_ref(args.name)[0])
     if args.json:
-        _print_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
     else:
         print_table(_version_rows(versions),
                     ["version", "created", "user", "aliases", "metrics", "tags"])
@@ -178,13 +141,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"name": name, "version": version, "aliases": info.aliases,
             "hash": info.hash, "size": info.size} | meta
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     print(f"{name}@{version}  ({', '.join(info.aliases) or 'no aliases'})")
     for key in ("model_class", "library", "task", "classes", "description", "user",
                 "created", "metrics", "tags"):
         if data.get(key) not in (None, "", [], {}):
-            print(f"  {key + ':':13} {_cell(data[key])}")
+            print(f"  {key + ':':13} {cell(data[key])}")
     env = data.get("environment") or {}
     print(f"  {'python:':13} {env.get('python', '?')}")
     packages = env.get("packages") or {}
@@ -196,7 +159,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         detail = col["categories"] if col.get("categories") else (
             Column.from_dict(col).range_text() or "")
         null = "nullable" if col.get("nullable") else ""
-        print(f"    {col['name']:24} {col['kind']:9} {null:9} {_cell(detail)[:60]}")
+        print(f"    {col['name']:24} {col['kind']:9} {null:9} {cell(detail)[:60]}")
     for note in data.get("notes") or []:
         print(f"  note: {note}")
     return 0
@@ -220,7 +183,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             message = message.replace(name, flag)
         raise InvalidArgument(message) from None
     if args.json:
-        _print_json([v.to_dict() for v in found])
+        print_json([v.to_dict() for v in found])
     elif not found:
         print("No version matches every condition; try fewer conditions, or "
               "'python -m core list' to see what is stored.")
@@ -242,7 +205,7 @@ def cmd_alias(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     events = open_store(args).alias_history(parse_ref(args.name)[0])
     if args.json:
-        _print_json([e.to_dict() for e in events])
+        print_json([e.to_dict() for e in events])
     else:
         print_table([vars(e) for e in events],
                     ["at", "alias", "from_version", "to_version", "user"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import hashlib
 import json
 import os
 import posixpath
@@ -28,10 +27,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from core import settings
 from core.errors import FixativeError, NotFound
-from core.processes import pid_alive
 from core.store.files import FileStat, hash_stream
+from core.store.marker import local_marker
 from core.store.names import MAX_NAME_LENGTH
-from core.store.paths import PINS_META, SYSTEM_DIR
+from core.store.paths import (
+    GENERATION_FILE,
+    PINS_META,
+    SYSTEM_DIR,
+    is_url,
+    store_location,
+)
 from core.store.staging import HOST, LocalStage, ObjectStoreStage, Stage
 
 if TYPE_CHECKING:  # fsspec is imported where a file system is made
@@ -51,26 +56,6 @@ MARKER_PERIOD = 60
 _STAGE = re.compile(r"(\d+)-([A-Za-z0-9_]+)-[0-9a-f]{32}")
 _ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-
-
-def store_location(location: str | os.PathLike[str] | None = None) -> str:
-    """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
-    (a ``file://`` URL as its plain path)."""
-    text = os.fspath(location) if location is not None else ""
-    text = text or settings.store_location()
-    return text[len("file://"):] if text.startswith("file://") else text
-
-
-def local_root(location: str | os.PathLike[str] | None = None) -> str | None:
-    """The absolute folder of a local board; None for a URL."""
-    text = store_location(location)
-    return None if is_url(text) else os.path.abspath(os.path.expanduser(text))
-
-
-def is_url(location: str) -> bool:
-    """Whether a store location (as :func:`store_location` returns it) names an fsspec URL
-    rather than a local folder."""
-    return "://" in location
 
 
 class Board(abc.ABC):
@@ -183,13 +168,13 @@ class Board(abc.ABC):
 
     def generation(self) -> str:
         try:
-            return self.read_bytes(SYSTEM_DIR, "generation").decode("ascii", "replace").strip()
+            return self.read_bytes(SYSTEM_DIR, GENERATION_FILE).decode("ascii", "replace").strip()
         except (FileNotFoundError, NotADirectoryError):
             return ""
 
     def bump(self) -> None:
         """Tell every process that the board changed (after the change is complete)."""
-        self.write_bytes((SYSTEM_DIR, "generation"), uuid.uuid4().hex.encode("ascii"))
+        self.write_bytes((SYSTEM_DIR, GENERATION_FILE), uuid.uuid4().hex.encode("ascii"))
 
     @abc.abstractmethod
     def marker(self) -> str:
@@ -227,6 +212,8 @@ class Board(abc.ABC):
     def _abandoned(self, folder: str, entry: str) -> bool:
         m = _STAGE.fullmatch(entry)
         if m and m.group(2) == HOST:
+            from core.processes import pid_alive  # psutil: only when cleaning up
+
             return not pid_alive(int(m.group(1)))
         return self._age(folder, entry) > STALE_SECONDS
 
@@ -333,16 +320,7 @@ class LocalBoard(Board):
             os.rmdir(self.path(name))  # only succeeds when no version is left
 
     def marker(self) -> str:
-        h = hashlib.blake2b(self.generation().encode(), digest_size=12)
-        try:
-            with os.scandir(self.root) as it:
-                for e in it:
-                    if e.name.startswith(".") or not e.is_dir():
-                        continue
-                    h.update(f"|{e.name}:{e.stat().st_mtime_ns}".encode())
-        except FileNotFoundError:
-            h.update(b"|missing")
-        return h.hexdigest()
+        return local_marker(self.root)
 
     def _remove_tree(self, path: str) -> None:
         if os.path.isdir(path):

@@ -6,11 +6,13 @@ import contextlib
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import xxhash
+
+if TYPE_CHECKING:  # threads start where a write needs them: listing needs none
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1 << 20
 
@@ -133,6 +135,8 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor
+
     with _POOLS_LOCK:
         if name not in _POOLS:
             _POOLS[name] = ThreadPoolExecutor(max_workers=workers,
@@ -167,10 +171,21 @@ def hash_bytes(data: bytes) -> FileStat:
     return FileStat(hashlib.sha256(data).hexdigest(), xxhash.xxh64(data).hexdigest(), len(data))
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or folder by its path (a file's pages reach the disk whichever
+    descriptor asks)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_soon(path: str) -> Future[None]:
+    """Start fsyncing ``path`` in a helper thread; wait on the returned future.
+
+    Syncs issued together share the file system's journal commits: a version's small
+    files and its folder synced at once cost about one sync, where one after another
+    each waited for its own."""
+    return _pool("fsync", 4).submit(fsync_path, path)
 

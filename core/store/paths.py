@@ -1,9 +1,12 @@
-"""Every path Fixative keeps on a board besides the pins versions, one function each.
+"""Where a board is, and every path Fixative keeps on it besides the pins versions, one
+function each.
 
 ``store`` is anything with ``path(*parts) -> str`` (a :class:`core.store.board.Board` or a
 :class:`core.store.versionstore.VersionStore`)::
 
     <board>/.fixative/index.duckdb                              the index (derived data)
+    <board>/.fixative/index.duckdb.listings/                    listings kept on disk (same)
+    <board>/.fixative/generation                                the change marker's token
     <board>/.fixative/aliases/<model>/<event>.json              alias moves
     <board>/.fixative/records/<kind>/<model>/<event>.json       card texts, custom metrics...
     <board>/.fixative/logs/<model>/<version>/<day>/<seg>.parquet     prediction log
@@ -15,15 +18,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from core import settings
+
 SYSTEM_DIR = ".fixative"
 # A version folder's pins metadata: pins and vetiver read it, and it is written last.
 PINS_META = "data.txt"
 INDEX_FILE = "index.duckdb"
+# Rewritten by every Fixative change to versions, aliases or records (see core.store.marker).
+GENERATION_FILE = "generation"
 ALIAS_EVENTS = "aliases"
 RECORD_EVENTS = "records"
 LABELS_FOLDER = "labelled"
@@ -31,8 +39,33 @@ LABELS_FOLDER = "labelled"
 ROW_SUFFIX = "+row"
 
 
+def store_location(location: str | os.PathLike[str] | None = None) -> str:
+    """The board a store opens: ``location``, else $FIXATIVE_STORE, else ./fixative-store
+    (a ``file://`` URL as its plain path)."""
+    text = os.fspath(location) if location is not None else ""
+    text = text or settings.store_location()
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def local_root(location: str | os.PathLike[str] | None = None) -> str | None:
+    """The absolute folder of a local board; None for a URL."""
+    text = store_location(location)
+    return None if is_url(text) else os.path.abspath(os.path.expanduser(text))
+
+
+def is_url(location: str) -> bool:
+    """Whether a store location (as :func:`store_location` returns it) names an fsspec URL
+    rather than a local folder."""
+    return "://" in location
+
+
 def index_file(store: Any) -> str:
     return store.path(SYSTEM_DIR, INDEX_FILE)
+
+
+def listings_dir(index_path: str) -> str:
+    """The folder of listings kept on disk beside an index (see core.store.snapshot)."""
+    return index_path + ".listings"
 
 
 def alias_events(name: str) -> tuple[str, str]:

@@ -7,29 +7,79 @@ to the two listings a fresh process asks for most, the models and one model's
 versions, are also written as small JSON files keyed by the board's change marker, the
 same key under which the index itself counts as up to date (:meth:`Index._sync`). A
 file whose marker differs from the board's is ignored; a missing, damaged or
-unreadable one only means asking the index. Nothing here is a source of truth:
-``reindex`` drops the files along with the index.
+unreadable one only means asking the index, and so does one that is not exactly a
+listing (a field missing, added or of another type): the files are data, read as JSON
+and checked field by field, never code. Nothing here is a source of truth: ``reindex``
+drops the files along with the index.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.store.versions import ModelInfo, VersionInfo
+if TYPE_CHECKING:  # the classes are made where a store asks (core.cli.quick needs rows)
+    from core.store.versions import ModelInfo, VersionInfo
 
 FORMAT = 1
-# The fields holding times, per listing kind (written as ISO text with offset, exact).
-_KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "models": (ModelInfo, ("updated",)),
-    "versions": (VersionInfo, ("created",)),
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _text_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+
+
+# Each listing kind's fields and what each must hold; the times (ISO text with offset,
+# exact) are read back as datetimes. A file is used only if every row has exactly these.
+_FIELDS: dict[str, dict[str, Any]] = {
+    "models": {"name": _text, "latest": _text, "n_versions": _count, "updated": datetime,
+               "aliases": _text_map, "task": _text, "library": _text, "model_class": _text},
+    "versions": {"name": _text, "version": _text, "created": datetime, "hash": _text,
+                 "size": _count, "user": _text, "description": _text, "task": _text,
+                 "model_class": _text, "library": _text, "metrics": _numbers, "tags": _texts,
+                 "aliases": _texts, "source": _text},
 }
+
+
+def _row(fields: dict[str, Any], item: Any) -> dict[str, Any] | None:
+    """One listed item with its times as datetimes; None unless it is well formed."""
+    if not isinstance(item, dict) or item.keys() != fields.keys():
+        return None
+    row = {}
+    for name, check in fields.items():
+        value = item[name]
+        if check is datetime:
+            if not isinstance(value, str):
+                return None
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            if value.tzinfo is None:
+                return None
+        elif not check(value):
+            return None
+        row[name] = value
+    return row
 
 
 class Snapshots:
@@ -41,37 +91,60 @@ class Snapshots:
     @staticmethod
     def kept(key: Any) -> bool:
         """Whether answers under this query key are kept on disk."""
-        return key[0] in _KINDS and len(key) <= 2
+        return key[0] in _FIELDS and len(key) <= 2
 
     def _path(self, key: Any) -> str:
         if key[0] == "models":
             return os.path.join(self.folder, "models.json")
+        import hashlib
+
         # model names are safe file names, but may differ only in case on a board whose
         # file system does not; a digest keeps every name its own file
         digest = hashlib.blake2b(key[1].encode(), digest_size=8).hexdigest()
         return os.path.join(self.folder, f"versions-{digest}.json")
 
-    def read(self, key: Any, marker: str) -> list[Any] | None:
-        """The listing kept for ``key`` at ``marker``; None if there is none."""
+    def rows(self, key: Any, marker: str) -> list[dict[str, Any]] | None:
+        """The listing kept for ``key`` at ``marker``, one dict of fields per item (times
+        as datetimes); None if there is none, or if it is not exactly such a listing."""
         try:
             with open(self._path(key), "rb") as f:
                 doc = json.loads(f.read())
-            if doc.get("format") != FORMAT or doc.get("marker") != marker or \
-                    doc.get("key") != list(key):
-                return None
-            cls, times = _KINDS[key[0]]
-            return [cls(**{**item, **{t: datetime.fromisoformat(item[t]) for t in times}})
-                    for item in doc["items"]]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError):
             return None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or \
+                doc.get("marker") != marker or doc.get("key") != list(key) or \
+                not isinstance(doc.get("items"), list):
+            return None
+        fields = _FIELDS[key[0]]
+        rows = []
+        for item in doc["items"]:
+            row = _row(fields, item)
+            if row is None:
+                return None
+            rows.append(row)
+        return rows
+
+    def read(self, key: Any, marker: str) -> list[ModelInfo] | list[VersionInfo] | None:
+        """The listing kept for ``key`` at ``marker``; None if there is none."""
+        from core.store.versions import ModelInfo, VersionInfo
+
+        rows = self.rows(key, marker)
+        if rows is None:
+            return None
+        if key[0] == "models":
+            return [ModelInfo(**row) for row in rows]
+        return [VersionInfo(**row) for row in rows]
 
     def write(self, key: Any, marker: str, items: list[Any]) -> None:
         """Keep ``items`` as the listing for ``key`` at ``marker`` (best effort)."""
-        _cls, times = _KINDS[key[0]]
+        import tempfile
+
+        fields = _FIELDS[key[0]]
         rows = []
         for item in items:
-            row = {name: getattr(item, name) for name in item.__dataclass_fields__}
-            rows.append(row | {t: row[t].isoformat() for t in times})
+            row = {name: getattr(item, name) for name in fields}
+            rows.append({k: v.isoformat() if fields[k] is datetime else v
+                         for k, v in row.items()})
         try:
             body = json.dumps({"format": FORMAT, "marker": marker, "key": list(key),
                                "items": rows}, ensure_ascii=False, allow_nan=False)
@@ -90,4 +163,6 @@ class Snapshots:
                     os.unlink(tmp)
 
     def clear(self) -> None:
+        import shutil
+
         shutil.rmtree(self.folder, ignore_errors=True)

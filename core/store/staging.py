@@ -14,15 +14,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import FixativeError
-from core.store.files import CHUNK, DurableFile, FileStat, HashingWriter, _fsync_dir
+from core.store.files import CHUNK, DurableFile, FileStat, HashingWriter, fsync_path, sync_soon
 from core.store.paths import PINS_META, SYSTEM_DIR
 from core.store.versions import clock, version_id
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from core.store.board import Board, LocalBoard
 
 # Stage and trash folders carry the host, so a cleaner never takes another machine's.
 HOST = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
+# Staged files up to this size are synced together at commit rather than as written.
+SYNC_AT_COMMIT = 8 << 20
 
 
 class Stage(abc.ABC):
@@ -83,10 +87,16 @@ class Stage(abc.ABC):
 
 
 class LocalStage(Stage):
-    """A staging folder renamed into place (atomic on POSIX), its files fsynced first."""
+    """A staging folder renamed into place (atomic on POSIX), its files fsynced first.
+
+    A large file is synced while it is written (:class:`DurableFile`); a small one's
+    sync starts as soon as it is written, and is waited for at commit together with
+    the syncs of the version's last files and of the folder, all issued at once.
+    """
 
     def __init__(self, board: LocalBoard) -> None:
         super().__init__(board)
+        self._syncing: list[Future[None]] = []
         os.makedirs(self.dir)
 
     def _write(self, fname: str, produce: Callable[[HashingWriter], Any]) -> FileStat:
@@ -94,16 +104,19 @@ class LocalStage(Stage):
                 DurableFile(raw) as durable:
             writer = HashingWriter(durable)
             produce(writer)
-            durable.sync()
+            if writer.size > SYNC_AT_COMMIT:
+                durable.sync()
+            else:
+                durable.flush()
+                self._syncing.append(sync_soon(self._file(fname)))
         return writer.stat()
 
     def _commit(self, name: str, version: str, small: dict[str, bytes]) -> bool:
         for fname, data in small.items():
             with open(self._file(fname), "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_dir(self.dir)
+        self._wait([*(sync_soon(self._file(fname)) for fname in small),
+                    sync_soon(self.dir)])
         model_dir = self.board.path(name)
         target = self.board.path(name, version)
         for _ in range(10):
@@ -118,12 +131,23 @@ class LocalStage(Stage):
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                     return False
                 raise
-            _fsync_dir(model_dir)
+            fsync_path(model_dir)
             self._done = True
             return True
         return False
 
+    def _wait(self, started: list[Future[None]]) -> None:
+        """Wait for ``started`` and for every sync a staged file started (an error of
+        any of them is raised once all have finished)."""
+        pending, self._syncing = [*self._syncing, *started], []
+        for done in pending:
+            done.exception()
+        for done in pending:
+            done.result()
+
     def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wait([])  # a failed write: no sync left running on its files
         if not self._done:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -84,7 +84,7 @@ class VersionStore:
         self._board = open_board(board, storage_options)
         self.url = self._board.url
         self._index = Index(index_path or self._default_index_path(), lock_timeout)
-        self._snapshots = Snapshots(self._index.path + ".listings")
+        self._snapshots = Snapshots(paths.listings_dir(self._index.path))
         self._cache: dict[Any, Any] = {}
         self._cache_marker: str | None = None
         # key -> (what the model's folders held, answer): see _model_state
