@@ -96,8 +96,9 @@ class ShareLink:
 
 # -- secret ----------------------------------------------------------------------------
 
-def _secret(store: Any, create: bool) -> bytes | None:
-    """The share secret; a new one is written to the board when ``create`` and none exists."""
+def secret(store: Any, create: bool) -> bytes | None:
+    """The share secret; a new one is written to the board when ``create`` and none exists
+    (None when there is none and ``create`` is false)."""
     from_env = settings.share_secret()
     if from_env is not None:
         if len(from_env) < MIN_SECRET_CHARS:
@@ -168,7 +169,7 @@ def create(store: Any, name: str, *, version: str | None = None, alias: str | No
         version = store.resolve(f"{name}@{version}")[1]  # NotFound names what exists
     else:
         store.resolve(f"{name}:{alias}")
-    key = _secret(store, create=True)
+    key = secret(store, create=True)
     assert key is not None
     link_id = _b64(secrets.token_bytes(_ID_BYTES))
     payload = {"action": "create", "id": link_id, "alias": alias}
@@ -207,7 +208,7 @@ def _links(store: Any, name: str, key: bytes | None) -> dict[str, ShareLink]:
 
 def links(store: Any, name: str) -> list[ShareLink]:
     """Every link ever made to ``name``'s cards, newest first, revoked ones included."""
-    key = _secret(store, create=False)
+    key = secret(store, create=False)
     return sorted(_links(store, validate_name(name), key).values(),
                   key=lambda link: link.created_at, reverse=True)
 
@@ -215,7 +216,7 @@ def links(store: Any, name: str) -> list[ShareLink]:
 def revoke(store: Any, name: str, link_id: str, user: str | None = None) -> ShareLink:
     """Stop link ``link_id`` of model ``name`` from opening anything, from now on."""
     name = validate_name(name)
-    found = _links(store, name, _secret(store, create=False)).get(str(link_id))
+    found = _links(store, name, secret(store, create=False)).get(str(link_id))
     if found is None:
         raise NotFound(f"{name} has no share link with id {str(link_id)[:40]!r}; the Card page "
                        "lists its links.")
@@ -244,7 +245,7 @@ def open_link(store: Any, name: object, token: object, *, version: object = None
     try:
         name = validate_name(name)
         ver, ali = _target(version or None, alias or None)  # type: ignore[arg-type]
-        key = _secret(store, create=False)
+        key = secret(store, create=False)
     except FixativeError:
         raise InvalidShareLink() from None
     if key is None:
