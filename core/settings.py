@@ -118,7 +118,9 @@ def user() -> str | None:
 
 
 def password() -> str | None:
-    return _get(PASSWORD_ENV)
+    """``$FIXATIVE_PASSWORD`` as set; None when unset, empty or only spaces."""
+    value = _get(PASSWORD_ENV)
+    return value if value and value.strip() else None
 
 
 def share_secret() -> str | None:
