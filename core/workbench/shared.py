@@ -34,7 +34,7 @@ def _card_page() -> None:
         name, version = share.open_link(store, q.get("model"), q.get("share"),
                                         version=q.get("version"), alias=q.get("alias"))
         card = cards.card_data(store, name, version)
-    except FixativeError:
+    except (FixativeError, OSError):
         _invalid()
         return
     st.html(cards.render_html(card, fragment=True))

@@ -178,7 +178,7 @@ def authenticated() -> bool:
         return False
     try:
         valid = access.cookie_valid(_open_store(store_location()), cookie)
-    except FixativeError:
+    except (FixativeError, OSError):  # no store, no key: sign in again
         valid = False
     if valid:
         st.session_state[_AUTH_KEY] = True
@@ -230,7 +230,7 @@ def _sign_in() -> None:
     st.session_state.pop(_SIGNED_OUT_KEY, None)
     try:
         st.session_state[_COOKIE_KEY] = access.make_cookie(_open_store(store_location()))
-    except FixativeError:
+    except (FixativeError, OSError):
         pass  # signed in for this session only
 
 
