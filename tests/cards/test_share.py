@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import shutil
 import stat
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,16 +20,26 @@ from core.store import paths
 from core.store.versionstore import VersionStore
 
 
-@pytest.fixture
-def board(tmp_path, house_data, monkeypatch):
-    monkeypatch.delenv("FIXATIVE_SHARE_SECRET", raising=False)
-    store = VersionStore(str(tmp_path / "board"))
+@pytest.fixture(scope="module")
+def template(tmp_path_factory, house_data):
+    """A board with two versions of 'house' (alias production on the first) and 'other'."""
+    folder = tmp_path_factory.mktemp("share-template") / "board"
+    store = VersionStore(str(folder))
     features = house_data.drop(columns=["price"]).select_dtypes("number").head(200)
     model = LinearRegression().fit(features, house_data["price"].head(200))
     versions = [store.write(bundle(model, features, name=n, user="ana")).version
                 for n in ("house", "house", "other")]
     store.set_alias("house", "production", versions[0], user="ana")
-    return store, versions
+    return folder, versions
+
+
+@pytest.fixture
+def board(template, tmp_path, monkeypatch):
+    """A fresh copy of the template board for each test."""
+    monkeypatch.delenv("FIXATIVE_SHARE_SECRET", raising=False)
+    folder, versions = template
+    shutil.copytree(folder, tmp_path / "board")
+    return VersionStore(str(tmp_path / "board")), versions
 
 
 def _params(link: share.ShareLink) -> dict[str, str]:

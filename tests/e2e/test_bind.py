@@ -106,12 +106,10 @@ def test_default_start_answers_on_loopback_only_and_store_writes_stay_quiet(
         shutil.rmtree(store, ignore_errors=True)
 
 
-@pytest.mark.parametrize("password", [None, "", "   "])
-def test_launcher_refuses_public_without_password(password):
-    env = _env() if password is None else _env(FIXATIVE_PASSWORD=password)
+def test_launcher_refuses_public_without_password():
     port = free_port()
     result = subprocess.run([sys.executable, "-m", "core", "workbench", "--public", "--port",
-                             str(port)], cwd=ROOT, env=env, capture_output=True, text=True,
+                             str(port)], cwd=ROOT, env=_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
@@ -120,11 +118,24 @@ def test_launcher_refuses_public_without_password(password):
     assert "Set FIXATIVE_PASSWORD" in result.stderr and "leave out --public" in result.stderr
 
 
-@pytest.mark.parametrize("port", ["0", "65536", "http", "", "-1"])
-def test_launcher_rejects_bad_ports(port):
-    result = subprocess.run([sys.executable, "-m", "core", "workbench", "--port", port],
-                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "is not a port number" in result.stderr
+@pytest.mark.parametrize("password", ["", "   "])
+def test_an_empty_password_is_no_password(password, monkeypatch, capsys):
+    from core.cli.main import main
+
+    monkeypatch.setenv("FIXATIVE_PASSWORD", password)
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("the launcher started streamlit"))
+    assert main(["workbench", "--public", "--port", str(free_port())]) == 1
+    assert "Refusing to listen on every network interface" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "", "-1", "8501" * 100])
+def test_launcher_rejects_bad_ports(port, capsys, monkeypatch):
+    from core.cli.main import main
+
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("the launcher started streamlit"))
+    assert main(["workbench", "--port", port]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a port number" in err
 
 
 @pytest.mark.browser
