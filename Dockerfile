@@ -1,4 +1,7 @@
-# Fixative workbench: docker build -t fixative . && docker run -p 8501:8501 -v fixative-store:/data/store fixative
+# Fixative workbench: docker build -t fixative . &&
+#   docker run -p 8501:8501 -e FIXATIVE_PASSWORD=... -v fixative-store:/data/store fixative
+# It listens on every interface inside the container, so it refuses to start without
+# FIXATIVE_PASSWORD.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -34,4 +37,4 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status == 200 else 1)"]
 
-CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501"]
+CMD ["python", "-m", "core", "workbench", "--public", "--port", "8501"]

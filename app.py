@@ -1,14 +1,16 @@
-"""Fixative workbench: ``streamlit run app.py``.
+"""Fixative workbench: ``streamlit run app.py`` (or ``python -m core workbench``).
 
 Opens the store named by ``$FIXATIVE_STORE`` (default ``./fixative-store``). When
-``$FIXATIVE_PASSWORD`` is set, every page asks for it first.
+``$FIXATIVE_PASSWORD`` is set, every page asks for it first; a share link
+(``/card?...&share=TOKEN``) shows one card alone, without asking. Listening beyond this
+machine without a password shows nothing but how to fix that.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.workbench import ui
+from core.workbench import access, shared, ui
 
 st.set_page_config(page_title="Fixative", layout="wide")
 
@@ -21,10 +23,14 @@ PAGES = [
     st.Page("pages/monitor.py", title="Monitor"),
 ]
 
-if ui.authenticated():
+if problem := access.exposed_message(st.get_option("server.address")):
+    st.error(problem)
+elif shared.requested():
+    shared.run()
+elif ui.authenticated():
     ui.sidebar()
     st.navigation(PAGES).run()
 else:
-    # Until the password is given the app has a single page, so no other page's
-    # script can be reached by its URL.
-    st.navigation([st.Page(ui.login_page, title="Sign in", url_path="login")]).run()
+    # Until the password is given every address runs the sign-in page, so no other
+    # page's script can be reached, and the page asked for runs once it is given.
+    st.navigation(ui.login_pages(PAGES), position="hidden").run()

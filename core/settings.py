@@ -12,7 +12,10 @@ can set them at any time before use.
 ``FIXATIVE_RUN_DIR``            where local endpoints of a remote board keep their
                                 registry and logs (``~/.cache/fixative``)
 ``FIXATIVE_USER``               who writes versions and moves aliases (the login name)
-``FIXATIVE_PASSWORD``           the workbench's password (unset: open)
+``FIXATIVE_PASSWORD``           the workbench's password (unset: open); required when
+                                it listens on every interface (``workbench --public``)
+``FIXATIVE_SHARE_SECRET``       the key that signs share links and sign-in cookies
+                                (unset: a random key kept on the board, made on first use)
 ``FIXATIVE_API_TOKENS``         the server's bearer tokens, comma-separated (unset: open)
 ``FIXATIVE_SERVE_SETTINGS``     JSON settings handed to each server worker process
 ``FIXATIVE_HOST``, ``PORT``,    a Docker bundle's address, port and worker count
@@ -43,6 +46,7 @@ INDEX_DIR_ENV = "FIXATIVE_INDEX_DIR"
 RUN_DIR_ENV = "FIXATIVE_RUN_DIR"
 USER_ENV = "FIXATIVE_USER"
 PASSWORD_ENV = "FIXATIVE_PASSWORD"
+SHARE_SECRET_ENV = "FIXATIVE_SHARE_SECRET"
 TOKENS_ENV = "FIXATIVE_API_TOKENS"
 SERVE_SETTINGS_ENV = "FIXATIVE_SERVE_SETTINGS"
 HOST_ENV = "FIXATIVE_HOST"
@@ -113,7 +117,14 @@ def user() -> str | None:
 
 
 def password() -> str | None:
-    return _get(PASSWORD_ENV)
+    """``$FIXATIVE_PASSWORD`` as set; None when unset, empty or only spaces."""
+    value = _get(PASSWORD_ENV)
+    return value if value and value.strip() else None
+
+
+def share_secret() -> str | None:
+    """``$FIXATIVE_SHARE_SECRET`` stripped (None when unset); core.cards.share checks it."""
+    return raw(SHARE_SECRET_ENV) or None
 
 
 def tokens_env() -> str | None:

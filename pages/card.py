@@ -1,7 +1,8 @@
-"""Card: write the model card section by section, share it read-only, export HTML/.qmd.
+"""Card: write the model card section by section, share it, export HTML/.qmd.
 
-``?model=NAME&version=V`` (or ``&alias=A``) opens a card; adding ``&view=card`` shows
-it read-only, without any editing controls (the link to share).
+``?model=NAME&version=V`` (or ``&alias=A``) opens a card. The Share tab makes signed,
+revocable share links (core.cards.share), lists them and revokes them; app.py shows the
+card of such a link alone (core.workbench.shared).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.cards import card as cards
-from core.cards import markup
+from core.cards import markup, share
 from core.errors import FixativeError
 from core.model.bundle import current_user
 from core.workbench import ui
@@ -21,6 +22,8 @@ from core.workbench import ui
 _MESSAGE = "card_message"
 _REF = "card_ref"
 _DRAFTS = "card_drafts"
+_SHARE_MESSAGE = "card_share_message"
+_MAX_LISTED = 50
 
 
 def _draft_key(key: str) -> str:
@@ -52,24 +55,46 @@ def _save(store, name: str, version: str) -> None:
         st.session_state[_MESSAGE] = ("success", f"Saved '{title}'.")
 
 
-def _page_url() -> str:
-    url = None
+def _base_url() -> str | None:
     try:
-        url = st.context.url
+        return st.context.url or None
     except Exception:  # no browser context (a script run, a test)
-        url = None
-    return url or "./card"
+        return None
 
 
-def shared_view(html: str, fragment: str, file_stem: str) -> None:
-    """The read-only card of a shared link, without editing controls."""
-    if ui.link_problem():  # a shared card shows what the link names, or nothing
-        st.error(f"{ui.link_problem()}. Ask whoever shared it for a new link.")
-        st.stop()
-    st.html(fragment)
-    st.download_button("Download this card (HTML)", data=html, file_name=f"{file_stem}.html",
-                       mime="text/html", key="card_view_download")
-    st.stop()
+def _link_url(link: share.ShareLink) -> str:
+    base = _base_url()
+    if base:
+        try:
+            return link.url(base)
+        except FixativeError:
+            pass
+    return f"./card?{link.query()}"
+
+
+def _make_link(store, name: str, version: str) -> None:
+    """Button callback: a new share link to this version or to the chosen alias."""
+    kind, target = st.session_state.get("card_share_target") or ("version", version)
+    user = (st.session_state.get("card_user") or "").strip() or None
+    try:
+        link = (share.create(store, name, version=target, user=user) if kind == "version"
+                else share.create(store, name, alias=target, user=user))
+    except FixativeError as exc:
+        st.session_state[_SHARE_MESSAGE] = ("error", f"No link was made: {exc.message}")
+        return
+    st.session_state[_SHARE_MESSAGE] = ("success", f"Made a share link to {link.target}. "
+                                        "Copy it from the list below.")
+
+
+def _revoke(store, name: str, link_id: str) -> None:
+    user = (st.session_state.get("card_user") or "").strip() or None
+    try:
+        link = share.revoke(store, name, link_id, user=user)
+    except FixativeError as exc:
+        st.session_state[_SHARE_MESSAGE] = ("error", exc.message)
+        return
+    st.session_state[_SHARE_MESSAGE] = ("success", f"Revoked the link to {link.target}: it "
+                                        "opens nothing from now on.")
 
 
 def session_drafts(card: cards.CardData) -> dict[str, str]:
@@ -133,15 +158,52 @@ def history_tab(card: cards.CardData) -> None:
             st.code(diff or "(no change in the text)", language="diff")
 
 
-def share_tab(card: cards.CardData, html: str, name: str, version: str,
+def links_list(store, name: str) -> None:
+    """Every share link of the model: what it points to, who made it and when, revoke."""
+    try:
+        made = share.links(store, name)
+    except FixativeError as exc:
+        st.error(f"The share links of {name} cannot be listed: {exc.message}")
+        return
+    if not made:
+        st.caption(f"No share links to {name}'s cards yet. Make one above.")
+        return
+    st.markdown(f"**Share links to {name}'s cards** (newest first)")
+    for link in made[:_MAX_LISTED]:
+        with st.container(border=True):
+            left, right = st.columns([5, 1])
+            follows = " (follows the alias)" if link.alias else ""
+            left.markdown(f"`{link.target}`{follows} · made by {link.created_by or 'unknown'} "
+                          f"on {cards.when(link.created_at)}")
+            if link.active:
+                left.code(_link_url(link), language=None)
+                right.button("Revoke", key=f"card_revoke_{link.id}", on_click=_revoke,
+                             args=(store, name, link.id))
+            else:
+                assert link.revoked_at is not None
+                left.caption(f"Revoked by {link.revoked_by or 'unknown'} on "
+                             f"{cards.when(link.revoked_at)}; it opens nothing.")
+    if len(made) > _MAX_LISTED:
+        st.caption(f"Showing the newest {_MAX_LISTED} of {len(made)} links.")
+
+
+def share_tab(store, card: cards.CardData, html: str, name: str, version: str,
               file_stem: str) -> None:
-    base = _page_url()
-    st.markdown("**Read-only link to this version** (shows the card without editing controls)")
-    st.code(f"{base}?{cards.share_query(name, version=version)}", language=None)
-    for alias in card.aliases:
-        st.markdown(f"**Link that follows the alias `{alias}`** (always shows the version "
-                    "it points to)")
-        st.code(f"{base}?{cards.share_query(name, alias=alias)}", language=None)
+    st.markdown("**Share this card.** A share link opens this card alone: no sidebar, no "
+                "other page, and no password even when the workbench has one. Anyone with "
+                "the link can read the card until you revoke the link.")
+    targets = [("version", version)] + [("alias", a) for a in card.aliases]
+    st.radio("Link to", targets, key="card_share_target",
+             format_func=lambda t: (f"this version ({t[1]})" if t[0] == "version" else
+                                    f"the alias '{t[1]}' (shows whichever version it points "
+                                    "to when opened)"))
+    st.button("Make a share link", key="card_share_make", type="primary", on_click=_make_link,
+              args=(store, name, version))
+    message = st.session_state.pop(_SHARE_MESSAGE, None)
+    if message:
+        getattr(st, message[0])(message[1])
+    links_list(store, name)
+    st.divider()
     c1, c2 = st.columns(2)
     c1.download_button("Download HTML", data=html, file_name=f"{file_stem}.html",
                        mime="text/html", key="card_download_html",
@@ -175,8 +237,6 @@ def main() -> None:
     html = cards.render_html(card)
     fragment = cards.render_html(card, fragment=True)
     file_stem = f"{name}-{version}.card"
-    if st.query_params.get("view") == "card":
-        shared_view(html, fragment, file_stem)
     drafts = session_drafts(card)
 
     st.title(card.title)
@@ -191,7 +251,7 @@ def main() -> None:
     with history:
         history_tab(card)
     with share:
-        share_tab(card, html, name, version, file_stem)
+        share_tab(store, card, html, name, version, file_stem)
 
 
 main()

@@ -99,9 +99,11 @@ def test_healthcheck_uses_streamlit_health_without_curl():
     compile(exec_form[2], "<healthcheck>", "exec")
 
 
-def test_command_binds_all_interfaces():
+def test_command_binds_all_interfaces_behind_the_password():
     cmd = json.loads(_one("CMD"))
-    assert cmd[:3] == ["streamlit", "run", "app.py"]
-    assert "--server.address=0.0.0.0" in cmd
-    port = next(a for a in cmd if a.startswith("--server.port="))
-    assert f"EXPOSE {port.split('=')[1]}" in DOCKERFILE.read_text()
+    # the launcher refuses --public without FIXATIVE_PASSWORD (tests/cli/test_cli_workbench.py)
+    assert cmd[:5] == ["python", "-m", "core", "workbench", "--public"]
+    port = cmd[cmd.index("--port") + 1]
+    assert f"EXPOSE {port}" in DOCKERFILE.read_text()
+    envs = " ".join(rest for w, rest in _instructions() if w == "ENV")
+    assert "FIXATIVE_PASSWORD" not in envs  # never baked into the image

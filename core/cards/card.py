@@ -27,7 +27,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import jinja2
 from markupsafe import Markup
@@ -485,23 +484,6 @@ def render_qmd(card: CardData) -> str:
         raise InvalidArgument(f"Model '{card.name}' has not been written to a store, so a Quarto "
                               "document could not load it; write it first (store.write(bundle)).")
     return _template("card.qmd", False).render(card=card, sections=SECTIONS)
-
-
-def share_query(name: str, *, version: str | None = None, alias: str | None = None,
-                view: bool = True) -> str:
-    """The query string of a workbench link to a card: ``model=..&version=..&view=card``.
-
-    An alias link follows the alias (it shows whichever version the alias points to
-    when opened); a version link always shows that version.
-    """
-    params = {"model": name}
-    if alias:
-        params["alias"] = alias
-    elif version:
-        params["version"] = version
-    if view:
-        params["view"] = "card"
-    return urlencode(params)
 
 
 def card_html_for_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> str:

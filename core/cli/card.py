@@ -1,4 +1,5 @@
-"""``python -m core card NAME[@VERSION|:ALIAS] --format html|qmd --out FILE``."""
+"""``python -m core card NAME[@VERSION|:ALIAS] --format html|qmd --out FILE``, or
+``--link [--base-url URL]`` to print a new share link to the card."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from core.errors import Conflict, InvalidArgument
 from core.store.names import parse_ref
 
 FORMATS = ("html", "qmd")
+DEFAULT_BASE_URL = "http://127.0.0.1:8501"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="file to write ('-' for standard output; default "
                            "NAME-VERSION.card.html or .qmd in the current folder)")
     card.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    card.add_argument("--link", action="store_true",
+                      help="print a new share link instead: to this version, or with "
+                           "NAME:ALIAS to whichever version the alias points to when opened "
+                           "(revoke it on the workbench's Card page)")
+    card.add_argument("--base-url", default=None, metavar="URL",
+                      help=f"the workbench's address as people open it, for --link (default "
+                           f"{DEFAULT_BASE_URL})")
     store_argument(card)
     card.set_defaults(func=run)
 
@@ -77,9 +86,30 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _link(args: Any) -> int:
+    from core.cards import share
+
+    if args.out is not None or args.format is not None or args.force:
+        raise InvalidArgument("--link prints a share link; leave out --out, --format and --force "
+                              "(or leave out --link to write the card to a file).")
+    base = args.base_url if args.base_url is not None else DEFAULT_BASE_URL
+    share.card_url(base)  # a bad address fails before anything is recorded
+    _, _, alias = parse_ref(args.ref)
+    store = open_store(args)
+    name, version = store.resolve(args.ref)
+    link = (share.create(store, name, alias=alias) if alias
+            else share.create(store, name, version=version))
+    print(link.url(base))
+    return 0
+
+
 def run(args: Any) -> int:
     from core.cards import card as cards
 
+    if args.link:
+        return _link(args)
+    if args.base_url is not None:
+        raise InvalidArgument("--base-url goes with --link; add --link to print a share link.")
     _, _, alias = parse_ref(args.ref)  # a malformed reference fails before the store opens
     fmt = _format(args.format, args.out)
     store = open_store(args)

@@ -323,6 +323,12 @@ def _align_sample(model: Any, sample: Any, names_in: Any) -> pd.DataFrame:
 def _allows_nan(model: Any) -> bool:
     try:
         return bool(model.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:  # scikit-learn before 1.6 keeps its tags in a dict
+        pass
+    except Exception:
+        return False
+    try:
+        return bool(model._get_tags().get("allow_nan", False))
     except Exception:
         return False
 

@@ -14,6 +14,7 @@ function each.
     <board>/.fixative/actuals/<model>/by-<on>/<stamp>-<id>.parquet   uploaded actuals
     <board>/.fixative/actuals/<model>/labelled/...                   the materialised join
     <board>/.fixative/endpoints/                                     local endpoints' registry
+    <board>/.fixative/secrets/share.key                  the key signing share links
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ def actuals_dir(store: Any, name: str, on: str | None = None, by_row: bool = Fal
 def labels_dir(store: Any, name: str) -> str:
     # Not named "by-...", so an actuals folder listing never takes it for a folder of actuals.
     return f"{actuals_dir(store, name)}/{LABELS_FOLDER}"
+
+
+def share_secret_file(store: Any) -> str:
+    """The random key that signs share links and sign-in cookies (never shown)."""
+    return store.path(SYSTEM_DIR, "secrets", "share.key")
 
 
 def endpoints_dir(store: Any) -> str:

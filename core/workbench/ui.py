@@ -24,6 +24,7 @@ import streamlit as st
 from core import settings
 from core.errors import FixativeError
 from core.store.protocols import StoreLike
+from core.workbench import access
 
 MODEL_KEY = "fx_model"
 VERSION_KEY = "fx_version"
@@ -32,6 +33,9 @@ _PENDING_KEY = "_fx_pending_selection"
 _LINK_PROBLEM_KEY = "_fx_link_problem"
 _AUTH_KEY = "_fx_authenticated"
 _LOGIN_KEY = "_fx_login_password"
+_COOKIE_KEY = "_fx_session_cookie"
+_SIGNED_OUT_KEY = "_fx_signed_out"
+_LOGIN_FAILED_KEY = "_fx_login_failed"
 LATEST = "latest"
 
 # How long an index read may be reused while the marker is unchanged (the marker is
@@ -161,7 +165,30 @@ def check_password(given: str) -> bool:
 
 
 def authenticated() -> bool:
-    return not password_required() or bool(st.session_state.get(_AUTH_KEY))
+    """Signed in this session, or carrying a valid sign-in cookie (see core.workbench.access)."""
+    if not password_required() or st.session_state.get(_AUTH_KEY):
+        return True
+    if st.session_state.get(_SIGNED_OUT_KEY):
+        return False
+    try:
+        cookie = st.context.cookies.get(access.COOKIE)
+    except Exception:  # no browser context (a script run, a test)
+        cookie = None
+    if cookie is None:
+        return False
+    try:
+        valid = access.cookie_valid(_open_store(store_location()), cookie)
+    except (FixativeError, OSError):  # no store, no key: sign in again
+        valid = False
+    if valid:
+        st.session_state[_AUTH_KEY] = True
+    return valid
+
+
+def store_for_share_link() -> Any:
+    """The open store WITHOUT the password gate: only for showing a shared card, whose
+    link is checked by :func:`core.cards.share.open_link` before anything is read."""
+    return _open_store(store_location())
 
 
 def _run_inside_app() -> None:
@@ -190,20 +217,58 @@ def require_access() -> None:
         st.stop()
 
 
+def _sign_in() -> None:
+    """Form callback: runs before the next script run, so that run already shows the page
+    the URL asked for (and the model it named) when the password is right."""
+    given = st.session_state.get(_LOGIN_KEY) or ""
+    # The typed password must not linger in session state.
+    st.session_state.pop(_LOGIN_KEY, None)
+    if not check_password(given):
+        st.session_state[_LOGIN_FAILED_KEY] = True
+        return
+    st.session_state[_AUTH_KEY] = True
+    st.session_state.pop(_SIGNED_OUT_KEY, None)
+    try:
+        st.session_state[_COOKIE_KEY] = access.make_cookie(_open_store(store_location()))
+    except (FixativeError, OSError):
+        pass  # signed in for this session only
+
+
 def login_page() -> None:
     """The only page offered until the password is given."""
     st.title("Fixative")
     st.write("This workbench is protected by a password. Ask its administrator for it.")
     with st.form("fx_login"):
-        given = st.text_input("Password", type="password", key=_LOGIN_KEY)
-        submitted = st.form_submit_button("Sign in")
-    if submitted:
-        if check_password(given):
-            st.session_state[_AUTH_KEY] = True
-            # The typed password must not linger in session state.
-            del st.session_state[_LOGIN_KEY]
-            st.rerun()
+        st.text_input("Password", type="password", key=_LOGIN_KEY)
+        st.form_submit_button("Sign in", on_click=_sign_in)
+    if st.session_state.get(_SIGNED_OUT_KEY):
+        st.html(access.clear_cookie_script(), unsafe_allow_javascript=True)
+    if st.session_state.pop(_LOGIN_FAILED_KEY, False):
         st.error("Wrong password. Try again.")
+
+
+def login_pages(pages: list[Any]) -> list[Any]:
+    """The sign-in page under every page's address (the first page being the default), so
+    the URL asked for is kept and that page runs once the password is given."""
+    return [st.Page(login_page, title="Sign in", default=i == 0,
+                    url_path=page.url_path or "home") for i, page in enumerate(pages)]
+
+
+def _sign_out() -> None:
+    st.session_state[_AUTH_KEY] = False
+    st.session_state[_SIGNED_OUT_KEY] = True
+    st.session_state.pop(_COOKIE_KEY, None)
+
+
+def session_controls() -> None:
+    """Keeps the sign-in cookie set, and offers to sign out, when a password is required."""
+    if not password_required():
+        return
+    cookie = st.session_state.get(_COOKIE_KEY)
+    if cookie:
+        with st.sidebar:
+            st.html(access.set_cookie_script(cookie), unsafe_allow_javascript=True)
+    st.sidebar.button("Sign out", key="fx_sign_out", on_click=_sign_out)
 
 
 # -- messages that survive a rerun ---------------------------------------------------
@@ -351,7 +416,9 @@ def _sync_url(name: str | None, version: str | None) -> None:
 def sidebar() -> tuple[str | None, str | None]:
     """The store in use and the shared model picker."""
     st.sidebar.caption(f"Store: `{store_location()}`")
-    return model_picker()
+    chosen = model_picker()
+    session_controls()
+    return chosen
 
 
 def selected_ref() -> tuple[str | None, str | None]:

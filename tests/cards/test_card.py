@@ -449,14 +449,6 @@ def test_render_with_quarto(store, tmp_path):
 # -- sharing and serving ------------------------------------------------------------------------
 
 
-def test_share_query():
-    assert cards.share_query("house", version="20240101T000000Z-00000") == \
-        "model=house&version=20240101T000000Z-00000&view=card"
-    assert cards.share_query("house", alias="production", version="v") == \
-        "model=house&alias=production&view=card"
-    assert cards.share_query("a b&c", view=False) == "model=a+b%26c"
-
-
 def test_card_route_serves_the_current_card(store):
     version = _latest(store, "churn")
     served = store.read("churn", version=version)

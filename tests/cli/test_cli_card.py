@@ -127,3 +127,55 @@ def test_real_command_line(store, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("error: No model 'ghost'") and bad.stderr.count("\n") == 1
+
+
+# -- share links ---------------------------------------------------------------------------
+
+def _link_of(url: str) -> dict[str, str]:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    assert parts.path.endswith("/card")
+    return {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def test_link_to_a_version_and_to_an_alias(store, capsys):
+    from core.cards import share
+
+    first, latest = (v.version for v in store.versions("churn"))
+    code, out, err = _run(capsys, "churn", "--link", "--store", store.url)
+    assert code == 0 and err == ""
+    assert out.startswith("http://127.0.0.1:8501/card?") and out.count("\n") == 1
+    params = _link_of(out.strip())
+    assert (params["model"], params["version"]) == ("churn", latest)
+    assert share.open_link(store, "churn", params["share"], version=latest) == ("churn", latest)
+
+    code, out, _ = _run(capsys, "churn:production", "--link", "--store", store.url,
+                        "--base-url", "https://fx.example.org/team/")
+    assert code == 0 and out.startswith("https://fx.example.org/team/card?")
+    params = _link_of(out.strip())
+    assert "version" not in params and params["alias"] == "production"
+    assert share.open_link(store, "churn", params["share"], alias="production") == (
+        "churn", first)
+    # both links are listed on the board, who made them and what they point to
+    targets = [link.target for link in share.links(store, "churn")]
+    assert targets[:2] == ["churn:production", f"churn@{latest}"]
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["churn", "--link", "--base-url", "javascript:alert(1)"], "is not an http(s) address"),
+    (["churn", "--link", "--base-url", ""], "is not an http(s) address"),
+    (["churn", "--link", "--out", "x.html"], "--link prints a share link"),
+    (["churn", "--base-url", "http://h"], "--base-url goes with --link"),
+    (["churn:nosuch", "--link"], "No alias 'nosuch'"),
+    (["churn@20000101T000000Z-00000", "--link"], "20000101T000000Z-00000"),
+    (["../etc", "--link"], "name"),
+])
+def test_bad_link_requests_record_nothing(store, capsys, args, match):
+    from core.cards import share
+
+    before = len(share.links(store, "churn"))
+    code, out, err = _run(capsys, *args, "--store", store.url)
+    assert code != 0 and out == ""
+    _one_line_error(err, match)
+    assert len(share.links(store, "churn")) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.cards import card as cards
+from core.cards import share
 from core.model import examples
 from core.model.bundle import bundle
 from core.store.versionstore import VersionStore
@@ -90,7 +91,9 @@ def test_card_prints(page, screenshot, card_file):
 def test_share_link_in_the_workbench(page, screenshot, workbench_factory, card_file):
     path, version = card_file
     bench = workbench_factory(store=path.parent / "board")
-    page.goto(f"{bench.url}/card?model=house-prices&alias=production&view=card")
+    link = share.create(VersionStore(str(path.parent / "board")), "house-prices",
+                        alias="production")
+    page.goto(link.url(bench.url))
     card = page.locator(".fx-card")
     card.locator("h1").wait_for(timeout=60_000)
     assert card.locator("h1").inner_text() == "Model card: house-prices"
@@ -101,8 +104,10 @@ def test_share_link_in_the_workbench(page, screenshot, workbench_factory, card_f
     for i in range(plots.count()):
         assert plots.nth(i).evaluate("img => img.complete && img.naturalWidth") > 100
     assert f"{version} (this card)" in card.locator("tr.current").first.inner_text()
-    # read-only: nothing to type into, no save button
-    assert page.locator("textarea").count() == 0
+    # the card alone: no sidebar, no pages, nothing to type into, no save button
+    assert page.locator('[data-testid="stSidebar"]').count() == 0
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+    assert page.locator("textarea, input").count() == 0
     assert page.get_by_role("button", name="Save section").count() == 0
     assert page.get_by_role("button", name="Download this card (HTML)").count() == 1
     # Streamlit scrolls inside its own container: a window as tall as the card shows it all

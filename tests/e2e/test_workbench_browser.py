@@ -73,7 +73,9 @@ def test_password_gate(workbench_factory, page, screenshot):
     page.get_by_text("Wrong password").wait_for()
     field.fill("correct horse")
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("The store is empty").wait_for()
+    # the page the link asked for, not Home
+    page.get_by_role("heading", name="Upload a model").wait_for()
+    assert page.url.endswith("/upload")
     screenshot(page, "workbench-signed-in")
     assert "correct horse" not in bench.log.read_text(errors="replace")
 

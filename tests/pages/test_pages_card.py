@@ -1,12 +1,14 @@
-"""Card page under AppTest: writing sections, edit history, read-only share links."""
+"""Card page under AppTest: writing sections, edit history, share links and what they open."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.cards import share
 from core.model.bundle import bundle
 from core.store.versionstore import VersionStore
 
@@ -60,34 +62,88 @@ def test_empty_store_says_what_to_do(tmp_path, monkeypatch):
     assert links == ["Upload a model file", "Add the example models"]
 
 
-def test_read_only_link_shows_the_card_without_editing_controls(store):
+def _shared(**params: str | None) -> AppTest:
+    """app.py opened by a share link (a fresh session, no page chosen)."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({k: v for k, v in params.items() if v is not None})
+    at.switch_page("pages/card.py")  # the link's path, /card
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _link_params(link: share.ShareLink) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(link.query()).items()}
+
+
+def test_share_link_shows_the_card_alone(store):
     version = store.versions("house")[-1].version
-    at = _page(model="house", version=version, view="card")
+    link = share.create(store, "house", version=version)
+    at = _shared(**_link_params(link))
     assert len(at.text_area) == 0 and len(at.text_input) == 0 and len(at.button) == 0
-    assert len(at.tabs) == 0
+    assert len(at.tabs) == 0 and len(at.sidebar.selectbox) == 0 and not at.sidebar.caption
     html = _html(at)
     assert "Model card: house" in html and f"<code>{version}</code> (this card)" in html
-    assert "Not written yet." in html and "sqft_living" in html
     assert _downloads(at) == ["Download this card (HTML)"]
+    assert not at.error and not at.warning
 
 
-def test_alias_link_follows_the_alias(store):
+def test_share_link_opens_the_card_without_the_password(store, monkeypatch):
+    monkeypatch.setenv("FIXATIVE_PASSWORD", "correct horse")
+    version = store.versions("house")[-1].version
+    link = share.create(store, "house", version=version)
+    at = _shared(**_link_params(link))
+    assert f"<code>{version}</code> (this card)" in _html(at)
+    assert not at.text_input  # no sign-in form
+    with pytest.raises(ValueError, match=r"Known pages: \['Model card', 'card'\]"):
+        at.switch_page("pages/models.py")  # no other page exists in this session
+    # and the session is not signed in: the same session without the token gets the gate
+    del at.query_params["share"]
+    at.run()
+    assert at.text_input(key="_fx_login_password") is not None and not _html(at)
+
+
+def test_alias_share_link_follows_the_alias(store):
     first = store.versions("house")[0].version
-    at = _page(model="house", alias="staging", view="card")
+    link = share.create(store, "house", alias="staging")
+    at = _shared(**_link_params(link))
     assert f"<code>{first}</code> (this card)" in _html(at)
     assert len(at.text_area) == 0
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"alias": "nosuch"}, "house has no alias 'nosuch' (its aliases: "),
-    ({"version": "20000101T000000Z-00000"}, "The link names version '20000101T000000Z-00000'"),
-])
-def test_a_shared_link_to_nothing_shows_no_other_card(store, params, message):
-    at = _page(model="house", view="card", **params)
-    assert not _html(at) and not _downloads(at)
-    [error] = [e.value for e in at.error]
-    assert message in error and error.endswith("Ask whoever shared it for a new link.")
-    assert "showing the latest" not in error
+def _edits(store) -> list[dict[str, str | None]]:
+    first, second = (v.version for v in store.versions("house"))
+    link = share.create(store, "house", version=second)
+    good = _link_params(link)
+    return [
+        {**good, "version": first},                                  # another version
+        {**good, "model": "other"},                                  # another model
+        {"model": "house", "alias": "production", "share": good["share"]},
+        {**good, "share": good["share"][:-3]},                       # cut short
+        {**good, "share": good["share"][:-1] + "x"},                 # forged
+        {**good, "share": "x" * 100_000},                            # huge
+        {**good, "share": ""},
+        {"share": good["share"]},                                    # names nothing
+    ]
+
+
+def test_an_edited_share_link_shows_nothing_of_what_it_names(store):
+    first = store.versions("house")[0].version
+    for params in _edits(store):
+        at = _shared(**params)
+        assert not _html(at) and not _downloads(at), params
+        assert [e.value for e in at.error] == [share.INVALID_MESSAGE], params
+        assert not at.warning and not at.sidebar.selectbox
+        assert first not in "".join(e.value for e in at.error)
+
+
+def test_a_revoked_share_link_shows_nothing(store):
+    version = store.versions("house")[-1].version
+    link = share.create(store, "house", version=version)
+    assert _html(_shared(**_link_params(link)))
+    share.revoke(store, "house", link.id)
+    at = _shared(**_link_params(link))
+    assert not _html(at) and [e.value for e in at.error] == [share.INVALID_MESSAGE]
 
 
 def test_saving_a_section_records_it_and_shows_it_in_history(store):
@@ -117,8 +173,8 @@ def test_saving_a_section_records_it_and_shows_it_in_history(store):
     assert "has no changes to save" in at.info[0].value
     assert len(store.records("card", "house", version)) == 1
 
-    # the shared read-only view shows the saved text
-    view = _page(model="house", version=version, view="card")
+    # a share link shows the saved text
+    view = _shared(**_link_params(share.create(store, "house", version=version)))
     assert "Estimate <strong>prices</strong> of listings." in _html(view)
     assert "Written by Ana" in _html(view)
 
@@ -144,12 +200,23 @@ def test_hostile_text_is_escaped_in_preview_and_card(store):
     assert 'href="javascript' not in html
 
 
-def test_share_tab_offers_links_and_downloads(store):
+def test_share_tab_makes_lists_and_revokes_links(store):
     version = store.versions("house")[-1].version
     at = _page(model="house", version=version)
-    links = [c.value for c in at.code]
-    assert f"./card?model=house&version={version}&view=card" in links
-    assert "./card?model=house&alias=production&view=card" in links
-    assert "./card?model=house&alias=staging&view=card" not in links  # not this version
+    assert at.radio(key="card_share_target").options == [
+        f"this version ({version})",
+        "the alias 'production' (shows whichever version it points to when opened)"]
+    before = {link.id for link in share.links(store, "house")}
+    at.radio(key="card_share_target").set_value(("alias", "production")).run()
+    at.button(key="card_share_make").click().run()
+    assert "Made a share link to house:production" in at.success[0].value
+    [made] = [link for link in share.links(store, "house") if link.id not in before]
+    assert (made.alias, made.created_by) == ("production", "tester")
+    assert f"./card?{made.query()}" in [c.value for c in at.code]
+    at.button(key=f"card_revoke_{made.id}").click().run()
+    assert "Revoked the link to house:production" in at.success[0].value
+    assert not next(x for x in share.links(store, "house") if x.id == made.id).active
+    assert f"./card?{made.query()}" not in [c.value for c in at.code]
+    assert any("Revoked by tester" in c.value for c in at.caption)
     assert _downloads(at) == ["Download HTML", "Download .qmd"]
     assert any("Quarto is not installed here" in c.value for c in at.caption)
