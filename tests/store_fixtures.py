@@ -21,6 +21,9 @@ from core.store.versionstore import VersionStore
 REPO = Path(__file__).resolve().parents[1]
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
+# pins leaves data.txt open in _create_meta (every release up to 0.9.2); Python reports it
+# when the file is collected, which pytest turns into an error. Mark tests that pin_write.
+PINS_LEAKS_A_FILE = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
 @pytest.fixture(scope="session")

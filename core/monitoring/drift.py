@@ -539,7 +539,7 @@ def window_verdicts(drift: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for start, g in drift.groupby("window_start", sort=True):
         verdict = g["drifted"]
-        hit = g.loc[verdict.fillna(False).astype(bool), "column"].tolist()
+        hit = g.loc[verdict.eq(True).to_numpy(dtype=bool), "column"].tolist()
         judged = int(verdict.notna().sum())
         rows.append({"window_start": start, "columns": len(g), "judged": judged,
                      "drifted": len(hit), "share": len(hit) / judged if judged else np.nan,

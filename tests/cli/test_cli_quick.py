@@ -21,6 +21,7 @@ from pathlib import Path
 import joblib
 import pins
 import pytest
+from store_fixtures import PINS_LEAKS_A_FILE
 
 from core.cli import quick
 from core.cli.main import build_parser, main
@@ -167,6 +168,7 @@ def test_an_alias_moved_by_another_store_is_listed(board, capsys):
 # pins-python leaves the handle of the data.txt it writes to the garbage collector.
 @pytest.mark.filterwarnings(
     r"ignore:Exception ignored in. <_io.FileIO name=:pytest.PytestUnraisableExceptionWarning")
+@PINS_LEAKS_A_FILE
 def test_versions_pinned_by_pins_itself_are_listed(board, capsys, house_model):
     pboard = pins.board_folder(str(board), allow_pickle_read=True)
     pboard.pin_write(house_model, "houses", type="joblib")  # a model Fixative knows

@@ -20,6 +20,7 @@ import metrics_helpers
 import numpy as np
 import pytest
 from deploy_helpers import deploy_store
+from store_fixtures import PINS_LEAKS_A_FILE
 
 from core.deploy import docker as dockerbundle
 from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, UnsafeModel
@@ -226,6 +227,7 @@ def test_bad_worker_counts(store, tmp_path, workers):
 # pins-python leaves the handle of the data.txt it writes to the garbage collector.
 @pytest.mark.filterwarnings(
     r"ignore:Exception ignored in. <_io.FileIO name=:pytest.PytestUnraisableExceptionWarning")
+@PINS_LEAKS_A_FILE
 def test_versions_pinned_by_pins_are_refused(store, house_model, tmp_path):
     import pins
 
