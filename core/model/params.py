@@ -114,7 +114,7 @@ def _children(model: Any) -> list[tuple[str, Any]]:
         items = getattr(model, attr, None)
         if isinstance(items, list) and all(isinstance(i, tuple) and len(i) >= 2 for i in items):
             return [(str(i[0]), i[1]) for i in items]
-    out = []
+    out: list[tuple[str, Any]] = []
     try:  # a parameter, not a template the estimator copies (a forest's trees)
         own = model.get_params(deep=False)
     except Exception:

@@ -58,9 +58,9 @@ def search_sql(text: str | None = None, tag: str | None = None,
             params.append(bounds[1])
         where.append(f"EXISTS (SELECT 1 FROM metrics m WHERE {' AND '.join(cond)})")
     if param is not None:
-        cond, values = param_condition(param)
+        matches, values = param_condition(param)
         where.append("EXISTS (SELECT 1 FROM params p WHERE p.name = v.name AND "
-                     f"p.version = v.version AND {cond})")
+                     f"p.version = v.version AND {matches})")
         params += values
     return " AND ".join(where), params
 
