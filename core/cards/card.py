@@ -319,7 +319,7 @@ def _history(versions: Sequence[Any], current: str | None,
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
            records: Sequence[Any] = (), evaluations: Sequence[Mapping[str, Any]] = (),
-           segment: str | None = None, endpoint: str = analyses.DEFAULT_ENDPOINT) -> CardData:
+           segment: str | None = None, endpoint: str | None = None) -> CardData:
     aliases = dict(aliases or {})
     texts, edits = _sections(records)
     notes = [n for n in meta.notes if n]
@@ -338,12 +338,12 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         sections=texts, edits=edits, missing=_missing(meta, version, bool(found)), notes=notes,
         generated=datetime.now(UTC), model_summary=meta.model_summary,
         lineage=LineageCard.of(meta), evaluations=found, segment=segment,
-        get_started=analyses.get_started(meta, ref, endpoint))
+        get_started=analyses.get_started(meta, ref, endpoint or analyses.DEFAULT_ENDPOINT))
 
 
 def card_data(store: StoreLike, name: str, version: str | None = None, *,
               evaluations: Sequence[Mapping[str, Any]] = (), segment: str | None = None,
-              endpoint: str = analyses.DEFAULT_ENDPOINT) -> CardData:
+              endpoint: str | None = None) -> CardData:
     """Everything the card of ``name@version`` shows (the latest version when None).
 
     ``evaluations`` are monitoring results (:func:`core.monitoring.evaluation.evaluate`,

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.cli.store import open_store, store_argument
 from core.errors import Conflict, InvalidArgument
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="file to write ('-' for standard output; default "
                            "NAME-VERSION.card.html or .qmd in the current folder)")
     card.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    card.add_argument("--segment", metavar="COLUMN", default=None,
+                      help="an input column: the results on served predictions with actuals "
+                           "are also given per value of it")
+    card.add_argument("--endpoint", metavar="URL", default=None,
+                      help="the server address the 'How to get started' example calls "
+                           "(default http://127.0.0.1:8080)")
     store_argument(card)
     card.set_defaults(func=run)
 
@@ -77,15 +84,30 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _endpoint(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment or any(ord(c) < 33 or c in "'\"`\\<>" for c in url.strip()):
+        raise InvalidArgument(f"--endpoint must be a plain http(s) address such as "
+                              f"https://models.example.com/houses, got {url[:80]!r}.")
+    return url.strip().rstrip("/")
+
+
 def run(args: Any) -> int:
     from core.cards import card as cards
+    from core.monitoring import evaluation
 
     _, _, alias = parse_ref(args.ref)  # a malformed reference fails before the store opens
     fmt = _format(args.format, args.out)
     store = open_store(args)
     name, version = store.resolve(args.ref)
     target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
-    card = cards.card_data(store, name, version)
+    endpoint = _endpoint(args.endpoint)
+    results = evaluation.evaluate(store, name, version, segment=args.segment)
+    card = cards.card_data(store, name, version, evaluations=results, segment=args.segment,
+                           endpoint=endpoint)
     text = cards.render_html(card) if fmt == "html" else cards.render_qmd(card)
     if target is None:
         sys.stdout.write(text)
