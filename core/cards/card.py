@@ -270,8 +270,8 @@ def _missing(meta: BundleMeta, version: str | None, evaluated: bool) -> list[Mis
             "them under Metrics."))
     if not evaluated:
         out.append(Missing(
-            "No evaluation results: no metrics were recorded with this version and no "
-            "served prediction of it has an actual yet.",
+            "No evaluation results: nothing was recorded about this version's performance "
+            "and no served prediction of it has an actual yet.",
             "Record metrics with the data set they were computed on (`metrics=` and "
             "`metrics_data=` in `core.bundle(...)`, or `--metric` and `--metrics-data` of "
             "`python -m core write`), or upload actuals on the Monitor page."))

@@ -188,3 +188,17 @@ def test_malformed_monitoring_results_are_skipped():
     assert found[0].metrics == {"mae": 2.0} and found[0].rows is None
     assert found[0].segment is None and found[0].period is None
     assert len(found) == analyses.MAX_EVALUATIONS - 2
+
+
+def test_a_version_without_any_result_says_how_to_add_them(tmp_path, house_model, house_data):
+    store = VersionStore(str(tmp_path / "board"))
+    version = store.write(bundle(house_model, house_data.drop(columns="price"),
+                                 name="bare")).version
+    card = cards.card_data(store, "bare", version)
+    assert card.evaluations == []
+    html = cards.render_html(card)
+    quantitative = _text(html.split('id="quantitative"')[1].split("<section")[0])
+    assert "No evaluation results" in quantitative and "--metrics-data" in quantitative
+    metrics = _text(html.split('id="metrics"')[1].split("<section")[0])
+    assert "No evaluation results" not in metrics  # each note in its own section
+    assert "No evaluation results" in cardmd.automatic(card, "quantitative")
