@@ -107,3 +107,27 @@ def test_reindex_rebuilds_the_parameter_index(board):
     store, v = board
     store.reindex()
     assert _found(store, "n_estimators=300") == [v[300]]
+
+
+def test_parameters_are_read_without_loading_the_model_file(tmp_path, house_data):
+    """The model file is replaced by a pickle that would run a command: showing and
+    searching parameters never unpickles it."""
+    import os
+    import pickle
+
+    marker = tmp_path / "PWNED"
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    features = house_data.drop(columns=["price", "zipcode"]).head(100)
+    model = RandomForestRegressor(n_estimators=5, random_state=0).fit(
+        features, house_data["price"].head(100))
+    store = VersionStore(tmp_path / "board")
+    version = store.write(core.bundle(model, features, name="f")).version
+    (tmp_path / "board" / "f" / version / "f.joblib").write_bytes(pickle.dumps(Hostile()))
+    store.reindex()
+    assert store.meta("f", version).lineage["params"]["n_estimators"] == 5
+    assert [v.version for v in store.search(param="n_estimators=5")] == [version]
+    assert not marker.exists()
