@@ -17,7 +17,7 @@ from core.cards import card as cards
 from core.cards import markup, share
 from core.errors import FixativeError
 from core.model.bundle import current_user
-from core.workbench import ui
+from core.workbench import cardview, ui
 
 _MESSAGE = "card_message"
 _REF = "card_ref"
@@ -30,12 +30,26 @@ def _draft_key(key: str) -> str:
     return f"card_text_{key}"
 
 
-def _load(store, name: str, version: str) -> cards.CardData:
+def _load(store, name: str, version: str, segment: str | None = None) -> cards.CardData:
     try:
-        return cards.card_data(store, name, version)
+        card, problem = cardview.card_for(store, name, version, segment)
     except FixativeError as exc:
         st.error(f"The card of {name}@{version} cannot be shown: {exc.message}")
         st.stop()
+    if problem:
+        st.warning(problem)
+    return card
+
+
+def _segment(name: str, version: str) -> str | None:
+    """The input column the results on served predictions are broken down by."""
+    choices = cardview.segment_choices(ui.cached_meta(name, version))
+    picked = st.selectbox("Results on served predictions, per value of", ["(overall only)",
+                          *choices], key="card_segment_column",
+                          help="Quantitative analyses show the metrics on predictions with "
+                               "actuals overall and, if you pick an input column, per value "
+                               "of it.")
+    return None if picked == "(overall only)" else picked
 
 
 def _save(store, name: str, version: str) -> None:
@@ -233,7 +247,7 @@ def share_tab(store, card: cards.CardData, html: str, name: str, version: str,
 def main() -> None:
     store = ui.get_store()
     name, version = ui.require_model()
-    card = _load(store, name, version)
+    card = _load(store, name, version, _segment(name, version))
     html = cards.render_html(card)
     fragment = cards.render_html(card, fragment=True)
     file_stem = f"{name}-{version}.card"

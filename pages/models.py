@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.errors import FixativeError
 from core.model.compare import compare
-from core.workbench import catalog, ui
+from core.workbench import catalog, lineage, ui
 from core.workbench.charts import profile_figure
 
 
@@ -57,12 +57,13 @@ def details_section(name: str, version: str, by_id: dict) -> None:
     st.subheader(f"{name}@{version}")
     st.write(meta.description or "_No description._")
     details = pd.DataFrame([
-        ("class", meta.model_class), ("library", meta.library), ("task", meta.task),
+        ("class", meta.model_summary), ("library", meta.library), ("task", meta.task),
         ("classes", ", ".join(map(str, meta.classes or [])) or "—"),
         ("predict_proba", "yes" if meta.has_proba else "no"),
         ("aliases", ", ".join(sorted(info.aliases or [])) or "—"),
         ("tags", ", ".join(meta.tags) or "—"), ("user", meta.user), ("created", meta.created),
         ("size", f"{int(info.size or 0):,} bytes"), ("hash", info.hash),
+        *lineage.lineage_rows(meta),
     ], columns=["field", "value"])
     # every row in view (the automatic height stops at ten and hides the hash)
     st.dataframe(details, hide_index=True, key="models_meta",
@@ -75,12 +76,26 @@ def details_section(name: str, version: str, by_id: dict) -> None:
                      hide_index=True, key="models_metrics")
     else:
         st.caption("No metrics recorded. Add them when you upload the next version.")
+    params_table(meta)
     st.markdown("**Input prototype**")
     st.dataframe(catalog.prototype_frame(meta.prototype), hide_index=True,
                  key="models_prototype")
     st.markdown("**Environment**")
     st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
                  key="models_environment")
+
+
+def params_table(meta) -> None:
+    st.markdown("**Parameters**")
+    params = lineage.params_frame(meta)
+    if params is None:
+        st.caption("Parameters not recorded: this version was written before Fixative recorded "
+                   "them. Write the model again to record them.")
+        return
+    steps = lineage.steps_frame(meta)
+    if steps is not None:
+        st.dataframe(steps, hide_index=True, key="models_steps")
+    st.dataframe(params, hide_index=True, key="models_params")
 
 
 def profile_section(name: str, version: str) -> None:
@@ -112,12 +127,25 @@ def compare_section(name: str, versions: list, ids_newest_first: list[str]) -> N
             st.dataframe(pd.DataFrame(
                 [{"field": c.field, old_v: str(c.old), new_v: str(c.new)} for c in changes]),
                 hide_index=True, key=f"models_cmp_{title.lower()}")
+    params_compare(diff, old_v, new_v)
     if diff.prototype:
         st.markdown("**Prototype**")
         st.dataframe(pd.DataFrame(
             [{"column": c.column, "change": c.what, old_v: str(c.old or ""),
               new_v: str(c.new or "")} for c in diff.prototype]),
             hide_index=True, key="models_cmp_prototype")
+
+
+def params_compare(diff, old_v: str, new_v: str) -> None:
+    st.markdown("**Parameters**")
+    show_all = st.toggle("Show all parameters", key="models_cmp_all_params")
+    changes = diff.all_params if show_all else diff.params
+    if not changes:
+        st.caption("No parameters were recorded for either version." if not diff.all_params
+                   else "The recorded parameters are the same.")
+        return
+    st.dataframe(lineage.params_diff_frame(changes, old_v, new_v), hide_index=True,
+                 key="models_cmp_params")
 
 
 def aliases_section(store, name: str, version: str, ids_newest_first: list[str]) -> None:

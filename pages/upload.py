@@ -24,6 +24,9 @@ class Version:
     description: str
     metric_rows: Any
     tags_text: str
+    metrics_data: str = ""
+    metrics_rows: int | None = None
+    training_code: str = ""
 
 
 def intro() -> None:
@@ -90,8 +93,16 @@ def describe_section(model_file: Any) -> Version:
         pd.DataFrame({"metric": pd.Series([], dtype="str"),
                       "value": pd.Series([], dtype="float")}),
         num_rows="dynamic", key="upload_metrics", hide_index=True)
+    c1, c2 = st.columns([3, 1])
+    metrics_data = c1.text_input("Measured on (the data set's name)", key="upload_metrics_data",
+                                 placeholder="e.g. holdout 2026-Q1")
+    metrics_rows = c2.number_input("Its rows", min_value=1, value=None, step=1,
+                                   key="upload_metrics_rows")
     tags_text = st.text_input("Tags (comma-separated)", key="upload_tags")
-    return Version(name, problem, description, metric_rows, tags_text)
+    training_code = st.text_input("Training code (a git commit, URL or path)",
+                                  key="upload_training_code")
+    return Version(name, problem, description, metric_rows, tags_text, metrics_data.strip(),
+                   int(metrics_rows) if metrics_rows else None, training_code.strip())
 
 
 def store_section(store: Any, model_file: Any, model_data: bytes, digest: str,
@@ -123,7 +134,9 @@ def store_section(store: Any, model_file: Any, model_data: bytes, digest: str,
             sample_data=sample_file.getvalue() if sample_file is not None else None,
             sample_filename=sample_file.name if sample_file is not None else None,
             description=v.description, metrics=metrics, tags=tags, trusted=trusted,
-            progress=lambda f, text: bar.progress(f, text=text))
+            progress=lambda f, text: bar.progress(f, text=text),
+            metrics_data=v.metrics_data or None, metrics_rows=v.metrics_rows,
+            training_code=v.training_code or None)
     except FixativeError as exc:
         if bar is not None:
             bar.empty()  # no progress bar left standing over the error

@@ -31,7 +31,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from core.cards import markup, svgcharts
+from core.cards import analyses, markup, svgcharts
+from core.cards.analyses import Evaluation, LineageCard
+from core.cards.sections import AUTOMATIC, SECTIONS, Section, section
+from core.cards.sections import SECTION_KEYS as SECTION_KEYS
 from core.errors import InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.store.protocols import StoreLike
@@ -41,53 +44,6 @@ CARD_KIND = "card"
 MAX_TEXT_CHARS = 50_000
 MAX_HISTORY_ROWS = 30
 QUARTO_TIMEOUT = 600
-
-
-@dataclass(frozen=True)
-class Section:
-    key: str
-    title: str
-    prompt: str
-
-
-SECTIONS: tuple[Section, ...] = (
-    Section("model_details", "Model details",
-            "Who developed the model and when, what it predicts and how it was built "
-            "(algorithm, feature engineering, preprocessing), its licence or citation, and "
-            "whom to contact with questions."),
-    Section("intended_use", "Intended use",
-            "The primary uses and users the model was built for, and uses that are out of "
-            "scope (decisions it must not be used for, populations it was not built for)."),
-    Section("factors", "Important factors",
-            "Groups, environments or instruments that may change how well the model works "
-            "(e.g. region, customer segment, season, data source), and which of them were "
-            "examined when evaluating it."),
-    Section("metrics", "Metrics",
-            "Which metrics measure the model's performance, how they were computed (test "
-            "set, cross-validation, thresholds) and why they were chosen."),
-    Section("data", "Training and evaluation data",
-            "Where the training and evaluation data came from, the period they cover, how "
-            "they were sampled and preprocessed, and why this evaluation data was chosen."),
-    Section("quantitative", "Quantitative analyses",
-            "Results on the evaluation data, overall and for the groups named under "
-            "Important factors (disaggregated results), with their uncertainty."),
-    Section("ethics", "Ethical considerations",
-            "Sensitive data used, risks to people affected by the model's decisions, "
-            "mitigations taken, and known harms or fairness concerns."),
-    Section("caveats", "Caveats and recommendations",
-            "What the model does not do, conditions under which it should not be trusted, "
-            "and recommendations for monitoring, retraining or further testing."),
-)
-SECTION_KEYS: tuple[str, ...] = tuple(s.key for s in SECTIONS)
-_BY_KEY = {s.key: s for s in SECTIONS}
-
-
-def section(key: str) -> Section:
-    """The card section called ``key``; :class:`InvalidArgument` naming the valid keys otherwise."""
-    if key not in _BY_KEY:
-        raise InvalidArgument(f"There is no card section {str(key)[:60]!r}; use one of "
-                              f"{', '.join(SECTION_KEYS)}.")
-    return _BY_KEY[key]
 
 
 # -- the data ---------------------------------------------------------------------------
@@ -226,6 +182,13 @@ class CardData:
     missing: list[Missing]
     notes: list[str]
     generated: datetime
+    model_summary: str = ""
+    lineage: LineageCard | None = None
+    # Metrics with the data they were measured on: recorded with the version, then from
+    # monitoring (overall, then per level of ``segment``).
+    evaluations: list[Evaluation] = field(default_factory=list)
+    segment: str | None = None
+    get_started: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -265,6 +228,10 @@ class CardData:
     def text(self, key: str) -> str:
         return self.sections[key].text
 
+    @property
+    def evaluation_metrics(self) -> list[str]:
+        return analyses.metric_names(self.evaluations)
+
 
 def _columns(meta: BundleMeta) -> list[ColumnCard]:
     profiles = (meta.profile or {}).get("columns", {})
@@ -283,7 +250,7 @@ def _prediction(meta: BundleMeta) -> ColumnCard | None:
                       min=p.get("min"), max=p.get("max"))
 
 
-def _missing(meta: BundleMeta, version: str | None) -> list[Missing]:
+def _missing(meta: BundleMeta, version: str | None, evaluated: bool) -> list[Missing]:
     out: list[Missing] = []
     if meta.profile is None:
         out.append(Missing(
@@ -300,6 +267,13 @@ def _missing(meta: BundleMeta, version: str | None) -> list[Missing]:
             f"`python -m core write MODEL_FILE --name {meta.name} --metric rmse=41200 "
             "--metric r2=0.87` (or `metrics=` in `core.bundle(...)`), and describe "
             "them under Metrics."))
+    if not evaluated:
+        out.append(Missing(
+            "No evaluation results: nothing was recorded about this version's performance "
+            "and no served prediction of it has an actual yet.",
+            "Record metrics with the data set they were computed on (`metrics=` and "
+            "`metrics_data=` in `core.bundle(...)`, or `--metric` and `--metrics-data` of "
+            "`python -m core write`), or upload actuals on the Monitor page."))
     if version is None:
         out.append(Missing(
             "This model has not been written to a store: the card has no version id, "
@@ -343,10 +317,13 @@ def _history(versions: Sequence[Any], current: str | None,
 
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
-           records: Sequence[Any] = ()) -> CardData:
+           records: Sequence[Any] = (), evaluations: Sequence[Mapping[str, Any]] = (),
+           segment: str | None = None, endpoint: str | None = None) -> CardData:
     aliases = dict(aliases or {})
     texts, edits = _sections(records)
     notes = [n for n in meta.notes if n]
+    found = [e for e in [analyses.recorded(meta)] if e] + analyses.from_monitoring(evaluations)
+    ref = f"{meta.name}@{version}" if version else meta.name
     return CardData(
         name=meta.name, version=version, board=board, model_class=meta.model_class,
         library=meta.library, task=meta.task, classes=meta.classes, has_proba=meta.has_proba,
@@ -357,18 +334,27 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         accepts_nulls=meta.prototype.accepts_nulls, columns=_columns(meta),
         n_reference_rows=(meta.profile or {}).get("n_rows"), prediction=_prediction(meta),
         metrics=dict(meta.metrics), history=_history(versions, version, aliases),
-        sections=texts, edits=edits, missing=_missing(meta, version), notes=notes,
-        generated=datetime.now(UTC))
+        sections=texts, edits=edits, missing=_missing(meta, version, bool(found)), notes=notes,
+        generated=datetime.now(UTC), model_summary=meta.model_summary,
+        lineage=LineageCard.of(meta), evaluations=found, segment=segment,
+        get_started=analyses.get_started(meta, ref, endpoint or analyses.DEFAULT_ENDPOINT))
 
 
-def card_data(store: StoreLike, name: str, version: str | None = None) -> CardData:
-    """Everything the card of ``name@version`` shows (the latest version when None)."""
+def card_data(store: StoreLike, name: str, version: str | None = None, *,
+              evaluations: Sequence[Mapping[str, Any]] = (), segment: str | None = None,
+              endpoint: str | None = None) -> CardData:
+    """Everything the card of ``name@version`` shows (the latest version when None).
+
+    ``evaluations`` are monitoring results (:func:`core.monitoring.evaluation.evaluate`,
+    per level of ``segment`` if one was chosen); ``endpoint`` is the server address the
+    "How to get started" example calls."""
     if version is None:
         name, version = store.resolve(name)
     meta = store.meta(name, version)
     return _build(meta, version=version, board=store.url, versions=store.versions(name),
                   aliases=store.aliases(name),
-                  records=store.records(CARD_KIND, name, version))
+                  records=store.records(CARD_KIND, name, version), evaluations=evaluations,
+                  segment=segment, endpoint=endpoint)
 
 
 def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> CardData:
@@ -483,7 +469,7 @@ def render_qmd(card: CardData) -> str:
     if card.version is None or card.board is None:
         raise InvalidArgument(f"Model '{card.name}' has not been written to a store, so a Quarto "
                               "document could not load it; write it first (store.write(bundle)).")
-    return _template("card.qmd", False).render(card=card, sections=SECTIONS)
+    return _template("card.qmd", False).render(card=card, sections=SECTIONS, automatic=AUTOMATIC)
 
 
 def card_html_for_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> str:

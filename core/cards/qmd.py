@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.cards import svgcharts
+from core.cards.analyses import code_fence
 from core.cards.card import MAX_HISTORY_ROWS, CardData, ColumnCard, when
 from core.cards.markup import literal_md as lit
 from core.cards.markup import to_qmd
-
-# Sections with something filled in from the store; the others are written by a person.
-AUTOMATIC = ("model_details", "factors", "metrics", "data", "quantitative", "caveats")
+from core.cards.sections import AUTOMATIC as AUTOMATIC
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -36,7 +34,8 @@ def model_details(card: CardData) -> str:
     if card.description:
         out.append(f"{lit(card.description, max_chars=2000)}\n")
     out += [
-        f"- **Model:** {lit(card.model_class)} from {lit(card.library or 'an unknown library')}"
+        f"- **Model:** {lit(card.model_summary or card.model_class)} from "
+        f"{lit(card.library or 'an unknown library')}"
         f", {lit(card.task_text)}" + (", with class probabilities" if card.has_proba else ""),
         f"- **Version:** {lit(card.version or 'not stored')}"
         + (f" (aliases: {', '.join(lit(a) for a in card.aliases)})" if card.aliases else ""),
@@ -51,6 +50,18 @@ def model_details(card: CardData) -> str:
         out.append(f"- **Environment:** Python {lit(env.get('python', '?'))}"
                    + (f" on {lit(env['platform'])}" if env.get("platform") else "")
                    + (f"; {packages}" if packages else ""))
+    if card.lineage is not None:
+        out += [f"- **{lit(what.capitalize())}:** {lit(text)}"
+                for what, text in card.lineage.summary]
+        if card.lineage.steps:
+            out.append("\n**Steps**\n")
+            out.append(table(["Step", "Class"], card.lineage.steps))
+        if card.lineage.params is None:
+            out.append("\n**Parameters:** not recorded (this version was written before "
+                       "Fixative recorded them).")
+        else:
+            out.append(f"\n**Parameters** ({len(card.lineage.params)})\n")
+            out.append(table(["Parameter", "Value"], card.lineage.params))
     if card.history:
         rows = [(r.version + (" (this card)" if r.current else ""), when(r.created), r.user,
                  ", ".join(r.aliases), r.description)
@@ -60,6 +71,16 @@ def model_details(card: CardData) -> str:
         if len(card.history) > MAX_HISTORY_ROWS:
             out.append(f"\n…and {len(card.history) - MAX_HISTORY_ROWS} older versions.")
     return "\n".join(out)
+
+
+def get_started(card: CardData) -> str:
+    calls = card.get_started
+    if not calls:
+        return ""
+    return "\n\n".join([
+        "Serve this version, then send it a row (the example row from its training data):",
+        code_fence(calls["serve"], "bash"), "With curl:", code_fence(calls["curl"], "bash"),
+        "With Python:", code_fence(calls["python"], "python")])
 
 
 def factors(card: CardData) -> str:
@@ -75,7 +96,9 @@ def factors(card: CardData) -> str:
 def metrics(card: CardData) -> str:
     out = []
     if card.metrics:
-        out.append("Metrics recorded with this version:\n")
+        rec = next((e for e in card.evaluations if e.source == "recorded"), None)
+        out.append("Metrics recorded with this version, computed on "
+                   f"{lit(rec.on_text if rec else 'data set not recorded')}:\n")
         out.append(table(["Metric", "Value"], [(k, f"{v:.6g}") for k, v in card.metrics.items()]))
     else:
         out.append(_missing_text(card, "metrics"))
@@ -109,6 +132,7 @@ def data(card: CardData) -> str:
              "" if c.example is None else c.example) for c in card.columns]
     out.append(table(["Column", "Kind", "Nulls", "Range or categories in training", "Example"],
                      rows))
+    out.append(distributions(card))
     return "\n".join(out)
 
 
@@ -120,15 +144,33 @@ def _column_block(c: ColumnCard) -> str:
     return text + ("\n\n" + _raw_html(svg) if svg else "")
 
 
-def quantitative(card: CardData) -> str:
+def distributions(card: CardData) -> str:
     profiled = [c for c in card.columns if c.profile]
     if not profiled:
-        return _missing_text(card, "training sample")
-    out = ["Distributions in the reference sample:\n"]
+        return ""
+    out = ["\n**Distributions in training** (the reference sample)\n"]
     out += [_column_block(c) + "\n" for c in profiled]
     if card.prediction is not None:
         out.append("Predictions of this version on the reference sample:\n")
         out.append(_column_block(card.prediction))
+    return "\n".join(out)
+
+
+def quantitative(card: CardData) -> str:
+    if not card.evaluations:
+        return _missing_text(card, "evaluation")
+    names = card.evaluation_metrics
+    rows = [("recorded with the version" if e.source == "recorded" else "monitoring",
+             e.on_text, "" if e.rows is None else f"{e.rows:,}", *(e.value(m) for m in names))
+            for e in card.evaluations]
+    out = ["Evaluation results, each on the data named in its row"
+           + (f"; served predictions also per value of {lit(card.segment)}" if card.segment
+              else "") + ":\n",
+           table(["Source", "On which data", "Rows", *names], rows)]
+    out += [f"\n{lit(e.note)}." for e in card.evaluations if e.note]
+    if not any(e.source == "monitoring" for e in card.evaluations):
+        out.append("\nNo served prediction of this version has an actual yet: upload actuals "
+                   "on the Monitor page to add results on live data.")
     return "\n".join(out)
 
 
@@ -140,25 +182,9 @@ def caveats(card: CardData) -> str:
     return "Recorded with the version or found missing:\n\n" + "\n".join(items)
 
 
-def prediction_summary(predictions: Any, card: CardData) -> str:
-    """A short Markdown summary of predictions made in a .qmd chunk."""
-    import numpy as np
-    import pandas as pd
-
-    values = pd.Series(np.asarray(predictions).ravel())
-    if card.task == "regression" or (pd.api.types.is_numeric_dtype(values)
-                                     and card.task not in ("binary", "multiclass")):
-        q = values.quantile([0.05, 0.5, 0.95])
-        return (f"{len(values):,} predictions: mean {svgcharts.fmt_number(values.mean())}, "
-                f"median {svgcharts.fmt_number(q[0.5])}, 5–95% "
-                f"{svgcharts.fmt_number(q[0.05])} to {svgcharts.fmt_number(q[0.95])}.")
-    shares = values.astype(str).value_counts(normalize=True)
-    return (f"{len(values):,} predictions: "
-            + ", ".join(f"{lit(k)} {v:.0%}" for k, v in shares.head(12).items()) + ".")
-
-
 _BUILDERS = {
     "model_details": model_details,
+    "get_started": get_started,
     "factors": factors,
     "metrics": metrics,
     "data": data,

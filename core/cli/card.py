@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.cli.store import open_store, store_argument
 from core.errors import Conflict, InvalidArgument
@@ -37,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     card.add_argument("--base-url", default=None, metavar="URL",
                       help=f"the workbench's address as people open it, for --link (default "
                            f"{DEFAULT_BASE_URL})")
+    card.add_argument("--segment", metavar="COLUMN", default=None,
+                      help="an input column: the results on served predictions with actuals "
+                           "are also given per value of it")
+    card.add_argument("--endpoint", metavar="URL", default=None,
+                      help="the server address the 'How to get started' example calls "
+                           "(default http://127.0.0.1:8080)")
     store_argument(card)
     card.set_defaults(func=run)
 
@@ -101,10 +108,20 @@ def _link(args: Any) -> int:
             else share.create(store, name, version=version))
     print(link.url(base))
     return 0
+def _endpoint(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment or any(ord(c) < 33 or c in "'\"`\\<>" for c in url.strip()):
+        raise InvalidArgument(f"--endpoint must be a plain http(s) address such as "
+                              f"https://models.example.com/houses, got {url[:80]!r}.")
+    return url.strip().rstrip("/")
 
 
 def run(args: Any) -> int:
     from core.cards import card as cards
+    from core.monitoring import evaluation
 
     if args.link:
         return _link(args)
@@ -115,7 +132,10 @@ def run(args: Any) -> int:
     store = open_store(args)
     name, version = store.resolve(args.ref)
     target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
-    card = cards.card_data(store, name, version)
+    endpoint = _endpoint(args.endpoint)
+    results = evaluation.evaluate(store, name, version, segment=args.segment)
+    card = cards.card_data(store, name, version, evaluations=results, segment=args.segment,
+                           endpoint=endpoint)
     text = cards.render_html(card) if fmt == "html" else cards.render_qmd(card)
     if target is None:
         sys.stdout.write(text)

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.cli.output import cell, print_json, print_models, print_table
 from core.errors import InvalidArgument, NotFound
+from core.model.params import NOT_RECORDED, lineage_summary, params_of, value_text
 from core.model.prototype import Column
 from core.store.names import parse_ref
 from core.store.paths import local_root
@@ -97,18 +98,37 @@ def cmd_write(args: argparse.Namespace) -> int:
 
     model_data = read_input_file(args.model_file, "model file")
     sample_data = read_input_file(args.sample, "sample") if args.sample else None
+    training = _training_data(args)
     info = upload(open_store(args, create=True), model_data, Path(args.model_file).name,
                   name=args.name,
                   sample_data=sample_data,
                   sample_filename=Path(args.sample).name if args.sample else None,
                   description=args.description or "",
                   metrics=_key_values(args.metric, "metric"),
-                  tags=args.tag, trusted=args.trust)
+                  tags=args.tag, trusted=args.trust, training_data=training,
+                  training_code=args.training_code, metrics_data=args.metrics_data,
+                  metrics_rows=args.metrics_rows)
     if args.json:
         print_json(info.to_dict())
     else:
         print(f"stored {info.name}@{info.version}")
     return 0
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    """The training data to fingerprint: a frame read from --training-data, or the
+    fingerprint given with --training-fingerprint."""
+    if args.training_data and args.training_fingerprint:
+        raise InvalidArgument("Give --training-data FILE or --training-fingerprint TEXT, not "
+                              "both.")
+    if args.training_fingerprint is not None:
+        return args.training_fingerprint
+    if not args.training_data:
+        return None
+    from core.store.upload import read_sample
+
+    return read_sample(read_input_file(args.training_data, "training data"),
+                       Path(args.training_data).name)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -144,6 +164,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     print(f"{name}@{version}  ({', '.join(info.aliases) or 'no aliases'})")
+    data["model_class"] = store.meta(name, version).model_summary
     for key in ("model_class", "library", "task", "classes", "description", "user",
                 "created", "metrics", "tags"):
         if data.get(key) not in (None, "", [], {}):
@@ -160,9 +181,28 @@ def cmd_show(args: argparse.Namespace) -> int:
             Column.from_dict(col).range_text() or "")
         null = "nullable" if col.get("nullable") else ""
         print(f"    {col['name']:24} {col['kind']:9} {null:9} {cell(detail)[:60]}")
+    print_lineage(store.meta(name, version))
     for note in data.get("notes") or []:
         print(f"  note: {note}")
     return 0
+
+
+def print_lineage(meta: Any) -> None:
+    """Parameters and lineage of ``show``, each "not recorded" where the version has none."""
+    for what, text in lineage_summary(meta.lineage, meta.metrics_data):
+        print(f"  {what + ':':13} {text}")
+    found = (meta.lineage or {}).get("steps") or []
+    if found:
+        print("  steps:")
+        for step in found:
+            print(f"    {str(step.get('path', '')):24} {step.get('class', '')}")
+    params = params_of(meta.lineage)
+    if params is None:
+        print(f"  {'parameters:':13} {NOT_RECORDED}")
+        return
+    print(f"  parameters ({len(params)}):")
+    for key, value in params.items():
+        print(f"    {key} = {value_text(value)}")
 
 
 _SEARCH_FLAGS = {"created_after": "--after", "created_before": "--before",
@@ -176,7 +216,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         found = open_store(args).search(text=args.text, tag=args.tag, created_after=args.after,
                                         created_before=args.before, metric=args.metric,
-                                        min_value=args.min, max_value=args.max)
+                                        min_value=args.min, max_value=args.max,
+                                        param=args.param)
     except InvalidArgument as exc:  # the store names its arguments; here they are flags
         message = exc.message
         for name, flag in _SEARCH_FLAGS.items():
@@ -304,6 +345,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default="")
     p.add_argument("--metric", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--metrics-data", metavar="NAME",
+                   help="the data set the metrics were computed on, e.g. 'holdout 2026-Q1'")
+    p.add_argument("--metrics-rows", type=_positive_int, metavar="N",
+                   help="rows of that data set")
+    p.add_argument("--training-data", metavar="CSV|PARQUET",
+                   help="the training data, to record its fingerprint (sha256, rows, columns)")
+    p.add_argument("--training-fingerprint", metavar="TEXT",
+                   help="a fingerprint of the training data computed elsewhere")
+    p.add_argument("--training-code", metavar="REF",
+                   help="where the training code is: a git commit, a URL or a path")
     trust_argument(p, "trust an import the safety check does not know")
 
     _command(sub, "list", "list models", cmd_list, json_output=True)
@@ -315,7 +366,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "show", "show one version's metadata", cmd_show, json_output=True)
     p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
 
-    p = _command(sub, "search", "find versions by name, tag, date or metric", cmd_search,
+    p = _command(sub, "search", "find versions by name, tag, date, metric or parameter",
+                 cmd_search,
                  json_output=True)
     p.add_argument("--text", help="name contains")
     p.add_argument("--tag")
@@ -324,6 +376,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", help="metric name for --min/--max")
     p.add_argument("--min", type=float)
     p.add_argument("--max", type=float)
+    p.add_argument("--param", metavar="KEY=VALUE",
+                   help="a recorded parameter, by its full key or its last part, e.g. "
+                        "n_estimators=300")
 
     p = _command(sub, "alias", "point an alias (e.g. production) at a version", cmd_alias)
     p.add_argument("name", metavar="NAME")

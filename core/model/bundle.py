@@ -50,6 +50,16 @@ class BundleMeta:
     user: str = ""
     created: str = ""
     notes: list[str] = field(default_factory=list)
+    # Parameters, nested estimators and training data/code (core.model.params); None for
+    # versions written before they were recorded.
+    lineage: dict[str, Any] | None = None
+    # The data set the metrics were computed on: {"name": ..., "rows": ...}.
+    metrics_data: dict[str, Any] | None = None
+
+    @property
+    def model_summary(self) -> str:
+        """The class with its parts, e.g. ``Pipeline(StandardScaler → Ridge)``."""
+        return str((self.lineage or {}).get("structure") or self.model_class)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +78,8 @@ class BundleMeta:
             "user": self.user,
             "created": self.created,
             "notes": self.notes,
+            "lineage": self.lineage,
+            "metrics_data": self.metrics_data,
         }
 
     @classmethod
@@ -88,6 +100,9 @@ class BundleMeta:
             user=data.get("user") or "",
             created=data.get("created") or "",
             notes=list(data.get("notes") or []),
+            lineage=data.get("lineage") if isinstance(data.get("lineage"), dict) else None,
+            metrics_data=data.get("metrics_data")
+            if isinstance(data.get("metrics_data"), dict) else None,
         )
 
 
@@ -132,14 +147,21 @@ class ModelBundle:
 
 def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
            description: str = "", metrics: Mapping[str, float | str] | None = None,
-           tags: Iterable[str] | None = None, user: str | None = None) -> ModelBundle:
+           tags: Iterable[str] | None = None, user: str | None = None,
+           training_data: Any = None, training_code: str | None = None,
+           metrics_data: str | None = None, metrics_rows: int | None = None) -> ModelBundle:
     """Capture a fitted model and, optionally, a sample of its training features.
 
     Columns of ``sample`` that the model was not fitted on (a target column, an id)
-    are dropped when the model knows its feature names.
+    are dropped when the model knows its feature names. The model's parameters are
+    recorded (:mod:`core.model.params`), with ``training_data`` (a DataFrame to
+    fingerprint, or a fingerprint string) and ``training_code`` (a git commit, URL or
+    path) where given; ``metrics_data`` names the data set the metrics were computed on
+    and ``metrics_rows`` its number of rows.
     """
     import numpy as np
 
+    from core.model.params import lineage
     from core.model.profile import build_profile, row_sample
 
     if not hasattr(model, "predict"):
@@ -149,6 +171,8 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
         raise InvalidArgument(f"The description must be text of at most {MAX_DESCRIPTION:,} "
                               f"characters; put longer documentation in the model card.")
     _check_fitted(model)
+    recorded = lineage(model, training_data, training_code)
+    evaluated_on = _metrics_data(metrics_data, metrics_rows)
     notes: list[str] = []
     sample_rows: pd.DataFrame | None = None
     names_in = getattr(model, "feature_names_in_", None)
@@ -203,6 +227,8 @@ def bundle(model: Any, sample: pd.DataFrame | None = None, *, name: str,
             user=user or current_user(),
             created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             notes=notes,
+            lineage=recorded,
+            metrics_data=evaluated_on,
         ),
         sample=sample_rows,
     )
@@ -233,6 +259,21 @@ def _metrics(metrics: Mapping[str, float | str] | None) -> dict[str, float]:
     for key in metrics:
         _check_label(str(key), "A metric name")
     return {str(k): _metric(k, v) for k, v in metrics.items()}
+
+
+def _metrics_data(name: str | None, rows: int | None) -> dict[str, Any] | None:
+    if name is None and rows is None:
+        return None
+    if name is not None:
+        if not isinstance(name, str):
+            raise InvalidArgument(f"metrics_data must name the data set the metrics were "
+                                  f"computed on, e.g. 'holdout 2026-Q1'; got a "
+                                  f"{type(name).__name__}.")
+        _check_label(name.strip(), "The name of the metrics' data set")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        raise InvalidArgument(f"metrics_rows must be a whole number of rows, at least 1; got "
+                              f"{rows!r}.")
+    return {"name": (name or "").strip(), "rows": rows}
 
 
 def _tags(tags: Iterable[str] | None) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.model.bundle import BundleMeta
+from core.model.params import NOT_RECORDED, params_diff, params_of
 from core.model.prototype import Column, Prototype
 
 # Metadata fields compared one to one (the rest have their own sections).
@@ -38,10 +39,15 @@ class VersionDiff:
     metrics: list[Change] = field(default_factory=list)
     prototype: list[ColumnChange] = field(default_factory=list)
     environment: list[Change] = field(default_factory=list)
+    # Recorded parameters that differ (text of each side; NOT_RECORDED for a version
+    # written before parameters were recorded), and all of them for "show all".
+    params: list[Change] = field(default_factory=list)
+    all_params: list[Change] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        return not (self.metadata or self.metrics or self.prototype or self.environment)
+        return not (self.metadata or self.metrics or self.prototype or self.environment
+                    or self.params)
 
     def columns(self, what: str) -> list[str]:
         return [c.column for c in self.prototype if c.what == what]
@@ -56,6 +62,13 @@ class VersionDiff:
             if cols:
                 parts.append(f"{len(cols)} column(s) {what} ({', '.join(cols[:5])}"
                              f"{', …' if len(cols) > 5 else ''})")
+        if self.params:
+            if any(NOT_RECORDED in (c.old, c.new) for c in self.params):
+                parts.append("parameters recorded for one version only")
+            else:
+                parts.append(f"{len(self.params)} parameter(s) changed ("
+                             + ", ".join(c.field for c in self.params[:5])
+                             + (", …" if len(self.params) > 5 else "") + ")")
         if self.metrics:
             parts.append(f"{len(self.metrics)} metric(s) changed")
         if self.metadata:
@@ -76,7 +89,26 @@ def compare(old: BundleMeta, new: BundleMeta, old_version: str = "old",
         metrics=_dict_changes(old.metrics, new.metrics),
         prototype=compare_prototypes(old.prototype, new.prototype),
         environment=compare_environments(old.environment, new.environment),
+        params=compare_params(old, new),
+        all_params=compare_params(old, new, only_changed=False),
     )
+
+
+def compare_params(old: BundleMeta, new: BundleMeta, only_changed: bool = True
+                   ) -> list[Change]:
+    """Recorded parameters, as text, that differ (all of them with ``only_changed=False``).
+
+    Neither version recorded any: nothing to compare, so no change. One did: a single
+    change saying which one has none."""
+    a, b = params_of(old.lineage), params_of(new.lineage)
+    if a is None and b is None:
+        return []
+    if a is None or b is None:
+        structure = [Change("parameters", NOT_RECORDED if a is None else f"{len(a)} recorded",
+                            NOT_RECORDED if b is None else f"{len(b)} recorded")]
+        if only_changed:
+            return structure
+    return [Change(k, x, y) for k, x, y in params_diff(a, b, only_changed)]
 
 
 def _dict_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:

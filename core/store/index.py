@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from core.store import layout
 from core.store.board import META_FILE, PINS_META, Board, valid_entry
 from core.store.paths import ALIAS_EVENTS, RECORD_EVENTS, SYSTEM_DIR
+from core.store.search import param_rows
 from core.store.versions import AliasEvent, ModelInfo, Record, VersionInfo, is_event_id
 from core.times import parse_iso
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # imported where a connection is opened: answers kept on disk
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 # The end of the reason a version folder is not indexed when it holds a pin of another
 # kind (a data frame pinned with pins): not a damaged version.
 NOT_A_MODEL = "not a model"
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS versions (
     source VARCHAR, problem VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (
     name VARCHAR, version VARCHAR, metric VARCHAR, value DOUBLE);
+CREATE TABLE IF NOT EXISTS params (
+    name VARCHAR, version VARCHAR, "key" VARCHAR, leaf VARCHAR, text VARCHAR, num DOUBLE);
 CREATE TABLE IF NOT EXISTS ignored (name VARCHAR, version VARCHAR, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS models (
     name VARCHAR, latest VARCHAR, n_versions BIGINT, updated TIMESTAMPTZ, task VARCHAR,
@@ -69,8 +72,8 @@ CREATE TABLE IF NOT EXISTS records (
     id VARCHAR, kind VARCHAR, name VARCHAR, version VARCHAR, "user" VARCHAR,
     "at" TIMESTAMPTZ, payload JSON);
 """
-TABLES = ("state", "versions", "metrics", "ignored", "models", "alias_history", "aliases",
-          "records")
+TABLES = ("state", "versions", "metrics", "params", "ignored", "models", "alias_history",
+          "aliases", "records")
 
 # The versions table's columns, as new rows are sent to it (see _insert).
 _VERSION_COLUMNS = (
@@ -235,11 +238,13 @@ class Index:
             con.execute("COMMIT")
             return
         if rebuild:
-            for table in ("versions", "metrics", "ignored", "alias_history", "records"):
+            for table in ("versions", "metrics", "params", "ignored", "alias_history",
+                          "records"):
                 con.execute(f"DELETE FROM {table}")
         if gone:
             con.executemany("DELETE FROM versions WHERE name = ? AND version = ?", gone)
             con.executemany("DELETE FROM metrics WHERE name = ? AND version = ?", gone)
+            con.executemany("DELETE FROM params WHERE name = ? AND version = ?", gone)
             con.executemany("DELETE FROM ignored WHERE name = ? AND version = ?", gone)
         if rows:
             self._insert_versions(con, rows)
@@ -275,6 +280,9 @@ class Index:
         _insert(con, "metrics", ["VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE"],
                 [(r["name"], r["version"], k, float(v))
                  for r in rows for k, v in r["metrics"].items()])
+        _insert(con, "params", ["VARCHAR"] * 5 + ["DOUBLE"],
+                [row for r in rows for row in param_rows(r["name"], r["version"],
+                                                          r.get("params") or {})])
 
     def _new_events(self, con: duckdb.DuckDBPyConnection, board: Board, kind: str,
                     rebuild: bool) -> tuple[list[list[Any]], list[str]]:

@@ -160,6 +160,10 @@ def data_txt(name: str, meta: BundleMeta, at: datetime, model: FileStat,
                          "meta_sha256": meta_stat.sha256, "meta_size": meta_stat.size},
         },
     }
+    # Parameters and lineage also go where pins and vetiver readers look (user.fixative).
+    for key in ("lineage", "metrics_data"):
+        if getattr(meta, key) is not None:
+            doc["user"]["fixative"][key] = clean_json(getattr(meta, key))
     if meta.tags:
         doc["tags"] = list(meta.tags)
     import yaml  # imported where used: listing from the index never reads YAML
@@ -296,7 +300,14 @@ def fixative_entry(name: str, version: str, meta_doc: dict[str, Any]) -> dict[st
         "metadata": dumps(summary).decode("utf-8"),
         "source": "fixative",
         "problem": "",
+        "params": recorded_params(meta_doc.get("lineage")),
     }
+
+
+def recorded_params(lineage: Any) -> dict[str, Any]:
+    """The parameters in a version's recorded lineage ({} when none were recorded)."""
+    params = lineage.get("params") if isinstance(lineage, dict) else None
+    return params if isinstance(params, dict) else {}
 
 
 def pins_entry(name: str, version: str, doc: dict[str, Any], problem: str = ""
@@ -326,6 +337,7 @@ def pins_entry(name: str, version: str, doc: dict[str, Any], problem: str = ""
         "metadata": dumps(summary).decode("utf-8"),
         "source": "fixative" if fixative_block(doc) is not None else "pins",
         "problem": problem,
+        "params": recorded_params((fixative_block(doc) or {}).get("lineage")),
     }
 
 

@@ -256,12 +256,16 @@ def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: st
            sample_data: bytes | None = None, sample_filename: str | None = None,
            description: str = "", metrics: Mapping[str, float | str] | None = None,
            tags: Iterable[str] = (), trusted: Iterable[str] = (), user: str | None = None,
-           progress: Progress | None = None) -> Any:
+           progress: Progress | None = None, training_data: Any = None,
+           training_code: str | None = None, metrics_data: str | None = None,
+           metrics_rows: int | None = None) -> Any:
     """Check, load, bundle and store an uploaded model; returns the new ``VersionInfo``.
 
     ``trusted`` lists the imports outside the safety allowlist that the person
     explicitly accepted; anything else untrusted refuses the load. Nothing is
-    written unless every step succeeds.
+    written unless every step succeeds. ``training_data`` (a frame or a fingerprint),
+    ``training_code``, ``metrics_data`` and ``metrics_rows`` are recorded as
+    :func:`core.model.bundle.bundle` records them.
     """
     report = _progress_wrapper(progress)
     problem = name_problem(name)
@@ -277,7 +281,9 @@ def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: st
         sample = read_sample(sample_data, sample_filename or "sample.csv", text_columns(model))
     report(0.55, "Capturing metadata" + (", prototype and profile" if sample is not None else ""))
     built = bundle(model, sample, name=name, description=description, metrics=metrics,
-                   tags=tags, user=user)
+                   tags=tags, user=user, training_data=training_data,
+                   training_code=training_code, metrics_data=metrics_data,
+                   metrics_rows=metrics_rows)
     check_kind(store, name, built.meta.task, built.meta.model_class)
     report(0.8, "Writing the version")
     info = store.write(built)

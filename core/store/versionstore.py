@@ -249,15 +249,15 @@ class VersionStore:
                created_after: datetime | date | str | None = None,
                created_before: datetime | date | str | None = None,
                metric: str | None = None, min_value: float | None = None,
-               max_value: float | None = None) -> list[VersionInfo]:
+               max_value: float | None = None, param: str | None = None) -> list[VersionInfo]:
         """Versions matching every given condition, by name then oldest first.
 
         ``text`` is a case-insensitive substring of the name or description; ``tag`` an
         exact tag; ``created_after``/``created_before`` bound the creation time; ``metric``
-        with ``min_value``/``max_value`` keeps versions whose metric lies in the range.
-        """
+        with ``min_value``/``max_value`` keeps versions whose metric lies in the range;
+        ``param`` (``KEY=VALUE``) a recorded parameter (:func:`.search.param_condition`)."""
         clause, params = search_sql(text, tag, created_after, created_before, metric,
-                                    min_value, max_value)
+                                    min_value, max_value, param)
         key = ("search", clause, tuple(str(p) for p in params))
         return self._query(key, lambda con: Index.versions(con, clause, params))
 

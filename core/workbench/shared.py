@@ -14,7 +14,7 @@ import streamlit as st
 from core.cards import card as cards
 from core.cards import share
 from core.errors import FixativeError
-from core.workbench import ui
+from core.workbench import cardview, ui
 
 
 def requested() -> bool:
@@ -33,7 +33,8 @@ def _card_page() -> None:
         store = ui.store_for_share_link()
         name, version = share.open_link(store, q.get("model"), q.get("share"),
                                         version=q.get("version"), alias=q.get("alias"))
-        card = cards.card_data(store, name, version)
+        # the owner's card, with the results on served predictions (overall)
+        card, _problem = cardview.card_for(store, name, version)
     except (FixativeError, OSError):
         _invalid()
         return
