@@ -11,6 +11,7 @@
     <board>/.fixative/actuals/<model>/by-<on>/<stamp>-<id>.parquet   uploaded actuals
     <board>/.fixative/actuals/<model>/labelled/...                   the materialised join
     <board>/.fixative/endpoints/                                     local endpoints' registry
+    <board>/.fixative/replicas/<replica>.json                        serving processes' heartbeats
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def labels_dir(store: Any, name: str) -> str:
 
 def endpoints_dir(store: Any) -> str:
     return store.path(SYSTEM_DIR, "endpoints")
+
+
+def replicas_dir(store: Any) -> str:
+    """Where every serving process keeps its heartbeat record (one small file each)."""
+    return store.path(SYSTEM_DIR, "replicas")
+
+
+def replica_file(store: Any, replica_id: str) -> str:
+    return f"{replicas_dir(store)}/{replica_id}.json"
 
 
 def on_dir(on: str) -> str:
