@@ -136,6 +136,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="replace OUT_DIR if it holds an earlier bundle")
     docker.add_argument("--with-s3", action="store_true",
                         help="include s3fs so the prediction log can go to an s3:// board")
+    docker.add_argument("--k8s", action="store_true",
+                        help="also write Kubernetes manifests (k8s/, kustomize layout); "
+                             "implies --with-s3")
+    docker.add_argument("--no-lock", action="store_true",
+                        help="do not pin every package with hashes (requirements.lock needs "
+                             "the package index: PyPI or UV_INDEX_URL)")
     store_argument(docker)
     docker.set_defaults(func=_docker)
 
@@ -327,6 +333,10 @@ def _docker(args: argparse.Namespace) -> int:
 
     out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
                                     workers=args.workers, port=args.port, trusted=args.trust,
-                                    force=args.force, with_s3=args.with_s3)
+                                    force=args.force, with_s3=args.with_s3, k8s=args.k8s,
+                                    lock=not args.no_lock)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")
+    if args.k8s:
+        print(f"Kubernetes manifests: {out / 'k8s'}. Read k8s/kustomization.yaml, then "
+              f"kubectl apply -k {out / 'k8s'}")
     return 0

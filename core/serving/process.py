@@ -245,7 +245,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
                               "log_level": "info", "server_header": False,
                               **uvicorn_limits(settings.limits())}
     prepare_process()
-    settings.port = settings.port or port
+    settings.port = port  # the port it really listens on, for the heartbeat
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
         return

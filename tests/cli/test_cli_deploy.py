@@ -304,7 +304,7 @@ def test_endpoints_logs_rejects_bad_line_counts(capsys, store):
 def test_docker_writes_a_bundle_and_refuses_to_overwrite(capsys, store, tmp_path):
     out_dir = tmp_path / "bundle"
     code, out, _ = run(capsys, "docker", "house:production", str(out_dir), "--workers", "3",
-                       "--port", "9000", "--store", str(store.url))
+                       "--port", "9000", "--store", str(store.url), "--no-lock")
     assert code == 0 and out.startswith(f"Wrote a Docker bundle to {out_dir}.")
     settings = json.loads((out_dir / "serve.json").read_text())
     assert (settings["version"], settings["workers"], settings["port"]) == (
@@ -315,7 +315,7 @@ def test_docker_writes_a_bundle_and_refuses_to_overwrite(capsys, store, tmp_path
     assert code == 1 and "already exists and is not empty; choose a new folder, or pass " \
                          "--force" in err
     code, _, _ = run(capsys, "docker", "house", str(out_dir), "--force", "--store",
-                     str(store.url))
+                     str(store.url), "--no-lock")
     assert code == 0
     assert json.loads((out_dir / "serve.json").read_text())["workers"] == 1
 

@@ -121,15 +121,23 @@ def test_requirements_refuse_what_cannot_be_pinned():
         dockerbundle.requirements(_meta(), extra=("no-such-dist-xyz",))
 
 
-@pytest.mark.parametrize(("environment", "tag"), [
-    ({"python_version": [3, 12, 4], "python": "3.12.4"}, "3.12"),
-    ({"python": "3.10.14"}, "3.10"),
-    ({}, HERE),
-    ({"python_version": ["x"], "python": "garbage"}, HERE),
+HERE_PATCH = ".".join(map(str, sys.version_info[:3]))
+
+
+@pytest.mark.parametrize(("environment", "tag", "patch"), [
+    ({"python_version": [3, 12, 4], "python": "3.12.4"}, "3.12", "3.12.4"),
+    ({"python": "3.10.14"}, "3.10", "3.10.14"),
+    ({}, HERE, HERE_PATCH),
+    ({"python_version": ["x"], "python": "garbage"}, HERE, HERE_PATCH),
+    # only major.minor known, and not this Python's: the newest known patch release
+    ({"python": "3.13"}, "3.13", dockerbundle.LATEST_PATCH["3.13"]),
+    ({"python_version": [3, 12]}, "3.12", dockerbundle.LATEST_PATCH["3.12"]
+     if HERE != "3.12" else HERE_PATCH),
 ])
-def test_base_image_follows_the_models_python(environment, tag):
+def test_base_image_is_the_models_python_to_the_patch(environment, tag, patch):
     assert dockerbundle.python_tag(_meta(**environment)) == tag
-    assert f"FROM python:{tag}-slim\n" in dockerbundle.dockerfile(_meta(**environment))
+    assert dockerbundle.python_patch(_meta(**environment)) == patch
+    assert f"FROM python:{patch}-slim\n" in dockerbundle.dockerfile(_meta(**environment))
 
 
 def test_dockerfile_runs_as_non_root_with_a_python_healthcheck(written):
