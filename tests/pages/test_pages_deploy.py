@@ -201,3 +201,41 @@ def test_crashed_endpoint_is_shown_and_can_be_forgotten(env):
     assert not at.exception, at.exception
     assert texts(at.success) == [f"{fake.label}: forgotten (it had already stopped)."]
     assert deploy.list_endpoints(env) == []
+
+
+def test_replicas_on_the_board_show_wherever_they_run(tmp_path, monkeypatch, house_model,
+                                                       house_data):
+    import json
+    from datetime import UTC, datetime
+
+    from core.serving import heartbeat
+    from core.store.paths import replica_file, replicas_dir
+
+    store = VersionStore(tmp_path / "board")
+    info = store.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
+    monkeypatch.setenv("FIXATIVE_STORE", str(store.url))
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    at = page()
+    assert any("No replica reports to this board" in t for t in texts(at.info))
+
+    now = datetime.now(UTC).isoformat()
+    store.fs.makedirs(replicas_dir(store), exist_ok=True)
+    for rid, version, seen in (("pod-a-1-x", info.version, now), ("pod-b-1-y", "v0", now),
+                               ("pod-c-1-z", info.version, "2020-01-01T00:00:00Z")):
+        store.fs.pipe_file(replica_file(store, rid), json.dumps({
+            "kind": heartbeat.KIND, "id": rid, "model": "house", "version": version,
+            "host": "house-7d9f-abc", "node": "node-1", "pid": 1, "requests": 12,
+            "rows": 40, "errors": 0, "last_seen": seen, "started": seen}).encode())
+    store.fs.pipe_file(replica_file(store, "forged"), b"<script>alert(1)</script>")
+    at = page()
+    [frame] = [d.value for d in at.dataframe if "health" in d.value.columns]
+    assert sorted(frame["health"]) == ["fresh", "fresh", "stale"]
+    assert set(frame["where"]) == {"remote"} and frame["requests"].tolist() == [12, 12, 12]
+    markdown = " ".join(texts(at.markdown))
+    assert "more than one version is served" in markdown and "1 stale" in markdown
+    assert any("stopped where they were started" in t for t in texts(at.caption))
+    assert any("Skipped heartbeat file forged.json: not JSON" in t for t in texts(at.warning))
+    at.button(key="deploy_fleet_prune").click().run()
+    assert not at.exception
+    [frame] = [d.value for d in at.dataframe if "health" in d.value.columns]
+    assert sorted(frame["health"]) == ["fresh", "fresh"]
