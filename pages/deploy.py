@@ -17,6 +17,7 @@ HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
          "0.0.0.0": "every network interface (0.0.0.0)"}
 LANGUAGES = {"curl": "bash", "R (httr2)": "r"}
 _NEXT_PORT = "_deploy_next_port"
+_PREPARED = "_deploy_docker_prepared"
 
 
 def start_section(store, name: str, version: str) -> None:
@@ -217,16 +218,34 @@ def docker_section(store, name: str, version: str) -> None:
         st.error(f"No Docker bundle for this version: {exc.message}")
         return
 
-    def make_zip() -> bytes:
-        return dockerbundle.bundle_zip(store, f"{name}@{version}", workers=int(workers),
-                                       port=int(port), k8s=k8s, lock=lock)[1]
+    ref = f"{name}@{version}"
+    if lock:
+        # resolving the lock asks the package index: built on request, errors shown here
+        prepared = st.session_state.get(_PREPARED)
+        wanted = (ref, int(workers), int(port), k8s)
+        if st.button("Prepare the bundle (pins every package; takes a few seconds)",
+                     key="deploy_docker_prepare"):
+            with st.spinner("Pinning every package with hashes…"):
+                try:
+                    data = dockerbundle.bundle_zip(store, ref, workers=int(workers),
+                                                   port=int(port), k8s=k8s, lock=True)[1]
+                except FixativeError as exc:
+                    st.error(f"No Docker bundle: {exc.message}")
+                    data = None
+            prepared = st.session_state[_PREPARED] = (wanted, data) if data else None
+        if prepared and prepared[0] == wanted:
+            st.download_button("Download the Docker bundle (.zip)", data=prepared[1],
+                               file_name=f"{name}-{version}-docker.zip",
+                               mime="application/zip", key="deploy_docker_download",
+                               on_click="ignore")
+    else:
+        def make_zip() -> bytes:
+            return dockerbundle.bundle_zip(store, ref, workers=int(workers), port=int(port),
+                                           k8s=k8s, lock=False)[1]
 
-    try:
         st.download_button("Download the Docker bundle (.zip)", data=make_zip,
                            file_name=f"{name}-{version}-docker.zip", mime="application/zip",
                            key="deploy_docker_download", on_click="ignore")
-    except FixativeError as exc:
-        st.error(f"No Docker bundle: {exc.message}")
     flags = (" --k8s" if k8s else "") + ("" if lock else " --no-lock")
     st.caption(f"Or on the command line: `python -m core docker {name}@{version} OUT_DIR"
                f"{flags}`. Then `docker build -t IMAGE OUT_DIR` and `docker run -p 8080:8080 "

@@ -178,6 +178,9 @@ def _serve(args: argparse.Namespace) -> int:
     if public_url:
         check_public_url(public_url)
     server_tokens(None, allow_short=settings.short_tokens_allowed())
+    from core.serving.heartbeat import interval
+
+    interval()
     store = open_store(args)
     ensure_port_free(host, port, hint="choose another with --port")
     name, version = store.resolve(args.ref)

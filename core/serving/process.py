@@ -244,6 +244,9 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
                               "log_level": "info", "server_header": False,
                               **uvicorn_limits(settings.limits())}
+    from core.serving.heartbeat import interval
+
+    interval()  # a bad heartbeat setting is refused here, not in each worker
     prepare_process()
     settings.port = port  # the port it really listens on, for the heartbeat
     if workers == 1:

@@ -89,6 +89,9 @@ def test_serve_refuses_bad_input_in_one_line(capsys, store, args, message):
      r"error: body_timeout must be a positive number of seconds, got 'soon'"),
     ({}, ["--max-concurrent-bodies", "x"], r"error: max_parsing .* --max-concurrent-bodies"),
     ({}, ["--public-url", "ftp://x"], r"error: The public URL 'ftp://x' is not a plain http"),
+    ({"FIXATIVE_HEARTBEAT_SECONDS": "0.01"}, [],
+     r"error: FIXATIVE_HEARTBEAT_SECONDS must be a number of seconds from 1 to 604800 or 0 "
+     r"to turn heartbeats off, got '0.01'\.$"),
 ])
 def test_serve_refuses_unsafe_settings_in_one_line(capsys, monkeypatch, store, env, args,
                                                    message):

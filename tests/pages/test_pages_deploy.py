@@ -72,9 +72,35 @@ def test_no_endpoints_yet(env):
         f"version {version} (selected in the sidebar)", f"alias production (now {version})"]
     port = at.number_input(key="deploy_port").value
     assert port >= 8080 and port_is_free("127.0.0.1", port)
+    # pinning with hashes is on: the bundle is prepared on request
+    assert not at.get("download_button")
+    assert at.button(key="deploy_docker_prepare")
+    assert any(f"python -m core docker house@{version} OUT_DIR`" in t for t in texts(at.caption))
+    at.checkbox(key="deploy_docker_lock").uncheck().run()
     [download] = at.get("download_button")
     assert download.label == "Download the Docker bundle (.zip)"
-    assert any(f"python -m core docker house@{version} OUT_DIR" in t for t in texts(at.caption))
+    assert any(f"python -m core docker house@{version} OUT_DIR --no-lock" in t
+               for t in texts(at.caption))
+
+
+def test_a_pinned_kubernetes_bundle_is_prepared_or_the_reason_shown(env, monkeypatch):
+    at = page()
+    at.checkbox(key="deploy_docker_k8s").check().run()
+    assert any("--k8s" in t and "kubectl apply -k" in t for t in texts(at.caption))
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    at.button(key="deploy_docker_prepare").click().run()
+    assert not at.exception
+    assert any("No Docker bundle: Cannot pin the image's packages with hashes" in t
+               and "--no-lock" in t for t in texts(at.error))
+    assert not at.get("download_button")
+    for name in ("UV_INDEX_URL", "UV_NO_CACHE", "UV_OFFLINE"):
+        monkeypatch.delenv(name)
+    at.button(key="deploy_docker_prepare").click().run()
+    assert not at.exception and not at.error
+    [download] = at.get("download_button")
+    assert download.label == "Download the Docker bundle (.zip)"
 
 
 def test_a_model_that_needs_trust_gets_no_docker_bundle(tmp_path, monkeypatch):
