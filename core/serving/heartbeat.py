@@ -54,6 +54,9 @@ MAX_TEXT = 200
 MAX_REPLICAS = 500
 # The routes that answer predictions (the prediction log's requests).
 PREDICTION_ROUTES = ("/predict", "/predict_proba", "/invocations")
+# Answers given before a request reaches the model's handler, so never in the prediction
+# log: no valid token, a method the route does not take.
+NOT_LOGGED = ("401", "405")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 _log = logging.getLogger("fixative.server")
 
@@ -107,14 +110,16 @@ def new_replica_id() -> str:
 def metrics_counts(metrics: Any) -> Callable[[], dict[str, int]]:
     """Read this process's prediction requests, rows and errors off its
     :class:`core.serving.metrics.ServerMetrics` (its own share when several workers
-    share the metrics files)."""
+    share the metrics files). Requests are those the prediction log records: refused
+    tokens and wrong methods are not counted."""
 
     def total(counter: Any, suffix: str, routes: tuple[str, ...] | None = None) -> int:
         n = 0.0
         for family in counter.collect():
             for sample in family.samples:
                 if sample.name.endswith(suffix) and (
-                        routes is None or sample.labels.get("route") in routes):
+                        routes is None or (sample.labels.get("route") in routes
+                                           and sample.labels.get("status") not in NOT_LOGGED)):
                     n += sample.value
         return int(n)
 

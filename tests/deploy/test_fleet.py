@@ -151,6 +151,8 @@ def test_replicas_report_traffic_health_and_shutdown(replicas, store, house_data
             rows += len(batch)
         assert requests.post(r.url + "/predict", json=[{"nope": 1}], timeout=10
                              ).status_code == 422
+        # answered before the model's handler: in neither the log nor the count
+        assert requests.get(r.url + "/predict", timeout=10).status_code == 405
         sent[r.proc.pid] = (n_requests + 1, rows, 1)
 
     def counted():

@@ -171,9 +171,12 @@ def test_counts_come_from_the_processes_own_metrics():
     assert isinstance(metrics.registry, CollectorRegistry)
     for route in ("/predict", "/predict", "/invocations", "/healthz", "/ping"):
         metrics.observe(route, 200, 0.01)
+    metrics.observe("/predict", 422, 0.01)  # bad input: logged, counted
+    metrics.observe("/predict", 401, 0.01)  # no token: never reached the log
+    metrics.observe("/predict", 405, 0.01)  # GET /predict: neither
     metrics.rows.labels("predict").inc(7)
     metrics.errors.labels("predict", "invalid_input").inc()
-    assert heartbeat.metrics_counts(metrics)() == {"requests": 3, "rows": 7, "errors": 1}
+    assert heartbeat.metrics_counts(metrics)() == {"requests": 4, "rows": 7, "errors": 1}
 
 
 @pytest.mark.parametrize("text,seconds", [("30min", 1800), ("2h", 7200), ("1d", 86400),
