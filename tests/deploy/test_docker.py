@@ -148,12 +148,14 @@ def test_dockerfile_runs_as_non_root_with_a_python_healthcheck(written):
     assert 'CMD ["python", "-m", "core.serving.process", "serve.json"]' in text
 
 
-@pytest.mark.parametrize(("workers", "port"), [(1, 8080), (4, 9000)])
-def test_dockerfile_passes_hadolint(tmp_path, workers, port):
+@pytest.mark.parametrize(("workers", "port", "locked"), [(1, 8080, False), (4, 9000, False),
+                                                        (2, 8080, True)])
+def test_dockerfile_passes_hadolint(tmp_path, workers, port, locked):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     meta = _meta(python_version=[3, 11, 7])
     (tmp_path / "Dockerfile").write_text(dockerbundle.dockerfile(meta, port=port,
-                                                                 workers=workers))
+                                                                 workers=workers,
+                                                                 locked=locked))
     result = subprocess.run([hadolint, "--failure-threshold", "info", "Dockerfile"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
