@@ -32,6 +32,12 @@ can set them at any time before use.
                                 :mod:`core.safety.scan`
 ``FIXATIVE_MONITOR_QUERY_``     a monitoring query's time limit (30 s) and DuckDB
 ``SECONDS``, ``..._MEMORY_LIMIT`` memory limit (2GB); checks in :mod:`core.monitoring.limits`
+``FIXATIVE_HEARTBEAT_SECONDS``  how often a serving process writes its heartbeat on the
+                                board (15 s; 0 turns heartbeats off), and after how long
+``FIXATIVE_HEARTBEAT_STALE_``   without one a replica counts as stale (60 s); checks in
+``SECONDS``                     :mod:`core.serving.heartbeat`
+``FIXATIVE_NODE_NAME``          the machine (Kubernetes node) a replica runs on, shown in
+                                the fleet view (unset: not shown)
 ==============================  =====================================================
 """
 
@@ -71,6 +77,10 @@ MAX_UNPACK_RATIO_ENV = "FIXATIVE_MAX_UNPACK_RATIO"
 # Monitoring queries (see core.monitoring.limits).
 MONITOR_SECONDS_ENV = "FIXATIVE_MONITOR_QUERY_SECONDS"
 MONITOR_MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
+# Replica heartbeats on the board (see core.serving.heartbeat).
+HEARTBEAT_SECONDS_ENV = "FIXATIVE_HEARTBEAT_SECONDS"
+HEARTBEAT_STALE_ENV = "FIXATIVE_HEARTBEAT_STALE_SECONDS"
+NODE_NAME_ENV = "FIXATIVE_NODE_NAME"
 
 
 def raw(name: str) -> str:
@@ -155,3 +165,7 @@ def workers() -> str | None:
 
 def metrics_dir() -> str | None:
     return _get(METRICS_DIR_ENV)
+
+
+def node_name() -> str | None:
+    return _get(NODE_NAME_ENV)

@@ -121,3 +121,20 @@ def as_utc(value: Any, what: str) -> datetime | None:
             return parsed
     raise InvalidArgument(f"{what} must be a date or time such as '2024-05-03' or "
                           f"'2024-05-03T10:00:00Z', got {value!r}.")
+
+
+def span_seconds(text: Any, what: str = "the span") -> float:
+    """A span such as ``30min``, ``12h``, ``2d`` or a plain number of seconds, in seconds."""
+    value = str(text).strip()
+    if len(value) <= 40:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = None
+        if seconds is not None and 0 <= seconds < 10**10:
+            return seconds
+        m = _RELATIVE.match(value)
+        if m and not m.group(3):
+            return int(m.group(1)) * SPAN_US[span_unit(m.group(2), value)] / 10**6
+    raise InvalidArgument(f"{what} must be a span such as 30min, 12h or 2d (or seconds), got "
+                          f"{value[:40]!r}.")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.deploy import docker as dockerbundle
 from core.deploy import endpoints as deploy
-from core.deploy import views
+from core.deploy import fleet, views
 from core.errors import FixativeError
 from core.safety.loader import forbidden_message
 from core.serving.netcheck import MAX_WORKERS, free_port
@@ -17,6 +17,7 @@ HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
          "0.0.0.0": "every network interface (0.0.0.0)"}
 LANGUAGES = {"curl": "bash", "R (httr2)": "r"}
 _NEXT_PORT = "_deploy_next_port"
+_PREPARED = "_deploy_docker_prepared"
 
 
 def start_section(store, name: str, version: str) -> None:
@@ -144,6 +145,45 @@ def endpoints_section(store) -> None:
         endpoint_details(store, status, expanded=len(statuses) == 1)
 
 
+def fleet_section(store) -> None:
+    st.subheader("Replicas on the board")
+    st.caption("Every server process that serves from this board reports here every few "
+               "seconds, wherever it runs: on this machine, in a container, in a Kubernetes "
+               "pod. A replica that stops reporting turns stale; one stopped cleanly "
+               "disappears.")
+    try:
+        replicas, notes = fleet.fleet(store)
+    except FixativeError as exc:
+        st.error(exc.message)
+        return
+    for note in notes:
+        st.warning(note)
+    if not replicas:
+        st.info("No replica reports to this board. Start an endpoint above, or run the Docker "
+                "bundle with FIXATIVE_STORE set to this board; its replicas then show here "
+                "with their health and traffic.")
+        return
+    for line in fleet.rollouts(replicas):
+        st.markdown(f"- {line}")
+    st.dataframe(fleet.fleet_frame(replicas), hide_index=True, key="deploy_fleet",
+                 column_config={
+                     "started": st.column_config.DatetimeColumn(
+                         "started", format="YYYY-MM-DD HH:mm:ss"),
+                     "last_seen": st.column_config.DatetimeColumn(
+                         "last seen", format="YYYY-MM-DD HH:mm:ss"),
+                     "age_seconds": st.column_config.NumberColumn("seconds ago",
+                                                                  format="%.0f")})
+    if any(f.where == "remote" for f in replicas):
+        st.caption(fleet.REMOTE_STOP)
+    stale = [f for f in replicas if f.replica.health == "stale"]
+    if stale and st.button(f"Remove the {len(stale)} stale replica"
+                           f"{'s' if len(stale) > 1 else ''} from the list",
+                           key="deploy_fleet_prune"):
+        gone = fleet.prune_stale(store, 0)
+        ui.flash(f"Removed {len(gone)} stale heartbeat{'s' if len(gone) != 1 else ''}.")
+        st.rerun()
+
+
 def history_section(store, name: str) -> None:
     history = deploy.endpoint_history(store, name)
     if history:
@@ -163,21 +203,53 @@ def docker_section(store, name: str, version: str) -> None:
     port = col_port.number_input("Container port", min_value=1, max_value=65535,
                                  value=dockerbundle.DEFAULT_PORT, step=1,
                                  key="deploy_docker_port")
+    col_k8s, col_lock = st.columns(2)
+    k8s = col_k8s.checkbox("Add Kubernetes manifests", key="deploy_docker_k8s",
+                           help="A k8s/ folder for `kubectl apply -k`: Deployment, Service, "
+                                "autoscaler, disruption budget; API tokens and S3 keys are "
+                                "read from Secrets you create.")
+    lock = col_lock.checkbox("Pin every package with hashes", value=True,
+                             key="deploy_docker_lock",
+                             help="requirements.lock for the image, transitive packages "
+                                  "too. Needs the package index (PyPI or UV_INDEX_URL).")
     try:
         dockerbundle.preflight(store, f"{name}@{version}")
     except FixativeError as exc:
         st.error(f"No Docker bundle for this version: {exc.message}")
         return
 
-    def make_zip() -> bytes:
-        return dockerbundle.bundle_zip(store, f"{name}@{version}", workers=int(workers),
-                                       port=int(port))[1]
+    ref = f"{name}@{version}"
+    if lock:
+        # resolving the lock asks the package index: built on request, errors shown here
+        prepared = st.session_state.get(_PREPARED)
+        wanted = (ref, int(workers), int(port), k8s)
+        if st.button("Prepare the bundle (pins every package; takes a few seconds)",
+                     key="deploy_docker_prepare"):
+            with st.spinner("Pinning every package with hashes…"):
+                try:
+                    data = dockerbundle.bundle_zip(store, ref, workers=int(workers),
+                                                   port=int(port), k8s=k8s, lock=True)[1]
+                except FixativeError as exc:
+                    st.error(f"No Docker bundle: {exc.message}")
+                    data = None
+            prepared = st.session_state[_PREPARED] = (wanted, data) if data else None
+        if prepared and prepared[0] == wanted:
+            st.download_button("Download the Docker bundle (.zip)", data=prepared[1],
+                               file_name=f"{name}-{version}-docker.zip",
+                               mime="application/zip", key="deploy_docker_download",
+                               on_click="ignore")
+    else:
+        def make_zip() -> bytes:
+            return dockerbundle.bundle_zip(store, ref, workers=int(workers), port=int(port),
+                                           k8s=k8s, lock=False)[1]
 
-    st.download_button("Download the Docker bundle (.zip)", data=make_zip,
-                       file_name=f"{name}-{version}-docker.zip", mime="application/zip",
-                       key="deploy_docker_download", on_click="ignore")
-    st.caption(f"Or on the command line: `python -m core docker {name}@{version} OUT_DIR`. "
-               "Then `docker build -t IMAGE OUT_DIR` and `docker run -p 8080:8080 IMAGE`.")
+        st.download_button("Download the Docker bundle (.zip)", data=make_zip,
+                           file_name=f"{name}-{version}-docker.zip", mime="application/zip",
+                           key="deploy_docker_download", on_click="ignore")
+    flags = (" --k8s" if k8s else "") + ("" if lock else " --no-lock")
+    st.caption(f"Or on the command line: `python -m core docker {name}@{version} OUT_DIR"
+               f"{flags}`. Then `docker build -t IMAGE OUT_DIR` and `docker run -p 8080:8080 "
+               "IMAGE`" + (", or `kubectl apply -k OUT_DIR/k8s`." if k8s else "."))
 
 
 store = ui.get_store()
@@ -192,9 +264,11 @@ if name is None or version is None:
     st.info("Choose a model in the sidebar to start an endpoint for it or download its "
             "Docker bundle.")
     endpoints_section(store)
+    fleet_section(store)
     st.stop()
 
 start_section(store, name, version)
 endpoints_section(store)
+fleet_section(store)
 history_section(store, name)
 docker_section(store, name, version)

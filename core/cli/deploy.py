@@ -96,7 +96,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="endpoints with health and request counts")
     store_argument(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--all", action="store_true",
+                         help="also every replica reporting to the board (other machines, "
+                              "containers, pods) with its health and traffic")
     listing.set_defaults(func=_endpoints_list)
+
+    prune = actions.add_parser("prune", help="remove heartbeats of replicas long gone")
+    prune.add_argument("--older-than", default="1d",
+                       help="remove replicas not seen for this long (default 1d; e.g. 2h, "
+                            "30min; never less than the stale age)")
+    store_argument(prune)
+    prune.set_defaults(func=_endpoints_prune)
 
     stop = actions.add_parser("stop", help="stop endpoints (SIGTERM, then SIGKILL)")
     stop.add_argument("keys", nargs="*", metavar="ID_OR_PORT")
@@ -126,6 +136,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="replace OUT_DIR if it holds an earlier bundle")
     docker.add_argument("--with-s3", action="store_true",
                         help="include s3fs so the prediction log can go to an s3:// board")
+    docker.add_argument("--k8s", action="store_true",
+                        help="also write Kubernetes manifests (k8s/, kustomize layout); "
+                             "implies --with-s3")
+    docker.add_argument("--no-lock", action="store_true",
+                        help="do not pin every package with hashes (requirements.lock needs "
+                             "the package index: PyPI or UV_INDEX_URL)")
     store_argument(docker)
     docker.set_defaults(func=_docker)
 
@@ -162,12 +178,16 @@ def _serve(args: argparse.Namespace) -> int:
     if public_url:
         check_public_url(public_url)
     server_tokens(None, allow_short=settings.short_tokens_allowed())
+    from core.serving.heartbeat import interval
+
+    interval()
     store = open_store(args)
     ensure_port_free(host, port, hint="choose another with --port")
     name, version = store.resolve(args.ref)
     settings.name, settings.version, settings.store = name, version, str(store.url)
     bundle = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
+    settings.alias = alias or None
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
@@ -198,15 +218,24 @@ def _endpoints_start(args: argparse.Namespace) -> int:
 def _endpoints_list(args: argparse.Namespace) -> int:
     from core.deploy import endpoints as deploy
 
-    statuses = deploy.list_endpoints(open_store(args))
+    store = open_store(args)
+    statuses = deploy.list_endpoints(store)
+    local = [{**s.endpoint.to_dict(), "url": s.endpoint.url, "status": s.status,
+              "detail": s.detail, "requests": s.requests, "errors": s.errors}
+             for s in statuses]
+    if args.all:
+        return _fleet_list(store, local, statuses, as_json=args.json)
     if args.json:
-        print(json.dumps([{**s.endpoint.to_dict(), "url": s.endpoint.url, "status": s.status,
-                           "detail": s.detail, "requests": s.requests, "errors": s.errors}
-                          for s in statuses], indent=1))
+        print(json.dumps(local, indent=1))
         return 0
     if not statuses:
         print("No endpoints. Start one with `python -m core endpoints start NAME --port 8080`.")
         return 0
+    _endpoints_table(statuses)
+    return 0
+
+
+def _endpoints_table(statuses: list[Any]) -> None:
     rows = [("ID", "MODEL", "ALIAS", "URL", "PID", "STATUS", "REQUESTS", "STARTED")]
     for s in statuses:
         e = s.endpoint
@@ -218,6 +247,58 @@ def _endpoints_list(args: argparse.Namespace) -> int:
     for s in statuses:
         if s.detail and s.status != "running":
             print(f"{s.endpoint.id}: {s.detail}", file=sys.stderr)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _fleet_list(store: Any, local: list[dict[str, Any]], statuses: list[Any], *,
+                as_json: bool) -> int:
+    from core.deploy import fleet
+
+    replicas, notes = fleet.fleet(store)
+    if as_json:
+        print(json.dumps({"endpoints": local, "replicas": [r.to_dict() for r in replicas],
+                          "notes": notes}, indent=1))
+        return 0
+    if statuses:
+        print("Endpoints started on this machine:")
+        _endpoints_table(statuses)
+        print()
+    if not replicas:
+        print("No replica reports to this board. Replicas report when they serve with the "
+              "board set (`python -m core serve NAME --port 8080`, or FIXATIVE_STORE in a "
+              "container or pod).")
+    else:
+        print("Replicas reporting to the board:")
+        _table([("MODEL", "VERSION", "ALIAS", "HEALTH", "WHERE", "HOST", "PID", "REQUESTS",
+                 "ROWS", "ERRORS", "LAST SEEN")] + [
+            (f.replica.model, f.replica.version, f.replica.alias or "", f.replica.health,
+             f.where, f.replica.host or "", "" if f.replica.pid is None else str(f.replica.pid),
+             *("" if v is None else str(v) for v in (f.replica.requests, f.replica.rows,
+                                                      f.replica.errors)),
+             f"{f.replica.last_seen} ({f.replica.age_seconds:g} s ago)")
+            for f in replicas])
+        print()
+        for line in fleet.rollouts(replicas):
+            print(line)
+        if any(f.where == "remote" for f in replicas):
+            print(fleet.REMOTE_STOP)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def _endpoints_prune(args: argparse.Namespace) -> int:
+    from core.deploy import fleet
+    from core.times import span_seconds
+
+    gone = fleet.prune_stale(open_store(args), span_seconds(args.older_than, "--older-than"))
+    print(f"Removed {len(gone)} heartbeat{'s' if len(gone) != 1 else ''} of replicas gone "
+          f"for longer than {args.older_than}." + "".join(f"\n  {g}" for g in gone))
     return 0
 
 
@@ -255,6 +336,10 @@ def _docker(args: argparse.Namespace) -> int:
 
     out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
                                     workers=args.workers, port=args.port, trusted=args.trust,
-                                    force=args.force, with_s3=args.with_s3)
+                                    force=args.force, with_s3=args.with_s3, k8s=args.k8s,
+                                    lock=not args.no_lock)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")
+    if args.k8s:
+        print(f"Kubernetes manifests: {out / 'k8s'}. Read k8s/kustomization.yaml, then "
+              f"kubectl apply -k {out / 'k8s'}")
     return 0

@@ -6,6 +6,9 @@ Layout of a bundle::
     .dockerignore
     requirements.txt  the model's packages pinned as recorded in the bundle, plus the
                       server's, pinned as installed here
+    requirements.lock every package of the image, transitive ones too, with hashes
+                      (unless written with ``lock=False``; see :mod:`core.deploy.lock`)
+    k8s/              Kubernetes manifests, with ``k8s=True`` (see :mod:`core.deploy.k8s`)
     serve.json        what to serve and how (version, trusted names, workers, port)
     model/            a standalone copy of the version folder (fixative.json, the model
                       file, sample.parquet, data.txt)
@@ -199,12 +202,43 @@ def python_tag(meta: BundleMeta) -> str:
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def dockerfile(meta: BundleMeta, *, port: int = DEFAULT_PORT, workers: int = 1) -> str:
+# The newest patch release of each Python, for a model whose record names only
+# major.minor and that this interpreter cannot stand in for.
+LATEST_PATCH = {"3.9": "3.9.23", "3.10": "3.10.18", "3.11": "3.11.13", "3.12": "3.12.11",
+                "3.13": "3.13.5"}
+
+
+def python_patch(meta: BundleMeta) -> str:
+    """``major.minor.patch`` of the base image: the Python the model was saved with,
+    else this one when its major.minor matches, else the newest known patch release."""
+    tag = python_tag(meta)
+    version = meta.environment.get("python_version") or []
+    if (len(version) >= 3 and all(isinstance(v, int) for v in version[:3])
+            and f"{version[0]}.{version[1]}" == tag):
+        return f"{version[0]}.{version[1]}.{version[2]}"
+    parts = str(meta.environment.get("python") or "").split(".")
+    if len(parts) >= 3 and all(p.isdigit() for p in parts[:3]) and ".".join(parts[:2]) == tag:
+        return ".".join(parts[:3])
+    here = sys.version_info
+    if f"{here[0]}.{here[1]}" == tag:
+        return f"{here[0]}.{here[1]}.{here[2]}"
+    return LATEST_PATCH.get(tag, f"{tag}.0")
+
+
+def dockerfile(meta: BundleMeta, *, port: int = DEFAULT_PORT, workers: int = 1,
+               locked: bool = False) -> str:
     health = ("import os, urllib.request; urllib.request.urlopen("
               "'http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=4)")
+    if locked:
+        install = ("# Every package pinned with its hashes: nothing else can be installed.\n"
+                   "COPY requirements.lock .\n"
+                   "RUN pip install --no-cache-dir --require-hashes --no-deps "
+                   "-r requirements.lock")
+    else:
+        install = "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt"
     return f"""\
 # Serves {meta.name} ({meta.model_class}) with Fixative's prediction server.
-FROM python:{python_tag(meta)}-slim
+FROM python:{python_patch(meta)}-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
@@ -215,8 +249,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     FIXATIVE_WORKERS={workers}
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+{install}
 
 # The app files stay owned by root: the server only reads them.
 COPY . .
@@ -295,6 +328,10 @@ after SIGKILL at most the last second of log is lost.
   unsafe contents before it is loaded, as in the store.
 - `core/`: the Fixative modules the server needs.
 - `serve.json`: which model and version to serve, names trusted when it was bundled.
+- `requirements.lock` (when written): every package of the image, transitive ones too,
+  with hashes; the Dockerfile installs from it with `--require-hashes --no-deps`.
+- `k8s/` (when written): Kubernetes manifests for `kubectl apply -k k8s`; read
+  `k8s/kustomization.yaml` first (image name, board, the Secrets to create).
 - `requirements.txt`, pinned (the model's packages as recorded when it was saved):
 
 {packages}
@@ -367,22 +404,38 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
                            "--force. Choose a new folder.")
 
 
+def _board_for(store: StoreLike) -> str | None:
+    url = str(getattr(store, "url", "") or "")
+    return url if url.startswith("s3://") else None
+
+
 def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: int = 1,
                  port: int = DEFAULT_PORT, trusted: Sequence[str] = (), force: bool = False,
-                 with_s3: bool = False) -> Path:
+                 with_s3: bool = False, k8s: bool = False, lock: bool = False) -> Path:
     """Write a Docker bundle of ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME:ALIAS``).
 
+    ``k8s``: add Kubernetes manifests under ``k8s/`` (implies ``with_s3``: pods log to an
+    ``s3://`` board). ``lock``: pin every package of the image with hashes
+    (``requirements.lock``; needs the package index, see :mod:`core.deploy.lock`).
     Refuses a non-empty ``out_dir`` unless ``force`` and it holds a previous bundle.
     The bundle is assembled next to ``out_dir`` and moved into place at the end, so a
     failure leaves no half-written bundle.
     """
+    from core.store.names import parse_ref
+
     workers = check_workers(workers)
     port = check_port(port)
     out = Path(out_dir).expanduser()
     if str(out_dir).strip() == "":
         raise InvalidArgument("No output folder given; name a new folder for the bundle.")
-    name, version, meta, lines = preflight(store, ref, with_s3=with_s3, trusted=trusted)
+    name, version, meta, lines = preflight(store, ref, with_s3=with_s3 or k8s,
+                                           trusted=trusted)
     _prepare_out_dir(out, force)
+    locked = None
+    if lock:
+        from core.deploy.lock import lock as lock_requirements
+
+        locked = lock_requirements(lines, python_tag(meta))
 
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -397,10 +450,26 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
         _copy_core(staging / "core")
         settings = {"name": name, "version": version, "model_dir": MODEL_DIR,
                     "trusted": list(trusted), "port": port, "workers": workers,
-                    "host": "0.0.0.0", "log": True, "batching": True}
+                    "host": "0.0.0.0", "log": True, "batching": True,
+                    "alias": parse_ref(ref)[2]}
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         (staging / "requirements.txt").write_text("\n".join(lines) + "\n")
-        (staging / "Dockerfile").write_text(dockerfile(meta, port=port, workers=workers))
+        if locked is not None:
+            from core.deploy.lock import LOCK_FILE
+
+            (staging / LOCK_FILE).write_text(locked)
+        (staging / "Dockerfile").write_text(dockerfile(meta, port=port, workers=workers,
+                                                       locked=locked is not None))
+        if k8s:
+            from core.deploy import k8s as kube
+            from core.settings import s3_endpoint_url
+
+            folder = staging / kube.K8S_DIR
+            folder.mkdir()
+            for file, text in kube.manifests(name, version, port=port, workers=workers,
+                                             board=_board_for(store),
+                                             s3_endpoint=s3_endpoint_url()).items():
+                (folder / file).write_text(text)
         (staging / ".dockerignore").write_text(DOCKERIGNORE)
         (staging / "README.md").write_text(
             readme(meta, version, port=port, workers=workers, requirement_lines=lines))
@@ -414,7 +483,8 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
 
 
 def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
-               trusted: Sequence[str] = (), with_s3: bool = False) -> tuple[str, bytes]:
+               trusted: Sequence[str] = (), with_s3: bool = False, k8s: bool = False,
+               lock: bool = False) -> tuple[str, bytes]:
     """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button."""
     import tempfile
 
@@ -422,7 +492,8 @@ def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFA
     folder_name = f"{name}-{version}-docker"
     with tempfile.TemporaryDirectory() as tmp:
         out = write_bundle(store, f"{name}@{version}", Path(tmp) / folder_name,
-                           workers=workers, port=port, trusted=trusted, with_s3=with_s3)
+                           workers=workers, port=port, trusted=trusted, with_s3=with_s3,
+                           k8s=k8s, lock=lock)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):

@@ -66,6 +66,9 @@ class ServeSettings:
     max_connections: int | None = None
     public_url: str | None = None
     allow_short_tokens: bool | None = None
+    # shown in the replica's heartbeat (see core.serving.heartbeat)
+    alias: str | None = None
+    port: int | None = None
 
     def limits(self) -> limits_mod.Limits:
         """The limits in force: these settings, then the environment, then defaults."""
@@ -191,11 +194,27 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     # each worker builds its app before it takes connections: the guard's timeout is set
     GuardedHttpTools.header_timeout = limits.header_timeout
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
-    return create_app(bundle, store=store, log=settings.log and store is not None,
-                      max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
-                      batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
-                      public_url=settings.resolved_public_url(),
-                      allow_short_tokens=settings.short_tokens_allowed())
+    served = create_app(bundle, store=store, log=settings.log and store is not None,
+                        max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
+                        batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
+                        public_url=settings.resolved_public_url(),
+                        allow_short_tokens=settings.short_tokens_allowed())
+    _attach_heartbeat(served, settings, bundle, store)
+    return served
+
+
+def _attach_heartbeat(served: Any, settings: ServeSettings, bundle: ModelBundle,
+                      store: StoreLike | None) -> None:
+    """The replica reports to the board while it serves (see core.serving.heartbeat)."""
+    from core.serving import heartbeat
+
+    metrics = getattr(getattr(served.state, "svc", None), "metrics", None)
+    heartbeat.attach(served, store, {
+        "model": bundle.meta.name, "version": bundle.version or settings.version,
+        "alias": settings.alias, "engine": getattr(bundle, "engine", None) or "python",
+        "library": bundle.meta.library, "port": settings.port,
+        "url": settings.resolved_public_url()},
+        heartbeat.metrics_counts(metrics) if metrics is not None else None)
 
 
 def app() -> Any:
@@ -225,7 +244,11 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
                               "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN,
                               "log_level": "info", "server_header": False,
                               **uvicorn_limits(settings.limits())}
+    from core.serving.heartbeat import interval
+
+    interval()  # a bad heartbeat setting is refused here, not in each worker
     prepare_process()
+    settings.port = port  # the port it really listens on, for the heartbeat
     if workers == 1:
         uvicorn.run(build_app(settings, bundle, store), **common)
         return

@@ -15,6 +15,7 @@ function each.
     <board>/.fixative/actuals/<model>/labelled/...                   the materialised join
     <board>/.fixative/endpoints/                                     local endpoints' registry
     <board>/.fixative/secrets/share.key                  the key signing share links
+    <board>/.fixative/replicas/<replica>.json                        serving processes' heartbeats
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ def on_dir(on: str, by_row: bool = False) -> str:
     escaped = re.sub(r"[^A-Za-z0-9_.-]",
                      lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), on)
     return f"by-{escaped}{ROW_SUFFIX if by_row and on != 'request_id' else ''}"
+
+
+def replicas_dir(store: Any) -> str:
+    """Where every serving process keeps its heartbeat record (one small file each)."""
+    return store.path(SYSTEM_DIR, "replicas")
+
+
+def replica_file(store: Any, replica_id: str) -> str:
+    return f"{replicas_dir(store)}/{replica_id}.json"
 
 
 def on_from_dir(folder: str) -> str:

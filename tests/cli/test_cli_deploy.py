@@ -89,6 +89,9 @@ def test_serve_refuses_bad_input_in_one_line(capsys, store, args, message):
      r"error: body_timeout must be a positive number of seconds, got 'soon'"),
     ({}, ["--max-concurrent-bodies", "x"], r"error: max_parsing .* --max-concurrent-bodies"),
     ({}, ["--public-url", "ftp://x"], r"error: The public URL 'ftp://x' is not a plain http"),
+    ({"FIXATIVE_HEARTBEAT_SECONDS": "0.01"}, [],
+     r"error: FIXATIVE_HEARTBEAT_SECONDS must be a number of seconds from 1 to 604800 or 0 "
+     r"to turn heartbeats off, got '0.01'\.$"),
 ])
 def test_serve_refuses_unsafe_settings_in_one_line(capsys, monkeypatch, store, env, args,
                                                    message):
@@ -304,7 +307,7 @@ def test_endpoints_logs_rejects_bad_line_counts(capsys, store):
 def test_docker_writes_a_bundle_and_refuses_to_overwrite(capsys, store, tmp_path):
     out_dir = tmp_path / "bundle"
     code, out, _ = run(capsys, "docker", "house:production", str(out_dir), "--workers", "3",
-                       "--port", "9000", "--store", str(store.url))
+                       "--port", "9000", "--store", str(store.url), "--no-lock")
     assert code == 0 and out.startswith(f"Wrote a Docker bundle to {out_dir}.")
     settings = json.loads((out_dir / "serve.json").read_text())
     assert (settings["version"], settings["workers"], settings["port"]) == (
@@ -315,7 +318,7 @@ def test_docker_writes_a_bundle_and_refuses_to_overwrite(capsys, store, tmp_path
     assert code == 1 and "already exists and is not empty; choose a new folder, or pass " \
                          "--force" in err
     code, _, _ = run(capsys, "docker", "house", str(out_dir), "--force", "--store",
-                     str(store.url))
+                     str(store.url), "--no-lock")
     assert code == 0
     assert json.loads((out_dir / "serve.json").read_text())["workers"] == 1
 
@@ -377,3 +380,36 @@ def test_trust_takes_module_dot_name(capsys, name):
     err = capsys.readouterr().err
     assert "expected MODULE.NAME as the safety check lists it" in err
     assert len(err.strip().splitlines()) == 2  # the message, then where to find help
+
+
+def test_docker_k8s_writes_manifests(capsys, store, tmp_path):
+    out_dir = tmp_path / "k8s-bundle"
+    code, out, _ = run(capsys, "docker", "house:production", str(out_dir), "--k8s",
+                       "--no-lock", "--store", str(store.url))
+    assert code == 0 and f"kubectl apply -k {out_dir / 'k8s'}" in out
+    assert (out_dir / "k8s" / "kustomization.yaml").is_file()
+    assert not (out_dir / "requirements.lock").exists()
+    # --k8s implies s3fs, so pods can log to an s3:// board
+    assert any(line.startswith("s3fs==")
+               for line in (out_dir / "requirements.txt").read_text().splitlines())
+    assert json.loads((out_dir / "serve.json").read_text())["alias"] == "production"
+
+
+def test_endpoints_list_all_on_a_board_without_replicas(capsys, store):
+    code, out, _ = run(capsys, "endpoints", "list", "--all", "--store", str(store.url))
+    assert code == 0 and "No replica reports to this board" in out
+    code, out, _ = run(capsys, "endpoints", "list", "--all", "--json", "--store", str(store.url))
+    assert code == 0 and json.loads(out)["replicas"] == []
+
+
+@pytest.mark.parametrize("value", ["", "soon", "-1d", "5m", "1e400", "9" * 60])
+def test_endpoints_prune_refuses_bad_spans(capsys, store, value):
+    code, _, err = run(capsys, "endpoints", "prune", f"--older-than={value}", "--store",
+                       str(store.url))
+    assert code == 1 and err.startswith("error: ") and (
+        "--older-than must be a span" in err or "ambiguous" in err)
+
+
+def test_endpoints_prune_with_nothing_to_prune(capsys, store):
+    code, out, _ = run(capsys, "endpoints", "prune", "--store", str(store.url))
+    assert code == 0 and out.startswith("Removed 0 heartbeats")

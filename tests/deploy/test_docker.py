@@ -122,15 +122,23 @@ def test_requirements_refuse_what_cannot_be_pinned():
         dockerbundle.requirements(_meta(), extra=("no-such-dist-xyz",))
 
 
-@pytest.mark.parametrize(("environment", "tag"), [
-    ({"python_version": [3, 12, 4], "python": "3.12.4"}, "3.12"),
-    ({"python": "3.10.14"}, "3.10"),
-    ({}, HERE),
-    ({"python_version": ["x"], "python": "garbage"}, HERE),
+HERE_PATCH = ".".join(map(str, sys.version_info[:3]))
+
+
+@pytest.mark.parametrize(("environment", "tag", "patch"), [
+    ({"python_version": [3, 12, 4], "python": "3.12.4"}, "3.12", "3.12.4"),
+    ({"python": "3.10.14"}, "3.10", "3.10.14"),
+    ({}, HERE, HERE_PATCH),
+    ({"python_version": ["x"], "python": "garbage"}, HERE, HERE_PATCH),
+    # only major.minor known, and not this Python's: the newest known patch release
+    ({"python": "3.13"}, "3.13", dockerbundle.LATEST_PATCH["3.13"]),
+    ({"python_version": [3, 12]}, "3.12", dockerbundle.LATEST_PATCH["3.12"]
+     if HERE != "3.12" else HERE_PATCH),
 ])
-def test_base_image_follows_the_models_python(environment, tag):
+def test_base_image_is_the_models_python_to_the_patch(environment, tag, patch):
     assert dockerbundle.python_tag(_meta(**environment)) == tag
-    assert f"FROM python:{tag}-slim\n" in dockerbundle.dockerfile(_meta(**environment))
+    assert dockerbundle.python_patch(_meta(**environment)) == patch
+    assert f"FROM python:{patch}-slim\n" in dockerbundle.dockerfile(_meta(**environment))
 
 
 def test_dockerfile_runs_as_non_root_with_a_python_healthcheck(written):
@@ -141,12 +149,14 @@ def test_dockerfile_runs_as_non_root_with_a_python_healthcheck(written):
     assert 'CMD ["python", "-m", "core.serving.process", "serve.json"]' in text
 
 
-@pytest.mark.parametrize(("workers", "port"), [(1, 8080), (4, 9000)])
-def test_dockerfile_passes_hadolint(tmp_path, workers, port):
+@pytest.mark.parametrize(("workers", "port", "locked"), [(1, 8080, False), (4, 9000, False),
+                                                        (2, 8080, True)])
+def test_dockerfile_passes_hadolint(tmp_path, workers, port, locked):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     meta = _meta(python_version=[3, 11, 7])
     (tmp_path / "Dockerfile").write_text(dockerbundle.dockerfile(meta, port=port,
-                                                                 workers=workers))
+                                                                 workers=workers,
+                                                                 locked=locked))
     result = subprocess.run([hadolint, "--failure-threshold", "info", "Dockerfile"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

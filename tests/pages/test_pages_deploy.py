@@ -72,9 +72,35 @@ def test_no_endpoints_yet(env):
         f"version {version} (selected in the sidebar)", f"alias production (now {version})"]
     port = at.number_input(key="deploy_port").value
     assert port >= 8080 and port_is_free("127.0.0.1", port)
+    # pinning with hashes is on: the bundle is prepared on request
+    assert not at.get("download_button")
+    assert at.button(key="deploy_docker_prepare")
+    assert any(f"python -m core docker house@{version} OUT_DIR`" in t for t in texts(at.caption))
+    at.checkbox(key="deploy_docker_lock").uncheck().run()
     [download] = at.get("download_button")
     assert download.label == "Download the Docker bundle (.zip)"
-    assert any(f"python -m core docker house@{version} OUT_DIR" in t for t in texts(at.caption))
+    assert any(f"python -m core docker house@{version} OUT_DIR --no-lock" in t
+               for t in texts(at.caption))
+
+
+def test_a_pinned_kubernetes_bundle_is_prepared_or_the_reason_shown(env, monkeypatch):
+    at = page()
+    at.checkbox(key="deploy_docker_k8s").check().run()
+    assert any("--k8s" in t and "kubectl apply -k" in t for t in texts(at.caption))
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    at.button(key="deploy_docker_prepare").click().run()
+    assert not at.exception
+    assert any("No Docker bundle: Cannot pin the image's packages with hashes" in t
+               and "--no-lock" in t for t in texts(at.error))
+    assert not at.get("download_button")
+    for name in ("UV_INDEX_URL", "UV_NO_CACHE", "UV_OFFLINE"):
+        monkeypatch.delenv(name)
+    at.button(key="deploy_docker_prepare").click().run()
+    assert not at.exception and not at.error
+    [download] = at.get("download_button")
+    assert download.label == "Download the Docker bundle (.zip)"
 
 
 def test_a_model_that_needs_trust_gets_no_docker_bundle(tmp_path, monkeypatch):
@@ -201,3 +227,41 @@ def test_crashed_endpoint_is_shown_and_can_be_forgotten(env):
     assert not at.exception, at.exception
     assert texts(at.success) == [f"{fake.label}: forgotten (it had already stopped)."]
     assert deploy.list_endpoints(env) == []
+
+
+def test_replicas_on_the_board_show_wherever_they_run(tmp_path, monkeypatch, house_model,
+                                                       house_data):
+    import json
+    from datetime import UTC, datetime
+
+    from core.serving import heartbeat
+    from core.store.paths import replica_file, replicas_dir
+
+    store = VersionStore(tmp_path / "board")
+    info = store.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
+    monkeypatch.setenv("FIXATIVE_STORE", str(store.url))
+    monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
+    at = page()
+    assert any("No replica reports to this board" in t for t in texts(at.info))
+
+    now = datetime.now(UTC).isoformat()
+    store.fs.makedirs(replicas_dir(store), exist_ok=True)
+    for rid, version, seen in (("pod-a-1-x", info.version, now), ("pod-b-1-y", "v0", now),
+                               ("pod-c-1-z", info.version, "2020-01-01T00:00:00Z")):
+        store.fs.pipe_file(replica_file(store, rid), json.dumps({
+            "kind": heartbeat.KIND, "id": rid, "model": "house", "version": version,
+            "host": "house-7d9f-abc", "node": "node-1", "pid": 1, "requests": 12,
+            "rows": 40, "errors": 0, "last_seen": seen, "started": seen}).encode())
+    store.fs.pipe_file(replica_file(store, "forged"), b"<script>alert(1)</script>")
+    at = page()
+    [frame] = [d.value for d in at.dataframe if "health" in d.value.columns]
+    assert sorted(frame["health"]) == ["fresh", "fresh", "stale"]
+    assert set(frame["where"]) == {"remote"} and frame["requests"].tolist() == [12, 12, 12]
+    markdown = " ".join(texts(at.markdown))
+    assert "more than one version is served" in markdown and "1 stale" in markdown
+    assert any("stopped where they were started" in t for t in texts(at.caption))
+    assert any("Skipped heartbeat file forged.json: not JSON" in t for t in texts(at.warning))
+    at.button(key="deploy_fleet_prune").click().run()
+    assert not at.exception
+    [frame] = [d.value for d in at.dataframe if "health" in d.value.columns]
+    assert sorted(frame["health"]) == ["fresh", "fresh"]
