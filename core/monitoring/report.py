@@ -16,6 +16,7 @@ from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.drift import window_verdicts
+from core.monitoring.estimate import estimated as estimate_metrics
 from core.monitoring.monitor import open_ref
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
@@ -34,6 +35,8 @@ class Report:
     marks: pd.DataFrame
     settings: thresholds.Settings
     notes: list[str] = field(default_factory=list)
+    # Estimated metrics (core.monitoring.estimate); empty unless asked for or a rule uses them.
+    estimated: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def headline(self) -> thresholds.Headline:
@@ -62,10 +65,12 @@ class Report:
 
 def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any = None,
           until: Any = None, source: str = "log", reference: tuple[Any, Any] | None = None,
-          all_versions: bool = False) -> Report:
+          all_versions: bool = False, estimate: bool = False) -> Report:
     """The monitoring report of ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
 
-    ``window`` defaults to the model's saved setting (``week`` if none).
+    ``window`` defaults to the model's saved setting (``week`` if none). Metrics are
+    estimated without actuals (``Report.estimated``) when ``estimate`` is true or a
+    threshold judges an estimated metric; ``reference`` is then also their reference.
     """
     name, version = store.resolve(str(ref or "").strip() or "?")
     settings = thresholds.load(store, name)
@@ -76,11 +81,16 @@ def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any =
         custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, name))
         drift = mon.drift(w, reference=reference)
         traffic = mon.traffic(w)
+        est = (estimate_metrics(mon, w, reference=reference, min_rows=settings.min_rows)
+               if estimate or thresholds.uses_estimates(settings) else pd.DataFrame())
     notes = list(drift.attrs.get("notes", []))
     notes += [f"custom metric {k}: {v}" for k, v in custom.attrs.get("errors", {}).items()]
-    marks = thresholds.evaluate(settings, metrics, drift, custom)
+    if est.attrs.get("reason"):
+        notes.append(f"estimated metrics: {est.attrs['reason']}")
+    marks = thresholds.evaluate(settings, metrics, drift, custom, est)
     return Report(name=name, version=version, window=w.label, metrics=metrics, custom=custom,
-                  drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes)
+                  drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes,
+                  estimated=est)
 
 
 def column_values(store: StoreLike, ref: str, column: str, start: Any, end: Any, *,

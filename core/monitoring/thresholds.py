@@ -11,7 +11,10 @@ whether high (``above``) or low (``below``) values are bad. Metric ids:
   columns) is still required. Without a rule, drift uses the method's levels (see
   :mod:`core.monitoring.drift`), so drift is marked out of the box;
 * ``null_share``, ``out_of_range_share``, ``unseen_share``: data quality, the worst
-  column of the window.
+  column of the window;
+* ``estimated:<metric>`` for a metric estimated without actuals (``estimated:accuracy``,
+  ``estimated:roc_auc``, ``estimated:mae``...; see :mod:`core.monitoring.estimate`),
+  judged on the rows it was estimated on.
 
 Rows. A mark is judged on ``n`` rows: rows with actuals for the performance metrics,
 rows with logged probabilities for ROC AUC and log loss (``n_proba``), the rows of the
@@ -41,6 +44,8 @@ from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import finite_number
 from core.monitoring import custom as custom_metrics
 from core.monitoring.drift import METHODS
+from core.monitoring.estimate import PREFIX as ESTIMATED
+from core.monitoring.estimate import estimated as estimate_metrics
 from core.monitoring.monitor import open_monitor
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
@@ -166,7 +171,8 @@ MARK_COLUMNS = ["window_start", "metric", "value", "warning", "alert", "directio
 
 def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
              drift: pd.DataFrame | None = None,
-             custom: pd.DataFrame | None = None) -> pd.DataFrame:
+             custom: pd.DataFrame | None = None,
+             estimated: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long table: window_start, metric, value, warning, alert, direction, the rows it
     was judged on (``n``) and their minimum (``min_n``), status."""
     rows: list[dict[str, Any]] = []
@@ -198,6 +204,14 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
                 else metrics["n_actual"]
             for start, value, n in zip(metrics["window_start"], metrics[col], counts):
                 add(start, col, value, rule, n, min_rows)
+    if estimated is not None and not estimated.empty:
+        for col in [c for c in estimated.columns if f"{c}_lower" in estimated.columns]:
+            rule = settings.rule(f"{ESTIMATED}{col}")
+            if rule is None:
+                continue
+            for start, value, n in zip(estimated["window_start"], estimated[col],
+                                       estimated["n"]):
+                add(start, f"{ESTIMATED}{col}", value, rule, n, min_rows)
     if custom is not None and not custom.empty:
         for col in [c for c in custom.columns if c not in ("window_start", "window_end")]:
             rule = settings.rule(f"custom:{col}")
@@ -228,6 +242,11 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
                 add(start, measure, value, rule, rows_of.get(start, size.get(start, 0)),
                     min_rows)
     return pd.DataFrame(rows, columns=MARK_COLUMNS)
+
+
+def uses_estimates(settings: Settings) -> bool:
+    """Whether a rule judges an estimated metric (estimation runs only then)."""
+    return any(r.metric.startswith(ESTIMATED) for r in settings.rules)
 
 
 def drift_status(rec: Mapping[str, Any], rule: Rule) -> str:
@@ -357,7 +376,9 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
                 continue
             drift = mon.drift(w)
             custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, model))
-        marks = evaluate(settings, metrics, drift, custom)
+            est = (estimate_metrics(mon, w, min_rows=settings.min_rows)
+                   if uses_estimates(settings) else None)
+        marks = evaluate(settings, metrics, drift, custom, est)
         head = headline(marks, settings.lookback)
         recent = marks[marks["window_start"].isin(head.windows)]
         errors = custom.attrs.get("errors", {})
