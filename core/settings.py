@@ -29,6 +29,12 @@ can set them at any time before use.
                                 :mod:`core.safety.scan`
 ``FIXATIVE_MONITOR_QUERY_``     a monitoring query's time limit (30 s) and DuckDB
 ``SECONDS``, ``..._MEMORY_LIMIT`` memory limit (2GB); checks in :mod:`core.monitoring.limits`
+``FIXATIVE_WATCH``              ``1``: the Docker image starts ``python -m core watch``
+                                beside the workbench
+``FIXATIVE_WORKBENCH_URL``      the workbench's address in notification links
+                                (``http://localhost:8501``)
+any name a watch channel gives  the channel's webhook or apprise URL (a secret: the
+                                board stores only the variable's name); :func:`secret`
 ==============================  =====================================================
 """
 
@@ -68,6 +74,10 @@ MAX_UNPACK_RATIO_ENV = "FIXATIVE_MAX_UNPACK_RATIO"
 # Monitoring queries (see core.monitoring.limits).
 MONITOR_SECONDS_ENV = "FIXATIVE_MONITOR_QUERY_SECONDS"
 MONITOR_MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
+# Scheduled checks and notifications (see core.watch).
+WATCH_ENV = "FIXATIVE_WATCH"
+WORKBENCH_URL_ENV = "FIXATIVE_WORKBENCH_URL"
+DEFAULT_WORKBENCH_URL = "http://localhost:8501"
 
 
 def raw(name: str) -> str:
@@ -145,3 +155,18 @@ def workers() -> str | None:
 
 def metrics_dir() -> str | None:
     return _get(METRICS_DIR_ENV)
+
+
+def watch_enabled() -> bool:
+    return raw(WATCH_ENV).lower() in ("1", "true", "yes", "on")
+
+
+def workbench_url() -> str:
+    """The workbench's address, for links in notifications (no trailing slash)."""
+    return (_get(WORKBENCH_URL_ENV) or DEFAULT_WORKBENCH_URL).rstrip("/")
+
+
+def secret(name: str) -> str | None:
+    """The value of the environment variable a watch channel names (None when unset);
+    the name itself is checked by :mod:`core.watch.config`."""
+    return _get(name)

@@ -17,7 +17,8 @@ from typing import NoReturn
 from core.errors import FixativeError
 
 # Modules that add subcommands, each with ``register(subparsers) -> None``.
-EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor"]
+EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor",
+                          "core.cli.watch"]
 # The module that registers each command: a command imports only its own module (listing
 # versions must not load pandas for the monitor's sake). Help, and a word that is no
 # command, register them all. tests/cli/test_cli_imports.py checks this table.
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "card": "core.cli.card",
     **dict.fromkeys(["serve", "endpoints", "docker"], "core.cli.deploy"),
     **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),
+    **dict.fromkeys(["watch", "watch-set", "watch-test", "watch-history"], "core.cli.watch"),
 }
 
 

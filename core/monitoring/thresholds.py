@@ -339,6 +339,11 @@ class ModelStatus:
     alerts: list[str]
     warnings: list[str]
     message: str = ""
+    # the mark the status rests on: its metric, value and levels
+    metric: str = ""
+    value: float = float("nan")
+    warning: float | None = None
+    alert: float | None = None
 
 
 def status(store: StoreLike, name: str | None = None, now: datetime | None = None
@@ -384,13 +389,26 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
         errors = custom.attrs.get("errors", {})
         message = head.message + "".join(f"; custom metric {k} failed: {v}"
                                          for k, v in errors.items())
+        levels = _levels(marks, head)
         out.append(ModelStatus(
             model=model, version=version, aliases=aliases, status=head.status,
             window_start=head.window_start, n=head.n,
             alerts=sorted(set(recent.loc[recent["status"] == "alert", "metric"])),
             warnings=sorted(set(recent.loc[recent["status"] == "warning", "metric"])),
-            message=message))
+            message=message, metric=head.metric, value=head.value,
+            warning=levels[0], alert=levels[1]))
     return out
+
+
+def _levels(marks: pd.DataFrame, head: Headline) -> tuple[float | None, float | None]:
+    """The warning and alert levels of the mark the headline names."""
+    if not head.metric or marks.empty:
+        return None, None
+    row = marks[(marks["metric"] == head.metric) & (marks["window_start"] == head.window_start)]
+    if row.empty:
+        return None, None
+    w, a = row.iloc[0]["warning"], row.iloc[0]["alert"]
+    return (float(w) if pd.notna(w) else None), (float(a) if pd.notna(a) else None)
 
 
 def _targets(store: StoreLike, name: str, include_latest: bool = False

@@ -11,6 +11,10 @@
     <board>/.fixative/actuals/<model>/by-<on>/<stamp>-<id>.parquet   uploaded actuals
     <board>/.fixative/actuals/<model>/labelled/...                   the materialised join
     <board>/.fixative/endpoints/                                     local endpoints' registry
+    <board>/.fixative/watch/<model>/<version>/<tick>.claim|.json     scheduled evaluations
+    <board>/.fixative/watch/<model>/<version>/latest.json            the last one, for a restart
+    <board>/.fixative/watch-dead/<model>/<stamp>-<id>.json           undelivered notifications
+    <board>/.fixative/watcher.json                                   a watcher started here
 """
 
 from __future__ import annotations
@@ -65,6 +69,21 @@ def labels_dir(store: Any, name: str) -> str:
 
 def endpoints_dir(store: Any) -> str:
     return store.path(SYSTEM_DIR, "endpoints")
+
+
+def watch_dir(store: Any, name: str, version: str | None = None) -> str:
+    """The scheduled evaluations of model ``name`` (of one version)."""
+    return store.path(SYSTEM_DIR, "watch", name, *([version] if version else []))
+
+
+def dead_letter_dir(store: Any, name: str) -> str:
+    """Notifications about model ``name`` that could not be delivered."""
+    return store.path(SYSTEM_DIR, "watch-dead", name)
+
+
+def watcher_file(store: Any) -> str:
+    """The record (pid, start) of a watcher process the workbench started for this board."""
+    return store.path(SYSTEM_DIR, "watcher.json")
 
 
 def on_dir(on: str) -> str:
