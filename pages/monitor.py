@@ -26,7 +26,7 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import build, column_values, render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, ui
+from core.workbench import charts, ui, watching
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
@@ -384,7 +384,7 @@ def main() -> None:
     report = load_report(store, choice)
     has_rows = summary(report, settings, choice.ref)
     tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
-                    "Upload", "Export", "All models"])
+                    "Upload", "Export", "All models", "Estimated", "Alerts"])
     with tabs[0]:
         performance_tab(meta, settings, report, has_rows, name, version)
     with tabs[1]:
@@ -402,6 +402,12 @@ def main() -> None:
         export_tab(store, name, version, choice)
     with tabs[7]:
         all_models_tab(store)
+    with tabs[8]:
+        watching.estimated_section(store, choice.ref, choice.window, since=choice.since or None,
+                                   until=choice.until or None, source=choice.source,
+                                   all_versions=choice.all_versions, reference=choice.reference)
+    with tabs[9]:
+        watching.watch_section(store, name, version)
 
 
 main()
