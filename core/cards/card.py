@@ -200,6 +200,15 @@ class Missing:
 
 
 @dataclass
+class ProductionMetrics:
+    """How the version does in production, as an upper layer measured it (the card does
+    not compute it): one row per window and metric, realized and estimated."""
+
+    summary: str
+    rows: list[dict[str, Any]]  # window_start, metric, realized, estimated, lower, upper
+
+
+@dataclass
 class CardData:
     name: str
     version: str | None
@@ -227,6 +236,7 @@ class CardData:
     missing: list[Missing]
     notes: list[str]
     generated: datetime
+    production: ProductionMetrics | None = None
 
     @property
     def ref(self) -> str:
@@ -362,14 +372,18 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         generated=datetime.now(UTC))
 
 
-def card_data(store: StoreLike, name: str, version: str | None = None) -> CardData:
-    """Everything the card of ``name@version`` shows (the latest version when None)."""
+def card_data(store: StoreLike, name: str, version: str | None = None,
+              production: ProductionMetrics | None = None) -> CardData:
+    """Everything the card of ``name@version`` shows (the latest version when None);
+    ``production``: its metrics in production, measured by the caller."""
     if version is None:
         name, version = store.resolve(name)
     meta = store.meta(name, version)
-    return _build(meta, version=version, board=store.url, versions=store.versions(name),
+    card = _build(meta, version=version, board=store.url, versions=store.versions(name),
                   aliases=store.aliases(name),
                   records=store.records(CARD_KIND, name, version))
+    card.production = production
+    return card
 
 
 def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> CardData:

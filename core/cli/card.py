@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="file to write ('-' for standard output; default "
                            "NAME-VERSION.card.html or .qmd in the current folder)")
     card.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    card.add_argument("--production", default=None, metavar="WINDOW",
+                      help="add the version's realized and estimated metrics of its last "
+                           "windows (hour, day, week, month) from its monitoring (HTML)")
     store_argument(card)
     card.set_defaults(func=run)
 
@@ -77,6 +80,43 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _production(store: Any, name: str, version: str, window: str, last: int = 6) -> Any:
+    """The version's realized and estimated metrics of its ``last`` windows with rows,
+    measured here and handed to the card (cards never import monitoring)."""
+    import pandas as pd
+
+    from core.cards.card import ProductionMetrics
+    from core.monitoring.estimate import compare, estimated
+    from core.monitoring.monitor import open_ref
+
+    with open_ref(store, f"{name}@{version}") as mon:
+        est = estimated(mon, window)
+        realized = mon.metrics(window)
+    if est.attrs.get("reason"):
+        shown = realized[realized["n"] > 0].tail(last)
+        rows = [{"window_start": f"{t:%Y-%m-%d %H:%M}", "metric": m, "realized": v,
+                 "estimated": None, "lower": None, "upper": None}
+                for t, row in zip(shown["window_start"], shown.to_dict("records"))
+                for m, v in row.items() if m not in ("window_start", "window_end", "n",
+                "n_actual", "n_proba", "note") and v is not None and pd.notna(v)]
+        return ProductionMetrics(summary=f"realized metrics per {window}; estimates: "
+                                         f"{est.attrs['reason']}", rows=rows)
+    table = compare(realized, est)
+    starts = sorted(est.loc[est["n"] > 0, "window_start"])[-last:]
+    table = table[table["window_start"].isin(starts)]
+
+    def num(v: Any) -> float | None:
+        return float(v) if v is not None and pd.notna(v) else None
+
+    rows = [{"window_start": f"{r['window_start']:%Y-%m-%d %H:%M}", "metric": r["metric"],
+             "realized": num(r["realized"]), "estimated": num(r["estimated"]),
+             "lower": num(r["lower"]), "upper": num(r["upper"])}
+            for r in table.to_dict("records")]
+    return ProductionMetrics(summary=f"per {window}, realized where actuals are in and "
+                                     f"estimated without them ({est.attrs['reference']}; "
+                                     f"{est.attrs['calibration']})", rows=rows)
+
+
 def run(args: Any) -> int:
     from core.cards import card as cards
 
@@ -85,7 +125,9 @@ def run(args: Any) -> int:
     store = open_store(args)
     name, version = store.resolve(args.ref)
     target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
-    card = cards.card_data(store, name, version)
+    production = (_production(store, name, version, args.production)
+                  if args.production else None)
+    card = cards.card_data(store, name, version, production=production)
     text = cards.render_html(card) if fmt == "html" else cards.render_qmd(card)
     if target is None:
         sys.stdout.write(text)

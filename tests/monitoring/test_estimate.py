@@ -158,3 +158,16 @@ def test_regressor_error_is_estimated_from_a_reference_with_actuals(tmp_path, ho
     ratio = est["mae"] / realized["mae"]
     assert ratio.between(0.6, 1.6).all(), ratio.tolist()
     assert (est["mae_lower"] < est["mae"]).all() and (est["mae"] < est["mae_upper"]).all()
+
+
+def test_the_card_shows_production_metrics_handed_to_it(churn_board, tmp_path, capsys):
+    path, b, _ = churn_board
+    out = tmp_path / "card.html"
+    assert main(["card", "churn:production", "--production", "day", "--out", str(out),
+                 "--store", path]) == 0
+    html = out.read_text()
+    assert "In production: per day, realized where actuals are in and estimated" in html
+    assert "roc_auc" in html and "2025-03-10 00:00" in html
+    assert main(["card", "churn:production", "--production", "fortnight", "--out",
+                 str(tmp_path / "x.html"), "--store", path]) == 1
+    assert "Unknown window 'fortnight'" in capsys.readouterr().err
