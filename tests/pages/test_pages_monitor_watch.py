@@ -85,3 +85,12 @@ def test_alerts_tab_saves_channels_refuses_urls_and_sends_a_test(board, monkeypa
         _button(at, "Send a test notification").click().run()
     assert "ops: delivered" in _texts(at)
     assert rec.payloads("test")[0]["model"] == "house"
+
+
+def test_estimated_metrics_can_get_thresholds(board):
+    at = _page()
+    options = at.selectbox(key="mon_rule_metric").options
+    assert "estimated:mae" in options and "estimated:rmse" in options
+    at.selectbox(key="mon_rule_metric").set_value("estimated:mae").run()
+    assert not at.exception, at.exception
+    assert at.session_state["mon_rule_dir"] == "above"  # an error: worse above

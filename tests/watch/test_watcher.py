@@ -119,6 +119,19 @@ def test_a_tick_another_watcher_holds_is_left_to_it(board, monkeypatch):
         assert len(rec.payloads()) == 1
 
 
+def test_a_claim_whose_watcher_died_is_skipped_after_the_lease(board, monkeypatch):
+    store, _ = board
+    folder = store.path(".fixative", "watch", "house")
+    store.fs.makedirs(folder, exist_ok=True)
+    died = datetime.now(UTC) - timedelta(seconds=watcher.LEASE_SECONDS + 60)
+    with store.fs.open(f"{folder}/{watcher.tick_id(NOW)}.claim", "wb") as f:
+        f.write(json.dumps({"who": "gone", "at": died.isoformat()}).encode())
+    with receiver() as rec:
+        monkeypatch.setenv("OPS_HOOK", rec.url)
+        (r,) = watcher.run_once(store, now=NOW + timedelta(hours=1))
+    assert r["tick"].startswith("2025-03-04T11:00") and len(rec.payloads()) == 1
+
+
 def test_models_without_an_alias_or_disabled_are_not_watched(board):
     store, _ = board
     cfg = config.load(store, "house")
