@@ -350,8 +350,12 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
            ) -> list[ModelStatus]:
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the :func:`headline` of the
-    model's saved window over its last ``lookback`` windows."""
+    model's saved window over its last ``lookback`` windows. ``now`` judges as of that
+    time (rows logged after it are left out). Estimated metrics, when a rule uses them,
+    take every row with actuals before those windows as their reference."""
 
+    # A given time is a check as of then (the watcher catching up): later rows are out.
+    until = pd.Timestamp(now) if now is not None else None
     now = now or datetime.now(UTC)
     if name is not None:
         targets = _targets(store, name, include_latest=True)
@@ -372,8 +376,11 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
             out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
                                    f"cannot read this version: {exc.message}"))
             continue
-        with open_monitor(store, model, meta, versions=[version], since=since,
-                          sample=sample) as mon:
+        # Estimates learn from the rows with actuals before the judged windows.
+        ref = (None, since) if uses_estimates(settings) else None
+        upto = until if until is not None and until > since else None
+        with open_monitor(store, model, meta, versions=[version], since=since, until=upto,
+                          sample=sample, reference=ref) as mon:
             metrics = mon.metrics(w, min_rows=settings.min_rows)
             if metrics.empty or metrics["n"].sum() == 0:
                 out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
@@ -381,8 +388,8 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
                 continue
             drift = mon.drift(w)
             custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, model))
-            est = (estimate_metrics(mon, w, min_rows=settings.min_rows)
-                   if uses_estimates(settings) else None)
+            est = (estimate_metrics(mon, w, reference=ref, min_rows=settings.min_rows)
+                   if ref is not None else None)
         marks = evaluate(settings, metrics, drift, custom, est)
         head = headline(marks, settings.lookback)
         recent = marks[marks["window_start"].isin(head.windows)]

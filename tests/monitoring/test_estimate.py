@@ -171,3 +171,19 @@ def test_the_card_shows_production_metrics_handed_to_it(churn_board, tmp_path, c
     assert main(["card", "churn:production", "--production", "fortnight", "--out",
                  str(tmp_path / "x.html"), "--store", path]) == 1
     assert "Unknown window 'fortnight'" in capsys.readouterr().err
+
+
+def test_the_status_judges_estimates_against_the_rows_with_actuals_before_it(churn_board):
+    """The last three days have no actuals: the status rests on their estimates, learnt
+    from the days before them."""
+    path, b, _ = churn_board
+    store = VersionStore(path)
+    before = thresholds.load(store, "churn")
+    try:
+        thresholds.save(store, "churn", thresholds.Settings(window="day", rules=[
+            thresholds.Rule("estimated:accuracy", warning=0.99, direction="below")]))
+        (s,) = thresholds.status(store, "churn", now=T0 + pd.Timedelta(days=DAYS))
+    finally:
+        thresholds.save(store, "churn", before)
+    assert s.status == "warning" and s.metric == "estimated:accuracy"
+    assert s.warning == 0.99 and 0.5 < s.value < 0.99 and s.n == PER_DAY
