@@ -37,4 +37,6 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status == 200 else 1)"]
 
+# FIXATIVE_WATCH=1 also starts the watcher (scheduled checks and notifications).
+ENTRYPOINT ["python", "-m", "core.workbench.container"]
 CMD ["python", "-m", "core", "workbench", "--public", "--port", "8501"]

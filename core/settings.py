@@ -38,6 +38,12 @@ can set them at any time before use.
 ``SECONDS``                     :mod:`core.serving.heartbeat`
 ``FIXATIVE_NODE_NAME``          the machine (Kubernetes node) a replica runs on, shown in
                                 the fleet view (unset: not shown)
+``FIXATIVE_WATCH``              ``1``: the Docker image starts ``python -m core watch``
+                                beside the workbench
+``FIXATIVE_WORKBENCH_URL``      the workbench's address in notification links
+                                (``http://localhost:8501``)
+any name a watch channel gives  the channel's webhook or apprise URL (a secret: the
+                                board stores only the variable's name); :func:`secret`
 ==============================  =====================================================
 """
 
@@ -81,6 +87,10 @@ MONITOR_MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
 HEARTBEAT_SECONDS_ENV = "FIXATIVE_HEARTBEAT_SECONDS"
 HEARTBEAT_STALE_ENV = "FIXATIVE_HEARTBEAT_STALE_SECONDS"
 NODE_NAME_ENV = "FIXATIVE_NODE_NAME"
+# Scheduled checks and notifications (see core.watch).
+WATCH_ENV = "FIXATIVE_WATCH"
+WORKBENCH_URL_ENV = "FIXATIVE_WORKBENCH_URL"
+DEFAULT_WORKBENCH_URL = "http://localhost:8501"
 
 
 def raw(name: str) -> str:
@@ -169,3 +179,18 @@ def metrics_dir() -> str | None:
 
 def node_name() -> str | None:
     return _get(NODE_NAME_ENV)
+
+
+def watch_enabled() -> bool:
+    return raw(WATCH_ENV).lower() in ("1", "true", "yes", "on")
+
+
+def workbench_url() -> str:
+    """The workbench's address, for links in notifications (no trailing slash)."""
+    return (_get(WORKBENCH_URL_ENV) or DEFAULT_WORKBENCH_URL).rstrip("/")
+
+
+def secret(name: str) -> str | None:
+    """The value of the environment variable a watch channel names (None when unset);
+    the name itself is checked by :mod:`core.watch.config`."""
+    return _get(name)

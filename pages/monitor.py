@@ -15,9 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import FixativeError
+from core.monitoring import cbpe, dle, thresholds
 from core.monitoring import custom as custom_metrics
-from core.monitoring import thresholds
 from core.monitoring.actuals import actual_column_guess, read_table, save_actuals, score_upload
+from core.monitoring.estimate import PREFIX as ESTIMATED
 from core.monitoring.monitor import open_ref
 from core.monitoring.performance import (
     CLASSIFICATION_METRICS,
@@ -26,7 +27,7 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import build, column_values, render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, ui
+from core.workbench import charts, ui, watching
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
@@ -228,7 +229,9 @@ def custom_tab(store: Any, name: str, ref: str) -> list[custom_metrics.CustomMet
 def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report: Any,
                    saved: list[custom_metrics.CustomMetric]) -> None:
     builtins = CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS
-    rule_names = ([*builtins] + [f"custom:{m.name}" for m in saved]
+    estimable = cbpe.METRICS if meta.classes is not None else dle.METRICS
+    rule_names = ([*builtins] + [f"{ESTIMATED}{m}" for m in estimable]
+                  + [f"custom:{m.name}" for m in saved]
                   + [f"drift:{c}" for c in dict.fromkeys(report.drift.get("column", []))]
                   + list(QUALITY))
     if settings.rules:
@@ -242,7 +245,8 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
     if st.session_state.get("_mon_rule_for") != r_metric:
         st.session_state["_mon_rule_for"] = r_metric
         existing = settings.rule(r_metric)
-        higher_better = r_metric in builtins and r_metric not in LOWER_IS_BETTER
+        base = r_metric.removeprefix(ESTIMATED)
+        higher_better = base in builtins and base not in LOWER_IS_BETTER
         st.session_state["mon_rule_dir"] = (existing.direction if existing else
                                             "below" if higher_better else "above")
         for key, value in (("mon_rule_warning", existing.warning if existing else None),
@@ -384,7 +388,7 @@ def main() -> None:
     report = load_report(store, choice)
     has_rows = summary(report, settings, choice.ref)
     tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
-                    "Upload", "Export", "All models"])
+                    "Upload", "Export", "All models", "Estimated", "Alerts"])
     with tabs[0]:
         performance_tab(meta, settings, report, has_rows, name, version)
     with tabs[1]:
@@ -402,6 +406,12 @@ def main() -> None:
         export_tab(store, name, version, choice)
     with tabs[7]:
         all_models_tab(store)
+    with tabs[8]:
+        watching.estimated_section(store, choice.ref, choice.window, since=choice.since or None,
+                                   until=choice.until or None, source=choice.source,
+                                   all_versions=choice.all_versions, reference=choice.reference)
+    with tabs[9]:
+        watching.watch_section(store, name, version)
 
 
 main()

@@ -107,3 +107,29 @@ def test_command_binds_all_interfaces_behind_the_password():
     assert f"EXPOSE {port}" in DOCKERFILE.read_text()
     envs = " ".join(rest for w, rest in _instructions() if w == "ENV")
     assert "FIXATIVE_PASSWORD" not in envs  # never baked into the image
+
+
+def test_entrypoint_can_start_the_watcher_beside_the_workbench():
+    assert json.loads(_one("ENTRYPOINT")) == ["python", "-m", "core.workbench.container"]
+
+
+def test_the_entrypoint_runs_the_command_and_the_watcher_only_when_asked(tmp_path, monkeypatch):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FIXATIVE_WATCH", None)
+    done = subprocess.run([sys.executable, "-m", "core.workbench.container", sys.executable,
+                           "-c", "print('workbench')"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "workbench"
+    from core.workbench import container
+
+    monkeypatch.delenv("FIXATIVE_WATCH", raising=False)
+    assert container.start_watch() is None
+    monkeypatch.setenv("FIXATIVE_WATCH", "1")
+    monkeypatch.setenv("FIXATIVE_STORE", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    child = container.start_watch()
+    assert child is not None
+    # no store there: the watcher says so and exits, which is all we need to see
+    assert child.wait(timeout=120) == 1

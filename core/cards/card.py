@@ -155,6 +155,15 @@ class Missing:
 
 
 @dataclass
+class ProductionMetrics:
+    """How the version does in production, as an upper layer measured it (the card does
+    not compute it): one row per window and metric, realized and estimated."""
+
+    summary: str
+    rows: list[dict[str, Any]]  # window_start, metric, realized, estimated, lower, upper
+
+
+@dataclass
 class CardData:
     name: str
     version: str | None
@@ -189,6 +198,7 @@ class CardData:
     evaluations: list[Evaluation] = field(default_factory=list)
     segment: str | None = None
     get_started: dict[str, str] = field(default_factory=dict)
+    production: ProductionMetrics | None = None
 
     @property
     def ref(self) -> str:
@@ -342,19 +352,23 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
 
 def card_data(store: StoreLike, name: str, version: str | None = None, *,
               evaluations: Sequence[Mapping[str, Any]] = (), segment: str | None = None,
-              endpoint: str | None = None) -> CardData:
+              endpoint: str | None = None,
+              production: ProductionMetrics | None = None) -> CardData:
     """Everything the card of ``name@version`` shows (the latest version when None).
 
     ``evaluations`` are monitoring results (:func:`core.monitoring.evaluation.evaluate`,
     per level of ``segment`` if one was chosen); ``endpoint`` is the server address the
-    "How to get started" example calls."""
+    "How to get started" example calls; ``production``: its realized and estimated
+    metrics in production, measured by the caller."""
     if version is None:
         name, version = store.resolve(name)
     meta = store.meta(name, version)
-    return _build(meta, version=version, board=store.url, versions=store.versions(name),
+    card = _build(meta, version=version, board=store.url, versions=store.versions(name),
                   aliases=store.aliases(name),
                   records=store.records(CARD_KIND, name, version), evaluations=evaluations,
                   segment=segment, endpoint=endpoint)
+    card.production = production
+    return card
 
 
 def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> CardData:

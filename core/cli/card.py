@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     card.add_argument("--endpoint", metavar="URL", default=None,
                       help="the server address the 'How to get started' example calls "
                            "(default http://127.0.0.1:8080)")
+    card.add_argument("--production", default=None, metavar="WINDOW",
+                      help="add the version's realized and estimated metrics of its last "
+                           "windows (hour, day, week, month) from its monitoring (HTML)")
     store_argument(card)
     card.set_defaults(func=run)
 
@@ -108,6 +111,8 @@ def _link(args: Any) -> int:
             else share.create(store, name, version=version))
     print(link.url(base))
     return 0
+
+
 def _endpoint(url: str | None) -> str | None:
     if url is None:
         return None
@@ -117,6 +122,43 @@ def _endpoint(url: str | None) -> str | None:
         raise InvalidArgument(f"--endpoint must be a plain http(s) address such as "
                               f"https://models.example.com/houses, got {url[:80]!r}.")
     return url.strip().rstrip("/")
+
+
+def _production(store: Any, name: str, version: str, window: str, last: int = 6) -> Any:
+    """The version's realized and estimated metrics of its ``last`` windows with rows,
+    measured here and handed to the card (cards never import monitoring)."""
+    import pandas as pd
+
+    from core.cards.card import ProductionMetrics
+    from core.monitoring.estimate import compare, estimated
+    from core.monitoring.monitor import open_ref
+
+    with open_ref(store, f"{name}@{version}") as mon:
+        est = estimated(mon, window)
+        realized = mon.metrics(window)
+    if est.attrs.get("reason"):
+        shown = realized[realized["n"] > 0].tail(last)
+        rows = [{"window_start": f"{t:%Y-%m-%d %H:%M}", "metric": m, "realized": v,
+                 "estimated": None, "lower": None, "upper": None}
+                for t, row in zip(shown["window_start"], shown.to_dict("records"))
+                for m, v in row.items() if m not in ("window_start", "window_end", "n",
+                "n_actual", "n_proba", "note") and v is not None and pd.notna(v)]
+        return ProductionMetrics(summary=f"realized metrics per {window}; estimates: "
+                                         f"{est.attrs['reason']}", rows=rows)
+    table = compare(realized, est)
+    starts = sorted(est.loc[est["n"] > 0, "window_start"])[-last:]
+    table = table[table["window_start"].isin(starts)]
+
+    def num(v: Any) -> float | None:
+        return float(v) if v is not None and pd.notna(v) else None
+
+    rows = [{"window_start": f"{r['window_start']:%Y-%m-%d %H:%M}", "metric": r["metric"],
+             "realized": num(r["realized"]), "estimated": num(r["estimated"]),
+             "lower": num(r["lower"]), "upper": num(r["upper"])}
+            for r in table.to_dict("records")]
+    return ProductionMetrics(summary=f"per {window}, realized where actuals are in and "
+                                     f"estimated without them ({est.attrs['reference']}; "
+                                     f"{est.attrs['calibration']})", rows=rows)
 
 
 def run(args: Any) -> int:
@@ -134,8 +176,10 @@ def run(args: Any) -> int:
     target = _target(args.out, f"{name}-{version}.card.{fmt}", args.force)
     endpoint = _endpoint(args.endpoint)
     results = evaluation.evaluate(store, name, version, segment=args.segment)
+    production = (_production(store, name, version, args.production)
+                  if args.production else None)
     card = cards.card_data(store, name, version, evaluations=results, segment=args.segment,
-                           endpoint=endpoint)
+                           endpoint=endpoint, production=production)
     text = cards.render_html(card) if fmt == "html" else cards.render_qmd(card)
     if target is None:
         sys.stdout.write(text)

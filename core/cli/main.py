@@ -19,7 +19,7 @@ from core.errors import FixativeError
 
 # Modules that add subcommands, each with ``register(subparsers) -> None``.
 EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "core.cli.monitor",
-                         "core.cli.uploads", "core.cli.workbench"]
+                         "core.cli.uploads", "core.cli.workbench", "core.cli.watch"]
 # The module that registers each command: a command imports only its own module (listing
 # versions must not load pandas for the monitor's sake). Help, and a word that is no
 # command, register them all. tests/cli/test_cli_imports.py checks this table.
@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),
     **dict.fromkeys(["score", "actuals"], "core.cli.uploads"),
     "workbench": "core.cli.workbench",
+    **dict.fromkeys(["watch", "watch-set", "watch-test", "watch-history"], "core.cli.watch"),
 }
 
 

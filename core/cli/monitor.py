@@ -2,7 +2,7 @@
 
     python -m core monitor NAME[@VERSION|:ALIAS] [--window week] [--since 30d]
         [--until 2025-06-01] [--source all|log|upload] [--format table|csv|json]
-        [--what all|metrics|drift|traffic|status]
+        [--what all|metrics|estimated|drift|traffic|status]
     python -m core monitor-status [NAME] [--format table|csv|json]
 
 Exit code 0 whatever the status (it is printed); 1 with a one-line error on bad input.
@@ -25,7 +25,7 @@ from core.errors import InvalidArgument
 from core.monitoring.monitor import SOURCES
 
 FORMATS = ("table", "csv", "json")
-WHAT = ("all", "metrics", "drift", "traffic", "status")
+WHAT = ("all", "metrics", "estimated", "drift", "traffic", "status")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", default=None, help="end, exclusive (same forms as --since)")
     p.add_argument("--reference", default=None, metavar="FROM..UNTIL",
                    help="measure drift against the rows of this period instead of the "
-                        "training sample, e.g. 2025-03-01..2025-03-08")
+                        "training sample, e.g. 2025-03-01..2025-03-08; with --what estimated "
+                        "its rows with actuals are also the estimation's reference")
     p.add_argument("--source", default="all", choices=SOURCES,
                    help="log: served predictions; upload: data scored with 'score' or in the "
                         "workbench; all (default, as the workbench's Monitor page): both")
@@ -141,7 +142,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                               "--what traffic (or use --format json for everything).")
     store = open_store(args)
     report = build(store, args.ref, window=args.window, since=args.since, until=args.until,
-                   source=args.source, reference=reference_period(args.reference))
+                   source=args.source, reference=reference_period(args.reference),
+                   estimate=args.what == "estimated")
+    est = report.estimated
     head = report.headline
     latest = report.marks[report.marks["window_start"].isin(head.windows)]
     problems = latest[latest["status"].isin(["warning", "alert"])]
@@ -154,6 +157,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                                "status_message": head.message, "notes": report.notes}
         if args.what in ("all", "metrics"):
             out["metrics"] = _json_ready(report.table())
+        if args.what == "estimated" or (args.what == "all" and est.attrs):
+            out["estimated"] = _json_ready(est)
+            out["estimation"] = {k: est.attrs.get(k, "") for k in
+                                 ("method", "reason", "calibration", "reference")}
         if args.what in ("all", "drift"):
             out["drift"] = _json_ready(report.drift)
         if args.what in ("all", "traffic"):
@@ -163,7 +170,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if args.format == "csv":
-        frame = {"metrics": report.table(), "drift": report.drift,
+        frame = {"metrics": report.table(), "drift": report.drift, "estimated": est,
                  "traffic": report.traffic}[args.what]
         _print_frame(frame, "csv")
         return 0
@@ -177,6 +184,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     print()
     if args.what in ("all", "metrics"):
         _print_frame(report.table(), "table", "metrics")
+    if args.what == "estimated" or (args.what == "all" and est.attrs):
+        _print_estimated(est)
     if args.what in ("all", "drift"):
         _print_frame(report.drift_summary(), "table",
                      "drift (columns with evidence after Benjamini-Hochberg and an alert-level "
@@ -190,6 +199,19 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     return 0
+
+
+def _print_estimated(est: pd.DataFrame) -> None:
+    if est.attrs.get("reason"):
+        print("== estimated metrics (without actuals) ==")
+        print(est.attrs["reason"])
+        print()
+        return
+    _print_frame(est, "table", "estimated metrics (without actuals), with their bands")
+    for key in ("calibration", "reference"):
+        if est.attrs.get(key):
+            print(f"{key}: {est.attrs[key]}")
+    print()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from core import settings
 from core.errors import InvalidArgument
-from core.store.board import local_root
+from core.store.paths import local_root
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"

@@ -99,6 +99,10 @@ class Monitor:
     labelled: str = "none"
     # Whether ``monitoring_regstats`` (per-minute error sums, core.monitoring.labels) exists.
     regstats: bool = False
+    # The LEFT JOINs to the actuals (against a log aliased ``l``) and the matched actual,
+    # so a reference period of ``monitoring_ref`` can be joined too (core.monitoring.estimate).
+    actual_joins: list[str] = field(default_factory=list)
+    actual_sql: str = "NULL"
 
     # ---- shared helpers -----------------------------------------------------------------
 
@@ -281,7 +285,8 @@ def open_monitor(store: StoreLike, name: str, meta: BundleMeta, *,
                    since=t0, until=t1,
                    columns=columns, types={r[0]: str(r[1]) for r in described},
                    has_rows=has_rows, has_actuals=bool(joins), sample=sample,
-                   labelled=labelled, regstats=regstats)
+                   labelled=labelled, regstats=regstats, actual_joins=list(joins),
+                   actual_sql=actual)
 
 
 def _is_classifier(meta: BundleMeta) -> bool:

@@ -17,6 +17,7 @@ from core.errors import InvalidArgument
 from core.monitoring import custom as custom_metrics
 from core.monitoring import limits, thresholds
 from core.monitoring.drift import window_verdicts
+from core.monitoring.estimate import estimated as estimate_metrics
 from core.monitoring.monitor import TRAFFIC_COLUMNS, open_ref
 from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from core.monitoring.windows import parse_window
@@ -38,6 +39,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     # Parts that could not be computed (metrics, drift, traffic) and why.
     failed: dict[str, str] = field(default_factory=dict)
+    # Estimated metrics (core.monitoring.estimate); empty unless asked for or a rule uses them.
+    estimated: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def headline(self) -> thresholds.Headline:
@@ -69,10 +72,12 @@ class Report:
 
 def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any = None,
           until: Any = None, source: str = "log", reference: tuple[Any, Any] | None = None,
-          all_versions: bool = False) -> Report:
+          all_versions: bool = False, estimate: bool = False) -> Report:
     """The monitoring report of ``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``.
 
-    ``window`` defaults to the model's saved setting (``week`` if none).
+    ``window`` defaults to the model's saved setting (``week`` if none). Metrics are
+    estimated without actuals (``Report.estimated``) when ``estimate`` is true or a
+    threshold judges an estimated metric; ``reference`` is then also their reference.
     """
     name, version = store.resolve(str(ref or "").strip() or "?")
     settings = thresholds.load(store, name)
@@ -98,14 +103,19 @@ def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any =
             mon, w, custom_metrics.saved(store, name)), [])
         drift = part("drift", lambda: mon.drift(w, reference=reference), ["column", "n"])
         traffic = part("traffic", lambda: mon.traffic(w), TRAFFIC_COLUMNS)
+        est = (part("estimated metrics", lambda: estimate_metrics(
+                    mon, w, reference=reference, min_rows=settings.min_rows), [])
+               if estimate or thresholds.uses_estimates(settings) else pd.DataFrame())
     notes = [f"{what} {why}" for what, why in failed.items()]
     notes += list(drift.attrs.get("notes", []))
     notes += [f"custom metric {k}: {v}" for k, v in custom.attrs.get("errors", {}).items()]
+    if est.attrs.get("reason"):
+        notes.append(f"estimated metrics: {est.attrs['reason']}")
     marks = thresholds.evaluate(settings, metrics, drift if "drift" not in failed else None,
-                                custom)
+                                custom, est)
     return Report(name=name, version=version, window=w.label, metrics=metrics, custom=custom,
                   drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes,
-                  failed=failed)
+                  failed=failed, estimated=est)
 
 
 def column_values(store: StoreLike, ref: str, column: str, start: Any, end: Any, *,

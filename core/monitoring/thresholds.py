@@ -11,7 +11,10 @@ whether high (``above``) or low (``below``) values are bad. Metric ids:
   columns) is still required. Without a rule, drift uses the method's levels (see
   :mod:`core.monitoring.drift`), so drift is marked out of the box;
 * ``null_share``, ``out_of_range_share``, ``unseen_share``: data quality, the worst
-  column of the window.
+  column of the window;
+* ``estimated:<metric>`` for a metric estimated without actuals (``estimated:accuracy``,
+  ``estimated:roc_auc``, ``estimated:mae``...; see :mod:`core.monitoring.estimate`),
+  judged on the rows it was estimated on.
 
 Rows. A mark is judged on ``n`` rows: rows with actuals for the performance metrics,
 rows with logged probabilities for ROC AUC and log loss (``n_proba``), the rows of the
@@ -42,6 +45,8 @@ from core.model.bundle import finite_number
 from core.monitoring import custom as custom_metrics
 from core.monitoring import limits
 from core.monitoring.drift import METHODS
+from core.monitoring.estimate import PREFIX as ESTIMATED
+from core.monitoring.estimate import estimated as estimate_metrics
 from core.monitoring.monitor import open_monitor
 from core.monitoring.windows import parse_window
 from core.store.protocols import StoreLike
@@ -167,7 +172,8 @@ MARK_COLUMNS = ["window_start", "metric", "value", "warning", "alert", "directio
 
 def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
              drift: pd.DataFrame | None = None,
-             custom: pd.DataFrame | None = None) -> pd.DataFrame:
+             custom: pd.DataFrame | None = None,
+             estimated: pd.DataFrame | None = None) -> pd.DataFrame:
     """Long table: window_start, metric, value, warning, alert, direction, the rows it
     was judged on (``n``) and their minimum (``min_n``), status."""
     rows: list[dict[str, Any]] = []
@@ -199,6 +205,14 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
                 else metrics["n_actual"]
             for start, value, n in zip(metrics["window_start"], metrics[col], counts):
                 add(start, col, value, rule, n, min_rows)
+    if estimated is not None and not estimated.empty:
+        for col in [c for c in estimated.columns if f"{c}_lower" in estimated.columns]:
+            rule = settings.rule(f"{ESTIMATED}{col}")
+            if rule is None:
+                continue
+            for start, value, n in zip(estimated["window_start"], estimated[col],
+                                       estimated["n"]):
+                add(start, f"{ESTIMATED}{col}", value, rule, n, min_rows)
     if custom is not None and not custom.empty:
         for col in [c for c in custom.columns if c not in ("window_start", "window_end")]:
             rule = settings.rule(f"custom:{col}")
@@ -229,6 +243,11 @@ def evaluate(settings: Settings, metrics: pd.DataFrame | None = None,
                 add(start, measure, value, rule, rows_of.get(start, size.get(start, 0)),
                     min_rows)
     return pd.DataFrame(rows, columns=MARK_COLUMNS)
+
+
+def uses_estimates(settings: Settings) -> bool:
+    """Whether a rule judges an estimated metric (estimation runs only then)."""
+    return any(r.metric.startswith(ESTIMATED) for r in settings.rules)
 
 
 def drift_status(rec: Mapping[str, Any], rule: Rule) -> str:
@@ -321,14 +340,23 @@ class ModelStatus:
     alerts: list[str]
     warnings: list[str]
     message: str = ""
+    # the mark the status rests on: its metric, value and levels
+    metric: str = ""
+    value: float = float("nan")
+    warning: float | None = None
+    alert: float | None = None
 
 
 def status(store: StoreLike, name: str | None = None, now: datetime | None = None
            ) -> list[ModelStatus]:
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the :func:`headline` of the
-    model's saved window over its last ``lookback`` windows."""
+    model's saved window over its last ``lookback`` windows. ``now`` judges as of that
+    time (rows logged after it are left out). Estimated metrics, when a rule uses them,
+    take every row with actuals before those windows as their reference."""
 
+    # A given time is a check as of then (the watcher catching up): later rows are out.
+    until = pd.Timestamp(now) if now is not None else None
     now = now or datetime.now(UTC)
     if name is not None:
         targets = _targets(store, name, include_latest=True)
@@ -349,9 +377,12 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
             out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
                                    f"cannot read this version: {exc.message}"))
             continue
+        # Estimates learn from the rows with actuals before the judged windows.
+        ref = (None, since) if uses_estimates(settings) else None
+        upto = until if until is not None and until > since else None
         try:
-            with open_monitor(store, model, meta, versions=[version], since=since,
-                              sample=sample) as mon:
+            with open_monitor(store, model, meta, versions=[version], since=since, until=upto,
+                              sample=sample, reference=ref) as mon:
                 metrics = mon.metrics(w, min_rows=settings.min_rows)
                 if metrics.empty or metrics["n"].sum() == 0:
                     out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
@@ -359,24 +390,39 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
                     continue
                 drift = mon.drift(w)
                 custom = custom_metrics.compute(mon, w, custom_metrics.saved(store, model))
+                est = (estimate_metrics(mon, w, reference=ref, min_rows=settings.min_rows)
+                       if ref is not None else None)
         except limits.STOPPED as exc:
             # One model's oversized log never holds the status of the others.
             out.append(ModelStatus(model, version, aliases, "none", None, 0, [], [],
                                    f"not judged: a monitoring query {limits.reason(exc)}"))
             continue
-        marks = evaluate(settings, metrics, drift, custom)
+        marks = evaluate(settings, metrics, drift, custom, est)
         head = headline(marks, settings.lookback)
         recent = marks[marks["window_start"].isin(head.windows)]
         errors = custom.attrs.get("errors", {})
         message = head.message + "".join(f"; custom metric {k} failed: {v}"
                                          for k, v in errors.items())
+        levels = _levels(marks, head)
         out.append(ModelStatus(
             model=model, version=version, aliases=aliases, status=head.status,
             window_start=head.window_start, n=head.n,
             alerts=sorted(set(recent.loc[recent["status"] == "alert", "metric"])),
             warnings=sorted(set(recent.loc[recent["status"] == "warning", "metric"])),
-            message=message))
+            message=message, metric=head.metric, value=head.value,
+            warning=levels[0], alert=levels[1]))
     return out
+
+
+def _levels(marks: pd.DataFrame, head: Headline) -> tuple[float | None, float | None]:
+    """The warning and alert levels of the mark the headline names."""
+    if not head.metric or marks.empty:
+        return None, None
+    row = marks[(marks["metric"] == head.metric) & (marks["window_start"] == head.window_start)]
+    if row.empty:
+        return None, None
+    w, a = row.iloc[0]["warning"], row.iloc[0]["alert"]
+    return (float(w) if pd.notna(w) else None), (float(a) if pd.notna(a) else None)
 
 
 def _targets(store: StoreLike, name: str, include_latest: bool = False

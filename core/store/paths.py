@@ -16,6 +16,10 @@ function each.
     <board>/.fixative/endpoints/                                     local endpoints' registry
     <board>/.fixative/secrets/share.key                  the key signing share links
     <board>/.fixative/replicas/<replica>.json                        serving processes' heartbeats
+    <board>/.fixative/watch/<model>/<version>/<tick>.claim|.json     scheduled evaluations
+    <board>/.fixative/watch/<model>/<version>/latest.json            the last one, for a restart
+    <board>/.fixative/watch-dead/<model>/<stamp>-<id>.json           undelivered notifications
+    <board>/.fixative/watcher.json                                   a watcher started here
 """
 
 from __future__ import annotations
@@ -128,6 +132,21 @@ def replicas_dir(store: Any) -> str:
 
 def replica_file(store: Any, replica_id: str) -> str:
     return f"{replicas_dir(store)}/{replica_id}.json"
+
+
+def watch_dir(store: Any, name: str, version: str | None = None) -> str:
+    """The scheduled evaluations of model ``name`` (of one version)."""
+    return store.path(SYSTEM_DIR, "watch", name, *([version] if version else []))
+
+
+def dead_letter_dir(store: Any, name: str) -> str:
+    """Notifications about model ``name`` that could not be delivered."""
+    return store.path(SYSTEM_DIR, "watch-dead", name)
+
+
+def watcher_file(store: Any) -> str:
+    """The record (pid, start) of a watcher process the workbench started for this board."""
+    return store.path(SYSTEM_DIR, "watcher.json")
 
 
 def on_from_dir(folder: str) -> str:
