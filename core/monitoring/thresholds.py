@@ -322,17 +322,26 @@ class ModelStatus:
     message: str = ""
 
 
-def status(store: StoreLike, name: str | None = None, now: datetime | None = None
-           ) -> list[ModelStatus]:
+def status(store: StoreLike, name: str | None = None, now: datetime | None = None,
+           also: Iterable[tuple[str, str]] = ()) -> list[ModelStatus]:
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the :func:`headline` of the
-    model's saved window over its last ``lookback`` windows."""
+    model's saved window over its last ``lookback`` windows.
+
+    ``also``: more ``(model, version)`` pairs to judge, such as the versions running
+    endpoints serve without an alias (of ``name`` only, when it is given).
+    """
 
     now = now or datetime.now(UTC)
     if name is not None:
         targets = _targets(store, name, include_latest=True)
     else:
         targets = [t for m in store.list_models() for t in _targets(store, m.name)]
+    seen = {(m, v) for m, v, _ in targets}
+    for model, version in also:
+        if (model, version) not in seen and (name is None or model == name):
+            seen.add((model, version))
+            targets.append((model, version, []))
     out = []
     for model, version, aliases in targets:
         settings = load(store, model)
