@@ -83,7 +83,7 @@ def profile_series(s: pd.Series, kind: str) -> dict[str, Any]:
     return out
 
 
-def one_bin_per_value(edges: Sequence[float]) -> bool:
+def one_bin_per_value(edges: Sequence[float] | np.ndarray) -> bool:
     """Whether numeric bins are the ones :func:`profile_series` keeps for an integer column
     with few values (each distinct value, then the last one plus one), whose bars stand
     for single values rather than ranges. Read from the edges, as profiles store no more:
