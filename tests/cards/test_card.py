@@ -173,6 +173,9 @@ def test_regression_card_automatic_content(store):
     # one histogram per numeric column and the prediction, one bar chart for zipcode,
     # one trend line per metric recorded in more than one version
     assert html.count("<svg") == 5 + 1 + 1 + 1
+    # a card is shared: it never shows where the server keeps its store
+    assert str(store.url) not in html and str(store.url).rstrip("/").rsplit("/", 1)[0] \
+        not in html
     for s in cards.SECTIONS:
         assert f'<section id="{s.key}">' in html and str(escape(s.prompt)) in html
 
