@@ -33,7 +33,7 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, reports, ui
+from core.workbench import charts, reports, ui, words
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
@@ -193,6 +193,7 @@ def drift_tab(name: str, meta: Any, report: Any, choice: Choice) -> None:
                         key="mon_drift_profile")
     st.dataframe(report.drift[report.drift["window_start"] == start], hide_index=True,
                  key="mon_drift_table")
+    words.glossary("drift", "reference profile", "window")
 
 
 def traffic_tab(report: Any) -> None:
@@ -226,6 +227,7 @@ def custom_tab(store: Any, name: str, meta: Any, ref: str) -> None:
             except FixativeError as exc:
                 st.error(exc.message)
     st.caption("Columns: " + ", ".join(reports.cached_columns(name, ref)))
+    words.glossary("custom metric")
     if saved:
         gone = st.selectbox("Remove a custom metric", [m.name for m in saved],
                             key="mon_custom_delete")
@@ -245,7 +247,8 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
         st.dataframe(pd.DataFrame([r.__dict__ for r in settings.rules]), hide_index=True,
                      key="mon_rules_table")
     else:
-        st.caption("No thresholds yet; drift is marked with each method's default levels.")
+        st.caption("No thresholds yet. Drift is judged with each test's usual levels until "
+                   "you set your own here.")
     # Outside the form, so choosing a metric fills in its saved rule, or the direction
     # that is worse for it (an accuracy is worse below, an error above).
     r_metric = st.selectbox("Metric", list(dict.fromkeys(rule_names)), key="mon_rule_metric")
@@ -267,7 +270,8 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
         r_min_rows = st.number_input("Judge a window from (rows)", min_value=1,
                                      value=settings.min_rows, step=1, key="mon_rule_min_rows",
                                      help="Below this many rows (with actuals, for the "
-                                          "performance metrics) a mark is never 'ok'.")
+                                          "performance metrics) a window is not judged, "
+                                          "so it is never 'ok'.")
         r_lookback = st.number_input("Status over the latest windows", min_value=1,
                                      value=settings.lookback, step=1, key="mon_rule_lookback")
         if st.form_submit_button("Save threshold"):
@@ -283,11 +287,17 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
             except FixativeError as exc:
                 st.error(exc.message)
     problems = report.marks[report.marks["status"].isin(["warning", "alert"])]
-    st.dataframe(problems, hide_index=True, key="mon_marks_table")
+    if problems.empty:
+        st.caption("No window in this range is at warning or alert.")
+    else:
+        st.markdown("**Windows at warning or alert**")
+        st.dataframe(problems, hide_index=True, key="mon_marks_table")
+    words.glossary("threshold", "window", "drift")
 
 
 def actuals_upload(store: Any, name: str, meta: Any) -> None:
     st.subheader("Actuals")
+    words.glossary("actuals", label="What are actuals?")
     st.caption("A CSV or Parquet file with a key (usually the request id the server returned) "
                "and the true value.")
     table = _uploaded_table("Actuals file", "mon_actuals", "actuals file")

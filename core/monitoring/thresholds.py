@@ -285,11 +285,13 @@ def headline(marks: pd.DataFrame, lookback: int = LOOKBACK) -> Headline:
     unjudged = (f"; too few rows in the latest window to judge {', '.join(short[:4])}"
                 f"{' and more' if len(short) > 4 else ''}") if short else ""
     if status == "ok":
-        message = f"ok: every judged mark in the {span} is within its levels{unjudged}"
+        message = (f"ok: every metric and drift check judged in the {span} is within its "
+                   f"levels{unjudged}")
         return Headline(status, window_start=start, n=int(pick["n"]), message=message,
                         windows=list(windows))
     others = len(top) - 1
-    more = f" (and {others} more {status} mark{'s' if others > 1 else ''})" if others else ""
+    more = (f" (and {others} more {'warnings' if status == 'warning' else 'alerts'})"
+            if others > 1 else f" (and 1 more {status})" if others else "")
     message = (f"{status}: {pick['metric']} = {pick['value']:.4g} in the window of "
                f"{start:%Y-%m-%d %H:%M} UTC, on {int(pick['n']):,} rows{more}; judged over the "
                f"{span}{unjudged}")

@@ -204,6 +204,10 @@ def test_upload_data_is_scored_and_kept(board, house_data):
 def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
     store, *_ = logged
     at = _tab(_page(model="house"), "Custom metrics")
+    # the example is written with this model's own columns
+    assert at.text_area(key="mon_custom_sql").proto.placeholder == \
+        "avg(prediction) / avg(bedrooms)"
+    assert at.text_input(key="mon_custom_name").proto.placeholder == "prediction_per_bedrooms"
     at.text_input(key="mon_custom_name").input("sneaky")
     at.text_area(key="mon_custom_sql").input("(SELECT count(*) FROM read_csv('/etc/passwd'))")
     _button(at, "Save custom metric").click()
