@@ -48,7 +48,7 @@ def test_upload_then_browse(workbench, page, model_files, screenshot):
     page.wait_for_url(re.compile(r"/models\?.*model=house-e2e"))
     assert f"version={version}" in page.url
     page.get_by_text(f"house-e2e@{version}").wait_for()
-    page.get_by_text("Input columns", exact=True).wait_for()
+    page.get_by_text("Input columns", exact=True).first.wait_for()
     # The app's frame is there too: the shared picker shows the new model.
     sidebar = page.locator('[data-testid="stSidebar"]')
     expect(sidebar.get_by_role("combobox", name="Model")).to_have_value("house-e2e")
