@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.deploy.endpoints import Endpoint, EndpointStatus
@@ -71,8 +72,10 @@ def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame
         rows = frame["rows"].astype(int).tolist()
     finally:
         con.close()
-    frame["prediction"] = [predictions_text(None if p is None else list(p), r)
-                           for p, r in zip(frame["prediction"], rows, strict=True)]
+    # a failed request has no rows, so no list (DuckDB's NULL, NA in pandas)
+    frame["prediction"] = [
+        predictions_text(list(p) if isinstance(p, (list, tuple, np.ndarray)) else None, r)
+        for p, r in zip(frame["prediction"], rows, strict=True)]
     return frame[RECENT_COLUMNS]
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.deploy import views
 from core.deploy.endpoints import Endpoint
-from core.store.predlog import write_rows
+from core.store.predlog import build_table, write_rows, write_segment
 from core.store.versionstore import VersionStore
 
 
@@ -28,10 +28,15 @@ def test_recent_requests_show_their_predictions(tmp_path):
                ts=now + timedelta(seconds=1))
     write_rows(store, "m", "v1", five.head(1), np.array([1.0]), route="predict",
                ts=now - timedelta(hours=1))  # before the endpoint started: not shown
+    failed = (now + timedelta(seconds=2), "bad", "predict", 422, 1.0, None, None, None,
+              "invalid_input")
+    write_segment(store, "m", "v1", f"{failed[0]:%Y-%m-%d}", "failed-000001",
+                  build_table([failed], "m", "v1", None, {"x": "float"}))
     recent = views.recent_requests(store, _endpoint(now - timedelta(seconds=5)), 10)
     assert list(recent.columns) == views.RECENT_COLUMNS
-    assert recent["prediction"].tolist() == ["98,765.4", "412,345, 0.125, 3.5 … (5 rows)"]
-    assert recent["rows"].tolist() == [1, 5]
+    assert recent["prediction"].tolist() == ["", "98,765.4",
+                                             "412,345, 0.125, 3.5 … (5 rows)"]
+    assert recent["rows"].tolist() == [0, 1, 5] and recent["status"].tolist()[0] == 422
 
 
 def test_predictions_text():
