@@ -133,6 +133,15 @@ def numeric_bins(edges: Any, ref_counts: Any, current: Any = None
     return new, ref_new, cur, null_share, discrete and not (lo_pad or hi_pad)
 
 
+def density_unit(widths: np.ndarray) -> float:
+    """A power of ten near the median bin width: the span of values a density is given
+    per (the bars' areas keep their meaning whatever the unit)."""
+    positive = widths[widths > 0]
+    if not len(positive):
+        return 1.0
+    return float(10.0 ** np.round(np.log10(np.median(positive))))
+
+
 def _density(counts: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Share of rows per unit of value: a bar's area is its share of the rows."""
     shares = _shares(counts)
@@ -203,10 +212,13 @@ def _numeric_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -
         cur_y = None if cur_counts is None else _shares(cur_counts)
     else:
         x = (lo + hi) / 2
-        heights = _density(ref_counts, widths)
+        # heights per a round span of values near a typical bin's width, so the axis
+        # reads "3% of rows per 100" rather than 0.0003 per unit
+        unit = density_unit(widths)
+        heights = _density(ref_counts, widths) * unit
         labels = [f"{_fmt(a)} to {_fmt(b)}" for a, b in zip(lo, hi, strict=True)]
-        y_title = "share of rows per unit of value"
-        cur_y = None if cur_counts is None else _density(cur_counts, widths)
+        y_title = f"share of rows per {_fmt(unit)} of value"
+        cur_y = None if cur_counts is None else _density(cur_counts, widths) * unit
     ref_share = _shares(ref_counts)
     fig.add_trace(go.Bar(name="reference", x=x, y=heights, width=widths,
                          customdata=np.column_stack([labels, ref_counts, ref_share]),
@@ -222,7 +234,7 @@ def _numeric_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -
                                            "<br>n %{customdata[1]}<extra>current</extra>",
                              marker_color=CURRENT_COLOR, opacity=0.8))
     _share_axis_and_nulls(fig, prof, cur_null)
-    fig.update_yaxes(title=y_title, tickformat=".0%" if y_title == "share of rows" else ".2~g")
+    fig.update_yaxes(title=y_title, tickformat=".1~%")
     aggregated = isinstance(current, Mapping)
     fig.update_xaxes(title="value" + (" (values outside the training range are counted in the "
                                       "first and last bars)" if aggregated else ""))

@@ -27,8 +27,12 @@ def test_reference_is_a_density_on_the_real_bin_edges(profile):
     lo, hi = _bar_extents(ref)
     assert np.allclose(lo, edges[:-1]) and np.allclose(hi, edges[1:])
     # equal-count bins of unequal width: heights differ, each bar's area is its share
-    assert np.allclose(ref.y, counts / counts.sum() / np.diff(edges))
-    assert np.allclose(np.asarray(ref.y) * np.diff(edges), counts / counts.sum())
+    # heights are shares per `unit` of value, a power of ten near the median bin width
+    unit = 10.0 ** np.round(np.log10(np.median(np.diff(edges))))
+    fig = charts.profile_figure(prof)
+    assert fig.layout.yaxis.title.text == f"share of rows per {unit:,.0f} of value"
+    assert np.allclose(ref.y, counts / counts.sum() / np.diff(edges) * unit)
+    assert np.allclose(np.asarray(ref.y) * np.diff(edges) / unit, counts / counts.sum())
     assert np.ptp(ref.y) > 0.5 * max(ref.y)  # not flat
 
 
@@ -44,7 +48,8 @@ def test_current_values_are_drawn_where_they_are():
     edges = np.concatenate([[9_000.0], prof["edges"], [current.max()]])
     assert np.allclose(lo, edges[:-1]) and np.allclose(hi, edges[1:])
     # the oracle: numpy's density histogram of the current values on the same edges
-    assert np.allclose(cur.y, np.histogram(current, bins=edges, density=True)[0])
+    unit = charts.density_unit(np.diff(edges))
+    assert np.allclose(cur.y, np.histogram(current, bins=edges, density=True)[0] * unit)
     assert ref.y[0] == 0 and ref.y[-1] == 0  # the reference has nothing out there
     first = int(np.argmin(lo))
     assert (lo[first], hi[first]) == (9_000.0, prof["edges"][0])
@@ -69,7 +74,7 @@ def test_profile_figure_aggregated_current_and_errors(profile):
     k = len(prof["counts"])
     fig = charts.profile_figure(prof, {"counts": [1] * k, "null_share": 0.5})
     widths = np.diff(prof["edges"])
-    assert np.allclose(fig.data[1].y, 1 / k / widths)
+    assert np.allclose(fig.data[1].y, 1 / k / widths * charts.density_unit(widths))
     assert any("current nulls 50.0%" in a.text for a in fig.layout.annotations)
     assert "outside the training range" in fig.layout.xaxis.title.text
     with pytest.raises(ValueError, match="bins"):
