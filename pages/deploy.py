@@ -115,6 +115,7 @@ def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> No
                          column_config={
                              "ts": st.column_config.DatetimeColumn(
                                  "received", format="YYYY-MM-DD HH:mm:ss.SSS"),
+                             "prediction": st.column_config.TextColumn("predicted"),
                              "latency_ms": st.column_config.NumberColumn(
                                  "latency (ms)", format="%.1f")})
         st.markdown("**Call it**")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.errors import FixativeError
 from core.model.compare import compare
-from core.workbench import catalog, lineage, ui
+from core.workbench import catalog, lineage, ui, words
 from core.workbench.charts import profile_figure
 
 
@@ -61,7 +61,7 @@ def details_section(name: str, version: str, by_id: dict) -> None:
         ("classes", ", ".join(map(str, meta.classes or [])) or "—"),
         ("predict_proba", "yes" if meta.has_proba else "no"),
         ("aliases", ", ".join(sorted(info.aliases or [])) or "—"),
-        ("tags", ", ".join(meta.tags) or "—"), ("user", meta.user), ("created", meta.created),
+        ("tags", words.shown(meta.tags)), ("user", meta.user), ("created", meta.created),
         ("size", f"{int(info.size or 0):,} bytes"), ("hash", info.hash),
         *lineage.lineage_rows(meta),
     ], columns=["field", "value"])
@@ -77,9 +77,12 @@ def details_section(name: str, version: str, by_id: dict) -> None:
     else:
         st.caption("No metrics recorded. Add them when you upload the next version.")
     params_table(meta)
-    st.markdown("**Input prototype**")
-    st.dataframe(catalog.prototype_frame(meta.prototype), hide_index=True,
-                 key="models_prototype")
+    st.markdown("**Input columns**")
+    inputs = catalog.prototype_frame(meta.prototype)
+    # every column in view: the automatic height stops at ten rows
+    st.dataframe(inputs, hide_index=True, key="models_prototype",
+                 height=ui.table_height(len(inputs)))
+    words.glossary("input columns", "alias")
     st.markdown("**Environment**")
     st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
                  key="models_environment")
@@ -105,6 +108,9 @@ def profile_section(name: str, version: str) -> None:
         st.info("No reference profile: this version was stored without a training sample. "
                 "Upload the next version with a sample of its training features.")
         return
+    st.caption("How the values of each input were spread in the training sample. A bar's "
+               "area is its share of the rows, so a wide range of values makes a low bar.")
+    words.glossary("reference profile", "drift")
     grid = st.columns(3)
     for i, fig in enumerate(figures):
         grid[i % 3].plotly_chart(fig, key=f"models_profile_{i}")
@@ -125,14 +131,15 @@ def compare_section(name: str, versions: list, ids_newest_first: list[str]) -> N
         if changes:
             st.markdown(f"**{title}**")
             st.dataframe(pd.DataFrame(
-                [{"field": c.field, old_v: str(c.old), new_v: str(c.new)} for c in changes]),
+                [{"field": c.field, old_v: words.shown(c.old), new_v: words.shown(c.new)}
+                 for c in changes]),
                 hide_index=True, key=f"models_cmp_{title.lower()}")
     params_compare(diff, old_v, new_v)
     if diff.prototype:
-        st.markdown("**Prototype**")
+        st.markdown("**Input columns**")
         st.dataframe(pd.DataFrame(
-            [{"column": c.column, "change": c.what, old_v: str(c.old or ""),
-              new_v: str(c.new or "")} for c in diff.prototype]),
+            [{"column": c.column, "change": c.what, old_v: words.shown(c.old),
+              new_v: words.shown(c.new)} for c in diff.prototype]),
             hide_index=True, key="models_cmp_prototype")
 
 

@@ -14,10 +14,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.deploy import endpoints
 from core.errors import FixativeError
 from core.monitoring import cbpe, dle, thresholds
 from core.monitoring import custom as custom_metrics
-from core.monitoring.actuals import actual_column_guess, read_table, save_actuals, score_upload
+from core.monitoring.actuals import (
+    actual_column_guess,
+    read_table,
+    save_actuals,
+    score_upload,
+    truth_column_guess,
+)
 from core.monitoring.estimate import PREFIX as ESTIMATED
 from core.monitoring.monitor import open_ref
 from core.monitoring.performance import (
@@ -25,14 +32,16 @@ from core.monitoring.performance import (
     LOWER_IS_BETTER,
     REGRESSION_METRICS,
 )
-from core.monitoring.report import build, column_values, render_qmd
+from core.monitoring.report import render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, ui, watching
+from core.workbench import charts, reports, ui, watching, words
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
                  "all": "Both"}
 _MESSAGE = "mon_message"
+TABS = ["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds", "Upload", "Export",
+        "All models", "Estimated", "Alerts"]
 
 
 @dataclass
@@ -106,11 +115,12 @@ def drift_reference(meta: Any) -> tuple[str, str] | None:
     return reference
 
 
-def load_report(store: Any, choice: Choice) -> Any:
+def load_report(name: str, choice: Choice) -> Any:
     try:
-        return build(store, choice.ref, window=choice.window, since=choice.since or None,
-                     until=choice.until or None, source=choice.source,
-                     all_versions=choice.all_versions, reference=choice.reference)
+        return reports.cached_report(name, choice.ref, window=choice.window, since=choice.since,
+                                     until=choice.until, source=choice.source,
+                                     all_versions=choice.all_versions,
+                                     reference=choice.reference)
     except FixativeError as exc:
         st.error(exc.message)
         st.stop()
@@ -159,7 +169,7 @@ def performance_tab(meta: Any, settings: Settings, report: Any, has_rows: bool, 
                        mime="text/csv", key="mon_download_csv")
 
 
-def drift_tab(store: Any, meta: Any, report: Any, choice: Choice) -> None:
+def drift_tab(name: str, meta: Any, report: Any, choice: Choice) -> None:
     if report.drift.empty:
         st.info("No drift yet: it needs logged rows and a reference, which a version gets when "
                 "it is stored with a training sample.")
@@ -178,11 +188,13 @@ def drift_tab(store: Any, meta: Any, report: Any, choice: Choice) -> None:
              else (profile.get("columns") or {}).get(feature))
     if entry:
         end = report.drift.loc[report.drift["window_start"] == start, "window_end"].iloc[0]
-        current = column_values(store, choice.ref, column, start, end, source=choice.source)
+        current = reports.cached_column_values(name, choice.ref, column, start, end,
+                                               choice.source)
         st.plotly_chart(charts.profile_figure(entry, current, title=column),
                         key="mon_drift_profile")
     st.dataframe(report.drift[report.drift["window_start"] == start], hide_index=True,
                  key="mon_drift_table")
+    words.glossary("drift", "reference profile", "window")
 
 
 def traffic_tab(report: Any) -> None:
@@ -190,19 +202,20 @@ def traffic_tab(report: Any) -> None:
     st.dataframe(report.traffic, hide_index=True, key="mon_traffic_table")
 
 
-def custom_tab(store: Any, name: str, ref: str) -> list[custom_metrics.CustomMetric]:
-    """The saved custom metrics, a form for a new one; returns the saved ones."""
+def custom_tab(store: Any, name: str, meta: Any, ref: str) -> None:
+    """The saved custom metrics and a form for a new one."""
     saved = custom_metrics.saved(store, name)
+    example_name, example_sql = custom_metrics.example(meta)
     if saved:
         st.dataframe(pd.DataFrame([m.to_dict() for m in saved]), hide_index=True,
                      key="mon_custom_list")
     else:
-        st.caption("No custom metrics yet. Write one below, e.g. a business KPI such as "
-                   "avg(prediction) / avg(sqft_living).")
+        st.caption("No custom metrics yet. Write one below, e.g. a business figure such as "
+                   f"`{example_sql}`.")
     with st.form("mon_custom_form"):
-        cm_name = st.text_input("Name", key="mon_custom_name", placeholder="price_per_sqft")
-        cm_sql = st.text_area("SQL aggregate over the monitoring view", key="mon_custom_sql",
-                              placeholder="avg(prediction) / avg(sqft_living)")
+        cm_name = st.text_input("Name", key="mon_custom_name", placeholder=example_name)
+        cm_sql = st.text_area("SQL aggregate over the logged rows of a window",
+                              key="mon_custom_sql", placeholder=example_sql)
         cm_desc = st.text_input("Description", key="mon_custom_desc")
         cm_dir = st.selectbox("Worse when", ["above", "below"], key="mon_custom_dir")
         if st.form_submit_button("Save custom metric"):
@@ -214,8 +227,8 @@ def custom_tab(store: Any, name: str, ref: str) -> list[custom_metrics.CustomMet
                 st.rerun()
             except FixativeError as exc:
                 st.error(exc.message)
-    with open_ref(store, ref) as mon:
-        st.caption("Columns: " + ", ".join(c for c in mon.columns))
+    st.caption("Columns: " + ", ".join(reports.cached_columns(name, ref)))
+    words.glossary("custom metric")
     if saved:
         gone = st.selectbox("Remove a custom metric", [m.name for m in saved],
                             key="mon_custom_delete")
@@ -223,11 +236,10 @@ def custom_tab(store: Any, name: str, ref: str) -> list[custom_metrics.CustomMet
             custom_metrics.delete(store, name, gone)
             st.session_state[_MESSAGE] = ("success", f"Removed custom metric {gone}.")
             st.rerun()
-    return saved
 
 
-def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report: Any,
-                   saved: list[custom_metrics.CustomMetric]) -> None:
+def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report: Any) -> None:
+    saved = custom_metrics.saved(store, name)
     builtins = CLASSIFICATION_METRICS if meta.classes is not None else REGRESSION_METRICS
     estimable = cbpe.METRICS if meta.classes is not None else dle.METRICS
     rule_names = ([*builtins] + [f"{ESTIMATED}{m}" for m in estimable]
@@ -238,7 +250,8 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
         st.dataframe(pd.DataFrame([r.__dict__ for r in settings.rules]), hide_index=True,
                      key="mon_rules_table")
     else:
-        st.caption("No thresholds yet; drift is marked with each method's default levels.")
+        st.caption("No thresholds yet. Drift is judged with each test's usual levels until "
+                   "you set your own here.")
     # Outside the form, so choosing a metric fills in its saved rule, or the direction
     # that is worse for it (an accuracy is worse below, an error above).
     r_metric = st.selectbox("Metric", list(dict.fromkeys(rule_names)), key="mon_rule_metric")
@@ -261,7 +274,8 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
         r_min_rows = st.number_input("Judge a window from (rows)", min_value=1,
                                      value=settings.min_rows, step=1, key="mon_rule_min_rows",
                                      help="Below this many rows (with actuals, for the "
-                                          "performance metrics) a mark is never 'ok'.")
+                                          "performance metrics) a window is not judged, "
+                                          "so it is never 'ok'.")
         r_lookback = st.number_input("Status over the latest windows", min_value=1,
                                      value=settings.lookback, step=1, key="mon_rule_lookback")
         if st.form_submit_button("Save threshold"):
@@ -277,11 +291,17 @@ def thresholds_tab(store: Any, name: str, meta: Any, settings: Settings, report:
             except FixativeError as exc:
                 st.error(exc.message)
     problems = report.marks[report.marks["status"].isin(["warning", "alert"])]
-    st.dataframe(problems, hide_index=True, key="mon_marks_table")
+    if problems.empty:
+        st.caption("No window in this range is at warning or alert.")
+    else:
+        st.markdown("**Windows at warning or alert**")
+        st.dataframe(problems, hide_index=True, key="mon_marks_table")
+    words.glossary("threshold", "window", "drift")
 
 
 def actuals_upload(store: Any, name: str, meta: Any) -> None:
     st.subheader("Actuals")
+    words.glossary("actuals", label="What are actuals?")
     st.caption("A CSV or Parquet file with a key (usually the request id the server returned) "
                "and the true value.")
     table = _uploaded_table("Actuals file", "mon_actuals", "actuals file")
@@ -311,10 +331,11 @@ def actuals_upload(store: Any, name: str, meta: Any) -> None:
             st.error(exc.message)
 
 
-def data_upload(store: Any, name: str, version: str) -> None:
+def data_upload(store: Any, name: str, version: str, meta: Any) -> None:
     st.subheader("New data to score")
-    st.caption(f"Features of {name}, a time column and optionally the true value; scored by "
-               f"{version} and kept on the board.")
+    st.caption(f"Inputs of {name}, a time column and optionally the true value. Every row "
+               f"is scored by {version}, and the rows and their predictions are saved in the "
+               "store with the model's monitoring data.")
     data = _uploaded_table("Data file", "mon_data", "data file")
     if data is None:
         return
@@ -322,7 +343,10 @@ def data_upload(store: Any, name: str, version: str) -> None:
     guess = next((c for c in cols if c.lower() in ("ts", "time", "timestamp", "date")), cols[0])
     d1, d2 = st.columns(2)
     time_col = d1.selectbox("Time column", cols, index=cols.index(guess), key="mon_data_time")
-    truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth")
+    truth = truth_column_guess(data, [c.name for c in meta.prototype.columns], meta.classes,
+                               exclude=[time_col])
+    truth_col = d2.selectbox("True value column", ["(none)", *cols], key="mon_data_truth",
+                             index=0 if truth is None else cols.index(truth) + 1)
     # The file stays in the uploader after scoring: a second click would keep its rows
     # twice, so it asks first.
     data_key = (version, hashlib.sha256(st.session_state["mon_data"].getvalue())
@@ -367,12 +391,15 @@ def export_tab(store: Any, name: str, version: str, choice: Choice) -> None:
 
 
 def all_models_tab(store: Any) -> None:
-    st.caption("The status of every aliased version, in its saved window.")
+    st.caption("The status of every version that has an alias or is served by an endpoint "
+               "running on this machine, each in its model's saved window.")
     if st.button("Check all deployed models", key="mon_status_all"):
-        frame = thresholds.status_frame(thresholds.status(store))
+        served = [(s.endpoint.name, s.endpoint.version)
+                  for s in endpoints.list_endpoints(store, probe=False) if s.alive]
+        frame = thresholds.status_frame(thresholds.status(store, also=served))
         if frame.empty:
-            st.info("No aliased models yet: point an alias such as production at a version on "
-                    "the Models page.")
+            st.info("Nothing deployed yet: start an endpoint on the Deploy page, or point an "
+                    "alias such as production at a version on the Models page.")
         else:
             st.dataframe(frame, hide_index=True, key="mon_status_table")
 
@@ -385,33 +412,32 @@ def main() -> None:
     _say()
     settings = thresholds.load(store, name)
     choice = controls(meta, settings, name, version)
-    report = load_report(store, choice)
+    report = load_report(name, choice)
     has_rows = summary(report, settings, choice.ref)
-    tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
-                    "Upload", "Export", "All models", "Estimated", "Alerts"])
-    with tabs[0]:
-        performance_tab(meta, settings, report, has_rows, name, version)
-    with tabs[1]:
-        drift_tab(store, meta, report, choice)
-    with tabs[2]:
-        traffic_tab(report)
-    with tabs[3]:
-        saved = custom_tab(store, name, choice.ref)
-    with tabs[4]:
-        thresholds_tab(store, name, meta, settings, report, saved)
-    with tabs[5]:
-        actuals_upload(store, name, meta)
-        data_upload(store, name, version)
-    with tabs[6]:
-        export_tab(store, name, version, choice)
-    with tabs[7]:
-        all_models_tab(store)
-    with tabs[8]:
-        watching.estimated_section(store, choice.ref, choice.window, since=choice.since or None,
-                                   until=choice.until or None, source=choice.source,
-                                   all_versions=choice.all_versions, reference=choice.reference)
-    with tabs[9]:
-        watching.watch_section(store, name, version)
+    # Tabs that keep their place across reruns (a form's error stays in view), and only
+    # the open one runs.
+    tabs = dict(zip(TABS, st.tabs(TABS, key="mon_tab", on_change="rerun"), strict=True))
+    sections = {
+        "Performance": lambda: performance_tab(meta, settings, report, has_rows, name,
+                                               version),
+        "Drift": lambda: drift_tab(name, meta, report, choice),
+        "Traffic": lambda: traffic_tab(report),
+        "Custom metrics": lambda: custom_tab(store, name, meta, choice.ref),
+        "Thresholds": lambda: thresholds_tab(store, name, meta, settings, report),
+        "Upload": lambda: (actuals_upload(store, name, meta),
+                           data_upload(store, name, version, meta)),
+        "Export": lambda: export_tab(store, name, version, choice),
+        "All models": lambda: all_models_tab(store),
+        "Estimated": lambda: watching.estimated_section(
+            store, choice.ref, choice.window, since=choice.since or None,
+            until=choice.until or None, source=choice.source,
+            all_versions=choice.all_versions, reference=choice.reference),
+        "Alerts": lambda: watching.watch_section(store, name, version),
+    }
+    for label, tab in tabs.items():
+        if tab.open is not False:  # None: a Streamlit that does not track tabs runs them all
+            with tab:
+                sections[label]()
 
 
 main()

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import FixativeError
-from core.safety.loader import forbidden_message
+from core.safety.loader import defined_in_script_message, forbidden_message
 from core.store import upload as up
 from core.workbench import ui
 
@@ -65,6 +65,10 @@ def safety_section(model_file: Any, model_data: bytes, digest: str) -> tuple[Any
         # No checkbox: these run programs or code, and no model needs them.
         st.error(forbidden_message(report.forbidden, model_file.name))
         st.stop()
+    elif scripted := [g for g in report.untrusted if g.startswith("__main__.")]:
+        # No checkbox either: trust cannot bring back a function of the training script.
+        st.error(defined_in_script_message(scripted, model_file.name))
+        st.stop()
     else:
         st.error("This file imports names outside the allowlist. Loading it would run them: "
                  + ", ".join(f"`{g}`" for g in report.untrusted)
@@ -89,10 +93,13 @@ def describe_section(model_file: Any) -> Version:
                    else f"Creates the model `{name}`.")
     description = st.text_area("Description", key="upload_description")
     st.caption("Metrics measured on held-out data, e.g. rmse 41000.")
+    # Empty cells stay blank (not "None"), and a row left blank is ignored.
     metric_rows = st.data_editor(
         pd.DataFrame({"metric": pd.Series([], dtype="str"),
                       "value": pd.Series([], dtype="float")}),
-        num_rows="dynamic", key="upload_metrics", hide_index=True)
+        num_rows="dynamic", key="upload_metrics", hide_index=True, placeholder="",
+        column_config={"metric": st.column_config.TextColumn("metric", help="e.g. rmse"),
+                       "value": st.column_config.NumberColumn("value", help="e.g. 41000")})
     c1, c2 = st.columns([3, 1])
     metrics_data = c1.text_input("Measured on (the data set's name)", key="upload_metrics_data",
                                  placeholder="e.g. holdout 2026-Q1")

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from core.model.profile import one_bin_per_value
+
 BAR = "#4c6ef5"
 OTHER = "#adb5bd"
 AXIS = "#868e96"
@@ -46,13 +48,16 @@ def histogram_svg(edges: Sequence[float], counts: Sequence[int], *, label: str =
                   discrete: bool = False, width: int = 240, height: int = 72) -> str:
     """A density histogram of quantile bins (bars as wide as their bins).
 
-    ``discrete`` is for integer data: the last bin is closed, so it holds one more
-    integer than its width says, and drawing it that much wider keeps its height honest.
+    ``discrete`` is for integer data: the last of quantile bins is closed, so it holds one
+    more integer than its width says, and drawing it that much wider keeps its height
+    honest. Bins of one value each already end one past the last value.
     """
     edges = [float(e) for e in edges]
     counts = [int(c) for c in counts]
     shown_hi = edges[-1] if edges else 0.0
-    if discrete and len(edges) > 1 and all(e == int(e) for e in edges):
+    if discrete and len(edges) > 1 and one_bin_per_value(edges):
+        shown_hi = edges[-1] - 1
+    elif discrete and len(edges) > 1 and all(e == int(e) for e in edges):
         edges[-1] += 1
     pad_x, pad_top, pad_bottom = 4, 4, 16
     plot_w, plot_h = width - 2 * pad_x, height - pad_top - pad_bottom

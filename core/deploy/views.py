@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.deploy.endpoints import Endpoint, EndpointStatus
@@ -15,15 +16,37 @@ from core.store import predlog
 
 # -- recent requests ---------------------------------------------------------------------
 
-RECENT_COLUMNS = ["ts", "request_id", "route", "status", "rows", "latency_ms", "error_code"]
+RECENT_COLUMNS = ["ts", "request_id", "route", "status", "rows", "prediction", "latency_ms",
+                  "error_code"]
+# A request of many rows shows its first few predictions.
+SHOWN_PREDICTIONS = 3
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}" if value != int(value) or abs(value) >= 1e15 else \
+            f"{int(value):,}"
+    return str(value)
+
+
+def predictions_text(first: Sequence[Any] | None, rows: int | None = None) -> str:
+    """A request's predictions as a short text: ``412,345``, or ``a, b, c … (10 rows)``;
+    ``first`` holds at least the first few, ``rows`` says how many the request had."""
+    values = [v for v in (first if first is not None else []) if v is not None]
+    if not values:
+        return ""
+    count = max(rows or 0, len(values))
+    text = ", ".join(_number(v) for v in values[:SHOWN_PREDICTIONS])
+    return text + (f" … ({count:,} rows)" if count > SHOWN_PREDICTIONS else "")
 
 
 def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame:
     """The last ``n`` requests logged for the endpoint's version since it started.
 
     One row per request (newest first): time, request id, route, HTTP status, number
-    of input rows, latency and error code. Reads the prediction log, which the server
-    flushes about once a second, so the newest requests can take that long to show.
+    of input rows, the predictions (the first few of a batch), latency and error code.
+    Reads the prediction log, which the server flushes about once a second, so the newest
+    requests can take that long to show.
     """
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000:
         raise InvalidArgument(f"n must be a whole number between 1 and 10000, got {n!r}.")
@@ -39,12 +62,20 @@ def recent_requests(store: Any, endpoint: Endpoint, n: int = 20) -> pd.DataFrame
         frame = con.execute(
             "SELECT min(ts) AS ts, request_id, any_value(route) AS route, "
             "any_value(status) AS status, count(\"row\") AS rows, "
+            "list(prediction ORDER BY \"row\") FILTER (WHERE \"row\" < $shown) "
+            "AS prediction, "
             "any_value(latency_ms) AS latency_ms, any_value(error_code) AS error_code "
             "FROM fx_log WHERE ts >= $started GROUP BY request_id "
             "ORDER BY ts DESC LIMIT $n",
-            {"started": started.to_pydatetime(), "n": n}).df()
+            {"started": started.to_pydatetime(), "n": n,
+             "shown": SHOWN_PREDICTIONS}).df()
+        rows = frame["rows"].astype(int).tolist()
     finally:
         con.close()
+    # a failed request has no rows, so no list (DuckDB's NULL, NA in pandas)
+    frame["prediction"] = [
+        predictions_text(list(p) if isinstance(p, (list, tuple, np.ndarray)) else None, r)
+        for p, r in zip(frame["prediction"], rows, strict=True)]
     return frame[RECENT_COLUMNS]
 
 

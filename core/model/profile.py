@@ -7,6 +7,7 @@ frequencies (the most frequent ``MAX_LEVELS``, the rest summed as ``other``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,16 @@ def profile_series(s: pd.Series, kind: str) -> dict[str, Any]:
     else:
         out["type"] = "other"
     return out
+
+
+def one_bin_per_value(edges: Sequence[float] | np.ndarray) -> bool:
+    """Whether numeric bins are the ones :func:`profile_series` keeps for an integer column
+    with few values (each distinct value, then the last one plus one), whose bars stand
+    for single values rather than ranges. Read from the edges, as profiles store no more:
+    whole numbers, at most ``MAX_INT_BINS`` bins, the last one unit wide."""
+    e = [float(x) for x in edges]
+    return (1 < len(e) <= MAX_INT_BINS + 1 and all(x == int(x) for x in e)
+            and e[-1] - e[-2] == 1)
 
 
 def _bin_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -210,6 +210,40 @@ def _blank_to_null(values: pd.Series) -> pd.Series:
     return values.astype(object).where(~blank, None)
 
 
+def truth_column_guess(frame: pd.DataFrame, features: Sequence[Any],
+                       classes: Sequence[Any] | None = None,
+                       exclude: Sequence[Any] = ()) -> Any | None:
+    """In a file of new data to score, the column most likely to hold the true value.
+
+    Candidates are the columns that are not inputs of the model, not in ``exclude`` (the
+    time column) and not keys, whose values could be true values: numbers for a
+    regression, the model's class labels for a classifier. One named like a true value
+    wins; otherwise the only candidate; None when that is not clear.
+    """
+    known = {str(c) for c in [*features, *exclude]}
+    labels = None if classes is None else {str(c) for c in classes}
+    rest = []
+    for c in frame.columns:
+        if str(c) in known or str(c).lower() in ("request_id", "row", "id", "key",
+                                                 "prediction"):
+            continue
+        values = frame[c].dropna()
+        if values.empty:
+            continue
+        if labels is None and not pd.api.types.is_numeric_dtype(values):
+            continue
+        if labels is not None:
+            try:
+                normalize_labels(pd.Series(pd.unique(values)), classes or [])
+            except InvalidInput:  # holds a label the model does not know
+                continue
+        rest.append(c)
+    named = [c for c in rest if str(c).lower() in _ACTUAL_NAMES]
+    if named:
+        return named[0]
+    return rest[0] if len(rest) == 1 else None
+
+
 def save_actuals(store: StoreLike, name: str, frame: pd.DataFrame, *, key_column: str,
                  actual_column: str, on: str = "request_id", row_column: str | None = None,
                  classes: Sequence[Any] | None = None,

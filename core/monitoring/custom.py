@@ -344,6 +344,29 @@ def _run(mon: Monitor, w: Any, parts: list[str], exprs: list[tuple[str, str]],
 
 # -- saved per model --------------------------------------------------------------------------
 
+def _quoted(column: str) -> str:
+    return column if re.fullmatch(r"[a-z_][a-z0-9_]*", column) else \
+        '"' + column.replace('"', '""') + '"'
+
+
+def example(meta: Any) -> tuple[str, str]:
+    """``(name, sql)`` of an example custom metric written with the model's own columns:
+    the prediction per unit of its first numeric input for a regression, the share of
+    one class among the predictions for a classifier."""
+    if meta.classes:
+        label = str(meta.classes[-1])
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", label)[:30] or "class"
+        literal = label.replace("'", "''")
+        return (f"share_{slug}",
+                f"avg(CASE WHEN prediction = '{literal}' THEN 1.0 ELSE 0.0 END)")
+    numeric = [c.name for c in meta.prototype.columns if c.kind in ("int", "float")]
+    if not numeric:
+        return "mean_prediction", "avg(prediction)"
+    column = numeric[0]
+    slug = re.sub(r"[^A-Za-z0-9_]", "_", column)[:30] or "input"
+    return f"prediction_per_{slug}", f"avg(prediction) / avg({_quoted(column)})"
+
+
 def saved(store: StoreLike, name: str) -> list[CustomMetric]:
     """The model's custom metrics (latest record per metric name, deleted ones dropped)."""
     latest: dict[str, dict[str, Any]] = {}

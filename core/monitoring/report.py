@@ -21,6 +21,14 @@ from core.monitoring.estimate import estimated as estimate_metrics
 from core.monitoring.monitor import TRAFFIC_COLUMNS, open_ref
 from core.monitoring.performance import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from core.monitoring.windows import parse_window
+from core.store.paths import (
+    SYSTEM_DIR,
+    actuals_dir,
+    alias_events,
+    log_dir,
+    record_events,
+    scored_dir,
+)
 from core.store.protocols import StoreLike
 from core.times import parse_time
 
@@ -116,6 +124,40 @@ def build(store: StoreLike, ref: str, *, window: str | None = None, since: Any =
     return Report(name=name, version=version, window=w.label, metrics=metrics, custom=custom,
                   drift=drift, traffic=traffic, marks=marks, settings=settings, notes=notes,
                   failed=failed, estimated=est)
+
+
+def data_token(store: StoreLike, name: str) -> str:
+    """A key that changes whenever anything a report of model ``name`` reads changes: its
+    version folders, alias moves, custom metrics and thresholds, and the files of its
+    prediction log, scored uploads and actuals (name, size, time). Changes to other
+    models leave it alone.
+
+    Listing those folders costs milliseconds against seconds for a report, so a face that
+    shows reports can cache them under this key and stay exact.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(name.encode())
+    fs = store.fs
+    events = [store.path(SYSTEM_DIR, *alias_events(name)),
+              store.path(SYSTEM_DIR, *record_events(custom_metrics.RECORD_KIND, name)),
+              store.path(SYSTEM_DIR, *record_events(thresholds.RECORD_KIND, name))]
+    for folder in [store.path(name), *events]:
+        try:
+            names = sorted(fs.ls(folder, detail=False))
+        except FileNotFoundError:
+            names = []
+        digest.update(("\0".join(names) + "\n").encode())
+    for folder in (log_dir(store, name), scored_dir(store, name), actuals_dir(store, name)):
+        try:
+            found = fs.find(folder, detail=True)
+        except FileNotFoundError:
+            found = {}
+        for path in sorted(found):
+            info = found[path]
+            stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+            digest.update(f"{path}\0{info.get('size')}\0{stamp}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def column_values(store: StoreLike, ref: str, column: str, start: Any, end: Any, *,

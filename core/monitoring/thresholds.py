@@ -305,11 +305,13 @@ def headline(marks: pd.DataFrame, lookback: int = LOOKBACK) -> Headline:
     unjudged = (f"; too few rows in the latest window to judge {', '.join(short[:4])}"
                 f"{' and more' if len(short) > 4 else ''}") if short else ""
     if status == "ok":
-        message = f"ok: every judged mark in the {span} is within its levels{unjudged}"
+        message = (f"ok: every metric and drift check judged in the {span} is within its "
+                   f"levels{unjudged}")
         return Headline(status, window_start=start, n=int(pick["n"]), message=message,
                         windows=list(windows))
     others = len(top) - 1
-    more = f" (and {others} more {status} mark{'s' if others > 1 else ''})" if others else ""
+    more = (f" (and {others} more {'warnings' if status == 'warning' else 'alerts'})"
+            if others > 1 else f" (and 1 more {status})" if others else "")
     message = (f"{status}: {pick['metric']} = {pick['value']:.4g} in the window of "
                f"{start:%Y-%m-%d %H:%M} UTC, on {int(pick['n']):,} rows{more}; judged over the "
                f"{span}{unjudged}")
@@ -347,13 +349,17 @@ class ModelStatus:
     alert: float | None = None
 
 
-def status(store: StoreLike, name: str | None = None, now: datetime | None = None
-           ) -> list[ModelStatus]:
+def status(store: StoreLike, name: str | None = None, now: datetime | None = None,
+           also: Iterable[tuple[str, str]] = ()) -> list[ModelStatus]:
     """The current status of each aliased (deployed) version, or of ``name``'s aliased
     versions (its latest version when it has no alias): the :func:`headline` of the
     model's saved window over its last ``lookback`` windows. ``now`` judges as of that
     time (rows logged after it are left out). Estimated metrics, when a rule uses them,
-    take every row with actuals before those windows as their reference."""
+    take every row with actuals before those windows as their reference.
+
+    ``also``: more ``(model, version)`` pairs to judge, such as the versions running
+    endpoints serve without an alias (of ``name`` only, when it is given).
+    """
 
     # A given time is a check as of then (the watcher catching up): later rows are out.
     until = pd.Timestamp(now) if now is not None else None
@@ -362,6 +368,11 @@ def status(store: StoreLike, name: str | None = None, now: datetime | None = Non
         targets = _targets(store, name, include_latest=True)
     else:
         targets = [t for m in store.list_models() for t in _targets(store, m.name)]
+    seen = {(m, v) for m, v, _ in targets}
+    for model, version in also:
+        if (model, version) not in seen and (name is None or model == name):
+            seen.add((model, version))
+            targets.append((model, version, []))
     out = []
     for model, version, aliases in targets:
         settings = load(store, model)

@@ -245,9 +245,29 @@ def scan_bytes(data: bytes, filename: str) -> SafetyReport:
     return _scan(bytes(data), filename)
 
 
+def defined_in_script_message(names: Iterable[str], filename: str) -> str:
+    """Why a file that needs ``__main__.<name>`` cannot be loaded, and what to do.
+
+    pickle names a function or class by the module it was defined in; one defined in the
+    training script is recorded under ``__main__`` and exists only while that script runs,
+    so no trust and no installed package can provide it.
+    """
+    short = [n.removeprefix("__main__.") for n in names]
+    listed = ", ".join(short)
+    one = len(short) == 1
+    return (f"{filename} needs {listed}, which {'was' if one else 'were'} defined in the "
+            f"training script itself (pickle recorded {'it' if one else 'them'} under "
+            f"__main__), so nothing else can import {'it' if one else 'them'}. Move {listed} "
+            "into a module of its own (e.g. features.py), import it from there in the "
+            "training script, train and save the model again, and install that module "
+            "where the model is loaded.")
+
+
 def _importer(filename: str) -> Any:
     def import_trusted(module: str, name: str) -> Any:
         full, root = f"{module}.{name}", module.split(".")[0]
+        if root == "__main__":
+            raise InvalidModelFile(defined_in_script_message([full], filename)) from None
         try:
             obj: Any = importlib.import_module(module)
             for part in name.split("."):

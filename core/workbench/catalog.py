@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, overload
 
 import pandas as pd
@@ -76,26 +76,58 @@ def versions_frame(versions: Sequence[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _label_levels(positions: Sequence[int], labels: Sequence[str], per_char: float) -> list[int]:
+    """A height level for each label so that no two on one level overlap: a label spans
+    ``len(label) * per_char`` positions around its point, and takes the lowest level whose
+    last label ends before it starts."""
+    ends: list[float] = []  # per level: where its last label ends
+    levels = []
+    for pos, text in zip(positions, labels, strict=True):
+        half = max(len(text), 1) * per_char / 2
+        level = next((i for i, end in enumerate(ends) if end < pos - half), len(ends))
+        if level == len(ends):
+            ends.append(pos + half)
+        else:
+            ends[level] = pos + half
+        levels.append(level)
+    return levels
+
+
 def timeline_figure(versions: Sequence[Any], title: str = "") -> go.Figure:
-    """Versions as points on a time axis; aliased versions labelled with their aliases."""
+    """Versions in the order they were written, evenly spaced so that versions written
+    seconds apart stay apart; the real times are on the axis ticks and in the hover.
+    Aliased versions are labelled with their aliases, on as many rows as keep the labels
+    from overlapping."""
     fig = go.Figure()
+    levels: list[int] = []
     if not versions:
         fig.add_annotation(text="No versions yet.", showarrow=False, xref="paper",
                            yref="paper", x=0.5, y=0.5)
     else:
-        xs = [_utc(v.created) for v in versions]
+        times = [_utc(v.created) for v in versions]
+        xs = list(range(len(versions)))
         labels = [", ".join(sorted(v.aliases or [])) for v in versions]
-        hover = [f"{v.version}<br>{v.user or ''}<br>{(v.description or '')[:80]}"
-                 for v in versions]
+        hover = [f"{v.version}<br>{t:%Y-%m-%d %H:%M:%S} UTC<br>{v.user or ''}"
+                 f"<br>{(v.description or '')[:80]}" if t else v.version
+                 for v, t in zip(versions, times, strict=True)]
         fig.add_trace(go.Scatter(
-            x=xs, y=[1] * len(xs), mode="markers+text+lines", text=labels,
-            textposition="top center", hovertext=hover, hoverinfo="text",
+            x=xs, y=[0] * len(xs), mode="markers+lines", hovertext=hover, hoverinfo="text",
             marker={"size": [14 if lab else 9 for lab in labels]}, name="versions"))
-        # Versions written within minutes would otherwise spread over a millisecond axis.
-        if max(xs) - min(xs) < timedelta(hours=1):
-            fig.update_xaxes(range=[min(xs) - timedelta(hours=1), max(xs) + timedelta(hours=1)])
-    fig.update_yaxes(visible=False, range=[0.5, 1.8])
-    fig.update_layout(title=title or None, template="plotly_white", height=220,
+        shown = [i for i, lab in enumerate(labels) if lab]
+        # about 7 px per character on a ~700 px wide chart of len(xs) positions
+        per_char = 7 * max(len(xs), 1) / 700
+        levels = _label_levels(shown, [labels[i] for i in shown], per_char)
+        for i, level in zip(shown, levels, strict=True):
+            fig.add_annotation(x=i, y=0, text=labels[i], showarrow=False,
+                               yshift=16 + 16 * level, font={"size": 12})
+        step = max(1, len(xs) // 6)
+        ticks = xs[::step]
+        fig.update_xaxes(tickvals=ticks, ticktext=[
+            f"{times[i]:%Y-%m-%d}<br>{times[i]:%H:%M:%S}" if times[i] else "" for i in ticks],
+            range=[-0.5, len(xs) - 0.5], title="versions, oldest to newest")
+    fig.update_yaxes(visible=False, range=[-0.5, 1.0 + 0.5 * max(levels, default=0)])
+    fig.update_layout(title=title or None, template="plotly_white",
+                      height=220 + 16 * max(levels, default=0),
                       margin={"l": 20, "r": 20, "t": 40 if title else 10, "b": 30},
                       showlegend=False)
     return fig

@@ -15,10 +15,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.model.profile import one_bin_per_value
+
 REFERENCE_COLOR = "#636EFA"
 CURRENT_COLOR = "#EF553B"
 STATUS_COLORS = {"ok": "#2CA02C", "warning": "#FF7F0E", "alert": "#D62728", "none": "#7F7F7F"}
 TEMPLATE = "plotly_white"
+# Beyond this many whole values a comparison is drawn with bins, not one bar per value.
+MAX_DISCRETE_BARS = 80
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
@@ -68,30 +72,81 @@ def _shares(counts: np.ndarray | list[float]) -> np.ndarray:
     return arr / total if total > 0 else np.zeros_like(arr)
 
 
-def _bin_labels(edges: list[float]) -> list[str]:
-    n = len(edges) - 1
-    labels = []
-    for i in range(n):
-        lo = "−∞" if i == 0 else f"{edges[i]:.4g}"
-        hi = "+∞" if i == n - 1 else f"{edges[i + 1]:.4g}"
-        labels.append(f"[{lo}, {hi})")
-    return labels
+def _fmt(x: float) -> str:
+    """A bin edge as people read it: 9,000 or 1.25 or 0.0031."""
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.4g}" if abs(x) >= 1 else f"{x:.3g}"
 
 
 def _current_numeric(current: Any, edges: list[float]) -> tuple[np.ndarray, float | None]:
-    """Counts per reference bin and null share of the current data."""
+    """Counts per reference bin and null share of pre-counted current data."""
+    counts = current.get("counts")
+    if counts is None:
+        raise ValueError("A numeric comparison needs 'counts' aligned to the reference bins.")
+    counts = np.asarray(counts, dtype=float)
+    if len(counts) != len(edges) - 1:
+        raise ValueError(f"'counts' has {len(counts)} entries but the reference has "
+                         f"{len(edges) - 1} bins.")
+    return counts, current.get("null_share")
+
+
+def numeric_bins(edges: Any, ref_counts: Any, current: Any = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None, bool]:
+    """The bins a numeric profile is drawn on: ``(edges, reference counts, current counts,
+    current null share, discrete)``.
+
+    Raw current values keep their real positions: bins are added below and above the
+    reference's range for values outside it (a value of 9,000 is drawn at 9,000, not in
+    the reference's lowest bin). For a column with one bin per whole value, every value
+    seen in either sample gets its own bin. Counts given already aggregated
+    (``{"counts": [...]}``) can only be drawn on the reference's bins.
+    """
+    e = np.asarray(edges, dtype=float)
+    ref = np.asarray(ref_counts, dtype=float)
+    discrete = one_bin_per_value(e)
+    if current is None:
+        return e, ref, None, None, discrete
     if isinstance(current, Mapping):
-        counts = current.get("counts")
-        if counts is None:
-            raise ValueError("A numeric comparison needs 'counts' aligned to the reference bins.")
-        counts = np.asarray(counts, dtype=float)
-        if len(counts) != len(edges) - 1:
-            raise ValueError(f"'counts' has {len(counts)} entries but the reference has "
-                             f"{len(edges) - 1} bins.")
-        return counts, current.get("null_share")
+        counts, null_share = _current_numeric(current, list(e))
+        return e, ref, counts, null_share, discrete
     s = pd.Series(current)
     null_share = float(s.isna().mean()) if len(s) else None
-    return numeric_bin_counts(s, edges).astype(float), null_share
+    x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    if discrete and len(x) and np.all(x == np.round(x)):
+        values = np.union1d(e[:-1], np.unique(x))
+        if len(values) <= MAX_DISCRETE_BARS:
+            new = np.append(values, values[-1] + 1)
+            ref_new = np.zeros(len(values))
+            ref_new[np.searchsorted(values, e[:-1])] = ref
+            cur = np.bincount(np.searchsorted(values, x), minlength=len(values)).astype(float)
+            return new, ref_new, cur, null_share, True
+    lo_pad = bool(len(x)) and x.min() < e[0]
+    hi_pad = bool(len(x)) and x.max() > e[-1]
+    new = np.concatenate([[x.min()] if lo_pad else [], e, [x.max()] if hi_pad else []])
+    ref_new = np.concatenate([[0.0] if lo_pad else [], ref, [0.0] if hi_pad else []])
+    if len(new) < 2 or new[-1] <= new[0]:
+        # every value equal, in both samples: one bin
+        return e, ref, np.array([float(len(x))] + [0.0] * (len(e) - 2)), null_share, discrete
+    cur = np.histogram(x, bins=new)[0].astype(float)
+    return new, ref_new, cur, null_share, discrete and not (lo_pad or hi_pad)
+
+
+def density_unit(widths: np.ndarray) -> float:
+    """A power of ten near the median bin width: the span of values a density is given
+    per (the bars' areas keep their meaning whatever the unit)."""
+    positive = widths[widths > 0]
+    if not len(positive):
+        return 1.0
+    return float(10.0 ** np.round(np.log10(np.median(positive))))
+
+
+def _density(counts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Share of rows per unit of value: a bar's area is its share of the rows."""
+    shares = _shares(counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(widths > 0, shares / np.where(widths > 0, widths, 1), 0.0)
 
 
 def _current_categorical(current: Any) -> tuple[dict[str, float], float | None]:
@@ -137,31 +192,52 @@ def _null_note(ref_null: float | None, cur_null: float | None) -> str:
 
 def _numeric_profile_figure(prof: Mapping[str, Any], current: Any, title: str) -> go.Figure:
     edges = [float(e) for e in prof["edges"]]
-    ref_counts = np.asarray(prof.get("counts") or [0] * (len(edges) - 1), dtype=float)
-    labels = _bin_labels(edges)
-    lo = np.asarray(edges[:-1])
-    hi = np.asarray(edges[1:])
-    mids = (lo + hi) / 2
-    widths = np.maximum(hi - lo, 0.0)
-    # Degenerate single-value reference: give the bar a visible width.
-    if not np.any(widths > 0):
-        widths = np.full_like(widths, max(abs(edges[0]) * 0.05, 0.5))
+    counts = prof.get("counts") or [0] * (len(edges) - 1)
+    e, ref_counts, cur_counts, cur_null, discrete = numeric_bins(edges, counts, current)
+    lo, hi = e[:-1], e[1:]
+    widths = hi - lo
     fig = go.Figure()
-    fig.add_trace(go.Bar(name="reference", x=mids, y=_shares(ref_counts), width=widths * 0.95,
-                         customdata=np.column_stack([labels, ref_counts]),
-                         hovertemplate="%{customdata[0]}<br>share %{y:.1%}"
+    if not np.any(widths > 0):
+        # every reference value equal: one bar holding all the rows
+        span = max(abs(e[0]) * 0.05, 0.5)
+        x, widths, heights = np.array([e[0]]), np.array([span]), np.array([1.0])
+        labels, ref_counts, y_title = [_fmt(e[0])], ref_counts[:1], "share of rows"
+        cur_y = None if cur_counts is None else _shares(cur_counts)[:1]
+    elif discrete:
+        # one bar per whole value, centred on it; each is one unit wide, so its height
+        # is its share
+        x, heights, y_title = lo, _shares(ref_counts), "share of rows"
+        labels = [_fmt(v) for v in lo]
+        widths = np.full(len(lo), 0.9)
+        cur_y = None if cur_counts is None else _shares(cur_counts)
+    else:
+        x = (lo + hi) / 2
+        # heights per a round span of values near a typical bin's width, so the axis
+        # reads "3% of rows per 100" rather than 0.0003 per unit
+        unit = density_unit(widths)
+        heights = _density(ref_counts, widths) * unit
+        labels = [f"{_fmt(a)} to {_fmt(b)}" for a, b in zip(lo, hi, strict=True)]
+        y_title = f"share of rows per {_fmt(unit)} of value"
+        cur_y = None if cur_counts is None else _density(cur_counts, widths) * unit
+    ref_share = _shares(ref_counts)
+    fig.add_trace(go.Bar(name="reference", x=x, y=heights, width=widths,
+                         customdata=np.column_stack([labels, ref_counts, ref_share]),
+                         hovertemplate="%{customdata[0]}<br>%{customdata[2]:.1%} of rows"
                                        "<br>n %{customdata[1]}<extra>reference</extra>",
                          marker_color=REFERENCE_COLOR, opacity=0.6))
-    cur_null = None
-    if current is not None:
-        cur_counts, cur_null = _current_numeric(current, edges)
-        fig.add_trace(go.Bar(name="current", x=mids, y=_shares(cur_counts), width=widths * 0.5,
-                             customdata=np.column_stack([labels, cur_counts]),
-                             hovertemplate="%{customdata[0]}<br>share %{y:.1%}"
+    if cur_y is not None and cur_counts is not None:
+        cur_counts = cur_counts[:len(x)]
+        fig.add_trace(go.Bar(name="current", x=x, y=cur_y, width=widths * 0.5,
+                             customdata=np.column_stack([labels, cur_counts,
+                                                         _shares(cur_counts)]),
+                             hovertemplate="%{customdata[0]}<br>%{customdata[2]:.1%} of rows"
                                            "<br>n %{customdata[1]}<extra>current</extra>",
                              marker_color=CURRENT_COLOR, opacity=0.8))
     _share_axis_and_nulls(fig, prof, cur_null)
-    fig.update_xaxes(title="value (outer bins are open-ended)")
+    fig.update_yaxes(title=y_title, tickformat=".1~%")
+    aggregated = isinstance(current, Mapping)
+    fig.update_xaxes(title="value" + (" (values outside the training range are counted in the "
+                                      "first and last bars)" if aggregated else ""))
     return _layout(fig, title, barmode="overlay", bargap=0, showlegend=current is not None)
 
 

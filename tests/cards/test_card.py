@@ -173,6 +173,9 @@ def test_regression_card_automatic_content(store):
     # one histogram per numeric column and the prediction, one bar chart for zipcode,
     # one trend line per metric recorded in more than one version
     assert html.count("<svg") == 5 + 1 + 1 + 1
+    # a card is shared: it never shows where the server keeps its store
+    assert str(store.url) not in html and str(store.url).rstrip("/").rsplit("/", 1)[0] \
+        not in html
     for s in cards.SECTIONS:
         assert f'<section id="{s.key}">' in html and str(escape(s.prompt)) in html
 
@@ -530,11 +533,16 @@ def test_histogram_bars_are_densities():
     svg = svgcharts.histogram_svg([0, 1, 3], [10, 10], label="x")
     heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
     assert heights[0] == pytest.approx(2 * heights[1])  # same count over half the width
-    # integers 1..3 in bins [1, 2) and [2, 3]: the closed last bin holds two values
-    discrete = svgcharts.histogram_svg([1, 2, 3], [10, 20], discrete=True)
+    # integers 0..20 in quantile bins [0, 10) and [10, 20]: the closed last bin holds 11
+    discrete = svgcharts.histogram_svg([0, 10, 20], [10, 11], discrete=True)
     heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', discrete)]
     assert heights[0] == pytest.approx(heights[1])
-    assert ">3</text>" in discrete
+    assert ">20</text>" in discrete
+    # one bin per value (1 and 2, as the profile keeps few integers): the axis ends at 2
+    per_value = svgcharts.histogram_svg([1, 2, 3], [10, 20], discrete=True)
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', per_value)]
+    assert heights[1] == pytest.approx(2 * heights[0])
+    assert ">2</text>" in per_value
     assert "no distribution" in svgcharts.histogram_svg([], [])
     assert svgcharts.histogram_svg([5, 5], [7]).count("<rect") == 1
 

@@ -120,6 +120,7 @@ def test_recent_requests_come_from_the_prediction_log(endpoint, store, house_dat
     assert recent.iloc[1]["route"] == "predict"
     assert (recent["status"] == 200).all()
     assert recent["ts"].is_monotonic_decreasing
+    assert recent["prediction"].str.len().gt(0).all()  # what the model answered
 
 
 def test_recent_requests_rejects_bad_counts(endpoint, store):

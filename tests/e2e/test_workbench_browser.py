@@ -48,7 +48,7 @@ def test_upload_then_browse(workbench, page, model_files, screenshot):
     page.wait_for_url(re.compile(r"/models\?.*model=house-e2e"))
     assert f"version={version}" in page.url
     page.get_by_text(f"house-e2e@{version}").wait_for()
-    page.get_by_text("Input prototype").wait_for()
+    page.get_by_text("Input columns", exact=True).first.wait_for()
     # The app's frame is there too: the shared picker shows the new model.
     sidebar = page.locator('[data-testid="stSidebar"]')
     expect(sidebar.get_by_role("combobox", name="Model")).to_have_value("house-e2e")
@@ -93,3 +93,30 @@ def test_dockerfile_healthcheck_probe_works(workbench):
         closed = sock.getsockname()[1]
     argv[-1] = argv[-1].replace(f":{port}/", f":{closed}/")
     assert subprocess.run(argv, timeout=30, capture_output=True).returncode != 0
+
+
+@pytest.mark.browser
+def test_a_custom_metric_error_stays_in_view(workbench, page, house_model, house_data,
+                                             screenshot):
+    from core.model.bundle import bundle
+    from core.store.versionstore import VersionStore
+
+    VersionStore(str(workbench.store)).write(
+        bundle(house_model, house_data.drop(columns=["price"]).head(200), name="house-mon"))
+    page.goto(f"{workbench.url}/monitor?model=house-mon")
+    page.get_by_role("heading", name="Monitor · house-mon").wait_for()
+    page.get_by_role("tab", name="Custom metrics").click()
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_label("Name").fill("sneaky")
+    form.get_by_label("SQL aggregate over the logged rows of a window").fill(
+        "(SELECT count(*) FROM read_csv('/etc/passwd'))")
+    form.get_by_role("button", name="Save custom metric").click()
+    error = page.get_by_text(re.compile("subquer"))
+    error.wait_for(timeout=30_000)
+    # the page did not jump back to the first tab: the message and the form are in view
+    expect(page.get_by_role("tab", name="Custom metrics")).to_have_attribute(
+        "aria-selected", "true")
+    expect(error).to_be_visible()
+    expect(form.get_by_label("SQL aggregate over the logged rows of a window")).to_have_value(
+        "(SELECT count(*) FROM read_csv('/etc/passwd'))")
+    screenshot(page, "monitor-custom-metric-error")

@@ -11,7 +11,13 @@ from monitor_helpers import store_version
 from sklearn import metrics as skm
 
 from core.errors import InvalidArgument, InvalidInput
-from core.monitoring.actuals import normalize_labels, read_table, save_actuals, score_upload
+from core.monitoring.actuals import (
+    normalize_labels,
+    read_table,
+    save_actuals,
+    score_upload,
+    truth_column_guess,
+)
 from core.monitoring.monitor import open_monitor
 from core.store.versionstore import VersionStore
 
@@ -137,3 +143,20 @@ def test_read_table():
                                 (b"\x00\x01garbage", "x.parquet", "cannot be read")):
         with pytest.raises(InvalidArgument, match=message):
             read_table(data, name)
+
+
+def test_truth_column_guess(house_data):
+    features = [c for c in house_data.columns if c != "price"]
+    data = house_data.head(20).assign(when="2025-03-01", prediction=1.0)
+    # the only column that is not an input, the time or a prediction, and holds numbers
+    assert truth_column_guess(data, features, exclude=["when"]) == "price"
+    # without the time column named, it is still not taken: its values are not numbers
+    assert truth_column_guess(data, features) == "price"
+    assert truth_column_guess(data.assign(store_id=3), features, exclude=["when"]) is None
+    named = data.assign(store_id=3, actual=data["price"])
+    assert truth_column_guess(named, features, exclude=["when"]) == "actual"
+    assert truth_column_guess(data.drop(columns=["price"]), features, exclude=["when"]) is None
+    # a classifier's true value holds its labels
+    labels = pd.DataFrame({"x": [1, 2], "churned": ["yes", "no"], "segment": ["a", "b"]})
+    assert truth_column_guess(labels, ["x"], classes=["no", "yes"]) == "churned"
+    assert truth_column_guess(labels.drop(columns=["churned"]), ["x"], ["no", "yes"]) is None

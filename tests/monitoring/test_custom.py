@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -199,6 +200,43 @@ def test_status_of_aliased_models(logged):
     later = th.status(store, "house", now=(T0 + pd.Timedelta(days=60)).to_pydatetime())
     assert later[0].status == "none" and "no predictions" in later[0].message
     assert list(th.status_frame(items)["status"]) == ["alert"]
+
+
+def test_status_includes_versions_served_without_an_alias(logged):
+    store, b, _ = logged
+    for alias in store.aliases("house"):  # the board is shared with the tests above
+        store.remove_alias("house", alias)
+    th.save(store, "house", th.Settings(window="day", min_rows=20,
+                                        rules=[th.Rule("rmse", alert=1.0)]))
+    now = (T0 + pd.Timedelta(days=5, hours=1)).to_pydatetime()
+    assert th.status(store, now=now) == []  # no alias: nothing deployed as far as it knows
+    items = th.status(store, now=now, also=[("house", b.version), ("house", b.version)])
+    assert [(s.model, s.version, s.aliases, s.status) for s in items] == [
+        ("house", b.version, [], "alert")]
+    store.set_alias("house", "production", b.version)
+    again = th.status(store, now=now, also=[("house", b.version)])
+    assert [s.aliases for s in again] == [["production"]]  # listed once
+    # with a model named, pairs of other models are left out
+    assert len(th.status(store, "house", now=now, also=[("elsewhere", "v1")])) == 1
+
+
+def test_example_metric_uses_the_models_own_columns(logged, churn_model, churn_data):
+    from core.model.bundle import bundle
+
+    store, b, _ = logged
+    name, sql = cm.example(b.meta)
+    first_number = next(c.name for c in b.meta.prototype.columns if c.kind in ("int", "float"))
+    assert (name, sql) == (f"prediction_per_{first_number}",
+                           f"avg(prediction) / avg({first_number})")
+    with open_monitor(store, "house", b.meta) as mon:
+        assert cm.validate(mon, sql) == sql  # a placeholder that works when typed in
+    churn = bundle(churn_model, churn_data.drop(columns=["churned"]), name="churn").meta
+    name, sql = cm.example(churn)
+    assert name == "share_yes" and "prediction = 'yes'" in sql
+    odd = copy.deepcopy(b.meta)
+    odd.prototype.columns[0].name = 'sq "ft"'
+    odd.prototype.columns[0].kind = "float"
+    assert cm.example(odd)[1] == 'avg(prediction) / avg("sq ""ft""")'
 
 
 @pytest.mark.parametrize("sql", ["count(*) FILTER (WHERE route <> ';')",

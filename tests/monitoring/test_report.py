@@ -16,7 +16,7 @@ from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
 from core.monitoring.actuals import save_actuals
 from core.monitoring.monitor import open_monitor
-from core.monitoring.report import build, column_values, render_qmd
+from core.monitoring.report import build, column_values, data_token, render_qmd
 from core.store.versionstore import VersionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +101,29 @@ def test_qmd_rejects_bad_input(store):
         render_qmd(store, "house", window="day", since="'); import os; ('")
     with pytest.raises(Exception, match="(?i)not found|no model|unknown"):
         render_qmd(store, "ghost", window="day")
+
+
+def test_data_token_follows_the_models_data_only(tmp_path, house_data, house_model):
+    store = VersionStore(str(tmp_path / "board"))
+    b = store_version(store, house_model, house_data, "price", "house")
+    other = store_version(store, house_model, house_data, "price", "other")
+    first = data_token(store, "house")
+    assert data_token(store, "house") == first  # nothing changed
+    store.set_alias("other", "production", store.versions("other")[-1].version)
+    write_log(store, other, house_data.head(3).drop(columns=["price"]), [T0] * 3)
+    assert data_token(store, "house") == first  # another model's changes leave it alone
+    changes = [
+        lambda: write_log(store, b, house_data.head(3).drop(columns=["price"]), [T0] * 3),
+        lambda: store.set_alias("house", "production", store.versions("house")[-1].version),
+        lambda: thresholds.save(store, "house", thresholds.Settings(window="day")),
+        lambda: store.add_record(custom_metrics.RECORD_KIND, "house",
+                                 {"name": "gone", "deleted": True}),
+        lambda: save_actuals(store, "house", pd.DataFrame({"k": ["x"], "price": [1.0]}),
+                             key_column="k", actual_column="price"),
+    ]
+    seen = {first}
+    for change in changes:
+        change()
+        token = data_token(store, "house")
+        assert token not in seen
+        seen.add(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -134,7 +135,30 @@ def test_latest_by_default_and_compare(store):
     assert changes.set_index("column").loc["yr_built", "change"] == "added"
     (metrics,) = [df.value.set_index("field") for df in at.dataframe
                   if "field" in df.value.columns and "rmse" in df.value["field"].tolist()]
-    assert metrics.loc["rmse", v1] == "50000.0" and metrics.loc["r2", v1] == "None"
+    assert metrics.loc["rmse", v1] == "50,000" and metrics.loc["r2", v1] == "—"
+
+
+def test_compare_shows_readable_values_and_every_input_column(store, house_model, house_data):
+    from sklearn.linear_model import LinearRegression
+
+    wide = house_data.drop(columns=["price", "zipcode"]).copy()
+    for i in range(9):  # 14 input columns: more than a table shows without being told
+        wide[f"extra_{i}"] = np.arange(len(wide)) % (i + 2)
+    model = LinearRegression().fit(wide, house_data["price"])
+    for rmse, tags in ((41234.123456789012, ["a"]), (40000.987654321098, ["a", "b"])):
+        b = bundle(model, wide, name="wide", metrics={"rmse": rmse}, tags=tags)
+        store.write(b)
+    at = _page("Compare", model="wide")
+    (meta,) = [df.value.set_index("field") for df in at.dataframe
+               if "field" in df.value.columns and "tags" in df.value["field"].tolist()]
+    (metrics,) = [df.value.set_index("field") for df in at.dataframe
+                  if "field" in df.value.columns and "rmse" in df.value["field"].tolist()]
+    v1, v2 = (v.version for v in store.versions("wide"))
+    assert (meta.loc["tags", v1], meta.loc["tags", v2]) == ("a", "a, b")
+    assert (metrics.loc["rmse", v1], metrics.loc["rmse", v2]) == ("41,234.1", "40,001")
+    details = _page(model="wide")
+    (grid,) = [df for df in details.dataframe if "values seen" in df.value.columns]
+    assert len(grid.value) == 14
 
 
 def test_moving_an_alias_shows_in_history(store):

@@ -46,6 +46,14 @@ def _page(**params: str) -> AppTest:
     return at
 
 
+def _tab(at: AppTest, label: str) -> AppTest:
+    """Open a tab of the page (only the open tab runs) and run."""
+    at.session_state["mon_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _texts(at: AppTest) -> str:
     parts = []
     for kind in ("markdown", "info", "success", "caption", "error", "warning"):
@@ -89,7 +97,7 @@ def test_model_without_data_says_what_to_do(board):
     at = _page(model="house")
     text = _texts(at)
     assert "No predictions of house@" in text and "Upload" in text
-    assert "No drift yet" in text
+    assert "No drift yet" in _texts(_tab(at, "Drift"))
 
 
 def test_metrics_drift_and_traffic_are_shown(logged):
@@ -101,14 +109,16 @@ def test_metrics_drift_and_traffic_are_shown(logged):
     assert metrics["n"].sum() == len(frame) and len(metrics) == 5
     assert metrics["n_actual"].sum() == 0
     assert "No actuals yet" in _texts(at)
-    assert not _table(at, "traffic").empty
-    assert set(_table(at, "drift")["column"]) >= {"sqft_living", "zipcode"}
-    assert len(at.get("plotly_chart")) >= 3
+    assert len(at.get("plotly_chart")) == 1  # only the open tab runs
+    assert not _table(_tab(at, "Traffic"), "traffic").empty
+    assert set(_table(_tab(at, "Drift"), "drift")["column"]) >= {"sqft_living", "zipcode"}
+    assert len(at.get("plotly_chart")) == 2  # the heatmap and one column against its reference
 
 
 def test_drift_against_a_reference_period_of_logged_rows(logged):
     at = _page(model="house")
-    at.selectbox(key="mon_window").set_value("week").run()
+    at.selectbox(key="mon_window").set_value("week")
+    _tab(at, "Drift")
     assert (_table(at, "drift")["statistic"].fillna(0) > 0).any()  # vs the training sample
     at.text_input(key="mon_ref_from").input(str(T0.date())).run()
     assert "Give both ends of the drift reference" in _texts(at)
@@ -120,7 +130,7 @@ def test_drift_against_a_reference_period_of_logged_rows(logged):
 
 def test_upload_actuals_then_metrics_appear(logged):
     store, b, frame = logged
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Upload")
     actuals = frame[["request_id", "row", "price"]]
     at.file_uploader(key="mon_actuals").set_value(("truth.csv", _csv(actuals), "text/csv"))
     at.run()
@@ -131,12 +141,12 @@ def test_upload_actuals_then_metrics_appear(logged):
     at.run()
     assert not at.exception, at.exception
     assert f"Saved {len(frame):,} actuals, each matching a logged prediction." in _texts(at)
-    metrics = _table(at, "metrics")
+    metrics = _table(_tab(at, "Performance"), "metrics")
     assert metrics["n_actual"].sum() == len(frame) and metrics["rmse"].notna().all()
 
 
 def test_actuals_that_match_nothing_are_not_called_a_success(logged):
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Upload")
     at.file_uploader(key="mon_actuals").set_value(
         ("truth.csv", b"request_id,price\nnope1,100000\nnope2,200000\n", "text/csv"))
     at.run()
@@ -150,7 +160,7 @@ def test_actuals_that_match_nothing_are_not_called_a_success(logged):
 
 
 def test_bad_actuals_file_is_explained(logged):
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Upload")
     at.file_uploader(key="mon_actuals").set_value(("truth.csv", b"", "text/csv"))
     at.run()
     assert "is empty" in _texts(at)
@@ -169,12 +179,13 @@ def test_upload_data_is_scored_and_kept(board, house_data):
     data = house_data.iloc[:30].copy()
     data["when"] = [f"2025-03-0{1 + i % 3}T10:00:00+02:00" for i in range(30)]
     data["prediction"] = 1.0  # made elsewhere: dropped, and every row scored here
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Upload")
     at.file_uploader(key="mon_data").set_value(("new.csv", _csv(data), "text/csv"))
     at.run()
     assert not at.exception, at.exception
-    at.selectbox(key="mon_data_time").set_value("when")
-    at.selectbox(key="mon_data_truth").set_value("price")
+    at.selectbox(key="mon_data_time").set_value("when").run()
+    # the model's target is in the file: it is the true value unless the person says not
+    assert at.selectbox(key="mon_data_truth").value == "price"
     _button(at, "Score and keep").click()
     at.run()
     assert not at.exception, at.exception
@@ -186,20 +197,28 @@ def test_upload_data_is_scored_and_kept(board, house_data):
     assert _button(at, "Score and keep").disabled
     at.selectbox(key="mon_source").set_value("upload")
     at.selectbox(key="mon_window").set_value("day")
-    at.run()
-    metrics = _table(at, "metrics")
+    metrics = _table(_tab(at, "Performance"), "metrics")
     assert list(metrics["n"]) == [10, 10, 10] and (metrics["n_actual"] == 10).all()
 
 
 def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
     store, *_ = logged
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Custom metrics")
+    # the example is written with this model's own columns
+    assert at.text_area(key="mon_custom_sql").proto.placeholder == \
+        "avg(prediction) / avg(bedrooms)"
+    assert at.text_input(key="mon_custom_name").proto.placeholder == "prediction_per_bedrooms"
     at.text_input(key="mon_custom_name").input("sneaky")
     at.text_area(key="mon_custom_sql").input("(SELECT count(*) FROM read_csv('/etc/passwd'))")
     _button(at, "Save custom metric").click()
     at.run()
     assert not at.exception
     assert "subquery" in _texts(at)
+    # the message stays in view: the page is still on the custom-metric tab, form filled
+    assert at.session_state["mon_tab"] == "Custom metrics"
+    assert at.text_area(key="mon_custom_sql").value.startswith("(SELECT")
+    at.run()
+    assert at.session_state["mon_tab"] == "Custom metrics"
     assert custom_metrics.saved(store, "house") == []
     at.text_input(key="mon_custom_name").input("ppsf")
     at.text_area(key="mon_custom_sql").input("avg(prediction) / avg(sqft_living)")
@@ -207,12 +226,12 @@ def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
     at.run()
     assert "Saved custom metric ppsf" in _texts(at)
     assert [m.name for m in custom_metrics.saved(store, "house")] == ["ppsf"]
-    assert "ppsf" in _table(at, "metrics").columns
+    assert "ppsf" in _table(_tab(at, "Performance"), "metrics").columns
 
 
 def test_threshold_form(logged):
     store, *_ = logged
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "Thresholds")
     at.selectbox(key="mon_rule_metric").set_value("r2").run()
     assert at.selectbox(key="mon_rule_dir").value == "below"  # a low r2 is the bad one
     at.selectbox(key="mon_rule_metric").set_value("rmse").run()
@@ -249,10 +268,10 @@ def test_bad_window_and_dates_are_explained(logged):
 
 def test_status_of_all_models(logged):
     store, b, _ = logged
-    at = _page(model="house")
+    at = _tab(_page(model="house"), "All models")
     _button(at, "Check all deployed models").click()
     at.run()
-    assert "No aliased models yet" in _texts(at)
+    assert "Nothing deployed yet" in _texts(at)
     store.set_alias("house", "production", b.version)
     _button(at, "Check all deployed models").click()
     at.run()

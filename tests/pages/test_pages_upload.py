@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import joblib
@@ -84,6 +85,9 @@ def test_upload_creates_a_version(store_dir, house_bytes, house_data):
     assert "allowlist" in at.success[0].value
     assert at.text_input(key="upload_name").value == "my-house"
     assert any("Creates the model `my-house`" in c.value for c in at.caption)
+    # the metrics grid shows blank cells, not "None", in a row not filled in yet
+    (grid,) = [d for d in at.dataframe if d.proto.editing_mode]
+    assert grid.proto.HasField("placeholder") and grid.proto.placeholder == ""
     at.text_input(key="upload_name").input("houses")
     at.text_area(key="upload_description").input("first try")
     at.text_input(key="upload_tags").input("baseline, demo")
@@ -144,6 +148,25 @@ def test_trusting_names_exactly_the_imports(store_dir):
     at.button(key="upload_submit").click().run()
     assert "Nothing was stored" in _errors(at) and "no predict method" in _errors(at)
     assert _versions(store_dir) == []
+
+
+def test_a_function_of_the_training_script_is_explained_not_offered_for_trust(
+        store_dir, monkeypatch):
+    from sklearn.preprocessing import FunctionTransformer
+
+    def clean(x):
+        return x
+
+    clean.__module__, clean.__qualname__ = "__main__", "clean"
+    monkeypatch.setattr(sys.modules["__main__"], "clean", clean, raising=False)
+    data = pickle.dumps(FunctionTransformer(clean))
+    monkeypatch.delattr(sys.modules["__main__"], "clean")
+    at = _give(_upload_page(), data, "scripted.pkl")
+    said = _errors(at)
+    assert "Move clean into a module of its own" in said and "__main__" in said
+    assert "install that version" not in said.lower()
+    assert not [c for c in at.checkbox if c.key.startswith("upload_trust_")]
+    assert not [b for b in at.button if b.key == "upload_submit"]
 
 
 @pytest.mark.parametrize("data, filename, message", [

@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from core.errors import FixativeError, InvalidModelFile, UnsafeModel
 from core.safety.loader import (
     SafetyReport,
+    defined_in_script_message,
     is_allowed,
     load_bytes,
     load_model,
@@ -526,3 +527,26 @@ def test_bare_loss_module_name_never_imports_a_file_of_that_name(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not marker.exists()
     assert proc.stdout.split()[:2] == ["sklearn._loss._loss", "CyHalfSquaredError"]
+
+
+def test_a_function_of_the_training_script_says_to_move_it(tmp_path, monkeypatch):
+    # a model pickled by a script that defined its own function: pickle records
+    # __main__.<name>, which only that script's process can resolve
+    from sklearn.preprocessing import FunctionTransformer
+
+    def log1p_area(x):
+        return x
+
+    log1p_area.__module__, log1p_area.__qualname__ = "__main__", "log1p_area"
+    monkeypatch.setattr(sys.modules["__main__"], "log1p_area", log1p_area, raising=False)
+    path = tmp_path / "scripted.pkl"
+    path.write_bytes(pickle.dumps(FunctionTransformer(log1p_area), protocol=5))
+    monkeypatch.delattr(sys.modules["__main__"], "log1p_area")  # as in another process
+    assert "__main__.log1p_area" in scan_file(path).untrusted
+    with pytest.raises(InvalidModelFile) as caught:
+        load_model(path, trusted=["__main__.log1p_area"])
+    message = caught.value.message
+    assert "defined in the training script" in message
+    assert "Move log1p_area into a module of its own" in message
+    assert message == defined_in_script_message(["__main__.log1p_area"], "scripted.pkl")
+    assert "Install that version" not in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,13 +50,35 @@ def test_versions_frame(store):
 
 
 def test_timeline_figure(store):
-    fig = catalog.timeline_figure(store.versions("houses"))
+    versions = store.versions("houses")
+    fig = catalog.timeline_figure(versions)
     (trace,) = fig.data
-    assert len(trace.x) == 3 and list(trace.text) == ["production", "", ""]
-    lo, hi = fig.layout.xaxis.range
-    assert hi - lo >= timedelta(hours=2)
+    # written seconds apart, yet each version has its own place, in order
+    assert list(trace.x) == [0, 1, 2]
+    assert [a.text for a in fig.layout.annotations] == ["production"]
+    assert all(v.version in h for v, h in zip(versions, trace.hovertext, strict=True))
+    assert " UTC" in trace.hovertext[0]
     empty = catalog.timeline_figure([])
     assert empty.layout.annotations[0].text == "No versions yet."
+
+
+def _version(i: int, aliases: list[str]) -> SimpleNamespace:
+    return SimpleNamespace(version=f"v{i}", created=datetime(2025, 3, 3, 12, 0, i, tzinfo=UTC),
+                           aliases=aliases, user="ann", description="")
+
+
+def test_timeline_labels_never_overlap():
+    aliases = {3: ["production"], 4: ["staging"], 5: ["canary", "shadow"], 30: ["old"]}
+    versions = [_version(i, aliases.get(i, [])) for i in range(40)]
+    fig = catalog.timeline_figure(versions)
+    notes = [(a.x, a.yshift, a.text) for a in fig.layout.annotations]
+    assert [n[2] for n in notes] == ["production", "staging", "canary, shadow", "old"]
+    per_char = 7 * len(versions) / 700  # the figure's own estimate of a label's width
+    for i, (x1, y1, t1) in enumerate(notes):
+        for x2, y2, t2 in notes[i + 1:]:
+            apart = abs(x1 - x2) > (len(t1) + len(t2)) * per_char / 2
+            assert apart or y1 != y2, (t1, t2)
+    assert notes[-1][1] == notes[0][1]  # a label far away goes back to the first row
 
 
 def test_prototype_and_environment_frames(store):

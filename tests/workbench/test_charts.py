@@ -15,26 +15,78 @@ def profile(house_data, house_model):
     return bundle(house_model, house_data.drop(columns=["price"]), name="h").meta.profile
 
 
-def test_profile_figure_numeric_reference_and_current(profile, house_data):
+def _bar_extents(bar) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.asarray(bar.x, dtype=float), np.asarray(bar.width, dtype=float)
+    return x - w / 2, x + w / 2
+
+
+def test_reference_is_a_density_on_the_real_bin_edges(profile):
     prof = profile["columns"]["sqft_living"]
-    fig = charts.profile_figure(prof, house_data["sqft_living"] * 2, title="sqft")
-    ref, cur = fig.data
-    assert (ref.name, cur.name) == ("reference", "current")
-    assert np.allclose(ref.y, np.asarray(prof["counts"]) / sum(prof["counts"]))
-    expected = charts.numeric_bin_counts(house_data["sqft_living"] * 2, prof["edges"])
-    assert np.allclose(cur.y, expected / expected.sum())
-    assert cur.y[-1] > ref.y[-1]  # doubled sizes pile up in the open top bin
-    assert fig.layout.title.text == "sqft"
+    (ref,) = charts.profile_figure(prof, title="sqft").data
+    edges, counts = np.asarray(prof["edges"]), np.asarray(prof["counts"], dtype=float)
+    lo, hi = _bar_extents(ref)
+    assert np.allclose(lo, edges[:-1]) and np.allclose(hi, edges[1:])
+    # equal-count bins of unequal width: heights differ, each bar's area is its share
+    # heights are shares per `unit` of value, a power of ten near the median bin width
+    unit = 10.0 ** np.round(np.log10(np.median(np.diff(edges))))
+    fig = charts.profile_figure(prof)
+    assert fig.layout.yaxis.title.text == f"share of rows per {unit:,.0f} of value"
+    assert np.allclose(ref.y, counts / counts.sum() / np.diff(edges) * unit)
+    assert np.allclose(np.asarray(ref.y) * np.diff(edges) / unit, counts / counts.sum())
+    assert np.ptp(ref.y) > 0.5 * max(ref.y)  # not flat
+
+
+def test_current_values_are_drawn_where_they_are():
+    from core.model.profile import profile_series
+
+    rng = np.random.default_rng(0)
+    prof = profile_series(pd.Series(rng.uniform(10_000, 50_000, 1000)), "float")
+    current = np.concatenate([np.full(10, 9_000.0), rng.uniform(10_000, 60_000, 90)])
+    ref, cur = charts.profile_figure(prof, pd.Series(current)).data
+    assert np.allclose(cur.x, ref.x)  # both on the same bins (the current bars narrower)
+    lo, hi = _bar_extents(ref)
+    edges = np.concatenate([[9_000.0], prof["edges"], [current.max()]])
+    assert np.allclose(lo, edges[:-1]) and np.allclose(hi, edges[1:])
+    # the oracle: numpy's density histogram of the current values on the same edges
+    unit = charts.density_unit(np.diff(edges))
+    assert np.allclose(cur.y, np.histogram(current, bins=edges, density=True)[0] * unit)
+    assert ref.y[0] == 0 and ref.y[-1] == 0  # the reference has nothing out there
+    first = int(np.argmin(lo))
+    assert (lo[first], hi[first]) == (9_000.0, prof["edges"][0])
+    assert cur.customdata[first][0] == "9,000 to " + f"{prof['edges'][0]:,.4g}"
+
+
+def test_whole_values_are_one_bar_each(profile, house_data):
+    prof = profile["columns"]["grade"]
+    values = np.asarray(prof["edges"][:-1])
+    current = pd.Series([5, 5, 13, 13, 13, None])  # 13 is a grade training never saw
+    ref, cur = charts.profile_figure(prof, current).data
+    assert list(ref.x) == [*values, 13]
+    counts = np.asarray(prof["counts"], dtype=float)
+    assert np.allclose(ref.y, np.r_[counts / counts.sum(), 0])
+    assert np.allclose(cur.y, [0.4 if v == 5 else 0.6 if v == 13 else 0 for v in ref.x])
+    notes = charts.profile_figure(prof, current).layout.annotations
+    assert any("current nulls 16.7%" in a.text for a in notes)
 
 
 def test_profile_figure_aggregated_current_and_errors(profile):
-    prof = profile["columns"]["grade"]
+    prof = profile["columns"]["yr_built"]
     k = len(prof["counts"])
     fig = charts.profile_figure(prof, {"counts": [1] * k, "null_share": 0.5})
-    assert np.allclose(fig.data[1].y, 1 / k)
+    widths = np.diff(prof["edges"])
+    assert np.allclose(fig.data[1].y, 1 / k / widths * charts.density_unit(widths))
     assert any("current nulls 50.0%" in a.text for a in fig.layout.annotations)
+    assert "outside the training range" in fig.layout.xaxis.title.text
     with pytest.raises(ValueError, match="bins"):
         charts.profile_figure(prof, {"counts": [1, 2]})
+
+
+def test_numeric_bins_match_numpy(profile, house_data):
+    prof = profile["columns"]["sqft_living"]
+    x = house_data["sqft_living"].to_numpy() * 2
+    edges, ref, cur, _, discrete = charts.numeric_bins(prof["edges"], prof["counts"], x)
+    assert not discrete and edges[-1] == x.max() and ref[-1] == 0
+    assert np.array_equal(cur, np.histogram(x, bins=edges)[0])
 
 
 def test_profile_figure_categorical_with_unseen(profile):
