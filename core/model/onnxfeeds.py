@@ -81,8 +81,9 @@ def _array(values: Any, kind: str) -> np.ndarray:
         return np.asarray(values, dtype=object).reshape(-1, 1)
     dtype = _DTYPES[kind]
     if isinstance(values, pd.Series):
-        return values.to_numpy(dtype=dtype, na_value=None if kind == "int64" else np.nan
-                               ).reshape(-1, 1)
+        if kind == "int64":
+            return values.to_numpy(dtype=dtype).reshape(-1, 1)
+        return values.to_numpy(dtype=dtype, na_value=np.nan).reshape(-1, 1)
     return np.asarray(values, dtype=dtype).reshape(-1, 1)
 
 
