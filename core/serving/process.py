@@ -262,7 +262,8 @@ def build_app(settings: ServeSettings, served: Served | None = None,
     # each worker builds its app before it takes connections: the guard's timeout is set
     GuardedHttpTools.header_timeout = limits.header_timeout
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
-    return create_app(served.bundle, engine=served.engine, store=store, log=settings.log and store is not None,
+    return create_app(served.bundle, engine=served.engine, store=store,
+                      log=settings.log and store is not None,
                       max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
                       batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
                       public_url=settings.resolved_public_url(),

@@ -13,7 +13,10 @@ back before double-precision trees, which gives the same splits (the default flo
 trees round the thresholds and differ on a few rows by up to ~1 %).
 
 :func:`verified` says whether a report allows serving the graph: labels identical and
-every value within the relative tolerance (``FIXATIVE_ONNX_TOLERANCE``, 1e-5).
+every value within the relative tolerance (``FIXATIVE_ONNX_TOLERANCE``, 1e-5). A
+prediction's difference is relative to its value (at least a millionth of the largest
+prediction, so a value of 0 does not make any difference infinite); a probability's is
+relative to 1, its scale (float32 sums of trees put ~1e-8 where scikit-learn has 0).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ ENGINE = "onnx"
 _FLOAT32_TREES = ("sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb",
                   "sklearn.ensemble._iforest")
 _CLASS = re.compile(r"<class '([\w.]+)'>")
-# Differences are relative to the larger of |value| and this (probabilities of exactly 0).
+# The smallest denominator of a relative difference (see _difference).
 _TINY = 1e-12
 
 
@@ -166,7 +169,7 @@ def _compile(model: Any, prototype: Prototype, sample: pd.DataFrame | None,
         if _has_proba(model) and len(outputs) > 1:
             report["outputs"]["proba"] = names[1]
             report["proba"] = _difference(np.asarray(outputs[1]),
-                                          np.asarray(model.predict_proba(model_in)))
+                                          np.asarray(model.predict_proba(model_in)), proba=True)
     else:
         if got.shape != expected.shape:
             raise _NotCompiled(f"the graph returns {got.shape} values where the model returns "
@@ -183,7 +186,10 @@ def _has_proba(model: Any) -> bool:
         return False
 
 
-def _difference(got: np.ndarray, expected: np.ndarray) -> dict[str, float]:
+def _difference(got: np.ndarray, expected: np.ndarray, proba: bool = False) -> dict[str, float]:
+    """Largest absolute and relative differences. A value near zero makes any relative
+    difference huge, so each is relative to the larger of the value and a floor: 1 for
+    probabilities (their scale), a millionth of the largest value for predictions."""
     import numpy as np
 
     a = got.astype(np.float64)
@@ -194,7 +200,9 @@ def _difference(got: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     diff = np.abs(a - b)
     both_nan = np.isnan(a) & np.isnan(b)
     diff[both_nan] = 0.0
-    rel = diff / np.maximum(np.abs(b), _TINY)
+    scale = np.abs(b[np.isfinite(b)])
+    floor = 1.0 if proba else max(_TINY, 1e-6 * float(scale.max()) if scale.size else _TINY)
+    rel = diff / np.maximum(np.abs(b), floor)
     rel[both_nan] = 0.0
     max_abs = float(np.max(diff)) if diff.size else 0.0
     max_rel = float(np.max(rel)) if rel.size else 0.0
