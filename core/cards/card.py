@@ -33,7 +33,7 @@ import jinja2
 from markupsafe import Markup
 
 from core.cards import markup, svgcharts
-from core.errors import InvalidArgument
+from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.store.protocols import StoreLike
 from core.times import parse_iso
@@ -227,6 +227,8 @@ class CardData:
     missing: list[Missing]
     notes: list[str]
     generated: datetime
+    # which engine a server of this version runs on engine auto, and how it was judged
+    engine: str = ""
 
     @property
     def ref(self) -> str:
@@ -342,9 +344,21 @@ def _history(versions: Sequence[Any], current: str | None,
     return rows
 
 
+def _engine(store: StoreLike, name: str, version: str) -> str:
+    """The serving engine of a version on engine auto, with what the choice rests on."""
+    from core.store.compile import summary, verified
+
+    try:
+        report = store.compiled(name, version)
+    except FixativeError as exc:
+        return f"scikit-learn (the compiled graph is unreadable: {exc.message})"
+    serves = "ONNX graph (onnxruntime)" if verified(report) else "scikit-learn"
+    return f"{serves}; compiled graph {summary(report)}"
+
+
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
-           records: Sequence[Any] = ()) -> CardData:
+           records: Sequence[Any] = (), engine: str = "") -> CardData:
     aliases = dict(aliases or {})
     texts, edits = _sections(records)
     notes = [n for n in meta.notes if n]
@@ -359,7 +373,7 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         n_reference_rows=(meta.profile or {}).get("n_rows"), prediction=_prediction(meta),
         metrics=dict(meta.metrics), history=_history(versions, version, aliases),
         sections=texts, edits=edits, missing=_missing(meta, version), notes=notes,
-        generated=datetime.now(UTC))
+        generated=datetime.now(UTC), engine=engine)
 
 
 def card_data(store: StoreLike, name: str, version: str | None = None) -> CardData:
@@ -369,7 +383,8 @@ def card_data(store: StoreLike, name: str, version: str | None = None) -> CardDa
     meta = store.meta(name, version)
     return _build(meta, version=version, board=store.url, versions=store.versions(name),
                   aliases=store.aliases(name),
-                  records=store.records(CARD_KIND, name, version))
+                  records=store.records(CARD_KIND, name, version),
+                  engine=_engine(store, name, version))
 
 
 def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -> CardData:
@@ -379,7 +394,8 @@ def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -
         return _build(bundle.meta, version=version, board=getattr(store, "url", None))
     return _build(bundle.meta, version=version, board=store.url,
                   versions=store.versions(bundle.name), aliases=store.aliases(bundle.name),
-                  records=store.records(CARD_KIND, bundle.name, version))
+                  records=store.records(CARD_KIND, bundle.name, version),
+                  engine=_engine(store, bundle.name, version))
 
 
 def save_section(store: StoreLike, name: str, version: str, key: str, text: str,

@@ -126,6 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "overrides it at run time)")
     docker.add_argument("--port", default="8080", help="port the container listens on")
     trust_argument(docker, "a name in the model file to allow when the container loads it")
+    docker.add_argument("--engine", default="auto", choices=("auto", "sklearn", "onnx"),
+                        help="auto (default): serve the compiled graph when it was verified, "
+                             "with neither the model file nor scikit-learn in the image")
     docker.add_argument("--force", action="store_true",
                         help="replace OUT_DIR if it holds an earlier bundle")
     docker.add_argument("--with-s3", action="store_true",
@@ -262,6 +265,7 @@ def _docker(args: argparse.Namespace) -> int:
 
     out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
                                     workers=args.workers, port=args.port, trusted=args.trust,
+                                    engine=args.engine,
                                     force=args.force, with_s3=args.with_s3)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")
     return 0

@@ -173,6 +173,8 @@ def requirements(meta: BundleMeta, extra: Sequence[str] = (), graph: bool = Fals
     needed = _distributions(third) | set(SERVER_PACKAGES) | set(extra)
     if graph:
         needed = {d for d in needed if _canonical(d) not in MODEL_ONLY} | set(ONNX_PACKAGES)
+    else:  # compiling happens in the store, never in a served image
+        needed = {d for d in needed if _canonical(d) not in (*ONNX_PACKAGES, "skl2onnx")}
     missing: list[str] = []
     for dist in sorted(needed):
         key = _canonical(dist)
@@ -254,7 +256,7 @@ DOCKERIGNORE = """\
 
 
 def readme(meta: BundleMeta, version: str, *, port: int, workers: int,
-           requirement_lines: Sequence[str]) -> str:
+           requirement_lines: Sequence[str], graph: bool = False) -> str:
     tag = meta.name.lower().replace("_", "-")
     packages = "\n".join(f"    {line}" for line in requirement_lines)
     return f"""\
@@ -303,15 +305,24 @@ after SIGKILL at most the last second of log is lost.
 
 ## What is inside
 
-- `model/`: the stored version as written by Fixative (model file, `fixative.json`
-  metadata with the input schema, `sample.parquet`); the model file is checked for
-  unsafe contents before it is loaded, as in the store.
+{_model_text(graph)}
 - `core/`: the Fixative modules the server needs.
 - `serve.json`: which model and version to serve, names trusted when it was bundled.
 - `requirements.txt`, pinned (the model's packages as recorded when it was saved):
 
 {packages}
 """
+
+
+def _model_text(graph: bool) -> str:
+    if graph:
+        return ("- `model/`: the stored version as written by Fixative, without its model file:\n"
+                "  the compiled graph `model.onnx` (checked before onnxruntime loads it), the\n"
+                "  compile report `compiled.json`, `fixative.json` metadata with the input\n"
+                "  schema and `sample.parquet`. Nothing is unpickled.")
+    return ("- `model/`: the stored version as written by Fixative (model file, `fixative.json`\n"
+            "  metadata with the input schema, `sample.parquet`); the model file is checked for\n"
+            "  unsafe contents before it is loaded, as in the store.")
 
 
 def preflight(store: StoreLike, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = (),
@@ -432,7 +443,8 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
         (staging / "Dockerfile").write_text(dockerfile(meta, port=port, workers=workers))
         (staging / ".dockerignore").write_text(DOCKERIGNORE)
         (staging / "README.md").write_text(
-            readme(meta, version, port=port, workers=workers, requirement_lines=lines))
+            readme(meta, version, port=port, workers=workers, requirement_lines=lines,
+                   graph=graph))
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

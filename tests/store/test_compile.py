@@ -223,3 +223,15 @@ def test_the_compile_command(board, capsys):
     assert cli(["compile", "ghost", "--store", str(board.url)]) == 1
     assert "error:" in capsys.readouterr().err
     assert cli(["compile", "../../etc@x", "--store", str(board.url)]) == 1
+
+
+def test_the_card_says_which_engine_serves_and_why(board, tmp_path, house_model, house_data):
+    from core.cards.card import card_data, render_html
+
+    card = card_data(board, "house")
+    assert card.engine.startswith("ONNX graph (onnxruntime); compiled graph verified on 800 ")
+    assert "Serving engine" in render_html(card)
+    plain = VersionStore(str(tmp_path / "b"))
+    plain.write(bundle(house_model, house_data.drop(columns=["price"]), name="plain"))
+    assert card_data(plain, "plain").engine.startswith("scikit-learn; compiled graph not "
+                                                       "compiled: run 'python -m core compile")
