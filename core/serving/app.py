@@ -61,6 +61,7 @@ from core.serving import limits as limits_mod
 from core.serving import wire
 from core.serving.batching import Batcher
 from core.serving.body import RETRY_AFTER, Slots, check_encoding, read_body
+from core.serving.convert import Converter
 from core.serving.docs_page import check_public_url, render_docs
 from core.serving.engine import SklearnEngine
 from core.serving.engine import text as engine_text
@@ -85,7 +86,7 @@ class _Service:
 
     bundle: ModelBundle
     engine: Any
-    converter: wire.Converter
+    converter: Converter
     batcher: Batcher
     metrics: ServerMetrics
     tokens: tuple[bytes, ...]
@@ -142,7 +143,7 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
         engine = SklearnEngine(bundle.model, meta.prototype.named)
     svc = _Service(
         bundle=bundle,
-        converter=wire.Converter(meta.prototype),
+        converter=Converter(meta.prototype),
         engine=engine,
         batcher=Batcher(engine, enabled=batching, max_rows=max_batch_rows,
                         on_batch=metrics.observe_batch),
