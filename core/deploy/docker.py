@@ -36,6 +36,7 @@ from core.serving.engine import check_engine, wants_graph
 from core.serving.netcheck import check_port, check_workers
 from core.store.board import META_FILE
 from core.store.layout import model_file
+from core.store.paths import ONNX_FILE
 from core.store.protocols import StoreLike
 
 ENTRY_MODULE = "core.serving.process"
@@ -431,7 +432,8 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
         raise InvalidArgument(f"Cannot write to {out.parent}: {exc.strerror or exc}. Choose a "
                               "folder you can write to.") from None
     try:
-        skip = frozenset({model_file(name)}) if graph else frozenset()
+        # each image holds what its engine reads: the graph or the model file
+        skip = frozenset({model_file(name)} if graph else {ONNX_FILE})
         _copy_version(store, name, version, staging / MODEL_DIR, skip)
         _copy_core(staging / "core")
         settings = {"name": name, "version": version, "model_dir": MODEL_DIR,

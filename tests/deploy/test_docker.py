@@ -468,6 +468,7 @@ def test_a_graph_bundle_holds_neither_the_model_file_nor_scikit_learn(compiled_s
     assert not (graph / "model" / "house.joblib").exists()
     assert (graph / "model" / "model.onnx").is_file()
     assert (plain / "model" / "house.joblib").is_file()
+    assert not (plain / "model" / "model.onnx").exists()
     names = {line.split("==")[0].lower() for line in
              (graph / "requirements.txt").read_text().splitlines()}
     assert {"onnxruntime", "onnx", "numpy", "pandas", "starlette", "uvicorn"} <= names
