@@ -175,8 +175,10 @@ class CompiledVersions:
         out: list[str] = []
         for name, version in sorted(versions):
             try:
+                if not self._board.exists(name, version, COMPILED_HASH_FILE):
+                    continue  # never compiled later: the audit checked every file
                 meta_doc = self._documents(name, version)[1]
-            except CorruptData:
+            except (CorruptData, NotFound, OSError):
                 continue  # reported by the audit already
             out.extend(audit(self._board, name, version, meta_doc))
         return out
