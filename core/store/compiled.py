@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from core import settings
 from core.errors import CorruptData, InvalidArgument, NotFound
 from core.store import layout
 from core.store import verify as checks
@@ -53,7 +54,10 @@ def report_bytes(report: dict[str, Any]) -> bytes:
 
 
 def stage_compiled(stage: Stage, bundle: ModelBundle) -> None:
-    """Compile ``bundle`` into a version being written (hashed with its other files)."""
+    """Compile ``bundle`` into a version being written (hashed with its other files),
+    unless ``FIXATIVE_COMPILE`` turns compiling on write off."""
+    if not settings.compile_on_write():
+        return
     compiled = compile_bundle(bundle)
     if compiled.graph is not None:
         stage.write_bytes(ONNX_FILE, compiled.graph)

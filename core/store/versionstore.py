@@ -350,8 +350,7 @@ class VersionStore(compiled.CompiledVersions):
                                       "stored.") from None
             if bundle.sample is not None and len(bundle.sample):
                 stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
-                if settings.compile_on_write():  # never fails the write: see compiled.py
-                    compiled.stage_compiled(stage, bundle)
+                compiled.stage_compiled(stage, bundle)  # never fails the write
 
             def finish(version: str, at: datetime) -> dict[str, bytes]:
                 meta_raw = layout.fixative_json(meta, version, at, stage.files)
