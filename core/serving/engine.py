@@ -94,6 +94,15 @@ class OnnxEngine:
     def __call__(self, method: str, frame: pd.DataFrame) -> np.ndarray:
         return self.run(method, onnxfeeds.feeds(frame, self.inputs))
 
+    def call_many(self, method: str, frames: list[pd.DataFrame]) -> list[np.ndarray]:
+        """One graph run for several requests' frames; each gets its own rows back."""
+        import numpy as np
+
+        parts = [onnxfeeds.feeds(f, self.inputs) for f in frames]
+        merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        out = self.run(method, merged)
+        return np.split(out, np.cumsum([len(f) for f in frames])[:-1])
+
     def run(self, method: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         import numpy as np
 

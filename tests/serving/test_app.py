@@ -573,3 +573,30 @@ def test_a_version_served_from_elsewhere_is_not_watched(tmp_path, house, monkeyp
     with TestClient(create_app(house, store=logs_only, tokens=[], log=False)) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/healthz").status_code == 200
+
+
+def test_batched_requests_on_the_graph_are_logged_with_their_own_rows(tmp_path, store,
+                                                                      house_data):
+    log_board = VersionStore(str(tmp_path / "logs"))
+    app = engine_app(store, "house", "onnx", store=log_board, max_batch_rows=50)
+    feats = house_data.drop(columns=["price"]).reset_index(drop=True)
+    parts = [feats.iloc[i * 3:i * 3 + 1 + i % 3] for i in range(24)]
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await asyncio.gather(*(c.post("/predict", json=records(p))
+                                              for p in parts))
+
+    responses = asyncio.run(main())
+    calls = app.state.svc.metrics.batch_requests.collect()[0].samples
+    n_calls = next(x.value for x in calls if x.name.endswith("_count"))
+    assert n_calls < len(parts)  # some requests shared a graph run
+    con = duckdb.connect()
+    log = log_relation(log_board, con, "house").fetchdf()
+    for part, r in zip(parts, responses):
+        assert r.status_code == 200
+        mine = log[log["request_id"] == r.headers["x-request-id"]].sort_values("row")
+        assert mine["bedrooms"].tolist() == part["bedrooms"].tolist()
+        np.testing.assert_allclose(mine["prediction"], r.json()["predict"])
