@@ -1,6 +1,7 @@
 """Fixative's prediction server against vetiver's, back to back, on the shared harness.
 
     python bench/serve_bench.py [--duration 10] [--warmup 2] [--repeat 3] [--skip-vetiver]
+                                [--engine sklearn|onnx|both]
 
 Each scenario runs on vetiver's server and then on ours (and logging off, then on),
 each in a fresh server process, so slow spells of a shared machine fall on both sides.
@@ -10,6 +11,14 @@ this interpreter (``sys.executable``) via ``bench/serve_fixative.py``. Both serv
 pinned to CPU 0 and the load generator (wrk) to CPU 1. Prints both tables, the ratios
 against the issue's targets, a logging on/off comparison and idle memory against a bare
 Python process that only loaded the same model; writes /tmp/bench/results/summary.json.
+
+``--engine`` serves the benchmark model from a real board (written once to
+/tmp/bench/fxboard, compiled to ONNX when written) the way ``python -m core serve
+--engine ...`` does; ``both`` runs vetiver and both engines in the same run, and also
+checks the graph's served predictions against ``model.predict`` on the 2,000 sample
+rows and measures cold start (process start to the first answered prediction) of the
+three servers. Without ``--engine`` the server is built from the joblib file in memory,
+as before.
 """
 
 from __future__ import annotations
@@ -31,6 +40,105 @@ HARNESS = (HERE.parent.parent / "shared" / "bench").resolve()
 BENCH_PY = "/tmp/benchvenv/bin/python"
 RESULTS = Path("/tmp/bench/results")
 SERVER = f"{sys.executable} {HERE / 'serve_fixative.py'} {{port}}"
+BOARD = "/tmp/bench/fxboard"
+FEATURES = ["bedrooms", "bathrooms", "sqft_living", "sqft_lot", "floors", "waterfront",
+            "view", "condition", "grade", "yr_built", "zipcode", "lat", "long"]
+
+
+def store_model() -> dict:
+    """Write the benchmark model to a fresh board (compiled when written); its report."""
+    import shutil
+
+    import joblib
+    import pandas as pd
+
+    sys.path.insert(0, str(HERE.parent))
+    os.environ["FIXATIVE_COMPILE"] = "1"
+    from core.model.bundle import bundle
+    from core.store.versionstore import VersionStore
+
+    shutil.rmtree(BOARD, ignore_errors=True)
+    model = joblib.load("/tmp/bench/model.joblib")
+    sample = pd.read_parquet("/tmp/bench/sample.parquet")[FEATURES]
+    store = VersionStore(BOARD)
+    started = time.perf_counter()
+    store.write(bundle(model, sample, name="house_price_rf"))
+    report = store.compiled("house_price_rf")
+    report["write_seconds"] = time.perf_counter() - started
+    return report
+
+
+def engine_server(engine: str) -> str:
+    return f"{SERVER} --engine {engine} --board {BOARD}"
+
+
+def served_accuracy(engine: str) -> dict:
+    """Served predictions of all 2,000 sample rows against model.predict."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    port = free_port()
+    proc = subprocess.Popen(engine_server(engine).format(port=port).split(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait_health(port)
+        sample = pd.read_parquet("/tmp/bench/sample.parquet")[FEATURES]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict",
+                                         data=sample.to_json(orient="records").encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            served = np.asarray(json.loads(answer.read())["predict"])
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    expected = joblib.load("/tmp/bench/model.joblib").predict(sample)
+    rel = np.abs(served - expected) / np.abs(expected)
+    return {"rows": len(sample), "max_rel": float(rel.max()),
+            "max_abs": float(np.abs(served - expected).max())}
+
+
+def _wait_health(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def cold_start(command: str, cwd: Path, runs: int = 3) -> float:
+    """Median seconds from process start to the first answered 1-row prediction."""
+    body = (Path("/tmp/bench/bodies/rows1.json")).read_bytes()
+    times = []
+    for _ in range(runs):
+        port = free_port()
+        started = time.perf_counter()
+        proc = subprocess.Popen(["taskset", "-c", "0", *command.format(
+            port=port, python=BENCH_PY).split()], cwd=cwd, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            while True:
+                try:
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/predict", data=body,
+                        headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(request, timeout=5) as answer:
+                        answer.read()
+                    break
+                except OSError:
+                    if time.perf_counter() - started > 120:
+                        raise
+                    time.sleep(0.01)
+            times.append(time.perf_counter() - started)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    return statistics.median(times)
 
 
 def run_harness(label: str, server: str, scenarios: str, args: argparse.Namespace,
@@ -153,12 +261,18 @@ def main() -> None:
     ap.add_argument("--log-scenarios", default="1x1,1x32")
     ap.add_argument("--skip-vetiver", action="store_true",
                     help="reuse /tmp/bench/results/vetiver.json from an earlier run")
+    ap.add_argument("--engine", choices=("sklearn", "onnx", "both"), default=None,
+                    help="serve from a board with this engine (both: vetiver and both "
+                         "engines in one run, plus accuracy and cold start)")
     args = ap.parse_args()
     if not Path(BENCH_PY).exists() or not Path("/tmp/bench/model.joblib").exists():
         sys.exit(f"set up the harness first: cd {HARNESS} && bash setup.sh && "
                  f"{BENCH_PY} make_model.py")
     RESULTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    if args.engine:
+        engines(args, port)
+        return
     servers = {"vetiver": "{python} serve_vetiver.py {port}", "fixative": SERVER}
     if args.skip_vetiver:
         vet = json.loads((RESULTS / "vetiver.json").read_text())
@@ -207,6 +321,51 @@ def main() -> None:
     summary = {"ratios": ratios, "paired_ratios": pairs, "idle_rss_mb": idle, "bare_rss_mb": bare,
                "vetiver": v, "fixative": o, "log_on": on, "log_off": off}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def engines(args: argparse.Namespace, port: int) -> None:
+    """Vetiver and Fixative's engines on the issue's scenarios, in one interleaved run."""
+    report = store_model()
+    print(f"compiled when written: {report.get('precision')} precision, predictions differ "
+          f"by at most {report['predict']['max_rel']:.2g} relative on {report['rows']} rows; "
+          f"write + compile took {report['write_seconds']:.1f} s", flush=True)
+    chosen = ["sklearn", "onnx"] if args.engine == "both" else [args.engine]
+    servers = {"vetiver": "{python} serve_vetiver.py {port}"}
+    servers.update({f"fixative-{e}": engine_server(e) for e in chosen})
+    results = interleaved(servers, args.scenarios, args, port)
+    vet = results["vetiver"]
+    for label, result in results.items():
+        print("\n" + table(label, result))
+    targets = [("1x1 req/s", "1x1", "rps", 8, ">="), ("1x32 req/s", "1x32", "rps", 15, ">="),
+               ("1x32 p99", "1x32", "p99_ms", 0.1, "<="),
+               ("1000x4 rows/s", "1000x4", "rows_per_s", 4, ">=")]
+    ratios: dict[str, dict] = {}
+    print("\n| engine | ratio to vetiver (target) | same run | same-round pairs |\n"
+          "|---|---|---|---|")
+    for e in chosen:
+        ours = results[f"fixative-{e}"]
+        o, v = by_scenario(ours), by_scenario(vet)
+        for label, sc, field, goal, op in targets:
+            if sc not in o or sc not in v:
+                continue
+            value = o[sc][field] / v[sc][field]
+            p = paired(ours, vet, sc, field)
+            ok = value >= goal if op == ">=" else value <= goal
+            ratios.setdefault(e, {})[label] = value
+            print(f"| {e} | {label} ({op} {goal}) | {value:.2f} {'met' if ok else 'NOT met'} | "
+                  f"{', '.join(f'{x:.2f}' for x in p)} |")
+    accuracy = {e: served_accuracy(e) for e in chosen}
+    for e, a in accuracy.items():
+        print(f"\nserved by {e}: {a['rows']} sample rows, largest difference from "
+              f"model.predict {a['max_rel']:.2g} relative ({a['max_abs']:.2g} absolute)")
+    cold = {"vetiver": cold_start("{python} serve_vetiver.py {port}", HARNESS)}
+    cold.update({f"fixative-{e}": cold_start(engine_server(e), HERE) for e in chosen})
+    print("\ncold start (process start to the first answered prediction, median of 3): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in cold.items()))
+    summary = {"compile_report": report, "ratios": ratios, "accuracy": accuracy,
+               "cold_start_s": cold,
+               "results": {k: by_scenario(v) for k, v in results.items()}}
+    (RESULTS / "engines_summary.json").write_text(json.dumps(summary, indent=1, default=str))
 
 
 if __name__ == "__main__":

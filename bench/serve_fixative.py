@@ -1,11 +1,16 @@
 """Serve the shared benchmark model with Fixative's server (the harness's "ours").
 
     python bench/serve_fixative.py PORT [--dir /tmp/bench] [--log-board DIR] [--no-batching]
+                                        [--engine sklearn|onnx --board DIR]
 
 Builds a bundle from <dir>/model.joblib and the feature columns of
 <dir>/sample.parquet (as ../shared/bench/serve_vetiver.py does for vetiver) and runs
 ``create_app`` under uvicorn on 127.0.0.1:PORT: one worker, access log off. With
 ``--log-board`` every request is also written to the prediction log on that board.
+
+With ``--engine`` the version stored on ``--board`` (see ``store_model`` in
+serve_bench.py) is loaded the way ``python -m core serve --engine ...`` loads it: the
+onnx engine reads only the compiled graph and never unpickles the model.
 """
 
 from __future__ import annotations
@@ -54,19 +59,39 @@ def build_app(data_dir: str, log_board: str | None, batching: bool):
     return create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
 
 
+def build_engine_app(board: str, engine: str, log_board: str | None, batching: bool):
+    from core.serving.app import create_app
+    from core.serving.process import ServeSettings, load_bundle
+    from core.store.versionstore import VersionStore
+
+    store = VersionStore(board)
+    version = store.versions("house_price_rf")[-1].version
+    served = load_bundle(ServeSettings(name="house_price_rf", version=version, store=board,
+                                       engine=engine), store)
+    assert served.engine.name == engine, served.engine.describe()
+    log_store = LocalBoard(log_board) if log_board else None
+    return create_app(served.bundle, engine=served.engine, store=log_store,
+                      log=log_store is not None, batching=batching, tokens=[])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
     ap.add_argument("--dir", default="/tmp/bench")
     ap.add_argument("--log-board", default=None)
     ap.add_argument("--no-batching", action="store_true")
+    ap.add_argument("--engine", choices=("sklearn", "onnx"), default=None)
+    ap.add_argument("--board", default="/tmp/bench/fxboard")
     args = ap.parse_args()
     import uvicorn
 
     from core.serving.process import prepare_process
 
     prepare_process()  # as `python -m core serve` does
-    app = build_app(args.dir, args.log_board, not args.no_batching)
+    if args.engine:
+        app = build_engine_app(args.board, args.engine, args.log_board, not args.no_batching)
+    else:
+        app = build_app(args.dir, args.log_board, not args.no_batching)
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, access_log=False,
                 log_level="warning")
 

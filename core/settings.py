@@ -30,6 +30,10 @@ can set them at any time before use.
 ``FIXATIVE_MAX_MODEL_BYTES``    most bytes a model file may unpack to (2 GiB), and
 ``FIXATIVE_MAX_UNPACK_RATIO``   how much it may grow when unpacked (100x); checks in
                                 :mod:`core.safety.scan`
+``FIXATIVE_COMPILE``            ``0`` turns off compiling a version to ONNX when it is
+                                written (``python -m core compile`` still does); on by default
+``FIXATIVE_ONNX_TOLERANCE``     the largest relative difference from scikit-learn, on the
+                                stored sample, at which the compiled engine serves (1e-5)
 ``FIXATIVE_MONITOR_QUERY_``     a monitoring query's time limit (30 s) and DuckDB
 ``SECONDS``, ``..._MEMORY_LIMIT`` memory limit (2GB); checks in :mod:`core.monitoring.limits`
 ``FIXATIVE_HEARTBEAT_SECONDS``  how often a serving process writes its heartbeat on the
@@ -49,7 +53,10 @@ any name a watch channel gives  the channel's webhook or apprise URL (a secret: 
 
 from __future__ import annotations
 
+import math
 import os
+
+from core.errors import InvalidArgument
 
 STORE_ENV = "FIXATIVE_STORE"
 DEFAULT_STORE = "./fixative-store"
@@ -80,6 +87,10 @@ ALLOW_SHORT_TOKENS_ENV = "FIXATIVE_ALLOW_SHORT_TOKENS"
 # Model files (see core.safety.scan).
 MAX_MODEL_BYTES_ENV = "FIXATIVE_MAX_MODEL_BYTES"
 MAX_UNPACK_RATIO_ENV = "FIXATIVE_MAX_UNPACK_RATIO"
+# Compiled serving (see core.store.compile).
+COMPILE_ENV = "FIXATIVE_COMPILE"
+ONNX_TOLERANCE_ENV = "FIXATIVE_ONNX_TOLERANCE"
+DEFAULT_ONNX_TOLERANCE = 1e-5
 # Monitoring queries (see core.monitoring.limits).
 MONITOR_SECONDS_ENV = "FIXATIVE_MONITOR_QUERY_SECONDS"
 MONITOR_MEMORY_ENV = "FIXATIVE_MONITOR_MEMORY_LIMIT"
@@ -194,3 +205,24 @@ def secret(name: str) -> str | None:
     """The value of the environment variable a watch channel names (None when unset);
     the name itself is checked by :mod:`core.watch.config`."""
     return _get(name)
+
+
+def compile_on_write() -> bool:
+    """Whether writing a version also compiles it (``FIXATIVE_COMPILE``: on unless it is
+    0, false, no or off)."""
+    return raw(COMPILE_ENV).lower() not in ("0", "false", "no", "off")
+
+
+def onnx_tolerance() -> float:
+    """``FIXATIVE_ONNX_TOLERANCE``: a finite number >= 0, else an error naming the variable."""
+    text = raw(ONNX_TOLERANCE_ENV)
+    if not text:
+        return DEFAULT_ONNX_TOLERANCE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(f"{ONNX_TOLERANCE_ENV} must be a number of at least 0 (a relative "
+                              f"difference, e.g. 1e-5), got {text[:40]!r}.")
+    return value

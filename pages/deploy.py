@@ -11,7 +11,11 @@ from core.errors import FixativeError
 from core.safety.loader import forbidden_message
 from core.serving.netcheck import MAX_WORKERS, free_port
 from core.store.upload import trust_label
-from core.workbench import ui
+from core.workbench import catalog, ui
+
+ENGINES = {"auto": "auto: the compiled graph when verified, else scikit-learn",
+           "sklearn": "scikit-learn (loads the model file)",
+           "onnx": "the compiled graph (never loads the model file)"}
 
 HOSTS = {"127.0.0.1": "this machine only (127.0.0.1)",
          "0.0.0.0": "every network interface (0.0.0.0)"}
@@ -65,6 +69,9 @@ def start_section(store, name: str, version: str) -> None:
                                                 "start. Each loads the model.")
         log = st.checkbox("Log predictions (needed for monitoring)", value=True,
                           key="deploy_log")
+        engine = st.selectbox("Engine", ENGINES, key="deploy_engine",
+                              format_func=ENGINES.__getitem__)
+        st.caption(catalog.compiled_text(ui.get_store().compiled(name, version)))
         trust = bool(needs) and not forbidden and st.checkbox(
             trust_label(needs), key=f"deploy_trust_{name}_{version}")
         submitted = st.form_submit_button("Start endpoint", type="primary")
@@ -74,7 +81,8 @@ def start_section(store, name: str, version: str) -> None:
     with st.spinner(f"Starting {target} on port {int(port)}…"):
         try:
             started = deploy.start_endpoint(store, target, port=int(port), host=host,
-                                            workers=int(workers), log=log, trusted=trusted)
+                                            workers=int(workers), log=log, trusted=trusted,
+                                            engine=engine)
         except FixativeError as exc:
             first, _, rest = exc.message.partition("\n")
             st.error(first)
@@ -104,6 +112,7 @@ def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> No
                 st.rerun()
         if not status.alive:
             return
+        st.caption(f"Engine: {views.served_engine(ep)}")
         st.markdown("**Recent requests**")
         recent = views.recent_requests(store, ep, 20)
         if recent.empty:

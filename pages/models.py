@@ -86,6 +86,29 @@ def details_section(name: str, version: str, by_id: dict) -> None:
     st.markdown("**Environment**")
     st.dataframe(catalog.environment_frame(meta.environment), hide_index=True,
                  key="models_environment")
+    compiled_section(name, version)
+
+
+def compiled_section(name: str, version: str) -> None:
+    store = ui.get_store()
+    st.markdown("**Compiled engine**")
+    try:
+        report = store.compiled(name, version)
+    except FixativeError as exc:
+        st.error(exc.message)
+        report = None
+    st.caption(catalog.compiled_text(report))
+    if st.button("Compile to ONNX" if report is None else "Compile again", key="models_compile",
+                 help="Convert the model with skl2onnx and compare it with the model on the "
+                      "stored sample."):
+        try:
+            with st.spinner("Compiling…"):
+                text = catalog.compile_version(store, name, version)
+        except FixativeError as exc:
+            st.error(exc.message)
+        else:
+            ui.flash(text)
+            st.rerun()
 
 
 def params_table(meta) -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
+from core import settings
 from core.model import examples
+
+# Compiling a version to ONNX costs a second or more per write (skl2onnx); the tests of
+# compiling (tests/store/test_compile.py, tests/serving/test_engines.py) turn it on.
+os.environ.setdefault(settings.COMPILE_ENV, "0")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ from core.cards import analyses, markup, svgcharts
 from core.cards.analyses import Evaluation, LineageCard
 from core.cards.sections import AUTOMATIC, SECTIONS, Section, section
 from core.cards.sections import SECTION_KEYS as SECTION_KEYS
-from core.errors import InvalidArgument
+from core.errors import FixativeError, InvalidArgument
 from core.model.bundle import BundleMeta, ModelBundle, current_user
 from core.store.protocols import StoreLike
 from core.times import parse_iso
@@ -199,6 +199,8 @@ class CardData:
     segment: str | None = None
     get_started: dict[str, str] = field(default_factory=dict)
     production: ProductionMetrics | None = None
+    # which engine a server of this version runs on engine auto, and how it was judged
+    engine: str = ""
 
     @property
     def ref(self) -> str:
@@ -325,10 +327,23 @@ def _history(versions: Sequence[Any], current: str | None,
     return rows
 
 
+def _engine(store: StoreLike, name: str, version: str) -> str:
+    """The serving engine of a version on engine auto, with what the choice rests on."""
+    from core.store.compile import summary, verified
+
+    try:
+        report = store.compiled(name, version)
+    except FixativeError as exc:
+        return f"scikit-learn (the compiled graph is unreadable: {exc.message})"
+    serves = "ONNX graph (onnxruntime)" if verified(report) else "scikit-learn"
+    return f"{serves}; compiled graph {summary(report)}"
+
+
 def _build(meta: BundleMeta, *, version: str | None, board: str | None,
            versions: Sequence[Any] = (), aliases: Mapping[str, str] | None = None,
            records: Sequence[Any] = (), evaluations: Sequence[Mapping[str, Any]] = (),
-           segment: str | None = None, endpoint: str | None = None) -> CardData:
+           segment: str | None = None, endpoint: str | None = None,
+           engine: str = "") -> CardData:
     aliases = dict(aliases or {})
     texts, edits = _sections(records)
     notes = [n for n in meta.notes if n]
@@ -347,7 +362,8 @@ def _build(meta: BundleMeta, *, version: str | None, board: str | None,
         sections=texts, edits=edits, missing=_missing(meta, version, bool(found)), notes=notes,
         generated=datetime.now(UTC), model_summary=meta.model_summary,
         lineage=LineageCard.of(meta), evaluations=found, segment=segment,
-        get_started=analyses.get_started(meta, ref, endpoint or analyses.DEFAULT_ENDPOINT))
+        get_started=analyses.get_started(meta, ref, endpoint or analyses.DEFAULT_ENDPOINT),
+        engine=engine)
 
 
 def card_data(store: StoreLike, name: str, version: str | None = None, *,
@@ -366,7 +382,7 @@ def card_data(store: StoreLike, name: str, version: str | None = None, *,
     card = _build(meta, version=version, board=store.url, versions=store.versions(name),
                   aliases=store.aliases(name),
                   records=store.records(CARD_KIND, name, version), evaluations=evaluations,
-                  segment=segment, endpoint=endpoint)
+                  segment=segment, endpoint=endpoint, engine=_engine(store, name, version))
     card.production = production
     return card
 
@@ -378,7 +394,8 @@ def card_data_from_bundle(bundle: ModelBundle, store: StoreLike | None = None) -
         return _build(bundle.meta, version=version, board=getattr(store, "url", None))
     return _build(bundle.meta, version=version, board=store.url,
                   versions=store.versions(bundle.name), aliases=store.aliases(bundle.name),
-                  records=store.records(CARD_KIND, bundle.name, version))
+                  records=store.records(CARD_KIND, bundle.name, version),
+                  engine=_engine(store, bundle.name, version))
 
 
 def save_section(store: StoreLike, name: str, version: str, key: str, text: str,

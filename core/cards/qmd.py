@@ -43,6 +43,8 @@ def model_details(card: CardData) -> str:
     ]
     if card.tags:
         out.append(f"- **Tags:** {', '.join(lit(t) for t in card.tags)}")
+    if card.engine:
+        out.append(f"- **Serving engine:** {lit(card.engine, max_chars=2000)}")
     env = card.environment
     if env:
         packages = ", ".join(f"{lit(k)} {lit(v)}"

@@ -22,6 +22,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="server processes (default 1); each loads the same version")
     parser.add_argument("--no-log", action="store_true",
                         help="do not write the prediction log (monitoring will see nothing)")
+    parser.add_argument("--engine", default="auto", choices=("auto", "sklearn", "onnx"),
+                        help="what computes predictions: the compiled ONNX graph when it was "
+                             "verified (auto, the default), always scikit-learn, or always the "
+                             "graph")
     parser.add_argument("--no-batching", action="store_true",
                         help="predict every request on its own instead of micro-batching")
     parser.add_argument("--max-body-mb", default=None,
@@ -132,6 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "overrides it at run time)")
     docker.add_argument("--port", default="8080", help="port the container listens on")
     trust_argument(docker, "a name in the model file to allow when the container loads it")
+    docker.add_argument("--engine", default="auto", choices=("auto", "sklearn", "onnx"),
+                        help="auto (default): serve the compiled graph when it was verified, "
+                             "with neither the model file nor scikit-learn in the image")
     docker.add_argument("--force", action="store_true",
                         help="replace OUT_DIR if it holds an earlier bundle")
     docker.add_argument("--with-s3", action="store_true",
@@ -169,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
     max_body = _max_body_bytes(args.max_body_mb)
     limits = {k: getattr(args, k) for k in LIMIT_FLAGS}
     settings = server_factory.ServeSettings(
-        name="", version="", trusted=list(args.trust), log=not args.no_log,
+        name="", version="", trusted=list(args.trust), log=not args.no_log, engine=args.engine,
         batching=not args.no_batching, max_body_bytes=max_body, **limits,
         public_url=args.public_url, allow_short_tokens=args.allow_short_tokens)
     # refuse bad limits, a bad public URL or tokens before the model is loaded
@@ -185,14 +192,17 @@ def _serve(args: argparse.Namespace) -> int:
     ensure_port_free(host, port, hint="choose another with --port")
     name, version = store.resolve(args.ref)
     settings.name, settings.version, settings.store = name, version, str(store.url)
-    bundle = server_factory.load_bundle(settings, store=store)
+    served = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     settings.alias = alias or None
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    from core.serving.engine import text as engine_text
+
     print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
           f"{'s' if workers > 1 else ''} (docs: {url}/). Stop with Ctrl+C.", flush=True)
-    server_factory.run(settings, host=host, port=port, workers=workers, bundle=bundle,
+    print(f"Engine: {engine_text(served.engine.describe())}", flush=True)
+    server_factory.run(settings, host=host, port=port, workers=workers, served=served,
                        store=store, access_log=args.access_log)
     return 0
 
@@ -209,7 +219,7 @@ def _endpoints_start(args: argparse.Namespace) -> int:
     endpoint = deploy.start_endpoint(
         store, args.ref, port=port, host=host, workers=args.workers, log=not args.no_log,
         batching=not args.no_batching, max_body_mb=args.max_body_mb, trusted=args.trust,
-        timeout=args.timeout)
+        timeout=args.timeout, engine=args.engine)
     print(f"Started {endpoint.label}: {endpoint.url}/ (id {endpoint.id}, pid {endpoint.pid}, "
           f"log {endpoint.log_file})")
     return 0
@@ -336,6 +346,7 @@ def _docker(args: argparse.Namespace) -> int:
 
     out = dockerbundle.write_bundle(open_store(args), args.ref, args.out_dir,
                                     workers=args.workers, port=args.port, trusted=args.trust,
+                                    engine=args.engine,
                                     force=args.force, with_s3=args.with_s3, k8s=args.k8s,
                                     lock=not args.no_lock)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")

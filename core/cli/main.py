@@ -25,7 +25,7 @@ EXTENSIONS: list[str] = ["core.cli.store", "core.cli.card", "core.cli.deploy", "
 # command, register them all. tests/cli/test_cli_imports.py checks this table.
 COMMANDS: dict[str, str] = {
     **dict.fromkeys(["write", "list", "versions", "show", "search", "alias", "history",
-                     "delete", "prune", "reindex", "verify"], "core.cli.store"),
+                     "delete", "prune", "reindex", "verify", "compile"], "core.cli.store"),
     "card": "core.cli.card",
     **dict.fromkeys(["serve", "endpoints", "docker"], "core.cli.deploy"),
     **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),

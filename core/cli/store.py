@@ -304,6 +304,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _print_problems(report.problems)
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from core.store.compile import summary
+
+    store = open_store(args)
+    name, version = store.resolve(args.ref)
+    report = store.compile(f"{name}@{version}", trusted=args.trust)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"{name}@{version}: compiled engine {summary(report)}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -404,3 +417,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     _command(sub, "reindex", "rebuild the DuckDB index from the board", cmd_reindex)
     _command(sub, "verify", "re-hash every stored file", cmd_verify)
+
+    p = _command(sub, "compile", "convert a version to ONNX and check it against the model "
+                 "on the stored sample", cmd_compile, json_output=True)
+    p.add_argument("ref", metavar="NAME[@VERSION|:ALIAS]")
+    trust_argument(p, "trust an import the safety check does not know (to load the model)")

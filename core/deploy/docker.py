@@ -35,8 +35,11 @@ from pathlib import Path
 
 from core.errors import Conflict, InvalidArgument
 from core.model.bundle import BundleMeta
+from core.serving.engine import check_engine, wants_graph
 from core.serving.netcheck import check_port, check_workers
 from core.store.board import META_FILE
+from core.store.layout import model_file
+from core.store.paths import ONNX_FILE
 from core.store.protocols import StoreLike
 
 ENTRY_MODULE = "core.serving.process"
@@ -52,6 +55,10 @@ SERVER_PACKAGES = ("starlette", "uvicorn", "prometheus-client", "pandas", "numpy
 SPEEDUPS = {"uvloop": '; sys_platform != "win32"', "httptools": ""}
 # Needed only for the prediction log on an S3 board (``--with-s3``).
 S3_PACKAGES = ("s3fs",)
+# A bundle served from the compiled graph runs it with onnxruntime (onnx checks it first)
+# and never loads the model file, so the packages only the model file needs are left out.
+ONNX_PACKAGES = ("onnxruntime", "onnx", "protobuf")
+MODEL_ONLY = ("scikit-learn", "scipy", "joblib", "skops", "skl2onnx", "threadpoolctl")
 
 
 def _core_dir() -> Path:
@@ -153,16 +160,25 @@ def _canonical(dist: str) -> str:
     return dist.lower().replace("_", "-").replace(".", "-")
 
 
-def requirements(meta: BundleMeta, extra: Sequence[str] = ()) -> list[str]:
+def requirements(meta: BundleMeta, extra: Sequence[str] = (), graph: bool = False) -> list[str]:
     """Pinned requirement lines: the model's packages at the versions recorded in its
-    bundle, then what the server needs at the versions installed here."""
+    bundle, then what the server needs at the versions installed here. ``graph``: the
+    bundle serves the compiled graph, so the model's own libraries (scikit-learn, SciPy,
+    joblib, the estimator's package) are left out and onnxruntime is in."""
     pins: dict[str, str] = {}
     shown: dict[str, str] = {}
+    model_lib = _canonical(meta.library or "")
     for dist, version in (meta.environment.get("packages") or {}).items():
+        if graph and (_canonical(dist) in MODEL_ONLY or _canonical(dist) == model_lib):
+            continue
         pins[_canonical(dist)] = str(version)
         shown[_canonical(dist)] = dist
     _, third = core_modules()
     needed = _distributions(third) | set(SERVER_PACKAGES) | set(extra)
+    if graph:
+        needed = {d for d in needed if _canonical(d) not in MODEL_ONLY} | set(ONNX_PACKAGES)
+    else:  # compiling happens in the store, never in a served image
+        needed = {d for d in needed if _canonical(d) not in (*ONNX_PACKAGES, "skl2onnx")}
     missing: list[str] = []
     for dist in sorted(needed):
         key = _canonical(dist)
@@ -274,7 +290,7 @@ DOCKERIGNORE = """\
 
 
 def readme(meta: BundleMeta, version: str, *, port: int, workers: int,
-           requirement_lines: Sequence[str]) -> str:
+           requirement_lines: Sequence[str], graph: bool = False) -> str:
     tag = meta.name.lower().replace("_", "-")
     packages = "\n".join(f"    {line}" for line in requirement_lines)
     return f"""\
@@ -323,9 +339,7 @@ after SIGKILL at most the last second of log is lost.
 
 ## What is inside
 
-- `model/`: the stored version as written by Fixative (model file, `fixative.json`
-  metadata with the input schema, `sample.parquet`); the model file is checked for
-  unsafe contents before it is loaded, as in the store.
+{_model_text(graph)}
 - `core/`: the Fixative modules the server needs.
 - `serve.json`: which model and version to serve, names trusted when it was bundled.
 - `requirements.lock` (when written): every package of the image, transitive ones too,
@@ -338,12 +352,26 @@ after SIGKILL at most the last second of log is lost.
 """
 
 
-def preflight(store: StoreLike, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = ()
-              ) -> tuple[str, str, BundleMeta, list[str]]:
-    """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines).
+def _model_text(graph: bool) -> str:
+    if graph:
+        return ("- `model/`: the stored version as written by Fixative, without its model file:\n"
+                "  the compiled graph `model.onnx` (checked before onnxruntime loads it), the\n"
+                "  compile report `compiled.json`, `fixative.json` metadata with the input\n"
+                "  schema and `sample.parquet`. Nothing is unpickled.")
+    return ("- `model/`: the stored version as written by Fixative (model file, `fixative.json`\n"
+            "  metadata with the input schema, `sample.parquet`); the model file is checked for\n"
+            "  unsafe contents before it is loaded, as in the store.")
 
-    The model file is scanned (never loaded): a container cannot ask anyone to trust an
-    import outside the allowlist, so each one must be in ``trusted`` now.
+
+def preflight(store: StoreLike, ref: str, *, with_s3: bool = False, trusted: Sequence[str] = (),
+              engine: str = "auto") -> tuple[str, str, BundleMeta, list[str], bool]:
+    """Check that ``ref`` can be bundled: (name, version, metadata, requirement lines,
+    whether it serves the compiled graph).
+
+    Served by scikit-learn, the model file is scanned (never loaded): a container cannot
+    ask anyone to trust an import outside the allowlist, so each one must be in
+    ``trusted`` now. Served from the graph (``engine`` auto with a verified graph, or
+    onnx), the model file is not in the bundle at all.
     """
     name, version = store.resolve(ref)
     if not store.fs.exists(store.path(name, version, META_FILE)):
@@ -352,16 +380,21 @@ def preflight(store: StoreLike, ref: str, *, with_s3: bool = False, trusted: Seq
                               "Fixative (store.write(store.read(...))), then bundle the new "
                               "version.")
     meta = store.meta(name, version)
+    engine = check_engine(engine)
+    if wants_graph(engine, store.compiled(name, version) if engine != "sklearn" else None):
+        return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else (),
+                                                 graph=True), True
     from core.safety.loader import refuse_untrusted
 
     refuse_untrusted(store.safety_report(name, version), trusted, f"{name}@{version}",
                      advice=" A container would refuse to load it, so no bundle is written "
                             "until each name is trusted (add the package that provides them "
                             "to the bundle's requirements.txt too).")
-    return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ())
+    return name, version, meta, requirements(meta, S3_PACKAGES if with_s3 else ()), False
 
 
-def _copy_version(store: StoreLike, name: str, version: str, target: Path) -> None:
+def _copy_version(store: StoreLike, name: str, version: str, target: Path,
+                  skip: frozenset[str] = frozenset()) -> None:
     source = store.path(name, version)
     fs = store.fs
     target.mkdir(parents=True)
@@ -372,6 +405,8 @@ def _copy_version(store: StoreLike, name: str, version: str, target: Path) -> No
     prefix = source.rstrip("/") + "/"
     for entry in entries:
         rel = str(entry)[len(prefix):] if str(entry).startswith(prefix) else Path(entry).name
+        if rel in skip:
+            continue
         dest = target / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         with fs.open(entry, "rb") as src, open(dest, "wb") as out:
@@ -411,12 +446,16 @@ def _board_for(store: StoreLike) -> str | None:
 
 def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: int = 1,
                  port: int = DEFAULT_PORT, trusted: Sequence[str] = (), force: bool = False,
-                 with_s3: bool = False, k8s: bool = False, lock: bool = False) -> Path:
+                 with_s3: bool = False, k8s: bool = False, lock: bool = False,
+                 engine: str = "auto") -> Path:
     """Write a Docker bundle of ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME:ALIAS``).
 
     ``k8s``: add Kubernetes manifests under ``k8s/`` (implies ``with_s3``: pods log to an
     ``s3://`` board). ``lock``: pin every package of the image with hashes
     (``requirements.lock``; needs the package index, see :mod:`core.deploy.lock`).
+    ``engine``: see :mod:`core.serving.engine`. A bundle served from the compiled graph
+    holds neither the model file nor scikit-learn.
+
     Refuses a non-empty ``out_dir`` unless ``force`` and it holds a previous bundle.
     The bundle is assembled next to ``out_dir`` and moved into place at the end, so a
     failure leaves no half-written bundle.
@@ -428,8 +467,8 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
     out = Path(out_dir).expanduser()
     if str(out_dir).strip() == "":
         raise InvalidArgument("No output folder given; name a new folder for the bundle.")
-    name, version, meta, lines = preflight(store, ref, with_s3=with_s3 or k8s,
-                                           trusted=trusted)
+    name, version, meta, lines, graph = preflight(store, ref, with_s3=with_s3 or k8s,
+                                                  trusted=trusted, engine=engine)
     _prepare_out_dir(out, force)
     locked = None
     if lock:
@@ -446,12 +485,14 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
         raise InvalidArgument(f"Cannot write to {out.parent}: {exc.strerror or exc}. Choose a "
                               "folder you can write to.") from None
     try:
-        _copy_version(store, name, version, staging / MODEL_DIR)
+        # each image holds what its engine reads: the graph or the model file
+        skip = frozenset({model_file(name)} if graph else {ONNX_FILE})
+        _copy_version(store, name, version, staging / MODEL_DIR, skip)
         _copy_core(staging / "core")
         settings = {"name": name, "version": version, "model_dir": MODEL_DIR,
                     "trusted": list(trusted), "port": port, "workers": workers,
                     "host": "0.0.0.0", "log": True, "batching": True,
-                    "alias": parse_ref(ref)[2]}
+                    "alias": parse_ref(ref)[2], "engine": "onnx" if graph else "sklearn"}
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         (staging / "requirements.txt").write_text("\n".join(lines) + "\n")
         if locked is not None:
@@ -472,7 +513,8 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
                 (folder / file).write_text(text)
         (staging / ".dockerignore").write_text(DOCKERIGNORE)
         (staging / "README.md").write_text(
-            readme(meta, version, port=port, workers=workers, requirement_lines=lines))
+            readme(meta, version, port=port, workers=workers, requirement_lines=lines,
+                   graph=graph))
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -484,7 +526,7 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
 
 def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
                trusted: Sequence[str] = (), with_s3: bool = False, k8s: bool = False,
-               lock: bool = False) -> tuple[str, bytes]:
+               lock: bool = False, engine: str = "auto") -> tuple[str, bytes]:
     """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button."""
     import tempfile
 
@@ -493,7 +535,7 @@ def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFA
     with tempfile.TemporaryDirectory() as tmp:
         out = write_bundle(store, f"{name}@{version}", Path(tmp) / folder_name,
                            workers=workers, port=port, trusted=trusted, with_s3=with_s3,
-                           k8s=k8s, lock=lock)
+                           k8s=k8s, lock=lock, engine=engine)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):

@@ -42,6 +42,7 @@ from typing import Any
 
 from core import processes, settings
 from core.errors import Conflict, FixativeError, InvalidArgument, NotFound
+from core.serving.engine import check_engine, wants_graph
 from core.serving.netcheck import (
     check_host,
     check_port,
@@ -337,10 +338,11 @@ def _owner_by_registry(folder: Path, port: int) -> str | None:
 
 def serve_command(ref: str, *, store_url: str, host: str, port: int, workers: int = 1,
                   log: bool = True, batching: bool = True, max_body_mb: float | None = None,
-                  trusted: Sequence[str] = ()) -> list[str]:
+                  trusted: Sequence[str] = (), engine: str = "auto") -> list[str]:
     """The ``python -m core serve ...`` command line of an endpoint."""
     command = [sys.executable, "-m", "core", "serve", ref, "--store", store_url,
-               "--host", host, "--port", str(port), "--workers", str(workers)]
+               "--host", host, "--port", str(port), "--workers", str(workers),
+               "--engine", check_engine(engine)]
     if not log:
         command.append("--no-log")
     if not batching:
@@ -375,8 +377,11 @@ def check_trusted(store: StoreLike, name: str, version: str, trusted: Sequence[s
 def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.0.1",
                    workers: int = 1, log: bool = True, batching: bool = True,
                    max_body_mb: float | None = None, trusted: Sequence[str] = (),
-                   timeout: float = START_TIMEOUT) -> Endpoint:
+                   timeout: float = START_TIMEOUT, engine: str = "auto") -> Endpoint:
     """Start ``ref`` (``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``) as a local endpoint.
+
+    ``engine``: auto, sklearn or onnx (see :mod:`core.serving.engine`); a version served
+    from its compiled graph needs no trust, since its model file is never loaded.
 
     Returns once ``/healthz`` answers. The version is resolved here, so an alias that
     moves later does not change what this endpoint serves. Raises :class:`Conflict`
@@ -392,7 +397,10 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
         raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}.")
     name, version = store.resolve(ref)
-    check_trusted(store, name, version, trusted)
+    engine = check_engine(engine)
+    report = store.compiled(name, version) if engine != "sklearn" else None
+    if not wants_graph(engine, report):
+        check_trusted(store, name, version, trusted)
     folder = run_dir(store)
     ensure_port_free(host, port, owner=_owner_by_registry(folder, port))
 
@@ -401,7 +409,7 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     log_file = folder / f"{endpoint_id}.log"
     command = serve_command(f"{name}@{version}", store_url=_store_location(store), host=host,
                             port=port, workers=workers, log=log, batching=batching,
-                            max_body_mb=max_body_mb, trusted=trusted)
+                            max_body_mb=max_body_mb, trusted=trusted, engine=engine)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
@@ -416,7 +424,7 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
         store=_store_location(store), alias=parse_ref(ref)[2], workers=workers,
         machine=socket.gethostname(), proc_start=process_start_ticks(process.pid),
         options={"log": log, "batching": batching, "max_body_mb": max_body_mb,
-                 "trusted": list(trusted)})
+                 "trusted": list(trusted), "engine": engine})
     _write_registry(folder, endpoint)
     try:
         _wait_ready(endpoint, process, timeout)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,3 +112,19 @@ def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str
     (curl, Python requests, vetiver, R httr2) with the real address filled in."""
     blocks = examples(ModelBundle(model=None, meta=meta), auth=auth)
     return {title: code.replace(BASE_URL, url.rstrip("/")) for title, code in blocks.items()}
+
+
+def served_engine(endpoint: Endpoint, timeout: float = 2.0) -> str:
+    """Which engine a running endpoint serves with and how its graph was judged, from its
+    ``/metadata`` (a server that asks for a token does not say)."""
+    from core.serving.engine import text
+
+    try:
+        with urllib.request.urlopen(endpoint.url + "/metadata", timeout=timeout) as answer:  # noqa: S310
+            info = json.loads(answer.read(2_000_000))["user"]["engine"]
+        return text(info)
+    except urllib.error.HTTPError as exc:
+        return ("not shown: the server asks for a token" if exc.code == 401
+                else f"not shown (HTTP {exc.code})")
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return "not shown: the server did not answer"

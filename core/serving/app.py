@@ -30,16 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
 import json
 import logging
-import re
 import time
-import uuid
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -57,48 +53,31 @@ from core.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
-    RequestTimeout,
     ServiceUnavailable,
     TooManyRequests,
-    Unauthorized,
-    UnsupportedMediaType,
 )
 from core.model.bundle import ModelBundle
 from core.serving import limits as limits_mod
 from core.serving import wire
 from core.serving.batching import Batcher
+from core.serving.body import RETRY_AFTER, Slots, check_encoding, read_body
+from core.serving.convert import Converter
 from core.serving.docs_page import check_public_url, render_docs
+from core.serving.engine import SklearnEngine
+from core.serving.engine import text as engine_text
+from core.serving.gate import Gate
 from core.serving.limits import MIN_TOKEN_LENGTH, Limits
 from core.serving.metrics import CONTENT_TYPE, ServerMetrics
-from core.serving.openapi import OPEN_PATHS, build_openapi
+from core.serving.openapi import build_openapi
+from core.serving.responses import JSONResponse, error_response
 from core.serving.warnpolicy import settle_process
 from core.store.protocols import StoreLike
 
 DEFAULT_MAX_BODY = 20 * 2**20
-# Seconds the whole request body may take to arrive before the request is answered 408.
-BODY_TIMEOUT = limits_mod.BODY_TIMEOUT
-# Bodies larger than this take a parsing slot (429 when none is free) and are parsed in
-# a worker thread instead of on the event loop.
-THREAD_PARSE_BYTES = 64 * 1024
-# Seconds a client is told to wait after a 429.
-RETRY_AFTER = 1
 # Seconds /healthz trusts its last look at whether the version still exists.
 VERSION_CHECK_INTERVAL = 5.0
 MAX_WARNINGS = 20
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 _log = logging.getLogger("fixative.server")
-
-
-class JSONResponse(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return wire.dumps(content)
-
-
-def error_response(exc: FixativeError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
 @dataclass
@@ -106,7 +85,8 @@ class _Service:
     """Everything one app needs, built once in create_app."""
 
     bundle: ModelBundle
-    converter: wire.Converter
+    engine: Any
+    converter: Converter
     batcher: Batcher
     metrics: ServerMetrics
     tokens: tuple[bytes, ...]
@@ -116,7 +96,7 @@ class _Service:
     store: Any = None
     pin_url: str | None = None
     ready: bool = False
-    slots: _Slots = None  # type: ignore[assignment]
+    slots: Slots = None  # type: ignore[assignment]
     version_checked: float = -float("inf")
     version_gone: bool = False
     # the version was in the store at start (not so for a Docker bundle's log board)
@@ -132,7 +112,8 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
                batching: bool = True, max_batch_rows: int = 10_000,
                flush_interval: float = 1.0, metrics_dir: str | None = None,
                body_timeout: float | None = None, limits: Limits | None = None,
-               public_url: str | None = None, allow_short_tokens: bool = False) -> Starlette:
+               public_url: str | None = None, allow_short_tokens: bool = False,
+               engine: Any = None) -> Starlette:
     """A Starlette app serving ``bundle``.
 
     ``store``: the VersionStore the bundle came from; needed for the prediction log
@@ -145,7 +126,8 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
     if given, replaces its whole-body deadline (seconds from the start of the request).
     ``public_url``: the URL clients reach the server at, for the docs page's examples
     (without it they use the address the browser shows). ``allow_short_tokens``: accept
-    tokens shorter than 16 characters.
+    tokens shorter than 16 characters. ``engine``: what computes predictions (see
+    :mod:`core.serving.engine`); None runs ``bundle.model`` itself.
     """
     if max_body_bytes < 1:
         raise BadRequest("max_body_bytes must be a positive number of bytes.")
@@ -157,24 +139,20 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
     meta = bundle.meta
     version = bundle.version or "unversioned"
     metrics = ServerMetrics(meta.name, version, metrics_dir)
-    model = bundle.model
-    named = meta.prototype.named
-
-    def call(method: str, frame: Any) -> Any:
-        data = frame if named else frame.to_numpy()
-        return getattr(model, method)(data)
-
+    if engine is None:
+        engine = SklearnEngine(bundle.model, meta.prototype.named)
     svc = _Service(
         bundle=bundle,
-        converter=wire.Converter(meta.prototype),
-        batcher=Batcher(call, enabled=batching, max_rows=max_batch_rows,
+        converter=Converter(meta.prototype),
+        engine=engine,
+        batcher=Batcher(engine, enabled=batching, max_rows=max_batch_rows,
                         on_batch=metrics.observe_batch),
         metrics=metrics,
         tokens=token_bytes,
         max_body_bytes=int(max_body_bytes),
         limits=limits,
         store=store,
-        slots=_Slots(limits.max_parsing),
+        slots=Slots(limits.max_parsing),
         classes=np.asarray(meta.classes, dtype=object) if meta.classes is not None else None,
     )
     if store is not None:
@@ -185,7 +163,8 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
             kinds = {c.name: c.kind for c in meta.prototype.columns}
             svc.writer = LogWriter(store, meta.name, version, flush_interval,
                                    feature_kinds=kinds, classes=meta.classes)
-    svc.docs = render_docs(bundle, auth=bool(token_bytes), public_url=public_url)
+    svc.docs = render_docs(bundle, auth=bool(token_bytes), public_url=public_url,
+                           engine=engine_text(engine.describe()))
     svc.openapi = wire.dumps(build_openapi(bundle, auth=bool(token_bytes)))
 
     routes = [
@@ -237,7 +216,7 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
     # /predict/ is a 404 like any unknown path, not a redirect built from the Host header
     app.router.redirect_slashes = False
     app.state.svc = svc
-    app.add_middleware(_Gate, svc=svc)
+    app.add_middleware(Gate, svc=svc)
     return app
 
 
@@ -272,91 +251,6 @@ def server_tokens(tokens: Sequence[str] | None, *, allow_short: bool = False
             "print(secrets.token_urlsafe(32))\"), or start with --allow-short-tokens "
             f"({limits_mod.ALLOW_SHORT_TOKENS_ENV}=1).")
     return tuple(t.encode() for t in kept)
-
-
-# -- middleware: request id, auth, metrics, last-resort errors ------------------------------
-
-
-class _Gate:
-    def __init__(self, app: Any, svc: _Service) -> None:
-        self.app = app
-        self.svc = svc
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        rid = _request_id(scope)
-        scope["fixative"] = {"id": rid, "ts": datetime.now(UTC), "t0": t0}
-        state = {"status": 500, "started": False}
-        rid_header = (b"x-request-id", rid.encode("ascii"))
-
-        async def send_with_id(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
-                message["headers"] = [*message.get("headers", ()), rid_header]
-            await send(message)
-
-        path = scope["path"]
-        label = path if path in self.svc.route_labels else "other"
-        in_progress = self.svc.metrics.in_progress.labels(label)
-        in_progress.inc()
-        try:
-            if self.svc.tokens and path not in OPEN_PATHS and not self._authorized(scope):
-                exc: FixativeError = Unauthorized(
-                    "The bearer token was not accepted: it is none of the server's tokens "
-                    f"({settings.TOKENS_ENV}); check it, or ask for a current one."
-                    if _bearer(scope) else
-                    "This endpoint needs a bearer token: send the header "
-                    "'Authorization: Bearer <token>' with one of the server's tokens "
-                    f"({settings.TOKENS_ENV}).")
-                await error_response(exc, {"WWW-Authenticate": "Bearer"})(scope, receive,
-                                                                           send_with_id)
-            else:
-                try:
-                    await self.app(scope, receive, send_with_id)
-                except Exception:
-                    _log.exception("unhandled error in request %s %s", scope.get("method"), path)
-                    if not state["started"]:
-                        exc = InternalError(f"The server failed on this request (request id "
-                                            f"{rid}); the server log has the details.")
-                        await error_response(exc)(scope, receive, send_with_id)
-        finally:
-            in_progress.dec()
-        self.svc.metrics.observe(label, state["status"], time.perf_counter() - t0)
-
-    def _authorized(self, scope: dict[str, Any]) -> bool:
-        token = _bearer(scope)
-        if not token:
-            return False
-        ok = False
-        for candidate in self.svc.tokens:  # compare with all: no early exit
-            ok |= hmac.compare_digest(token, candidate)
-        return ok
-
-
-def _bearer(scope: dict[str, Any]) -> bytes:
-    """The token of an ``Authorization: Bearer`` header (empty when there is none)."""
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" else b""
-    return b""
-
-
-def _request_id(scope: dict[str, Any]) -> str:
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            try:
-                text = value.decode("ascii")
-            except UnicodeDecodeError:
-                break
-            if _REQUEST_ID.match(text):
-                return text
-            break
-    return uuid.uuid4().hex
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -451,11 +345,14 @@ async def _version_gone(svc: _Service) -> bool:
 
 
 async def _metadata(request: Request) -> Response:
-    """vetiver's shape: user, version, url, required_pkgs, python_version."""
+    """vetiver's shape: user, version, url, required_pkgs, python_version; ``user.engine``
+    says what computes the predictions and how the compiled graph was judged."""
     svc = _svc(request)
     meta = svc.bundle.meta
     env = meta.environment or {}
     user = {k: v for k, v in meta.to_dict().items() if k not in ("prototype", "profile")}
+    # vetiver's top-level keys stay exactly vetiver's: the engine is part of user metadata
+    user["engine"] = svc.engine.describe()
     return JSONResponse({
         "user": user,
         "version": svc.bundle.version,
@@ -499,88 +396,6 @@ async def _invocations(request: Request) -> Response:
     return await _serve(request, "invocations", None)
 
 
-async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT,
-                    slots: _Slots | None = None) -> tuple[bytes, bool]:
-    """The body and whether it holds a parsing slot of ``slots`` (the caller gives it
-    back). Refused with 413 as soon as it is known to exceed ``limit`` bytes, with 408
-    when it has not arrived whole ``timeout`` seconds after the request started (one
-    deadline for the whole body, so a byte now and then does not keep it open), and with
-    429 when it is larger than 64 KiB and every slot is taken."""
-    declared = request.headers.get("content-length")
-    size = None
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadRequest("The Content-Length header is not a number.") from None
-        if size > limit:
-            raise _too_large(limit, size)
-    started = request.scope.get("fixative", {}).get("t0", time.perf_counter())
-    held = False
-    if slots is not None and size is not None and size > THREAD_PARSE_BYTES:
-        held = slots.take()
-    try:
-        chunks: list[bytes] = []
-        total = 0
-        stream = request.stream()
-        while True:
-            left = timeout - (time.perf_counter() - started)
-            try:
-                if left <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(left):
-                    chunk = await anext(stream)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"The request body did not arrive in time: {total:,} bytes in "
-                    f"{timeout:g} s, the longest this server waits for a whole body. Send the "
-                    "whole body at once (a Content-Length larger than the body also waits "
-                    "for bytes that never come).") from None
-            total += len(chunk)
-            if total > limit:
-                raise _too_large(limit, None)
-            if slots is not None and not held and total > THREAD_PARSE_BYTES:
-                held = slots.take()
-            chunks.append(chunk)
-        return b"".join(chunks), held
-    except BaseException:
-        if held and slots is not None:
-            slots.give()
-        raise
-
-
-class _Slots:
-    """Large bodies being read or parsed at once; one more is a 429, not a wait, so a
-    burst of them never piles up in memory."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.used = 0
-
-    def take(self) -> bool:
-        if self.used >= self.size:
-            raise TooManyRequests(
-                f"The server is already reading or parsing {self.size} large request bodies; "
-                f"retry in {RETRY_AFTER} s (see Retry-After), or send smaller requests.",
-                [{"limit": self.size, "retry_after": RETRY_AFTER}])
-        self.used += 1
-        return True
-
-    def give(self) -> None:
-        self.used -= 1
-
-
-def _too_large(limit: int, size: int | None) -> PayloadTooLarge:
-    mib = limit / 2**20
-    got = f" ({size / 2**20:.1f} MiB)" if size is not None else ""
-    return PayloadTooLarge(
-        f"The request body{got} is larger than this server's limit of {mib:.3g} MiB; send "
-        "fewer rows per request, or start the server with a larger body limit.",
-        [{"limit_bytes": limit}])
-
-
 async def _serve(request: Request, route: str, method: str | None) -> Response:
     svc = _svc(request)
     info = request.scope["fixative"]
@@ -589,7 +404,7 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
     try:
         if method == "predict_proba":
             _require_proba(svc)
-        _check_encoding(request.headers.get("content-encoding"))
+        check_encoding(request.headers.get("content-encoding"))
         body, held = await read_body(request, svc.max_body_bytes, svc.limits.body_timeout,
                                      svc.slots)
         ctype = request.headers.get("content-type")
@@ -668,13 +483,6 @@ def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
 
 
 CLIENT_CLOSED = "client_closed"
-
-
-def _check_encoding(encoding: str | None) -> None:
-    if encoding and encoding.strip().lower() not in ("identity", ""):
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding.strip()[:40]!r} is not supported; send the body "
-            "uncompressed (it may be up to the server's body limit).")
 
 
 def _require_proba(svc: _Service) -> None:

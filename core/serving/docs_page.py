@@ -54,8 +54,8 @@ def check_public_url(url: str) -> str:
     return text.rstrip("/")
 
 
-def render_docs(bundle: ModelBundle, *, auth: bool = False, public_url: str | None = None
-                ) -> str:
+def render_docs(bundle: ModelBundle, *, auth: bool = False, public_url: str | None = None,
+                engine: str | None = None) -> str:
     """The page. The examples' server URL is ``public_url``; without one, the page's
     script writes in the address the browser shows (see :func:`with_base_url`)."""
     meta = bundle.meta
@@ -72,6 +72,8 @@ def render_docs(bundle: ModelBundle, *, auth: bool = False, public_url: str | No
         summary.append(("description", meta.description))
     for key, value in sorted(meta.metrics.items()):
         summary.append((f"metric: {key}", f"{value:.6g}"))
+    if engine:
+        summary.append(("engine", engine))
     if meta.created:
         summary.append(("created", f"{meta.created} by {meta.user or 'unknown'}"))
     summary_rows = "\n".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in summary)

@@ -69,6 +69,7 @@ class ServeSettings:
     # shown in the replica's heartbeat (see core.serving.heartbeat)
     alias: str | None = None
     port: int | None = None
+    engine: str = "auto"  # auto | sklearn | onnx (see core.serving.engine)
 
     def limits(self) -> limits_mod.Limits:
         """The limits in force: these settings, then the environment, then defaults."""
@@ -165,16 +166,86 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
                        version=version or (meta_doc.get("fixative") or {}).get("version"))
 
 
-def load_bundle(settings: ServeSettings, store: StoreLike | None = None) -> ModelBundle:
-    """The model bundle to serve, loaded safely (unsafe model files are refused)."""
+@dataclass
+class Served:
+    """A version ready to serve: its bundle (``model`` is None on the onnx engine, which
+    never unpickles it) and the engine that computes its predictions."""
+
+    bundle: ModelBundle
+    engine: Any
+
+
+def read_version_graph(folder: str | os.PathLike[str], version: str | None = None
+                       ) -> tuple[ModelBundle, dict[str, Any], bytes] | None:
+    """A version folder's metadata, sample, compile report and checked graph, without
+    its model file (None when the folder holds no compile report)."""
+    import io
+
+    import pandas as pd
+
+    from core.store import layout
+    from core.store.board import META_FILE, PINS_META, SAMPLE_FILE
+    from core.store.paths import COMPILED_FILE, COMPILED_HASH_FILE, ONNX_FILE
+
+    folder = Path(folder)
+    try:
+        doc = layout.parse_data_txt((folder / PINS_META).read_bytes())
+    except FileNotFoundError:
+        raise NotFound(f"{folder} holds no model version ({PINS_META} is missing).") from None
+    except ValueError as exc:
+        raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
+    block = layout.fixative_block(doc) or {}
+    meta_doc = json.loads(_checked_bytes(folder, META_FILE, {"sha256": block.get("meta_sha256")}))
+    files = (meta_doc.get("fixative") or {}).get("files") or {}
+    expected = files.get(COMPILED_FILE)
+    if expected is None:
+        hash_file = folder / COMPILED_HASH_FILE
+        if not hash_file.is_file():
+            return None
+        words = hash_file.read_text("ascii", "replace").split()
+        expected = {"sha256": words[0] if words else None}
+    report = json.loads(_checked_bytes(folder, COMPILED_FILE, expected))
+    if not isinstance(report, dict) or not report.get("available"):
+        return None
+    graph = _checked_bytes(folder, ONNX_FILE, report.get("graph"))
+    sample = None
+    if files.get(SAMPLE_FILE):
+        sample = pd.read_parquet(io.BytesIO(_checked_bytes(folder, SAMPLE_FILE,
+                                                           files[SAMPLE_FILE])))
+    bundle = ModelBundle(model=None, meta=BundleMeta.from_dict(meta_doc), sample=sample,
+                         version=version or (meta_doc.get("fixative") or {}).get("version"))
+    return bundle, report, graph
+
+
+def load_bundle(settings: ServeSettings, store: StoreLike | None = None) -> Served:
+    """The version to serve and its engine, loaded safely: on the onnx engine only the
+    checked graph is read; on sklearn, unsafe model files are refused."""
+    from core.serving.engine import OnnxEngine, SklearnEngine, check_engine, wants_graph
+
+    requested = check_engine(settings.engine)
+    found = None
+    if requested != "sklearn":
+        if settings.model_dir:
+            found = read_version_graph(settings.model_dir, settings.version)
+        else:
+            store = store if store is not None else open_store(settings.store)
+            if store.compiled(settings.name, settings.version) is not None:
+                found = store.read_graph(settings.name, settings.version)
+    report = found[1] if found else None
+    if found is not None and wants_graph(requested, report):
+        bundle, report, graph = found
+        return Served(bundle, OnnxEngine(graph, report, bundle.meta.classes))
+    wants_graph(requested, report)  # --engine onnx without a graph: refused, with why
     if settings.model_dir:
-        return read_version_dir(settings.model_dir, trusted=settings.trusted,
-                                version=settings.version)
-    store = store if store is not None else open_store(settings.store)
-    return store.read(settings.name, settings.version, trusted=tuple(settings.trusted))
+        bundle = read_version_dir(settings.model_dir, trusted=settings.trusted,
+                                  version=settings.version)
+    else:
+        store = store if store is not None else open_store(settings.store)
+        bundle = store.read(settings.name, settings.version, trusted=tuple(settings.trusted))
+    return Served(bundle, SklearnEngine(bundle.model, bundle.meta.prototype.named, report))
 
 
-def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
+def build_app(settings: ServeSettings, served: Served | None = None,
               store: StoreLike | None = None, metrics_dir: str | None = None) -> Any:
     """A Starlette app for ``settings`` (loads the bundle unless given).
 
@@ -189,29 +260,31 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
         store = open_store(location) if location else None
     elif store is None:
         store = open_store(settings.store)
-    bundle = bundle if bundle is not None else load_bundle(settings, store)
+    served = served if served is not None else load_bundle(settings, store)
     limits = settings.limits()
     # each worker builds its app before it takes connections: the guard's timeout is set
     GuardedHttpTools.header_timeout = limits.header_timeout
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
-    served = create_app(bundle, store=store, log=settings.log and store is not None,
-                        max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
-                        batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
-                        public_url=settings.resolved_public_url(),
-                        allow_short_tokens=settings.short_tokens_allowed())
-    _attach_heartbeat(served, settings, bundle, store)
-    return served
+    app = create_app(served.bundle, engine=served.engine, store=store,
+                     log=settings.log and store is not None,
+                     max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
+                     batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
+                     public_url=settings.resolved_public_url(),
+                     allow_short_tokens=settings.short_tokens_allowed())
+    _attach_heartbeat(app, settings, served, store)
+    return app
 
 
-def _attach_heartbeat(served: Any, settings: ServeSettings, bundle: ModelBundle,
+def _attach_heartbeat(app: Any, settings: ServeSettings, served: Served,
                       store: StoreLike | None) -> None:
     """The replica reports to the board while it serves (see core.serving.heartbeat)."""
     from core.serving import heartbeat
 
-    metrics = getattr(getattr(served.state, "svc", None), "metrics", None)
-    heartbeat.attach(served, store, {
+    bundle = served.bundle
+    metrics = getattr(getattr(app.state, "svc", None), "metrics", None)
+    heartbeat.attach(app, store, {
         "model": bundle.meta.name, "version": bundle.version or settings.version,
-        "alias": settings.alias, "engine": getattr(bundle, "engine", None) or "python",
+        "alias": settings.alias, "engine": served.engine.name,
         "library": bundle.meta.library, "port": settings.port,
         "url": settings.resolved_public_url()},
         heartbeat.metrics_counts(metrics) if metrics is not None else None)
@@ -231,9 +304,9 @@ def app() -> Any:
 
 
 def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
-        bundle: ModelBundle | None = None, store: StoreLike | None = None,
+        served: Served | None = None, store: StoreLike | None = None,
         access_log: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM. One worker serves ``bundle`` (loaded once); more
+    """Serve until SIGINT/SIGTERM. One worker serves ``served`` (loaded once); more
     workers each load the same version through :func:`app` and share a metrics
     directory that lives as long as this call."""
     import uvicorn
@@ -250,7 +323,7 @@ def run(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
     prepare_process()
     settings.port = port  # the port it really listens on, for the heartbeat
     if workers == 1:
-        uvicorn.run(build_app(settings, bundle, store), **common)
+        uvicorn.run(build_app(settings, served, store), **common)
         return
     os.environ[env.SERVE_SETTINGS_ENV] = settings.to_json()
     # Set before uvicorn spawns the workers, which inherit it (and keep it for the ones
@@ -366,13 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = check_host(env.host() or data.get("host") or "0.0.0.0")
         port = _env_int(env.port(), data.get("port", 8080), check_port)
         workers = _env_int(env.workers(), data.get("workers", 1), check_workers)
-        bundle = load_bundle(settings) if workers == 1 else None
+        served = load_bundle(settings) if workers == 1 else None
         if settings.log and not env.store_env():
             print(f"Prediction log off: set {env.STORE_ENV} to a board (a mounted folder or "
                   "s3://bucket/prefix) to log predictions for monitoring.", flush=True)
         print(f"Serving {settings.name}@{settings.version} on {host}:{port} with {workers} "
               f"worker{'s' if workers > 1 else ''}.", flush=True)
-        run(settings, host=host, port=port, workers=workers, bundle=bundle)
+        run(settings, host=host, port=port, workers=workers, served=served)
     except FixativeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

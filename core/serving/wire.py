@@ -21,11 +21,7 @@ Before a body becomes Python objects it is held to :class:`~core.serving.limits.
 refused at about the cost of reading it, never after 25 bytes of Python object were
 built per byte of JSON. Every check here is linear in the body.
 
-Conversion to the model's frame has a fast path for the common case (every column
-present with exactly the training type, nothing out of range or unseen): columns
-are built directly as typed numpy arrays, never row by row through pandas. Anything
-else goes through :meth:`Prototype.validate`, which produces the same frame plus
-warnings, or lists every problem at once.
+Conversion of a parsed payload to the model's frame is :mod:`core.serving.convert`.
 """
 
 from __future__ import annotations
@@ -44,13 +40,12 @@ import orjson
 import pandas as pd
 
 from core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from core.model.prototype import Prototype, to_frame
 from core.serving.limits import Limits
 
 JSON_TYPES = ("application/json", "text/json", "text/plain", "application/x-www-form-urlencoded")
 CSV_TYPES = ("text/csv", "application/csv")
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-_SCALARS = (int, float, str, bool, type(None))
+SCALARS = (int, float, str, bool, type(None))
 
 
 @dataclass
@@ -290,10 +285,10 @@ def shape(obj: Any, names: Sequence[str], where: str, limits: Limits | None = No
                 raise BadRequest("Columns have different lengths; every column needs one "
                                  "value per row.")
             _check_rows(lengths.pop(), limits)
-            return Payload(obj, _exact_columns(obj, names), fmt="columns")
+            return Payload(obj, exact_columns(obj, names), fmt="columns")
         # one record
         _check_width(len(obj), limits, width)
-        return Payload([obj], _record_columns([obj], names), fmt="records")
+        return Payload([obj], record_columns([obj], names), fmt="records")
     raise BadRequest(f"{where[0].upper()}{where[1:]} must be a JSON array of records, "
                      f"got {_json_kind(obj)}; e.g. [{{\"column\": value, ...}}].")
 
@@ -303,13 +298,13 @@ def _json_kind(obj: Any) -> str:
             type(None): "null"}.get(type(obj), type(obj).__name__)
 
 
-def _exact_columns(cols: dict[str, list[Any]], names: Sequence[str]
+def exact_columns(cols: dict[str, list[Any]], names: Sequence[str]
                    ) -> dict[str, list[Any]] | None:
     """``cols`` when it holds exactly the model's columns (the fast path), else None."""
     return cols if len(cols) == len(names) and all(n in cols for n in names) else None
 
 
-def _record_columns(records: list[Any], names: Sequence[str]) -> dict[str, list[Any]] | None:
+def record_columns(records: list[Any], names: Sequence[str]) -> dict[str, list[Any]] | None:
     """Column lists when every record has exactly the model's columns, else None."""
     n = len(names)
     try:
@@ -329,7 +324,7 @@ def _row_columns(rows: list[Any], names: Sequence[str]) -> dict[str, list[Any]] 
 
 # An array of records or of rows: how its columns are found, and the payload's format.
 _ARRAYS: dict[type, tuple[Callable[[list[Any], Sequence[str]], dict[str, list[Any]] | None],
-                          str]] = {dict: (_record_columns, "records"), list: (_row_columns, "rows")}
+                          str]] = {dict: (record_columns, "records"), list: (_row_columns, "rows")}
 
 
 def _split(obj: dict[str, Any], names: Sequence[str], where: str,
@@ -364,7 +359,7 @@ def _split(obj: dict[str, Any], names: Sequence[str], where: str,
             [{"problem": "wrong_width", "rows": bad[:20], "expected": width}])
     transposed = list(zip(*data))
     by_name = {c: list(v) for c, v in zip(columns, transposed)}
-    return Payload(by_name, _exact_columns(by_name, names), fmt="split")
+    return Payload(by_name, exact_columns(by_name, names), fmt="split")
 
 
 def read_csv(body: bytes, limits: Limits | None = None, width: int = 0,
@@ -400,7 +395,7 @@ def read_csv(body: bytes, limits: Limits | None = None, width: int = 0,
         if extra:
             frame = _csv_columns(text, header, [i for i, h in enumerate(header)
                                                 if h in wanted], limits)
-            frame.attrs["extra_columns"] = _Names(extra)
+            frame.attrs["extra_columns"] = Names(extra)
             return frame
     try:
         with warnings.catch_warnings():
@@ -432,7 +427,7 @@ def read_csv(body: bytes, limits: Limits | None = None, width: int = 0,
     return frame
 
 
-class _ColumnsWithExtra(dict):
+class ColumnsWithExtra(dict):
     """Model columns built from records, with the names of the keys left out."""
 
     def __init__(self, cols: dict[str, Any], extra: tuple[str, ...], n: int) -> None:
@@ -441,11 +436,11 @@ class _ColumnsWithExtra(dict):
         self.n = n
 
 
-class _Names(tuple):
+class Names(tuple):
     """Column names in ``frame.attrs``: pandas deep-copies attrs on every copy, which for
     thousands of names costs more than the request."""
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Names:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Names:
         return self
 
 
@@ -495,283 +490,3 @@ def _wide_rows(text: str, width: int) -> str:
     shown = ", ".join(f"row {i} has {n}" for i, n in wide) or "some rows have more"
     return (f"Every CSV row needs one field per header column ({width}); {shown}. Quote "
             "values that contain commas, and drop trailing commas.")
-
-
-# -- Payload -> model frame -----------------------------------------------------------------
-
-
-# Below this many rows a Python comparison beats two numpy reductions (a few µs each,
-# per column, per request: it shows at one row per request).
-_SMALL = 8
-
-
-def _within(values: list[Any], arr: np.ndarray, lo: float, hi: float) -> bool:
-    """All values in [lo, hi]; False for NaN, as the comparisons are."""
-    if len(values) <= _SMALL:
-        return all(lo <= v <= hi for v in values)
-    mn, mx = arr.min(), arr.max()
-    return bool(mn >= lo and mx <= hi)
-
-
-class Converter:
-    """Turns payloads into the frame the model gets, for one prototype.
-
-    ``convert`` returns ``(frame, warnings)`` or raises :class:`InvalidInput`; the
-    result is identical to ``prototype.validate(payload.data)``.
-    """
-
-    def __init__(self, prototype: Prototype) -> None:
-        self.prototype = prototype
-        self.names = prototype.names
-        self._plan = _fast_plan(prototype)
-        # A model fitted on an unnamed array: vetiver and pandas name its columns "0",
-        # "1", ... (as vetiver's prototype does), so those name the columns by position.
-        self._positions = ({str(i): n for i, n in enumerate(self.names)}
-                           if not prototype.named else {})
-        # the column names a body may use for the model's columns: the rest are dropped
-        self.keep = frozenset(self.names) | frozenset(self._positions)
-        # JSON does not tell 3.0 from 3: where an integer is taken, so is a whole float
-        self._int_names = [c.name for c in prototype.columns
-                           if c.kind in ("int", "string", "category")]
-
-    def _by_position(self, payload: Payload) -> Payload:
-        pos, data = self._positions, payload.data
-        if payload.fmt == "records" and isinstance(data, list) and data and \
-                type(data[0]) is dict and any(k in pos for k in data[0]):
-            data = [{pos.get(k, k): v for k, v in r.items()} if type(r) is dict else r
-                    for r in data]
-            return Payload(data, _record_columns(data, self.names), payload.params, payload.fmt)
-        if isinstance(data, dict) and any(k in pos for k in data):
-            data = {pos.get(k, k): v for k, v in data.items()}
-            return Payload(data, _exact_columns(data, self.names), payload.params, payload.fmt)
-        if isinstance(data, pd.DataFrame) and any(str(c) in pos for c in data.columns):
-            return Payload(data.rename(columns=lambda c: pos.get(str(c), c)), None,
-                           payload.params, payload.fmt)
-        return payload
-
-    def convert(self, payload: Payload) -> tuple[pd.DataFrame, list[str]]:
-        if self._positions and payload.columns is None:
-            payload = self._by_position(payload)
-        if payload.columns is not None and self._plan is not None:
-            frame = self._fast(payload.columns)
-            if frame is not None:
-                return frame, []
-        data = payload.data
-        if payload.columns is None and isinstance(data, list) and payload.fmt != "csv" \
-                and all(type(r) is dict for r in data):
-            payload = self._records_as_columns(data, payload)
-            data = payload.data
-        if payload.fmt == "csv":
-            data = _typed_csv(data, self.prototype)
-        elif isinstance(data, _ColumnsWithExtra):
-            frame = pd.DataFrame(self._whole_floats_as_ints(data), index=pd.RangeIndex(data.n))
-            frame.attrs["extra_columns"] = data.extra
-            data = frame
-        elif payload.columns is not None or isinstance(data, dict):
-            cols = payload.columns if payload.columns is not None else data
-            extra = [str(k) for k in cols if k not in self.names]
-            if extra:
-                n = max((len(v) for v in cols.values() if isinstance(v, list)), default=1)
-                cols = {k: v for k, v in cols.items() if k in self.names}
-            _check_scalars(cols)
-            cols = self._whole_floats_as_ints(cols)
-            data = pd.DataFrame(cols, index=pd.RangeIndex(n)) if extra else pd.DataFrame(cols)
-            if extra:  # named, not built: validation reports them as dropped
-                data.attrs["extra_columns"] = _Names(extra)
-        elif payload.fmt in ("rows", "split") and isinstance(data, list):
-            _check_scalars_rows(data)
-        try:
-            frame = to_frame(data, self.names)
-            _check_int_range(frame, self.prototype)
-            return self.prototype.validate(frame)
-        except (OverflowError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"The input could not be converted to the model's column types "
-                               f"({type(exc).__name__}: {str(exc)[:200]}).") from None
-
-    def _records_as_columns(self, records: list[dict[str, Any]], payload: Payload) -> Payload:
-        """Records whose keys differ from the model's columns, as a column mapping of the
-        model's columns that appear (absent is null, as validation reads it); the other
-        keys are named for validation's warning, never built into a frame."""
-        names = self.names
-        seen: dict[str, None] = {}
-        for i, r in enumerate(records):
-            for k, v in r.items():
-                if k not in seen:
-                    seen[k] = None
-                if not isinstance(v, _SCALARS):
-                    raise BadRequest(f"Row {i} holds a nested value; each field must be a "
-                                     "single number, string, boolean or null.")
-        cols: dict[str, Any] = {n: [r.get(n) for r in records] for n in names if n in seen}
-        extra = _Names(str(k) for k in seen if k not in set(names))
-        return Payload(_ColumnsWithExtra(cols, extra, len(records)), None, payload.params,
-                       "columns")
-
-    def _whole_floats_as_ints(self, cols: dict[str, Any]) -> dict[str, Any]:
-        """In integer (and text) columns, 3.0 becomes 3 before pandas sees the column: mixed
-        with ints, pandas would make every value a float and 2**63-1 would no longer fit."""
-        out = dict(cols)
-        for name in self._int_names:
-            values = out.get(name)
-            if isinstance(values, list) and float in set(map(type, values)):
-                # beyond 2**53 a float is not the integer the client wrote (orjson reads
-                # integers past 64 bits as floats): left for the range check to refuse
-                out[name] = [int(v) if type(v) is float and v.is_integer()
-                             and abs(v) < 2.0**53 else v for v in values]
-        return out
-
-    def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
-        if self._plan is None:  # no fast plan for this prototype
-            return None
-        out: dict[str, Any] = {}
-        n = -1
-        for name, kind, dtype, lo, hi, cats in self._plan:
-            values = cols[name]
-            arr: Any  # a numpy array, or a pandas string or categorical array
-            if n < 0:
-                n = len(values)
-                if n == 0:
-                    return None
-            types = set(map(type, values))
-            if kind == "int":
-                if types != {int}:
-                    return None
-                try:
-                    arr = np.array(values, dtype=dtype)
-                except OverflowError:
-                    return None
-                if lo is not None and not _within(values, arr, lo, hi):
-                    return None
-            elif kind == "float":
-                if not types <= {int, float}:
-                    return None
-                arr = np.array(values, dtype=dtype)
-                if lo is not None:
-                    if not _within(values, arr, lo, hi):
-                        return None
-                elif not np.isfinite(arr).all():
-                    return None
-            elif kind == "str":
-                if types != {str} or (cats is not None and not cats.issuperset(values)):
-                    return None
-                arr = pd.array(values, dtype=dtype) if dtype != "object" else np.array(
-                    values, dtype=object)
-            elif kind == "cat":
-                if types != {str}:
-                    return None
-                try:
-                    codes = [cats[v] for v in values]
-                except KeyError:  # unseen: validation warns about it
-                    return None
-                arr = pd.Categorical.from_codes(codes, dtype=dtype)
-            else:  # bool
-                if types != {bool}:
-                    return None
-                arr = np.array(values, dtype=bool)
-            out[name] = arr
-        return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
-
-
-def _fast_plan(prototype: Prototype) -> list[tuple[Any, ...]] | None:
-    """Per column: (name, kind, dtype, min, max, categories) for the fast path, or None
-    when some column needs the general validator (datetimes, unknown kinds, nullable
-    columns, pandas categoricals)."""
-    plan: list[tuple[Any, ...]] = []
-    for c in prototype.columns:
-        if c.kind == "int" and c.dtype.startswith(("int", "uint")):
-            plan.append((c.name, "int", c.dtype, c.min, c.max, None))
-        elif c.kind == "int":
-            plan.append((c.name, "int", "int64", c.min, c.max, None))
-        elif c.kind == "float":
-            dtype = c.dtype if c.dtype.startswith("float") else "float64"
-            plan.append((c.name, "float", dtype, c.min, c.max, None))
-        elif c.kind == "category" and c.dtype == "category" and c.categories is not None:
-            if not all(isinstance(v, str) for v in c.categories):
-                return None
-            positions = {v: i for i, v in enumerate(c.categories)}
-            plan.append((c.name, "cat", pd.CategoricalDtype(c.categories), None, None,
-                         positions))
-        elif c.kind in ("string", "category") and c.dtype != "category":
-            dtype = c.dtype if c.dtype in ("str", "string") else "object"
-            cats = set(c.categories) if c.categories is not None else None
-            if cats is not None and not all(isinstance(v, str) for v in cats):
-                return None
-            plan.append((c.name, "str", dtype, None, None, cats))
-        elif c.kind == "bool":
-            plan.append((c.name, "bool", "bool", None, None, None))
-        else:
-            return None
-    return plan
-
-
-def _check_int_range(frame: pd.DataFrame, prototype: Prototype) -> None:
-    """Integers beyond 64 bits cannot reach an integer column without loss."""
-    problems = []
-    for col in prototype.columns:
-        if col.kind != "int" or col.name not in frame.columns:
-            continue
-        s = frame[col.name]
-        if s.dtype.kind not in "fO":
-            continue
-        # strings (object or pandas' str dtype) are left to the validator's messages
-        if s.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                big = np.abs(s.to_numpy(dtype=float, na_value=np.nan)) >= 2.0**63
-        else:
-            big = np.array([_beyond_int64(v) for v in s], dtype=bool)
-        if big.any():
-            rows = np.flatnonzero(big)
-            problems.append({"column": col.name, "problem": "out_of_range",
-                             "rows": rows[:20].tolist(), "n_rows": int(len(rows)),
-                             "expected": "an integer between -2**63 and 2**63-1",
-                             "message": f"column '{col.name}' has integers too large for 64 bits "
-                                        f"in row {int(rows[0])}"})
-    if problems:
-        raise InvalidInput("The input does not match the model's prototype: "
-                           + "; ".join(p["message"] for p in problems) + ".", problems)
-
-
-def _beyond_int64(v: Any) -> bool:
-    """A JSON number outside int64 (ints compared exactly: 2**63-1 fits, 2**63 does not)."""
-    if type(v) is int:
-        return not -(2**63) <= v < 2**63
-    if type(v) is float:
-        return abs(v) >= 2.0**63
-    return False
-
-
-def _check_scalars(cols: dict[str, Any]) -> None:
-    for name, values in cols.items():
-        if not isinstance(values, list):
-            continue
-        for i, v in enumerate(values):
-            if not isinstance(v, _SCALARS):
-                raise BadRequest(f"Row {i}, column '{str(name)[:100]}' holds a nested value; "
-                                 "each field must be a single number, string, boolean or null.")
-
-
-def _check_scalars_rows(rows: list[Any]) -> None:
-    for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise BadRequest(f"Row {i} is not an array; send every row as an array of values.")
-        for v in row:
-            if not isinstance(v, _SCALARS):
-                raise BadRequest(f"Row {i} holds a nested value; each field must be a single "
-                                 "number, string, boolean or null.")
-
-
-def _typed_csv(frame: pd.DataFrame, prototype: Prototype) -> pd.DataFrame:
-    """CSV cells are text; give numeric and bool columns numbers where the text is one.
-
-    Cells that do not parse stay text, so validation reports them with their row.
-    """
-    out = frame.copy()
-    for col in prototype.columns:
-        if col.name not in out.columns or col.kind not in ("int", "float"):
-            continue
-        text = out[col.name]
-        nums = pd.to_numeric(text, errors="coerce")
-        if nums.isna().equals(text.isna()):
-            out[col.name] = nums
-        else:
-            out[col.name] = text.astype(object)
-    return out

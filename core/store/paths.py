@@ -35,6 +35,11 @@ from core import settings
 SYSTEM_DIR = ".fixative"
 # A version folder's pins metadata: pins and vetiver read it, and it is written last.
 PINS_META = "data.txt"
+# A version's compiled graph and what compiling it found (see core.store.compile); a
+# version compiled after it was written has the report's sha256 beside it.
+ONNX_FILE = "model.onnx"
+COMPILED_FILE = "compiled.json"
+COMPILED_HASH_FILE = "compiled.json.sha256"
 INDEX_FILE = "index.duckdb"
 # Rewritten by every Fixative change to versions, aliases or records (see core.store.marker).
 GENERATION_FILE = "generation"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from core import settings
 from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.store import layout, paths
+from core.store import compiled, layout, paths
 from core.store import verify as checks
 from core.store.board import (
     DATA_HASH_FILE,
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 
-class VersionStore:
+class VersionStore(compiled.CompiledVersions):
     """Model versions on a board (local folder or fsspec URL) with a DuckDB index."""
 
     def __init__(self, board: str | os.PathLike[str] | None = None, *,
@@ -350,6 +350,7 @@ class VersionStore:
                                       "stored.") from None
             if bundle.sample is not None and len(bundle.sample):
                 stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
+                compiled.stage_compiled(stage, bundle)  # never fails the write
 
             def finish(version: str, at: datetime) -> dict[str, bytes]:
                 meta_raw = layout.fixative_json(meta, version, at, stage.files)
@@ -589,6 +590,7 @@ class VersionStore:
         data.txt has no recorded hash: pinned by pins or vetiver, or written before
         Fixative recorded one)."""
         found = checks.audit_board(self._board, self._documents, rehash=True)
+        found.problems.extend(self.compiled_problems(found.versions))
         return checks.board_report(found, {(v.name, v.version) for v in self.search()})
 
 

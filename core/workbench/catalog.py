@@ -198,3 +198,21 @@ def prune_message(name: str, doomed: Sequence[Any]) -> str:
     shown = "; ".join(_describe(v) for v in doomed[:20])
     more = "" if len(doomed) <= 20 else f"; and {len(doomed) - 20} more"
     return f"Delete {len(doomed)} version(s) of {name} for good: {shown}{more}."
+
+
+def compiled_text(report: Mapping[str, Any] | None) -> str:
+    """What compiling a version to ONNX found, in one line (what the verdict is judged on
+    included): whether the server would run the graph instead of the model file."""
+    from core.store.compile import summary, verified
+
+    serves = ("Servers on engine auto run this graph (the model file is never loaded)."
+              if verified(dict(report)) else
+              "Servers on engine auto run the model with scikit-learn."
+              ) if report is not None else "Servers run the model with scikit-learn."
+    return f"Compiled engine (ONNX): {summary(dict(report) if report else None)}. {serves}"
+
+
+def compile_version(store: Any, name: str, version: str, trusted: Sequence[str] = ()) -> str:
+    """Compile a stored version to ONNX (the Models page's button); the result in a line."""
+    report = store.compile(f"{name}@{version}", trusted=trusted)
+    return f"{name}@{version}: {compiled_text(report)}"

@@ -444,3 +444,87 @@ def test_entry_point_usage(capsys):
 
     assert entry([]) == 2
     assert "usage: python -m core.serving.process SETTINGS.json" in capsys.readouterr().err
+
+
+# -- a bundle served from the compiled graph ---------------------------------------------------
+
+# Runs the bundle's entry point with scikit-learn, SciPy, joblib and skl2onnx made
+# unimportable, as they are in an image built from the bundle's requirements.
+NO_SKLEARN = """
+import runpy, sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sklearn", "scipy", "joblib", "skl2onnx"):
+            raise ImportError(f"{name} is not in this image")
+sys.meta_path.insert(0, Refuse())
+sys.argv = ["process", "serve.json"]
+runpy.run_module("core.serving.process", run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def compiled_store(tmp_path_factory, house_model, house_data):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FIXATIVE_COMPILE", "1")
+        return deploy_store(tmp_path_factory.mktemp("docker-onnx"), house_model, house_data)
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_graph_bundle_holds_neither_the_model_file_nor_scikit_learn(compiled_store, tmp_path):
+    graph = dockerbundle.write_bundle(compiled_store, "house:production", tmp_path / "onnx")
+    plain = dockerbundle.write_bundle(compiled_store, "house:production", tmp_path / "sk",
+                                      engine="sklearn")
+    assert not (graph / "model" / "house.joblib").exists()
+    assert (graph / "model" / "model.onnx").is_file()
+    assert (plain / "model" / "house.joblib").is_file()
+    assert not (plain / "model" / "model.onnx").exists()
+    names = {line.split("==")[0].lower() for line in
+             (graph / "requirements.txt").read_text().splitlines()}
+    assert {"onnxruntime", "onnx", "numpy", "pandas", "starlette", "uvicorn"} <= names
+    assert not names & {"scikit-learn", "scipy", "joblib", "skl2onnx"}
+    plain_names = (plain / "requirements.txt").read_text().lower()
+    assert "scikit-learn==" in plain_names and "onnxruntime" not in plain_names
+    assert json.loads((graph / "serve.json").read_text())["engine"] == "onnx"
+    assert _size(graph / "model") < _size(plain / "model")
+
+
+def test_engine_onnx_without_a_graph_writes_no_bundle(store, tmp_path):
+    with pytest.raises(InvalidArgument, match="--engine onnx: this version has no compiled"):
+        dockerbundle.write_bundle(store, "house:production", tmp_path / "x", engine="onnx")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.process
+def test_a_graph_bundle_serves_without_scikit_learn(compiled_store, house_data, tmp_path):
+    graph = dockerbundle.write_bundle(compiled_store, "house:production", tmp_path / "onnx")
+    port = free_port()
+    env = dict(_bundle_env(), PORT=str(port), FIXATIVE_HOST="127.0.0.1")
+    env.pop("FIXATIVE_STORE", None)
+    proc = subprocess.Popen([sys.executable, "-c", NO_SKLEARN], cwd=graph, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "bundle server did not start"
+                time.sleep(0.2)
+        rows = house_data.drop(columns="price").sample(50, random_state=3)
+        request = urllib.request.Request(
+            url + "/predict", data=rows.to_json(orient="records").encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            served = json.loads(response.read())["predict"]
+        expected = compiled_store.read_ref("house:production").predict(rows)
+        np.testing.assert_allclose(served, expected, rtol=1e-5)
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "Serving house@" in output and "is not in this image" not in output

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import settings
 from core.deploy import endpoints as deploy
 from core.model.bundle import bundle
 from core.serving.netcheck import free_port, port_is_free
@@ -24,7 +25,9 @@ PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "deploy.py")
 @pytest.fixture(scope="module")
 def board(tmp_path_factory, house_model, house_data) -> VersionStore:
     store = VersionStore(tmp_path_factory.mktemp("pages-deploy") / "board")
-    info = store.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
+    with pytest.MonkeyPatch.context() as mp:  # compiled: endpoints serve its graph
+        mp.setenv(settings.COMPILE_ENV, "1")
+        info = store.write(bundle(house_model, house_data.drop(columns="price"), name="house"))
     store.set_alias("house", "production", info.version)
     return store
 
@@ -162,6 +165,9 @@ def test_start_watch_and_stop_a_real_endpoint(env, house_data):
         assert any("vetiver.vetiver_endpoint" in c for c in codes)
         assert any("library(httr2)" in c for c in codes)
         assert any("No requests logged yet" in t for t in texts(at.caption))
+        assert any(t.startswith("Engine: onnx (compiled graph: verified on 800 sample rows")
+                   for t in texts(at.caption)), texts(at.caption)
+        assert any(t.startswith("Compiled engine (ONNX): verified") for t in texts(at.caption))
 
         _predict(url, house_data)
         deadline = time.monotonic() + 15

@@ -216,3 +216,17 @@ def test_prune_names_what_goes(store, bundles):
     assert not at.exception, at.exception
     assert [v.version for v in store.versions("houses")] == [ids[0], ids[3]]
     assert "Pruned 2 version(s) of houses" in _texts(at)
+
+
+def test_compile_button_records_and_shows_the_result(store):
+    version = store.versions("churn")[-1].version
+    at = _page(model="churn", version=version)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Compiled engine (ONNX): not compiled" in captions
+    at.button(key="models_compile").click().run()
+    assert not at.exception, at.exception
+    report = store.compiled("churn", version)
+    assert report["available"] and report["labels_identical"] is True
+    text = " ".join(c.value for c in at.caption) + " ".join(s.value for s in at.success)
+    assert "verified on 800 sample rows" in text and "labels identical" in text
+    assert at.button(key="models_compile").label == "Compile again"

@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from core import settings
 from core.errors import BadRequest
 from core.model.bundle import bundle
 from core.serving.app import create_app
+from core.serving.engine import OnnxEngine
 from core.store.predlog import log_relation
 from core.store.versionstore import VersionStore
 
@@ -23,9 +25,12 @@ from core.store.versionstore import VersionStore
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, house_model, house_data, churn_model, churn_data):
     s = VersionStore(str(tmp_path_factory.mktemp("srv") / "board"))
-    s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house",
-                   description="House prices", metrics={"rmse": 41000.0}))
-    s.write(bundle(churn_model, churn_data.drop(columns=["churned"]), name="churn"))
+    # compiled when written, so the contract tests run on both engines
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(settings.COMPILE_ENV, "1")
+        s.write(bundle(house_model, house_data.drop(columns=["price"]), name="house",
+                       description="House prices", metrics={"rmse": 41000.0}))
+        s.write(bundle(churn_model, churn_data.drop(columns=["churned"]), name="churn"))
     return s
 
 
@@ -39,15 +44,30 @@ def churn(store):
     return store.read("churn")
 
 
-@pytest.fixture(scope="module")
-def client(house):
-    with TestClient(create_app(house, tokens=[])) as c:
+def engine_app(board, name, engine, **kwargs):
+    """The app of ``name``'s latest version on ``engine``: the onnx one is built from the
+    compiled graph alone (its bundle has no model object)."""
+    kwargs.setdefault("tokens", [])
+    if engine == "sklearn":
+        return create_app(board.read(name), **kwargs)
+    version = board.versions(name)[-1].version
+    graph_bundle, report, graph = board.read_graph(name, version)
+    assert graph_bundle.model is None
+    onnx = OnnxEngine(graph, report, graph_bundle.meta.classes)
+    return create_app(graph_bundle, engine=onnx, **kwargs)
+
+
+@pytest.fixture(scope="module", params=["sklearn", "onnx"])
+def client(request, store):
+    with TestClient(engine_app(store, "house", request.param)) as c:
+        assert c.app.state.svc.engine.name == request.param
         yield c
 
 
-@pytest.fixture(scope="module")
-def churn_client(churn):
-    with TestClient(create_app(churn, tokens=[])) as c:
+@pytest.fixture(scope="module", params=["sklearn", "onnx"])
+def churn_client(request, store):
+    with TestClient(engine_app(store, "churn", request.param)) as c:
+        assert c.app.state.svc.engine.name == request.param
         yield c
 
 
@@ -414,8 +434,10 @@ def test_a_short_token_refuses_to_start_unless_allowed(house, monkeypatch):
 # -- logging ---------------------------------------------------------------------------------------
 
 
-def test_every_prediction_request_is_logged(store, house, features):
-    with TestClient(create_app(house, store=store, tokens=["t"], allow_short_tokens=True)) as c:
+@pytest.mark.parametrize("engine", ["sklearn", "onnx"])
+def test_every_prediction_request_is_logged(store, house, features, engine):
+    app = engine_app(store, "house", engine, store=store, tokens=["t"], allow_short_tokens=True)
+    with TestClient(app) as c:
         auth = {"Authorization": "Bearer t"}
         ok = c.post("/predict", json=records(features.head(3)), headers=auth)
         bad = c.post("/invocations", json={"inputs": [{"bedrooms": 1}]}, headers=auth)
@@ -473,9 +495,11 @@ def test_log_false_writes_nothing(tmp_path, house, features):
 # -- concurrency in-process ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["sklearn", "onnx"])
 @pytest.mark.parametrize("batching", [True, False])
-def test_concurrent_requests_each_get_their_own_rows(house, house_data, batching):
-    app = create_app(house, tokens=[], batching=batching, max_batch_rows=50)
+def test_concurrent_requests_each_get_their_own_rows(store, house, house_data, batching,
+                                                      engine):
+    app = engine_app(store, "house", engine, batching=batching, max_batch_rows=50)
     feats = house_data.drop(columns=["price"]).reset_index(drop=True)
     parts = [feats.iloc[i * 7:i * 7 + 1 + i % 5] for i in range(40)]
 
@@ -549,3 +573,30 @@ def test_a_version_served_from_elsewhere_is_not_watched(tmp_path, house, monkeyp
     with TestClient(create_app(house, store=logs_only, tokens=[], log=False)) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/healthz").status_code == 200
+
+
+def test_batched_requests_on_the_graph_are_logged_with_their_own_rows(tmp_path, store,
+                                                                      house_data):
+    log_board = VersionStore(str(tmp_path / "logs"))
+    app = engine_app(store, "house", "onnx", store=log_board, max_batch_rows=50)
+    feats = house_data.drop(columns=["price"]).reset_index(drop=True)
+    parts = [feats.iloc[i * 3:i * 3 + 1 + i % 3] for i in range(24)]
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await asyncio.gather(*(c.post("/predict", json=records(p))
+                                              for p in parts))
+
+    responses = asyncio.run(main())
+    calls = app.state.svc.metrics.batch_requests.collect()[0].samples
+    n_calls = next(x.value for x in calls if x.name.endswith("_count"))
+    assert n_calls < len(parts)  # some requests shared a graph run
+    con = duckdb.connect()
+    log = log_relation(log_board, con, "house").fetchdf()
+    for part, r in zip(parts, responses):
+        assert r.status_code == 200
+        mine = log[log["request_id"] == r.headers["x-request-id"]].sort_values("row")
+        assert mine["bedrooms"].tolist() == part["bedrooms"].tolist()
+        np.testing.assert_allclose(mine["prediction"], r.json()["predict"])

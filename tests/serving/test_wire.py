@@ -12,6 +12,7 @@ import pytest
 from core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from core.model.bundle import bundle
 from core.serving import wire
+from core.serving.convert import Converter
 from core.serving.limits import Limits
 
 
@@ -22,7 +23,7 @@ def house(house_model, house_data):
 
 @pytest.fixture(scope="module")
 def conv(house):
-    return wire.Converter(house.prototype)
+    return Converter(house.prototype)
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +312,7 @@ def array_model():
 def test_a_model_fitted_on_an_array_takes_columns_by_position(array_model):
     # vetiver's client and pandas name an array's columns 0, 1, ...: they mean positions
     b, X = array_model
-    conv = wire.Converter(b.prototype)
+    conv = Converter(b.prototype)
     expected = b.model.predict(X[:3])
     frame_df = pd.DataFrame(X[:3])
     bodies = [
@@ -402,7 +403,7 @@ def test_bools_are_not_numbers(conv, rows):
 
 def test_classifier_prototype_fast_path(churn_model, churn_data):
     b = bundle(churn_model, churn_data.drop(columns=["churned"]), name="churn")
-    c = wire.Converter(b.prototype)
+    c = Converter(b.prototype)
     recs = records_of(churn_data.drop(columns=["churned"]).head(50))
     frame, _ = convert(c, recs)
     expected, _ = b.prototype.validate(recs)
