@@ -21,6 +21,7 @@ relative to 1, its scale (float32 sums of trees put ~1e-8 where scikit-learn has
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def compile_model(model: Any, prototype: Prototype, sample: pd.DataFrame | None)
     started = time.perf_counter()
     report: dict[str, Any] = {"engine": ENGINE, "available": False, "reason": None,
                               "step": None, "rows": 0, "predict": None, "proba": None,
-                              "labels_identical": None, "versions": _versions()}
+                              "labels_identical": None, "versions": dict(_versions())}
     try:
         graph = _compile(model, prototype, sample, report)
     except _NotCompiled as exc:
@@ -112,7 +113,10 @@ class _NotCompiled(Exception):
     pass
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
+    """The converter's and runtime's versions, read once per process (reading a
+    distribution's metadata costs milliseconds)."""
     import importlib.metadata
 
     found = {}
