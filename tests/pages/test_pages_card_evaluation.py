@@ -4,6 +4,7 @@ and the new sections editable like the others."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from monitor_helpers import write_log
 from streamlit.testing.v1 import AppTest
 
+from core.cards import share
 from core.model.bundle import bundle
 from core.monitoring.actuals import save_actuals
 from core.store.versionstore import VersionStore
@@ -70,11 +72,18 @@ def test_results_overall_then_per_chosen_column(store):
     assert f"where zipcode = {top.index[0]} ({top.iloc[0]} rows)" in html
 
 
-def test_shared_view_has_no_controls(store):
-    _, version, _ = store
-    at = _page(model="house", version=version, view="card")
+def test_share_link_shows_the_results_without_controls(store):
+    board, version, logged = store
+    link = share.create(board, "house", version=version)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update({k: v[0] for k, v in parse_qs(link.query()).items()})
+    at.switch_page("pages/card.py")  # the link's path, /card
+    at.run()
+    assert not at.exception, at.exception
     assert "card_segment_column" not in [s.key for s in at.selectbox]
-    assert "predictions with actuals" in _html(at)
+    html = _html(at)
+    assert "predictions with actuals" in html
+    assert f"({len(logged)} rows of {len(logged)} predictions)" in html
 
 
 def test_licence_is_written_like_any_section(store):

@@ -34,9 +34,11 @@ def board(tmp_path, monkeypatch, house_data, house_model):
     return store, b
 
 
-def _page() -> AppTest:
+def _page(tab: str) -> AppTest:
+    """The page with ``tab`` open (only the open tab runs)."""
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.query_params.update({"model": "house"})
+    at.session_state["mon_tab"] = tab
     at.run()
     assert not at.exception, at.exception
     return at
@@ -57,7 +59,7 @@ def _texts(at: AppTest) -> str:
 
 
 def test_estimation_says_why_it_cannot_estimate_yet(board):
-    at = _page()
+    at = _page("Estimated")
     _button(at, "Estimate performance").click().run()
     assert not at.exception, at.exception
     assert "Cannot estimate: the reference has 40 rows with actuals" in _texts(at)
@@ -65,7 +67,7 @@ def test_estimation_says_why_it_cannot_estimate_yet(board):
 
 def test_alerts_tab_saves_channels_refuses_urls_and_sends_a_test(board, monkeypatch):
     store, _ = board
-    at = _page()
+    at = _page("Alerts")
     assert "No channel yet: status changes are recorded but not sent." in _texts(at)
     at.selectbox(key="mon_watch_kind").set_value("webhook")
     at.text_input(key="mon_watch_cname").input("ops")
@@ -88,7 +90,7 @@ def test_alerts_tab_saves_channels_refuses_urls_and_sends_a_test(board, monkeypa
 
 
 def test_estimated_metrics_can_get_thresholds(board):
-    at = _page()
+    at = _page("Thresholds")
     options = at.selectbox(key="mon_rule_metric").options
     assert "estimated:mae" in options and "estimated:rmse" in options
     at.selectbox(key="mon_rule_metric").set_value("estimated:mae").run()
