@@ -30,8 +30,9 @@ can set them at any time before use.
 ``FIXATIVE_MAX_MODEL_BYTES``    most bytes a model file may unpack to (2 GiB), and
 ``FIXATIVE_MAX_UNPACK_RATIO``   how much it may grow when unpacked (100x); checks in
                                 :mod:`core.safety.scan`
-``FIXATIVE_COMPILE``            ``0`` turns off compiling a version to ONNX when it is
-                                written (``python -m core compile`` still does); on by default
+``FIXATIVE_COMPILE``            ``1``: every write compiles the version to ONNX; ``0``: none
+                                does (``python -m core compile`` still does); unset: uploads
+                                by the CLI and the workbench do, ``store.write`` does not
 ``FIXATIVE_ONNX_TOLERANCE``     the largest relative difference from scikit-learn, on the
                                 stored sample, at which the compiled engine serves (1e-5)
 ``FIXATIVE_MONITOR_QUERY_``     a monitoring query's time limit (30 s) and DuckDB
@@ -207,10 +208,16 @@ def secret(name: str) -> str | None:
     return _get(name)
 
 
-def compile_on_write() -> bool:
-    """Whether writing a version also compiles it (``FIXATIVE_COMPILE``: on unless it is
-    0, false, no or off)."""
-    return raw(COMPILE_ENV).lower() not in ("0", "false", "no", "off")
+def compile_on_write(default: bool) -> bool:
+    """Whether writing a version also compiles it: ``FIXATIVE_COMPILE`` ``1`` (true, yes,
+    on) compiles every write, ``0`` (false, no, off) none; unset, ``default`` decides (the
+    CLI's and the workbench's uploads compile, Python's ``store.write`` does not)."""
+    value = raw(COMPILE_ENV).lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
 
 
 def onnx_tolerance() -> float:

@@ -53,10 +53,12 @@ def report_bytes(report: dict[str, Any]) -> bytes:
     return layout.dumps(report)
 
 
-def stage_compiled(stage: Stage, bundle: ModelBundle) -> None:
-    """Compile ``bundle`` into a version being written (hashed with its other files),
-    unless ``FIXATIVE_COMPILE`` turns compiling on write off."""
-    if not settings.compile_on_write():
+def stage_compiled(stage: Stage, bundle: ModelBundle, wanted: bool | None = None) -> None:
+    """Compile ``bundle`` into a version being written (hashed with its other files) when
+    ``wanted`` says so (None: as ``FIXATIVE_COMPILE`` says, off when it is unset)."""
+    if wanted is None:
+        wanted = settings.compile_on_write(False)
+    if not wanted:
         return
     compiled = compile_bundle(bundle)
     if compiled.graph is not None:

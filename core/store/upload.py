@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import settings
 from core.errors import Conflict, InvalidArgument, InvalidModelFile, InvalidName
 from core.model.bundle import ModelBundle, bundle
 from core.store.names import validate_name
@@ -286,7 +287,8 @@ def upload(store: StoreLike, model_data: bytes, model_filename: str, *, name: st
                    metrics_rows=metrics_rows)
     check_kind(store, name, built.meta.task, built.meta.model_class)
     report(0.8, "Writing the version")
-    info = store.write(built)
+    # an upload compiles unless FIXATIVE_COMPILE=0: its serving engine is then known
+    info = store.write(built, compile=settings.compile_on_write(True))
     report(1.0, f"Stored {info.name}@{info.version}")
     return info
 
@@ -354,7 +356,7 @@ def store_examples(store: StoreLike, progress: Progress | None = None) -> list[A
     infos = []
     for i, b in enumerate(bundles, start=1):
         check_kind(store, b.name, b.meta.task, b.meta.model_class)
-        infos.append(store.write(b))
+        infos.append(store.write(b, compile=settings.compile_on_write(True)))
         report(0.3 + 0.6 * i / len(bundles), f"Stored {b.name}@{b.version}")
     latest = {info.name: info.version for info in infos}
     for name, version in latest.items():

@@ -331,8 +331,13 @@ class VersionStore(compiled.CompiledVersions):
 
     # -- writing ------------------------------------------------------------------------
 
-    def write(self, bundle: ModelBundle) -> VersionInfo:
-        """Store ``bundle`` as a new version of ``bundle.name``; sets ``bundle.version``."""
+    def write(self, bundle: ModelBundle, *, compile: bool | None = None) -> VersionInfo:
+        """Store ``bundle`` as a new version of ``bundle.name``; sets ``bundle.version``.
+
+        ``compile``: also convert it to ONNX and verify the graph on the sample (recorded
+        on the version, see :mod:`core.store.compile`); None follows ``FIXATIVE_COMPILE``
+        (off when unset: a library write costs what storing costs; compile later with
+        :meth:`compile`)."""
         if not isinstance(bundle, ModelBundle):
             raise InvalidArgument(f"store.write takes a ModelBundle, got {type(bundle).__name__}; "
                                   "build one with core.bundle(model, sample, name=...).")
@@ -350,7 +355,7 @@ class VersionStore(compiled.CompiledVersions):
                                       "stored.") from None
             if bundle.sample is not None and len(bundle.sample):
                 stage.write_bytes(SAMPLE_FILE, layout.sample_bytes(bundle.sample))
-                compiled.stage_compiled(stage, bundle)  # never fails the write
+                compiled.stage_compiled(stage, bundle, compile)  # never fails the write
 
             def finish(version: str, at: datetime) -> dict[str, bytes]:
                 meta_raw = layout.fixative_json(meta, version, at, stage.files)

@@ -235,3 +235,33 @@ def test_the_card_says_which_engine_serves_and_why(board, tmp_path, house_model,
     plain.write(bundle(house_model, house_data.drop(columns=["price"]), name="plain"))
     assert card_data(plain, "plain").engine.startswith("scikit-learn; compiled graph not "
                                                        "compiled: run 'python -m core compile")
+
+
+@pytest.mark.parametrize(("setting", "library", "uploaded"), [
+    (None, False, True),      # unset: uploads compile, a library write costs what storing costs
+    ("1", True, True), ("on", True, True),
+    ("0", False, False), ("off", False, False),
+])
+def test_which_writes_compile(tmp_path, monkeypatch, house_model, house_data, setting, library,
+                              uploaded):
+    import io
+
+    import joblib
+
+    from core.store.upload import upload
+
+    if setting is None:
+        monkeypatch.delenv(settings.COMPILE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(settings.COMPILE_ENV, setting)
+    store = VersionStore(str(tmp_path / "board"))
+    features = house_data.drop(columns=["price"])
+    store.write(bundle(house_model, features, name="lib"))
+    assert (store.compiled("lib") is not None) is library
+    store.write(bundle(house_model, features, name="asked"), compile=True)
+    assert store.compiled("asked") is not None  # asked for, whatever the setting
+    raw = io.BytesIO()
+    joblib.dump(house_model, raw)
+    upload(store, raw.getvalue(), "house.joblib", name="up",
+           sample_data=features.head(50).to_csv(index=False).encode(), sample_filename="s.csv")
+    assert (store.compiled("up") is not None) is uploaded
