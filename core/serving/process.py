@@ -141,12 +141,7 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
     from core.store.board import META_FILE, PINS_META, SAMPLE_FILE
 
     folder = Path(folder)
-    try:
-        doc = layout.parse_data_txt((folder / PINS_META).read_bytes())
-    except FileNotFoundError:
-        raise NotFound(f"{folder} holds no model version ({PINS_META} is missing).") from None
-    except ValueError as exc:
-        raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
+    doc = _pins_meta(folder)
     block = layout.fixative_block(doc)
     if block is None or not layout.is_model_pin(doc):
         raise InvalidArgument(f"{folder} was pinned by pins or vetiver, not written by Fixative; "
@@ -164,6 +159,19 @@ def read_version_dir(folder: str | os.PathLike[str], *, trusted: Sequence[str] =
                                                            files[SAMPLE_FILE])))
     return ModelBundle(model=model, meta=BundleMeta.from_dict(meta_doc), sample=sample,
                        version=version or (meta_doc.get("fixative") or {}).get("version"))
+
+
+def _pins_meta(folder: Path) -> dict[str, Any]:
+    """A version folder's ``data.txt``, parsed (NotFound or CorruptData when it cannot be)."""
+    from core.store import layout
+    from core.store.board import PINS_META
+
+    try:
+        return layout.parse_data_txt((folder / PINS_META).read_bytes())
+    except FileNotFoundError:
+        raise NotFound(f"{folder} holds no model version ({PINS_META} is missing).") from None
+    except ValueError as exc:
+        raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
 
 
 @dataclass
@@ -184,16 +192,11 @@ def read_version_graph(folder: str | os.PathLike[str], version: str | None = Non
     import pandas as pd
 
     from core.store import layout
-    from core.store.board import META_FILE, PINS_META, SAMPLE_FILE
+    from core.store.board import META_FILE, SAMPLE_FILE
     from core.store.paths import COMPILED_FILE, COMPILED_HASH_FILE, ONNX_FILE
 
     folder = Path(folder)
-    try:
-        doc = layout.parse_data_txt((folder / PINS_META).read_bytes())
-    except FileNotFoundError:
-        raise NotFound(f"{folder} holds no model version ({PINS_META} is missing).") from None
-    except ValueError as exc:
-        raise CorruptData(f"{folder / PINS_META} is unreadable: {exc}.") from None
+    doc = _pins_meta(folder)
     block = layout.fixative_block(doc) or {}
     meta_doc = json.loads(_checked_bytes(folder, META_FILE, {"sha256": block.get("meta_sha256")}))
     files = (meta_doc.get("fixative") or {}).get("files") or {}
