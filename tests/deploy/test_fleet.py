@@ -137,7 +137,7 @@ def test_replicas_report_traffic_health_and_shutdown(replicas, store, house_data
     for r in replicas:
         beat = seen[r.port]
         assert (beat.model, beat.version, beat.alias) == ("house", version, "production")
-        assert beat.health == "fresh" and beat.pid == r.proc.pid and beat.engine == "python"
+        assert beat.health == "fresh" and beat.pid == r.proc.pid and beat.engine == "sklearn"
 
     # Different traffic on each replica, one bad request each.
     features = house_data.drop(columns="price")
