@@ -2,7 +2,10 @@
 
 ``requirements.txt`` of a bundle names the packages the model and the server import, at
 exact versions; this step resolves everything they pull in with ``uv pip compile
---generate-hashes --universal`` into ``requirements.lock``, which the image installs
+--generate-hashes`` for the image's one Python on Linux (``--python-version X.Y
+--python-platform x86_64-manylinux_2_28``; the hashes cover every file of each pinned
+version, so an arm64 build installs the same versions) into ``requirements.lock``, which
+the image installs
 with ``pip install --require-hashes --no-deps``: no package and no file the lock does
 not name can reach the image. Packages installed here pin the transitive ones to the
 versions this machine runs (a constraints file), so the image matches what was tested.
@@ -30,6 +33,9 @@ LOCK_FILE = "requirements.lock"
 TIMEOUT = 600.0
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
+
+# The platform the image resolves for (the base image is a manylinux-compatible Debian).
+PLATFORM = "x86_64-manylinux_2_28"
 
 def uv_binary() -> str | None:
     """The uv executable: the one installed with the ``uv`` package, else on PATH."""
@@ -64,8 +70,11 @@ def installed_constraints(exclude: Sequence[str]) -> list[str]:
 
 def _compile(uv: str, folder: Path, python: str, constrained: bool, timeout: float
              ) -> subprocess.CompletedProcess[str]:
-    command = [uv, "pip", "compile", "requirements.in", "--generate-hashes", "--universal",
-               "--python-version", python, "--no-header", "--quiet", "-o", LOCK_FILE]
+    # Not --universal: it also resolves for every later Python, where pins such as numpy
+    # 1.x with onnx (whose ml-dtypes needs numpy 2 on Python 3.13) have no solution.
+    command = [uv, "pip", "compile", "requirements.in", "--generate-hashes",
+               "--python-platform", PLATFORM, "--python-version", python, "--no-header",
+               "--quiet", "-o", LOCK_FILE]
     if constrained:
         command += ["-c", "constraints.txt"]
     env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", NO_COLOR="1")
@@ -88,7 +97,8 @@ def lock(requirement_lines: Sequence[str], python: str, *, timeout: float = TIME
         (folder / "constraints.txt").write_text("\n".join(installed_constraints(names)) + "\n")
         try:
             done = _compile(uv, folder, python, True, timeout)
-            if done.returncode != 0 and "unsatisfiable" in done.stderr.lower():
+            if done.returncode != 0 and any(
+                    word in done.stderr.lower() for word in ("unsatisfiable", "no solution")):
                 # the model's recorded versions do not go with what is installed here:
                 # resolve the transitive packages freely instead
                 done = _compile(uv, folder, python, False, timeout)
@@ -106,7 +116,7 @@ def lock(requirement_lines: Sequence[str], python: str, *, timeout: float = TIME
                 "only the packages Fixative imports, without hashes).")
         text = (folder / LOCK_FILE).read_text()
     header = ("# Every package of the image, pinned with hashes (uv pip compile "
-              "--generate-hashes --universal\n"
+              f"--generate-hashes --python-platform {PLATFORM}\n"
               f"# --python-version {python} from requirements.txt; constraints.txt held the "
               "versions installed\n# where the bundle was written). Installed with:\n"
               f"#   pip install --require-hashes --no-deps -r {LOCK_FILE}\n")

@@ -157,7 +157,7 @@ def _per_window(mon: Monitor, w: Window, names: tuple[str, ...], min_rows: int,
     data = pd.DataFrame(records) if records else None
     keys = mon.windows(w, data["k"] if data is not None else ())
     out = mon.frame_for(w, keys, data)
-    out["n"] = (out["n"] if "n" in out else pd.Series(0, index=out.index)).fillna(0)
+    out["n"] = pd.to_numeric(out["n"] if "n" in out else pd.Series(0, index=out.index)).fillna(0)
     out["n"] = out["n"].astype("int64")
     for m in names:
         for col in (m, f"{m}_lower", f"{m}_upper"):

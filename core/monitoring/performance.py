@@ -136,9 +136,11 @@ def classification_metrics(mon: Monitor, w: Window, by: Sequence[str],
             data["note"] = [_join_notes(a if isinstance(a, str) else "",
                                         b if isinstance(b, str) else "")
                             for a, b in zip(data["note"], data.pop("note_p"))]
-    data["n_actual"] = data["n_actual"].fillna(0).astype("int64")
-    data["n_proba"] = (data["n_proba"] if "n_proba" in data else pd.Series(0, index=data.index)
-                       ).fillna(0).astype("int64")
+    # counts of windows without rows come out of the merges as missing values (of object
+    # dtype when every one is missing): numbers first, then zero
+    data["n_actual"] = pd.to_numeric(data["n_actual"]).fillna(0).astype("int64")
+    data["n_proba"] = pd.to_numeric(data["n_proba"] if "n_proba" in data
+                                    else pd.Series(0, index=data.index)).fillna(0).astype("int64")
     data["note"] = [note if isinstance(note, str) and note else
                     ("no actuals in this window: upload actuals to score it" if na == 0 else "")
                     for note, na in zip(data["note"], data["n_actual"])]

@@ -101,7 +101,7 @@ def test_a_pinned_kubernetes_bundle_is_prepared_or_the_reason_shown(env, monkeyp
     for name in ("UV_INDEX_URL", "UV_NO_CACHE", "UV_OFFLINE"):
         monkeypatch.delenv(name)
     at.button(key="deploy_docker_prepare").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     [download] = at.get("download_button")
     assert download.label == "Download the Docker bundle (.zip)"
 
