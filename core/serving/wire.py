@@ -106,7 +106,8 @@ def _json_error(detail: str) -> str:
         why = "it is not valid UTF-8 text"
     elif "infinity" in low:
         why = "a number is too large for a 64-bit float"
-    elif "expected a json value" in low:
+    elif "expected a json value" in low or "unexpected character" in low:
+        # (orjson before 3.11 says only "unexpected character")
         why = ("it holds something that is not JSON (NaN and Infinity are not JSON; "
                "send null for a missing value)")
     else:
