@@ -21,7 +21,7 @@ from core.store.versionstore import VersionStore
 # pins-python leaves the handles of the files it hashes and its data.txt to the garbage
 # collector when it writes a pin.
 pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <_io.FileIO name=:pytest.PytestUnraisableExceptionWarning")
+    r"ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning")
 
 
 @pytest.fixture(autouse=True)
