@@ -74,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(serve)
     _add_server_options(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    pair = serve.add_mutually_exclusive_group()
+    pair.add_argument("--shadow", default=None, metavar="REF2",
+                      help="also score every request with REF2 in the background (the caller "
+                           "always gets REF's answer)")
+    pair.add_argument("--canary", default=None, metavar="REF2:SHARE",
+                      help="answer a share of requests with REF2, e.g. churn@v2:10%% (sticky "
+                           "by the X-Fixative-Key header)")
     _add_limit_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -166,6 +173,10 @@ def _serve(args: argparse.Namespace) -> int:
     host = check_host(args.host)
     port = check_port(args.port)
     workers = check_workers(args.workers)
+    if args.canary is not None:  # a bad share is refused before anything loads
+        from core.serving.challenger import parse_canary
+
+        parse_canary(args.canary)
     max_body = _max_body_bytes(args.max_body_mb)
     limits = {k: getattr(args, k) for k in LIMIT_FLAGS}
     settings = server_factory.ServeSettings(
@@ -188,13 +199,37 @@ def _serve(args: argparse.Namespace) -> int:
     bundle = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     settings.alias = alias or None
+    pair = _challenger(args, store, settings, bundle)
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
           f"{'s' if workers > 1 else ''} (docs: {url}/). Stop with Ctrl+C.", flush=True)
+    if pair:
+        print(pair, flush=True)
     server_factory.run(settings, host=host, port=port, workers=workers, bundle=bundle,
                        store=store, access_log=args.access_log)
     return 0
+
+
+def _challenger(args: argparse.Namespace, store: Any, settings: Any, bundle: Any) -> str:
+    """Set ``settings.challenger`` from --shadow / --canary (checked against the champion
+    before the server starts); returns a line saying what runs, or ''."""
+    from core.serving.challenger import check_pair, parse_canary
+
+    if args.shadow is None and args.canary is None:
+        return ""
+    if args.shadow is not None:
+        ref, mode, share = args.shadow, "shadow", None
+    else:
+        ref, share = parse_canary(args.canary)
+        mode = "canary"
+    name, version = store.resolve(ref)
+    other = store.read(name, version, trusted=tuple(settings.trusted))
+    check_pair(bundle, other, mode)
+    settings.challenger = {"name": name, "version": version, "mode": mode, "share": share}
+    how = ("scores every request in the background" if share is None
+           else f"answers {share * 100:.4g}% of requests")
+    return f"Challenger {name}@{version} ({mode}) {how}."
 
 
 # -- endpoints ---------------------------------------------------------------------------
