@@ -52,6 +52,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(p)
     p.set_defaults(func=cmd_monitor)
 
+    p = sub.add_parser("promote", help="move an alias to its challenger, with the comparison "
+                                       "as evidence")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("alias", metavar="ALIAS")
+    p.add_argument("--challenger", default=None, metavar="VERSION",
+                   help="the version to promote (default: the one that served as the "
+                        "alias's challenger most recently)")
+    p.add_argument("--force", action="store_true",
+                   help="promote even when the comparison does not say 'challenger better' "
+                        "(the record says it was forced)")
+    p.add_argument("--window", default=None, help="comparison windows (default day)")
+    p.add_argument("--since", default=None, help="compare from (2025-03-01, 30d)")
+    p.add_argument("--until", default=None, help="compare until, exclusive")
+    store_argument(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("promotions", help="the alias moves that were promotions, with evidence")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--format", default="table", choices=("table", "json"))
+    store_argument(p)
+    p.set_defaults(func=cmd_promotions)
+
     p = sub.add_parser("monitor-status", help="at a glance: ok / warning / alert of every "
                                               "aliased model")
     p.add_argument("name", nargs="?", default=None, metavar="NAME")
@@ -229,6 +251,37 @@ def _comparison(args: argparse.Namespace) -> int:
     lat = ", ".join(f"{k.replace('_ms', '')} {plain_number(v)} ms" for k, v in c.latency.items()
                     if v is not None and np.isfinite(v))
     print(f"latency: {lat or 'none logged'}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from core.monitoring.promote import promote
+
+    p = promote(open_store(args), args.name, args.alias, args.challenger, force=args.force,
+                window=args.window, since=args.since, until=args.until)
+    ev = p.evidence
+    print(f"{p.name}:{p.alias} now points at {p.to_version} (was {p.from_version})"
+          f"{' (forced)' if p.forced else ''}.")
+    print(f"evidence: {ev.get('verdict')}. {table_text(str(ev.get('reason') or ''))}")
+    return 0
+
+
+def cmd_promotions(args: argparse.Namespace) -> int:
+    from core.monitoring.promote import promotions
+
+    found = promotions(open_store(args), args.name)
+    if args.format == "json":
+        print(json.dumps([{**p.__dict__, "at": p.at.isoformat()} for p in found], indent=2))
+        return 0
+    if not found:
+        print(f"No promotions of '{args.name}' yet. Run a challenger (python -m core serve "
+              f"{args.name}:ALIAS --shadow {args.name}@VERSION), then promote it "
+              f"(python -m core promote {args.name} ALIAS).")
+        return 0
+    for p in found:
+        print(f"{p.at:%Y-%m-%d %H:%M} {p.alias}: {p.from_version} -> {p.to_version} by "
+              f"{table_text(p.user)}{' (forced)' if p.forced else ''}: "
+              f"{p.evidence.get('verdict')} ({table_text(str(p.evidence.get('reason') or ''))})")
     return 0
 
 

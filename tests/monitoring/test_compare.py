@@ -3,11 +3,12 @@ direct computation with scikit-learn and scipy, the verdict, and bad input."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+from challenger_helpers import START, log_as, values_store  # noqa: F401  (fixture)
 from scipy import stats
 from sklearn.dummy import DummyRegressor
 from sklearn.metrics import accuracy_score, mean_absolute_error
@@ -24,53 +25,10 @@ from core.monitoring.compare import (
     paired_stats,
     verdict,
 )
-from core.store.predlog import build_table, write_segment
 from core.store.versionstore import VersionStore
 
-START = datetime(2026, 3, 2, tzinfo=UTC)
 
-
-def log_as(store, name, version, frame, preds, ts, role, classes=None, latency=5.0,
-           ids=None):
-    """Log single-row requests q0, q1, ... as ``role`` of ``name@version``."""
-    entries = []
-    for i in range(len(frame)):
-        rid = ids[i] if ids is not None else f"q{i}"
-        entries.append((ts[i], rid, "predict", 200, latency, frame.iloc[i:i + 1].reset_index(
-            drop=True), np.asarray([preds[i]]), None, None, None))
-    by_day: dict[str, list] = {}
-    for e in entries:
-        by_day.setdefault(e[0].strftime("%Y-%m-%d"), []).append(e)
-    for day, group in by_day.items():
-        table = build_table(group, name, version, classes, {}, role=role)
-        write_segment(store, name, version, day, f"{role}-{day}", table)
-
-
-@pytest.fixture(scope="module")
-def values_store(tmp_path_factory, house_data):
-    store = VersionStore(str(tmp_path_factory.mktemp("cmp") / "board"))
-    x = house_data.drop(columns=["price"])
-    vs = [store.write(bundle(DummyRegressor().fit(x, house_data.price), x, name="flat")).version
-          for _ in range(3)]
-    rng = np.random.default_rng(3)
-    n = 400
-    y = rng.normal(100, 20, n)
-    a = y + rng.normal(0, 10, n)
-    b = y + rng.normal(0, 6, n)  # the challenger is better
-    ts = [START + timedelta(hours=3 * i / 25) for i in range(n)]  # two days
-    frame = x.head(n).reset_index(drop=True)
-    log_as(store, "flat", vs[0], frame, a, ts, "champion", latency=4.0)
-    log_as(store, "flat", vs[1], frame, b, ts, "challenger", latency=9.0)
-    # the same model as the champion's, logged again as a challenger: identical answers
-    log_as(store, "flat", vs[2], frame, a, ts, "challenger")
-    keep = np.arange(n) % 4 != 3  # actuals for three rows in four
-    save_actuals(store, "flat", pd.DataFrame({"id": [f"q{i}" for i in range(n) if keep[i]],
-                                              "y": y[keep]}),
-                 key_column="id", actual_column="y")
-    return store, vs, y, a, b, keep, ts
-
-
-def test_values_match_direct_computation(values_store):
+def test_values_match_direct_computation(values_store):  # noqa: F811
     store, vs, y, a, b, keep, ts = values_store
     c = compare(store, f"flat@{vs[0]}", f"flat@{vs[1]}", window="day")
     s = c.overall
@@ -97,7 +55,7 @@ def test_values_match_direct_computation(values_store):
     assert c.summary()["overall"]["n"] == s.n
 
 
-def test_the_same_model_twice_is_never_a_verdict(values_store):
+def test_the_same_model_twice_is_never_a_verdict(values_store):  # noqa: F811
     store, vs, *_ = values_store
     c = compare(store, f"flat@{vs[0]}", f"flat@{vs[2]}")
     assert c.verdict == UNKNOWN and "no difference on any row" in c.reason
@@ -105,19 +63,19 @@ def test_the_same_model_twice_is_never_a_verdict(values_store):
     assert c.rows_needed is None
 
 
-def test_swapped_roles_say_worse(values_store):
+def test_swapped_roles_say_worse(values_store):  # noqa: F811
     store, vs, *_ = values_store
     assert compare(store, f"flat@{vs[1]}", f"flat@{vs[0]}").verdict == WORSE
 
 
-def test_too_few_rows_are_not_yet_known(values_store):
+def test_too_few_rows_are_not_yet_known(values_store):  # noqa: F811
     store, vs, *_ = values_store
     c = compare(store, f"flat@{vs[0]}", f"flat@{vs[1]}", until=START + timedelta(minutes=40))
     assert c.overall.n < 30
     assert c.verdict == UNKNOWN and c.rows_needed == 30 and "at least 30" in c.reason
 
 
-def test_finds_the_challenger_from_the_log(values_store, tmp_path, house_data):
+def test_finds_the_challenger_from_the_log(values_store, tmp_path, house_data):  # noqa: F811
     store, vs, *_ = values_store
     assert find_challenger(store, "flat", vs[0]) in (f"flat@{vs[1]}", f"flat@{vs[2]}")
     bare = VersionStore(str(tmp_path / "board"))
@@ -128,7 +86,7 @@ def test_finds_the_challenger_from_the_log(values_store, tmp_path, house_data):
         find_challenger(bare, "flat", v0)
 
 
-def test_bad_comparisons_are_refused(values_store):
+def test_bad_comparisons_are_refused(values_store):  # noqa: F811
     store, vs, *_ = values_store
     with pytest.raises(InvalidArgument, match="both flat@"):
         compare(store, f"flat@{vs[0]}", f"flat@{vs[0]}")
@@ -185,7 +143,7 @@ def test_verdict_names_the_rows_needed_for_a_small_difference():
     assert f"about {needed:,} rows" in reason and "60 rows" in reason
 
 
-def test_monitor_command_prints_the_comparison(values_store, capsys):
+def test_monitor_command_prints_the_comparison(values_store, capsys):  # noqa: F811
     import json
 
     from core.cli.main import main
@@ -211,7 +169,7 @@ def test_monitor_command_prints_the_comparison(values_store, capsys):
     (["--what", "comparison", "--challenger", "=cmd|' /C calc'!A0"], "error: "),
     (["--what", "comparison", "--challenger", "flat@nope", "--window", "0h"], "error: "),
 ])
-def test_monitor_comparison_refuses_bad_input(values_store, capsys, args, message):
+def test_monitor_comparison_refuses_bad_input(values_store, capsys, args, message):  # noqa: F811
     from core.cli.main import main
 
     store, vs, *_ = values_store
