@@ -27,7 +27,7 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import build, column_values, render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, ui, watching
+from core.workbench import challenger, charts, ui, watching
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
@@ -388,7 +388,7 @@ def main() -> None:
     report = load_report(store, choice)
     has_rows = summary(report, settings, choice.ref)
     tabs = st.tabs(["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds",
-                    "Upload", "Export", "All models", "Estimated", "Alerts"])
+                    "Upload", "Export", "All models", "Estimated", "Alerts", "Challenger"])
     with tabs[0]:
         performance_tab(meta, settings, report, has_rows, name, version)
     with tabs[1]:
@@ -412,6 +412,9 @@ def main() -> None:
                                    all_versions=choice.all_versions, reference=choice.reference)
     with tabs[9]:
         watching.watch_section(store, name, version)
+    with tabs[10]:
+        challenger.comparison_section(store, name, version, choice.window, since=choice.since,
+                                      until=choice.until)
 
 
 main()
