@@ -1,11 +1,14 @@
 """Serve the shared benchmark model with Fixative's server (the harness's "ours").
 
     python bench/serve_fixative.py PORT [--dir /tmp/bench] [--log-board DIR] [--no-batching]
+        [--shadow]
 
 Builds a bundle from <dir>/model.joblib and the feature columns of
 <dir>/sample.parquet (as ../shared/bench/serve_vetiver.py does for vetiver) and runs
 ``create_app`` under uvicorn on 127.0.0.1:PORT: one worker, access log off. With
 ``--log-board`` every request is also written to the prediction log on that board.
+With ``--shadow`` a challenger (a second copy of the same model, as costly as the
+champion) scores every request in shadow mode (:mod:`core.serving.challenger`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class LocalBoard:
         return "/".join([self.root, *parts])
 
 
-def build_app(data_dir: str, log_board: str | None, batching: bool):
+def build_app(data_dir: str, log_board: str | None, batching: bool, shadow: bool = False):
     import joblib
     import pandas as pd
 
@@ -51,7 +54,17 @@ def build_app(data_dir: str, log_board: str | None, batching: bool):
     b = bundle(model, sample, name="house_price_rf")
     b.version = "bench"
     store = LocalBoard(log_board) if log_board else None
-    return create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
+    app = create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
+    if not shadow:
+        return app
+    from core.serving.challenger import pair_app
+
+    other = bundle(joblib.load(os.path.join(data_dir, "model.joblib")), sample,
+                   name="house_price_rf")
+    other.version = "bench-challenger"
+    challenger = create_app(other, store=store, log=store is not None, batching=batching,
+                            tokens=[])
+    return pair_app(app, challenger, b, other, mode="shadow")
 
 
 def main() -> None:
@@ -60,13 +73,14 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/bench")
     ap.add_argument("--log-board", default=None)
     ap.add_argument("--no-batching", action="store_true")
+    ap.add_argument("--shadow", action="store_true")
     args = ap.parse_args()
     import uvicorn
 
     from core.serving.process import prepare_process
 
     prepare_process()  # as `python -m core serve` does
-    app = build_app(args.dir, args.log_board, not args.no_batching)
+    app = build_app(args.dir, args.log_board, not args.no_batching, args.shadow)
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, access_log=False,
                 log_level="warning")
 

@@ -47,7 +47,11 @@ ROLE_HEADER = "X-Fixative-Role"
 PREDICT_PATHS = frozenset({"/predict", "/predict_proba", "/invocations"})
 # Requests waiting for the challenger in shadow mode; past this, new ones are dropped.
 QUEUE_SIZE = 1000
-SHADOW_WORKERS = 4
+SHADOW_WORKERS = 1
+# Requests one shadow worker replays at once (one model call of the challenger's batcher).
+MAX_SHADOW_BATCH = 16
+# The share of wall time the shadow workers may spend on the challenger.
+SHADOW_BUDGET = 0.2
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 _log = logging.getLogger("fixative.server")
 
@@ -136,8 +140,9 @@ def canary_pick(key: str | None, share: float) -> bool:
 class _Shadow:
     """The challenger's work queue and its workers."""
 
-    def __init__(self, app: Any, queue_size: int, workers: int) -> None:
+    def __init__(self, app: Any, queue_size: int, workers: int, budget: float = 1.0) -> None:
         self.app = app
+        self.budget = budget
         self.queue: asyncio.Queue[tuple[dict[str, Any], bytes]] | None = None
         self.queue_size = queue_size
         self.workers = workers
@@ -174,22 +179,32 @@ class _Shadow:
 
     async def _work(self) -> None:
         assert self.queue is not None
+        loop = asyncio.get_running_loop()
         while True:
-            scope, body = await self.queue.get()
-            try:
-                status = await _replay(self.app, scope, body)
-                if status < 400:
+            batch = [await self.queue.get()]
+            while len(batch) < MAX_SHADOW_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            t0 = loop.time()
+            # replayed together, so that the challenger's batcher makes one model call
+            results = await asyncio.gather(*(_replay(self.app, scope, body)
+                                             for scope, body in batch), return_exceptions=True)
+            for (scope, _), result in zip(batch, results):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    self.failed += 1
+                    _log.warning("the challenger failed on request %s",
+                                 _header(scope, b"x-request-id"), exc_info=result)
+                elif result < 400:
                     self.scored += 1
                 else:
                     self.failed += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.failed += 1
-                _log.warning("the challenger failed on request %s", _header(scope, b"x-request-id"),
-                             exc_info=True)
-            finally:
                 self.queue.task_done()
+            # at most `budget` of the time goes to the challenger; what piles up meanwhile
+            # waits in the queue, and past its size is dropped
+            busy = loop.time() - t0
+            if self.budget < 1 and busy > 0:
+                await asyncio.sleep(busy * (1 - self.budget) / self.budget)
 
     def counts(self) -> dict[str, int]:
         return {"scored": self.scored, "failed": self.failed, "dropped": self.dropped,
@@ -329,7 +344,8 @@ class PairState:
 
 def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
              challenger_bundle: ModelBundle, *, mode: str, share: float | None = None,
-             queue_size: int = QUEUE_SIZE, workers: int = SHADOW_WORKERS) -> Starlette:
+             queue_size: int = QUEUE_SIZE, workers: int = SHADOW_WORKERS,
+             budget: float = SHADOW_BUDGET) -> Starlette:
     """One app serving ``champion`` and ``challenger`` (apps from
     :func:`core.serving.app.create_app` for the two bundles) in ``mode``; ``share``: the
     canary's fraction of requests. The two apps' prediction logs are marked with their
@@ -349,6 +365,9 @@ def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
         share = None
     if queue_size < 1 or workers < 1:
         raise InvalidArgument("queue_size and workers must be at least 1.")
+    if not (0 < budget <= 1):
+        raise InvalidArgument("budget is the share of time the challenger may use: above 0, "
+                              "at most 1.")
     spec = Challenger(challenger_bundle.meta.name, challenger_bundle.version or "unversioned",
                       mode, share)
     for app, role in ((champion, "champion"), (challenger, "challenger")):
@@ -358,7 +377,7 @@ def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
     pair = PairState(spec, champion, challenger,
                      f"{champion_bundle.meta.name}@{champion_bundle.version or 'unversioned'}")
     if mode == "shadow":
-        pair.shadow = _Shadow(challenger, queue_size, workers)
+        pair.shadow = _Shadow(challenger, queue_size, workers, budget)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
