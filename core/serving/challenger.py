@@ -298,9 +298,10 @@ class _Front:
                 state["status"] = int(message["status"])
             await send(message)
 
+        original = dict(scope)  # as it came, before the champion's app adds to it
         await self.pair.champion(scope, tee, watch)
         if 200 <= state["status"] < 300 and self.pair.shadow is not None:
-            self.pair.shadow.offer(dict(scope), b"".join(chunks))
+            self.pair.shadow.offer(original, b"".join(chunks))
 
     async def _metadata(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         start: dict[str, Any] = {}

@@ -185,3 +185,43 @@ def test_pair_app_refuses_bad_settings(store, versions):
         _pair(store, versions, "canary", 1.5)
     with pytest.raises(InvalidArgument, match="at least 1"):
         _pair(store, versions, "shadow", queue_size=0)
+
+
+def test_shadow_replaces_a_bad_request_id_with_one_shared_by_both(store, versions):
+    app = _pair(store, versions, "shadow", log=True)
+    with TestClient(app) as client:
+        r = client.post("/predict", json=[ROW], headers={"X-Request-ID": "bad id; DROP"})
+        rid = r.headers["x-request-id"]
+        assert r.status_code == 200 and rid != "bad id; DROP"
+    con = duckdb.connect()
+    rows = log_relation(store, con, "flat").filter(f"request_id = '{rid}'").project(
+        "serving_role").fetchall()
+    assert sorted(r[0] for r in rows) == ["challenger", "champion"]
+
+
+def test_canary_with_tokens_keeps_both_versions_closed(store, versions):
+    a, b = store.read("flat", versions[0]), store.read("flat", versions[1])
+    token = "t" * 20
+    champ = create_app(a, log=False, tokens=[token])
+    chall = create_app(b, log=False, tokens=[token])
+    app = pair_app(champ, chall, a, b, mode="canary", share=0.5)
+    with TestClient(app) as client:
+        for i in range(20):
+            r = client.post("/predict", json=[ROW], headers={"X-Fixative-Key": f"k{i}"})
+            assert r.status_code == 401 and "predict" not in r.text
+        meta = client.get("/metadata")
+        assert meta.status_code == 401 and "challenger" not in meta.text
+        ok = client.get("/metadata", headers={"Authorization": f"Bearer {token}"})
+        assert ok.json()["challenger"]["share"] == 0.5
+
+
+@pytest.mark.parametrize("key", ["", " ", "é" * 3, "x" * 8000, "../../etc/passwd", "' OR 1=1"])
+def test_odd_canary_keys_are_sticky_too(store, versions, key):
+    with TestClient(_pair(store, versions, "canary", 0.5)) as client:
+        header = key.encode("utf-8")  # raw bytes on the wire
+        roles = set()
+        for _ in range(3):
+            r = client.post("/predict", json=[ROW], headers={"X-Fixative-Key": header})
+            assert r.status_code == 200
+            roles.add(r.headers["x-fixative-role"])
+        assert len(roles) == 1

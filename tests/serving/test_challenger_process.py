@@ -73,6 +73,7 @@ def board(tmp_path_factory, house_model, house_data):
     store = VersionStore(path)
     x = house_data.drop(columns=["price"])
     store.write(bundle(house_model, x, name="house"))
+    store.write(bundle(house_model, x, name="twin"))  # another model, the same prototype
     for name, model in (("faulty", Faulty(list(x.columns))),
                         ("sleepy", Sleepy(list(x.columns), 20.0))):
         b = bundle(model, x, name=name)
@@ -158,6 +159,29 @@ def test_a_slow_challenger_never_holds_up_an_answer(board, features, plain):
         assert meta["scored"] == 0 and meta["failed"] == 0
     finally:
         s.stop(signal.SIGKILL)
+
+
+def test_canary_across_two_workers(board, features, house_model):
+    s = CliServer(board, "house", "--canary", "twin:50%", "--workers", "2")
+    try:
+        body = features.head(2).to_json(orient="records")
+        expected = house_model.predict(features.head(2))
+        roles: dict[str, str] = {}
+        for i in range(60):  # a key goes the same way whichever worker answers
+            key = f"customer-{i % 12}"
+            r = requests.post(s.url + "/predict", data=body, timeout=60,
+                              headers={"X-Fixative-Key": key})
+            assert r.status_code == 200
+            np.testing.assert_allclose(r.json()["predict"], expected)
+            assert roles.setdefault(key, r.headers["x-fixative-role"]) == roles[key]
+        assert set(roles.values()) == {"champion", "challenger"}
+        meta = requests.get(s.url + "/metadata", timeout=5).json()["challenger"]
+        assert (meta["mode"], meta["share"], meta["name"]) == ("canary", 0.5, "twin")
+    finally:
+        s.stop()
+    con = duckdb.connect()
+    twin = log_relation(VersionStore(board), con, "twin").project("serving_role").fetchall()
+    assert twin and {r[0] for r in twin} == {"challenger"}
 
 
 @pytest.mark.parametrize(("args", "message"), [
