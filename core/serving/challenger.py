@@ -396,11 +396,15 @@ def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
     return front
 
 
-def with_challenger(champion: Any, champion_bundle: ModelBundle, settings: Any, store: Any,
-                    make: Any) -> Starlette:
-    """The champion's app ``champion`` with the challenger of ``settings.challenger``
-    (loaded from ``store`` through the safety loader, trusting ``settings.trusted``);
-    ``make(bundle, metrics_dir=None)`` builds an app like the champion's."""
+def with_challenger(champion: Any, champion_bundle: ModelBundle, settings: Any,
+                    store: Any) -> Starlette:
+    """The champion's app ``champion`` (built by :func:`core.serving.process.build_app`
+    from ``settings``) with the challenger of ``settings.challenger``, loaded from
+    ``store`` through the safety loader (trusting ``settings.trusted``) and served with
+    the same settings; it keeps its own metrics, out of the workers' shared ``/metrics``."""
+    from core.serving.app import create_app
+    from core.serving.process import DEFAULT_MAX_BODY
+
     spec = dict(settings.challenger or {})
     if store is None or settings.model_dir:
         raise InvalidArgument("A challenger is loaded from a store; serve the champion from "
@@ -409,7 +413,10 @@ def with_challenger(champion: Any, champion_bundle: ModelBundle, settings: Any, 
     if not name or not version:
         raise InvalidArgument("The challenger needs a model name and version.")
     bundle = store.read(str(name), str(version), trusted=tuple(settings.trusted))
-    # the challenger keeps its own metrics, out of the workers' shared /metrics
-    challenger = make(bundle, metrics_dir=None)
+    challenger = create_app(bundle, store=store, log=settings.log,
+                            max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
+                            batching=settings.batching, limits=settings.limits(),
+                            public_url=settings.resolved_public_url(),
+                            allow_short_tokens=settings.short_tokens_allowed())
     return pair_app(champion, challenger, champion_bundle, bundle,
                     mode=str(spec.get("mode") or ""), share=spec.get("share"))

@@ -196,18 +196,15 @@ def build_app(settings: ServeSettings, bundle: ModelBundle | None = None,
     # each worker builds its app before it takes connections: the guard's timeout is set
     GuardedHttpTools.header_timeout = limits.header_timeout
     # tokens=None: create_app reads FIXATIVE_API_TOKENS itself.
-    def make(b: ModelBundle, metrics_dir: str | None = metrics_dir) -> Any:
-        return create_app(b, store=store, log=settings.log and store is not None,
-                          max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
-                          batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
-                          public_url=settings.resolved_public_url(),
-                          allow_short_tokens=settings.short_tokens_allowed())
-
-    served = make(bundle)
+    served = create_app(bundle, store=store, log=settings.log and store is not None,
+                        max_body_bytes=settings.max_body_bytes or DEFAULT_MAX_BODY,
+                        batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
+                        public_url=settings.resolved_public_url(),
+                        allow_short_tokens=settings.short_tokens_allowed())
     if settings.challenger:  # champion and challenger: see core.serving.challenger
         from core.serving.challenger import with_challenger
 
-        served = with_challenger(served, bundle, settings, store, make)
+        served = with_challenger(served, bundle, settings, store)
     _attach_heartbeat(served, settings, bundle, store)
     return served
 
