@@ -49,9 +49,9 @@ PREDICT_PATHS = frozenset({"/predict", "/predict_proba", "/invocations"})
 QUEUE_SIZE = 1000
 SHADOW_WORKERS = 1
 # Requests one shadow worker replays at once (one model call of the challenger's batcher).
-MAX_SHADOW_BATCH = 16
+MAX_SHADOW_BATCH = 4
 # The share of wall time the shadow workers may spend on the challenger.
-SHADOW_BUDGET = 0.2
+SHADOW_BUDGET = 0.1
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@\-]{1,128}$")
 _log = logging.getLogger("fixative.server")
 
