@@ -40,6 +40,7 @@ from scipy import stats
 from core.errors import InvalidArgument, NotFound
 from core.monitoring.monitor import open_monitor
 from core.monitoring.windows import parse_window
+from core.store.paths import log_dir, segment_files
 from core.store.protocols import StoreLike
 
 BETTER, WORSE, UNKNOWN = "challenger better", "challenger worse", "not yet known"
@@ -256,7 +257,8 @@ def find_challenger(store: StoreLike, name: str, champion_version: str) -> str:
     found: list[tuple[Any, str]] = []
     for v in store.versions(name):
         version = getattr(v, "version", v)
-        if version == champion_version:
+        if version == champion_version or not segment_files(store, log_dir(store, name),
+                                                             [str(version)]):
             continue
         try:
             rows = _roles(store, name, str(version))
