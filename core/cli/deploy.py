@@ -65,6 +65,16 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
                              f"${lim.ALLOW_SHORT_TOKENS_ENV}=1)")
 
 
+def _add_challenger_options(parser: argparse.ArgumentParser) -> None:
+    pair = parser.add_mutually_exclusive_group()
+    pair.add_argument("--shadow", default=None, metavar="REF2",
+                      help="also score every request with REF2 in the background (the caller "
+                           "always gets REF's answer)")
+    pair.add_argument("--canary", default=None, metavar="REF2:SHARE",
+                      help="answer a share of requests with REF2, e.g. churn@v2:10%% (sticky "
+                           "by the X-Fixative-Key header)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve a model version as a REST endpoint",
                            description="Serve one model version with uvicorn until stopped "
@@ -74,13 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(serve)
     _add_server_options(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
-    pair = serve.add_mutually_exclusive_group()
-    pair.add_argument("--shadow", default=None, metavar="REF2",
-                      help="also score every request with REF2 in the background (the caller "
-                           "always gets REF's answer)")
-    pair.add_argument("--canary", default=None, metavar="REF2:SHARE",
-                      help="answer a share of requests with REF2, e.g. churn@v2:10%% (sticky "
-                           "by the X-Fixative-Key header)")
+    _add_challenger_options(serve)
     _add_limit_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -96,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="port to listen on (default: 8080 or the next free one)")
     store_argument(start)
     _add_server_options(start)
+    _add_challenger_options(start)
     start.add_argument("--timeout", type=float, default=60.0,
                        help="seconds to wait for the server to answer (default 60)")
     start.set_defaults(func=_endpoints_start)
@@ -244,7 +249,7 @@ def _endpoints_start(args: argparse.Namespace) -> int:
     endpoint = deploy.start_endpoint(
         store, args.ref, port=port, host=host, workers=args.workers, log=not args.no_log,
         batching=not args.no_batching, max_body_mb=args.max_body_mb, trusted=args.trust,
-        timeout=args.timeout)
+        timeout=args.timeout, shadow=args.shadow, canary=args.canary)
     print(f"Started {endpoint.label}: {endpoint.url}/ (id {endpoint.id}, pid {endpoint.pid}, "
           f"log {endpoint.log_file})")
     return 0
