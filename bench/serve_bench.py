@@ -2,6 +2,7 @@
 
     python bench/serve_bench.py [--duration 10] [--warmup 2] [--repeat 3] [--skip-vetiver]
                                 [--engine sklearn|onnx|both]
+    python bench/serve_bench.py --shadow-only [--rounds 3] [--duration 8]
 
 Each scenario runs on vetiver's server and then on ours (and logging off, then on),
 each in a fresh server process, so slow spells of a shared machine fall on both sides.
@@ -19,6 +20,13 @@ checks the graph's served predictions against ``model.predict`` on the 2,000 sam
 rows and measures cold start (process start to the first answered prediction) of the
 three servers. Without ``--engine`` the server is built from the joblib file in memory,
 as before.
+
+Shadow on/off: the champion's p99 with 1-row requests at concurrency 32, with a
+challenger (a second copy of the same model, so as costly) scoring every request in
+shadow mode and without one, alternated ``--rounds`` times, each in a fresh server
+process on CPU 0 with ``load.py`` (wrk) on CPU 1; the ratio of the medians against the
+target (<= 1.2), and how much work the challenger dropped. ``--shadow-only`` runs just
+this part, which needs only ``load.py`` and the model of the harness.
 """
 
 from __future__ import annotations
@@ -237,6 +245,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def shadow_run(shadow: bool, args: argparse.Namespace) -> dict:
+    """One server (shadow on or off) under 1-row requests at c=32; wrk's figures, with the
+    challenger's counts from /metadata when shadow is on."""
+    port = free_port()
+    cmd = ["taskset", "-c", "0", *SERVER.format(port=port).split(),
+           *(["--shadow"] if shadow else [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.2)
+        py = BENCH_PY if Path(BENCH_PY).exists() else sys.executable
+        out = subprocess.run([py, str(HARNESS / "load.py"), f"http://127.0.0.1:{port}/predict",
+                              "--rows", "1", "-c", "32", "-d", str(args.duration), "--warmup",
+                              str(args.warmup), "--cpus", "1", "--json"],
+                             cwd=HARNESS, check=True, capture_output=True, text=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        if shadow:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metadata", timeout=5) as r:
+                result["challenger"] = json.loads(r.read())["challenger"]
+        return result
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def shadow_bench(args: argparse.Namespace) -> dict:
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for _ in range(args.rounds):
+        for label, on in (("off", False), ("on", True)):
+            runs[label].append(shadow_run(on, args))
+    print("\n**Shadow on/off: 1 row, c=32 (champion's answers)**\n")
+    print("| round | off req/s | off p99 ms | on req/s | on p99 ms | p99 on/off | challenger "
+          "scored / dropped |\n|---|---|---|---|---|---|---|")
+    for i, (off, on) in enumerate(zip(runs["off"], runs["on"]), 1):
+        ch = on.get("challenger", {})
+        print(f"| {i} | {off['rps']:.0f} | {off['p99_ms']:.1f} | {on['rps']:.0f} | "
+              f"{on['p99_ms']:.1f} | {on['p99_ms'] / off['p99_ms']:.2f} | "
+              f"{ch.get('scored', 0)} / {ch.get('dropped', 0)} |")
+    med = {k: statistics.median(r["p99_ms"] for r in v) for k, v in runs.items()}
+    ratio = med["on"] / med["off"]
+    print(f"\nchampion p99 shadow on / off (<= 1.2): {ratio:.2f} "
+          f"({med['on']:.1f} ms against {med['off']:.1f} ms, median of {args.rounds} rounds)")
+    return {"runs": runs, "p99_ratio": ratio}
+
+
 def table(title: str, result: dict) -> str:
     lines = [f"**{title}**", "",
              "| scenario | req/s | rows/s | p50 ms | p99 ms | server CPU ms/req |",
@@ -264,7 +325,15 @@ def main() -> None:
     ap.add_argument("--engine", choices=("sklearn", "onnx", "both"), default=None,
                     help="serve from a board with this engine (both: vetiver and both "
                          "engines in one run, plus accuracy and cold start)")
+    ap.add_argument("--shadow-only", action="store_true",
+                    help="only the champion's p99 with shadow on and off")
     args = ap.parse_args()
+    if args.shadow_only:
+        if not Path("/tmp/bench/model.joblib").exists():
+            sys.exit(f"make the model first: cd {HARNESS} && {BENCH_PY} make_model.py")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "shadow.json").write_text(json.dumps(shadow_bench(args), indent=1))
+        return
     if not Path(BENCH_PY).exists() or not Path("/tmp/bench/model.joblib").exists():
         sys.exit(f"set up the harness first: cd {HARNESS} && bash setup.sh && "
                  f"{BENCH_PY} make_model.py")
@@ -285,6 +354,7 @@ def main() -> None:
                         "fixative-log": f"{SERVER} --log-board {log_board}"},
                        args.log_scenarios, args, port)
     log_on, log_off = logs["fixative-log"], logs["fixative-nolog"]
+    shadow = shadow_bench(args)
     bare = bare_model_rss()
     idle = server_idle_rss(free_port())
 
@@ -306,6 +376,7 @@ def main() -> None:
             ratios[label] = n[sc][field] / d[sc][field]
             pairs[label] = paired(num, den, sc, field)
     ratios["idle RSS server/bare model (<= 1.5)"] = idle / bare
+    ratios["shadow on/off champion p99, 1x32 (<= 1.2)"] = shadow["p99_ratio"]
     print("\n" + table("vetiver 0.2.6 (VetiverAPI, FastAPI)", vet))
     print("\n" + table("Fixative (create_app, Starlette)", ours))
     print("\n" + table("Fixative, prediction log on", log_on))

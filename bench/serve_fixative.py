@@ -1,7 +1,7 @@
 """Serve the shared benchmark model with Fixative's server (the harness's "ours").
 
     python bench/serve_fixative.py PORT [--dir /tmp/bench] [--log-board DIR] [--no-batching]
-                                        [--engine sklearn|onnx --board DIR]
+                                        [--engine sklearn|onnx --board DIR] [--shadow]
 
 Builds a bundle from <dir>/model.joblib and the feature columns of
 <dir>/sample.parquet (as ../shared/bench/serve_vetiver.py does for vetiver) and runs
@@ -11,6 +11,9 @@ Builds a bundle from <dir>/model.joblib and the feature columns of
 With ``--engine`` the version stored on ``--board`` (see ``store_model`` in
 serve_bench.py) is loaded the way ``python -m core serve --engine ...`` loads it: the
 onnx engine reads only the compiled graph and never unpickles the model.
+With ``--shadow`` a challenger (a second copy of the same model, as costly as the
+champion, on the same engine) scores every request in shadow mode
+(:mod:`core.serving.challenger`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class LocalBoard:
         return "/".join([self.root, *parts])
 
 
-def build_app(data_dir: str, log_board: str | None, batching: bool):
+def build_app(data_dir: str, log_board: str | None, batching: bool, shadow: bool = False):
     import joblib
     import pandas as pd
 
@@ -56,10 +59,21 @@ def build_app(data_dir: str, log_board: str | None, batching: bool):
     b = bundle(model, sample, name="house_price_rf")
     b.version = "bench"
     store = LocalBoard(log_board) if log_board else None
-    return create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
+    app = create_app(b, store=store, log=store is not None, batching=batching, tokens=[])
+    if not shadow:
+        return app
+    from core.serving.challenger import pair_app
+
+    other = bundle(joblib.load(os.path.join(data_dir, "model.joblib")), sample,
+                   name="house_price_rf")
+    other.version = "bench-challenger"
+    challenger = create_app(other, store=store, log=store is not None, batching=batching,
+                            tokens=[])
+    return pair_app(app, challenger, b, other, mode="shadow")
 
 
-def build_engine_app(board: str, engine: str, log_board: str | None, batching: bool):
+def build_engine_app(board: str, engine: str, log_board: str | None, batching: bool,
+                     shadow: bool = False):
     from core.serving.app import create_app
     from core.serving.process import ServeSettings, load_bundle
     from core.store.versionstore import VersionStore
@@ -70,8 +84,18 @@ def build_engine_app(board: str, engine: str, log_board: str | None, batching: b
                                        engine=engine), store)
     assert served.engine.name == engine, served.engine.describe()
     log_store = LocalBoard(log_board) if log_board else None
-    return create_app(served.bundle, engine=served.engine, store=log_store,
-                      log=log_store is not None, batching=batching, tokens=[])
+    app = create_app(served.bundle, engine=served.engine, store=log_store,
+                     log=log_store is not None, batching=batching, tokens=[])
+    if not shadow:
+        return app
+    from core.serving.challenger import pair_app
+
+    twin = load_bundle(ServeSettings(name="house_price_rf", version=version, store=board,
+                                     engine=engine), store)
+    twin.bundle.version = "bench-challenger"
+    challenger = create_app(twin.bundle, engine=twin.engine, store=log_store,
+                            log=log_store is not None, batching=batching, tokens=[])
+    return pair_app(app, challenger, served.bundle, twin.bundle, mode="shadow")
 
 
 def main() -> None:
@@ -82,6 +106,7 @@ def main() -> None:
     ap.add_argument("--no-batching", action="store_true")
     ap.add_argument("--engine", choices=("sklearn", "onnx"), default=None)
     ap.add_argument("--board", default="/tmp/bench/fxboard")
+    ap.add_argument("--shadow", action="store_true")
     args = ap.parse_args()
     import uvicorn
 
@@ -89,9 +114,10 @@ def main() -> None:
 
     prepare_process()  # as `python -m core serve` does
     if args.engine:
-        app = build_engine_app(args.board, args.engine, args.log_board, not args.no_batching)
+        app = build_engine_app(args.board, args.engine, args.log_board, not args.no_batching,
+                               args.shadow)
     else:
-        app = build_app(args.dir, args.log_board, not args.no_batching)
+        app = build_app(args.dir, args.log_board, not args.no_batching, args.shadow)
     uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, access_log=False,
                 log_level="warning")
 

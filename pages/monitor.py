@@ -34,14 +34,14 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
-from core.workbench import charts, reports, ui, watching, words
+from core.workbench import challenger, charts, reports, ui, watching, words
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
 SOURCE_LABELS = {"log": "Served predictions (log)", "upload": "Uploaded data",
                  "all": "Both"}
 _MESSAGE = "mon_message"
 TABS = ["Performance", "Drift", "Traffic", "Custom metrics", "Thresholds", "Upload", "Export",
-        "All models", "Estimated", "Alerts"]
+        "All models", "Estimated", "Alerts", "Challenger"]
 
 
 @dataclass
@@ -433,6 +433,8 @@ def main() -> None:
             until=choice.until or None, source=choice.source,
             all_versions=choice.all_versions, reference=choice.reference),
         "Alerts": lambda: watching.watch_section(store, name, version),
+        "Challenger": lambda: challenger.comparison_section(
+            store, name, version, choice.window, since=choice.since, until=choice.until),
     }
     for label, tab in tabs.items():
         if tab.open is not False:  # None: a Streamlit that does not track tabs runs them all

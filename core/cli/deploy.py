@@ -69,6 +69,16 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
                              f"${lim.ALLOW_SHORT_TOKENS_ENV}=1)")
 
 
+def _add_challenger_options(parser: argparse.ArgumentParser) -> None:
+    pair = parser.add_mutually_exclusive_group()
+    pair.add_argument("--shadow", default=None, metavar="REF2",
+                      help="also score every request with REF2 in the background (the caller "
+                           "always gets REF's answer)")
+    pair.add_argument("--canary", default=None, metavar="REF2:SHARE",
+                      help="answer a share of requests with REF2, e.g. churn@v2:10%% (sticky "
+                           "by the X-Fixative-Key header)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve a model version as a REST endpoint",
                            description="Serve one model version with uvicorn until stopped "
@@ -78,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(serve)
     _add_server_options(serve)
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    _add_challenger_options(serve)
     _add_limit_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -93,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="port to listen on (default: 8080 or the next free one)")
     store_argument(start)
     _add_server_options(start)
+    _add_challenger_options(start)
     start.add_argument("--timeout", type=float, default=60.0,
                        help="seconds to wait for the server to answer (default 60)")
     start.set_defaults(func=_endpoints_start)
@@ -173,6 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
     host = check_host(args.host)
     port = check_port(args.port)
     workers = check_workers(args.workers)
+    if args.canary is not None:  # a bad share is refused before anything loads
+        from core.serving.challenger import parse_canary
+
+        parse_canary(args.canary)
     max_body = _max_body_bytes(args.max_body_mb)
     limits = {k: getattr(args, k) for k in LIMIT_FLAGS}
     settings = server_factory.ServeSettings(
@@ -195,6 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
     served = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     settings.alias = alias or None
+    pair = _challenger(args, store, settings, served.bundle)
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     from core.serving.engine import text as engine_text
@@ -202,9 +219,37 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"Serving {name}@{version}{via} on {url} with {workers} worker"
           f"{'s' if workers > 1 else ''} (docs: {url}/). Stop with Ctrl+C.", flush=True)
     print(f"Engine: {engine_text(served.engine.describe())}", flush=True)
+    if pair:
+        print(pair, flush=True)
     server_factory.run(settings, host=host, port=port, workers=workers, served=served,
                        store=store, access_log=args.access_log)
     return 0
+
+
+def _challenger(args: argparse.Namespace, store: Any, settings: Any, bundle: Any) -> str:
+    """Set ``settings.challenger`` from --shadow / --canary (checked against the champion
+    before the server starts); returns a line saying what runs, or ''."""
+    from core.deploy.endpoints import check_challenger_trust
+    from core.model.bundle import ModelBundle
+    from core.serving.challenger import check_pair, parse_canary
+
+    if args.shadow is None and args.canary is None:
+        return ""
+    if args.shadow is not None:
+        ref, mode, share = args.shadow, "shadow", None
+    else:
+        ref, share = parse_canary(args.canary)
+        mode = "canary"
+    name, version = store.resolve(ref)
+    check_challenger_trust(store, name, version, settings.trusted)
+    # only the metadata is compared here: the server loads the challenger itself, from its
+    # verified graph when it has one (never unpickled then)
+    other = ModelBundle(model=None, meta=store.meta(name, version), version=version)
+    check_pair(bundle, other, mode)
+    settings.challenger = {"name": name, "version": version, "mode": mode, "share": share}
+    how = ("scores every request in the background" if share is None
+           else f"answers {share * 100:.4g}% of requests")
+    return f"Challenger {name}@{version} ({mode}) {how}."
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -219,7 +264,7 @@ def _endpoints_start(args: argparse.Namespace) -> int:
     endpoint = deploy.start_endpoint(
         store, args.ref, port=port, host=host, workers=args.workers, log=not args.no_log,
         batching=not args.no_batching, max_body_mb=args.max_body_mb, trusted=args.trust,
-        timeout=args.timeout, engine=args.engine)
+        timeout=args.timeout, engine=args.engine, shadow=args.shadow, canary=args.canary)
     print(f"Started {endpoint.label}: {endpoint.url}/ (id {endpoint.id}, pid {endpoint.pid}, "
           f"log {endpoint.log_file})")
     return 0

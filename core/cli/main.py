@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
                      "delete", "prune", "reindex", "verify", "compile"], "core.cli.store"),
     "card": "core.cli.card",
     **dict.fromkeys(["serve", "endpoints", "docker"], "core.cli.deploy"),
-    **dict.fromkeys(["monitor", "monitor-status"], "core.cli.monitor"),
+    **dict.fromkeys(["monitor", "monitor-status", "promote", "promotions"], "core.cli.monitor"),
     **dict.fromkeys(["score", "actuals"], "core.cli.uploads"),
     "workbench": "core.cli.workbench",
     **dict.fromkeys(["watch", "watch-set", "watch-test", "watch-history"], "core.cli.watch"),

@@ -2,7 +2,8 @@
 
     python -m core monitor NAME[@VERSION|:ALIAS] [--window week] [--since 30d]
         [--until 2025-06-01] [--source all|log|upload] [--format table|csv|json]
-        [--what all|metrics|estimated|drift|traffic|status]
+        [--what all|metrics|estimated|drift|traffic|status|comparison]
+        [--challenger NAME@VERSION]
     python -m core monitor-status [NAME] [--format table|csv|json]
 
 Exit code 0 whatever the status (it is printed); 1 with a one-line error on bad input.
@@ -25,7 +26,7 @@ from core.errors import InvalidArgument
 from core.monitoring.monitor import SOURCES
 
 FORMATS = ("table", "csv", "json")
-WHAT = ("all", "metrics", "estimated", "drift", "traffic", "status")
+WHAT = ("all", "metrics", "estimated", "drift", "traffic", "status", "comparison")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +46,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "workbench; all (default, as the workbench's Monitor page): both")
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--what", default="all", choices=WHAT)
+    p.add_argument("--challenger", default=None, metavar="NAME@VERSION",
+                   help="with --what comparison: the version to compare with (default: the "
+                        "one that served as a challenger most recently)")
     store_argument(p)
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("promote", help="move an alias to its challenger, with the comparison "
+                                       "as evidence")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("alias", metavar="ALIAS")
+    p.add_argument("--challenger", default=None, metavar="VERSION",
+                   help="the version to promote (default: the one that served as the "
+                        "alias's challenger most recently)")
+    p.add_argument("--force", action="store_true",
+                   help="promote even when the comparison does not say 'challenger better' "
+                        "(the record says it was forced)")
+    p.add_argument("--window", default=None, help="comparison windows (default day)")
+    p.add_argument("--since", default=None, help="compare from (2025-03-01, 30d)")
+    p.add_argument("--until", default=None, help="compare until, exclusive")
+    store_argument(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("promotions", help="the alias moves that were promotions, with evidence")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--format", default="table", choices=("table", "json"))
+    store_argument(p)
+    p.set_defaults(func=cmd_promotions)
 
     p = sub.add_parser("monitor-status", help="at a glance: ok / warning / alert of every "
                                               "aliased model")
@@ -137,6 +163,10 @@ def reference_period(text: str | None) -> tuple[str, str] | None:
 def cmd_monitor(args: argparse.Namespace) -> int:
     from core.monitoring.report import build
 
+    if args.what == "comparison":
+        return _comparison(args)
+    if args.challenger is not None:
+        raise InvalidArgument("--challenger goes with --what comparison.")
     if args.format == "csv" and args.what in ("all", "status"):
         raise InvalidArgument("CSV holds one table: add --what metrics, --what drift or "
                               "--what traffic (or use --format json for everything).")
@@ -198,6 +228,60 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                      "warnings and alerts in the windows the status is judged on")
     for note in report.notes:
         print(f"note: {note}")
+    return 0
+
+
+def _comparison(args: argparse.Namespace) -> int:
+    from core.monitoring.compare import comparison_for
+
+    c = comparison_for(open_store(args), args.ref, args.challenger, window=args.window,
+                       since=args.since, until=args.until)
+    if args.format == "json":
+        print(json.dumps({**c.summary(), "windows": _json_ready(c.windows)}, indent=2))
+        return 0
+    if args.format == "csv":
+        _print_frame(c.windows, "csv")
+        return 0
+    print(f"{c.challenger} (challenger) against {c.champion} (champion) · {c.metric}")
+    print(f"verdict: {c.verdict}")
+    print(f"  {c.reason}")
+    print()
+    _print_frame(c.windows, "table", f"per window: {c.metric} of each on the same rows, "
+                                     "challenger minus champion with its 95% interval")
+    lat = ", ".join(f"{k.replace('_ms', '')} {plain_number(v)} ms" for k, v in c.latency.items()
+                    if v is not None and np.isfinite(v))
+    print(f"latency: {lat or 'none logged'}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from core.monitoring.promote import promote
+
+    p = promote(open_store(args), args.name, args.alias, args.challenger, force=args.force,
+                window=args.window, since=args.since, until=args.until)
+    ev = p.evidence
+    print(f"{p.name}:{p.alias} now points at {p.to_version} (was {p.from_version})"
+          f"{' (forced)' if p.forced else ''}.")
+    print(f"evidence: {ev.get('verdict')}. {table_text(str(ev.get('reason') or ''))}")
+    return 0
+
+
+def cmd_promotions(args: argparse.Namespace) -> int:
+    from core.monitoring.promote import promotions
+
+    found = promotions(open_store(args), args.name)
+    if args.format == "json":
+        print(json.dumps([{**p.__dict__, "at": p.at.isoformat()} for p in found], indent=2))
+        return 0
+    if not found:
+        print(f"No promotions of '{args.name}' yet. Run a challenger (python -m core serve "
+              f"{args.name}:ALIAS --shadow {args.name}@VERSION), then promote it "
+              f"(python -m core promote {args.name} ALIAS).")
+        return 0
+    for p in found:
+        print(f"{p.at:%Y-%m-%d %H:%M} {p.alias}: {p.from_version} -> {p.to_version} by "
+              f"{table_text(p.user)}{' (forced)' if p.forced else ''}: "
+              f"{p.evidence.get('verdict')} ({table_text(str(p.evidence.get('reason') or ''))})")
     return 0
 
 

@@ -338,8 +338,10 @@ def _owner_by_registry(folder: Path, port: int) -> str | None:
 
 def serve_command(ref: str, *, store_url: str, host: str, port: int, workers: int = 1,
                   log: bool = True, batching: bool = True, max_body_mb: float | None = None,
-                  trusted: Sequence[str] = (), engine: str = "auto") -> list[str]:
-    """The ``python -m core serve ...`` command line of an endpoint."""
+                  trusted: Sequence[str] = (), engine: str = "auto",
+                  challenger: tuple[str, str] | None = None) -> list[str]:
+    """The ``python -m core serve ...`` command line of an endpoint; ``challenger`` is
+    ``("shadow", REF)`` or ``("canary", REF:SHARE)``."""
     command = [sys.executable, "-m", "core", "serve", ref, "--store", store_url,
                "--host", host, "--port", str(port), "--workers", str(workers),
                "--engine", check_engine(engine)]
@@ -351,7 +353,37 @@ def serve_command(ref: str, *, store_url: str, host: str, port: int, workers: in
         command += ["--max-body-mb", repr(float(max_body_mb))]
     for name in trusted:
         command += ["--trust", name]
+    if challenger is not None:
+        command += [f"--{challenger[0]}", challenger[1]]
     return command
+
+
+def _challenger_option(store: StoreLike, shadow: str | None, canary: str | None,
+                       trusted: Sequence[str]) -> tuple[str, str] | None:
+    """``("shadow", NAME@VERSION)`` or ``("canary", NAME@VERSION:SHARE)``, checked and
+    pinned to a version before the server starts (None without a challenger)."""
+    from core.serving.challenger import parse_canary
+
+    if shadow is not None and canary is not None:
+        raise InvalidArgument("Give a shadow or a canary challenger, not both.")
+    if shadow is None and canary is None:
+        return None
+    if shadow is not None:
+        name, version = store.resolve(shadow)
+        check_challenger_trust(store, name, version, trusted)
+        return ("shadow", f"{name}@{version}")
+    ref, share = parse_canary(str(canary))
+    name, version = store.resolve(ref)
+    check_challenger_trust(store, name, version, trusted)
+    return ("canary", f"{name}@{version}:{share * 100:g}%")
+
+
+def check_challenger_trust(store: StoreLike, name: str, version: str,
+                            trusted: Sequence[str]) -> None:
+    """A challenger served from its verified graph is never unpickled; otherwise its
+    model file must be safe or trusted, as the champion's."""
+    if not wants_graph("auto", store.compiled(name, version)):
+        check_trusted(store, name, version, trusted)
 
 
 def check_max_body_mb(value: object) -> float:
@@ -377,11 +409,14 @@ def check_trusted(store: StoreLike, name: str, version: str, trusted: Sequence[s
 def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.0.1",
                    workers: int = 1, log: bool = True, batching: bool = True,
                    max_body_mb: float | None = None, trusted: Sequence[str] = (),
-                   timeout: float = START_TIMEOUT, engine: str = "auto") -> Endpoint:
+                   timeout: float = START_TIMEOUT, engine: str = "auto",
+                   shadow: str | None = None, canary: str | None = None) -> Endpoint:
     """Start ``ref`` (``NAME``, ``NAME@VERSION`` or ``NAME:ALIAS``) as a local endpoint.
 
     ``engine``: auto, sklearn or onnx (see :mod:`core.serving.engine`); a version served
     from its compiled graph needs no trust, since its model file is never loaded.
+    ``shadow`` (a REF) or ``canary`` (``REF:SHARE``): a challenger next to it, see
+    :mod:`core.serving.challenger`; resolved here like ``ref``.
 
     Returns once ``/healthz`` answers. The version is resolved here, so an alias that
     moves later does not change what this endpoint serves. Raises :class:`Conflict`
@@ -401,6 +436,7 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     report = store.compiled(name, version) if engine != "sklearn" else None
     if not wants_graph(engine, report):
         check_trusted(store, name, version, trusted)
+    challenger = _challenger_option(store, shadow, canary, trusted)
     folder = run_dir(store)
     ensure_port_free(host, port, owner=_owner_by_registry(folder, port))
 
@@ -409,7 +445,8 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     log_file = folder / f"{endpoint_id}.log"
     command = serve_command(f"{name}@{version}", store_url=_store_location(store), host=host,
                             port=port, workers=workers, log=log, batching=batching,
-                            max_body_mb=max_body_mb, trusted=trusted, engine=engine)
+                            max_body_mb=max_body_mb, trusted=trusted, engine=engine,
+                            challenger=challenger)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
@@ -424,7 +461,8 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
         store=_store_location(store), alias=parse_ref(ref)[2], workers=workers,
         machine=socket.gethostname(), proc_start=process_start_ticks(process.pid),
         options={"log": log, "batching": batching, "max_body_mb": max_body_mb,
-                 "trusted": list(trusted), "engine": engine})
+                 "trusted": list(trusted), "engine": engine,
+                 **({"challenger": list(challenger)} if challenger else {})})
     _write_registry(folder, endpoint)
     try:
         _wait_ready(endpoint, process, timeout)

@@ -70,6 +70,9 @@ class ServeSettings:
     alias: str | None = None
     port: int | None = None
     engine: str = "auto"  # auto | sklearn | onnx (see core.serving.engine)
+    # a challenger: {"name", "version", "mode", "share"[, "model_dir"]}
+    # (see core.serving.challenger)
+    challenger: dict[str, Any] | None = None
 
     def limits(self) -> limits_mod.Limits:
         """The limits in force: these settings, then the environment, then defaults."""
@@ -274,6 +277,10 @@ def build_app(settings: ServeSettings, served: Served | None = None,
                      batching=settings.batching, metrics_dir=metrics_dir, limits=limits,
                      public_url=settings.resolved_public_url(),
                      allow_short_tokens=settings.short_tokens_allowed())
+    if settings.challenger:  # champion and challenger: see core.serving.challenger
+        from core.serving.challenger import with_challenger
+
+        app = with_challenger(app, served.bundle, settings, store)
     _attach_heartbeat(app, settings, served, store)
     return app
 

@@ -47,7 +47,7 @@ from core.store.paths import log_dir, segment_files
 from core.store.protocols import BoardLike
 
 LOG_COLUMNS = ("ts", "request_id", "model", "version", "route", "status", "latency_ms", "row",
-               "error_code", "prediction", "proba")
+               "error_code", "prediction", "proba", "serving_role")
 ROUTES = ("predict", "predict_proba", "invocations", "upload")
 # A writer that cannot reach the board keeps at most this many requests before
 # dropping the oldest (and saying so in the server log).
@@ -89,6 +89,8 @@ class LogWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.segments_written = 0
+        # champion / challenger when the endpoint runs two versions (a serving_role column)
+        self.role: str | None = None
 
     # -- producer side (event loop) ----------------------------------------------------
 
@@ -165,7 +167,8 @@ class LogWriter:
             by_day.setdefault(e[0].astimezone(UTC).strftime("%Y-%m-%d"), []).append(e)
         paths = []
         for day, group in sorted(by_day.items()):
-            table = build_table(group, self.name, self.version, self.classes, self.feature_kinds)
+            table = build_table(group, self.name, self.version, self.classes, self.feature_kinds,
+                                role=self.role)
             self._seq += 1
             paths.append(write_segment(self.store, self.name, self.version, day,
                                        f"{self._prefix}-{self._seq:06d}", table))
@@ -174,8 +177,10 @@ class LogWriter:
 
 
 def build_table(entries: Sequence[tuple[Any, ...]], model: str, version: str,
-                classes: Sequence[Any] | None, feature_kinds: dict[str, str]) -> pa.Table:
-    """The Arrow table of a segment: successful rows first, then failed requests."""
+                classes: Sequence[Any] | None, feature_kinds: dict[str, str], *,
+                role: str | None = None) -> pa.Table:
+    """The Arrow table of a segment: successful rows first, then failed requests; with
+    ``role``, a ``serving_role`` column (champion / challenger) marks every row."""
     ok, frames = _by_frame([e for e in entries if e[5] is not None])
     failed = [e for e in entries if e[5] is None]
     sizes = np.array([_span(e)[1] - _span(e)[0] for e in ok], dtype=np.int64)
@@ -203,6 +208,8 @@ def build_table(entries: Sequence[tuple[Any, ...]], model: str, version: str,
     cols.update(features)
     cols["prediction"] = _predictions([e[6] for e in ok], classes, n_failed)
     cols["proba"] = _probas([e[7] for e in ok], sizes, n_failed)
+    if role is not None:
+        cols["serving_role"] = pa.array([role] * n, type=pa.string())
     return pa.table(cols)
 
 
