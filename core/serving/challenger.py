@@ -338,6 +338,9 @@ class PairState:
 
     def describe(self) -> dict[str, Any]:
         doc: dict[str, Any] = {**self.spec.to_dict(), "champion": self.champion_ref}
+        engine = getattr(getattr(self.challenger.state, "svc", None), "engine", None)
+        if engine is not None:
+            doc["engine"] = engine.describe()
         if self.shadow is not None:
             doc.update(self.shadow.counts())
         return doc

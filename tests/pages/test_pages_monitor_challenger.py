@@ -24,6 +24,9 @@ def _page(**params: str) -> AppTest:
     at.query_params.update(params)
     at.run()
     assert not at.exception, at.exception
+    at.session_state["mon_tab"] = "Challenger"  # only the open tab runs
+    at.run()
+    assert not at.exception, at.exception
     return at
 
 

@@ -133,3 +133,43 @@ def test_engine_names(value):
 def test_unknown_engines_are_refused(value):
     with pytest.raises(Exception, match="--engine must be one of auto, sklearn, onnx"):
         check_engine(value)
+
+
+@pytest.mark.process
+def test_a_shadow_challenger_on_its_graph_is_never_unpickled(tmp_path, house_model,
+                                                             house_data):
+    """Champion and challenger both compiled, both pickles garbage: the pair serves, the
+    challenger scores from its graph and logs as the challenger."""
+    s = VersionStore(str(tmp_path / "pair"))
+    feats = house_data.drop(columns=["price"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(settings.COMPILE_ENV, "1")
+        first = s.write(bundle(house_model, feats, name="house")).version
+        second = s.write(bundle(house_model, feats, name="house")).version
+    for v in (first, second):
+        Path(s.path("house", v, "house.joblib")).write_bytes(b"\x80\x05garbage, not a model")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "core", "serve", f"house@{first}", "--store",
+                             str(s.url), "--port", str(port), "--shadow", f"house@{second}"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait(proc, url), proc.stdout.read().decode() if proc.stdout else ""
+        rows = feats.head(20)
+        r = requests.post(f"{url}/predict", data=rows.to_json(orient="records"), timeout=10)
+        assert r.status_code == 200
+        np.testing.assert_allclose(r.json()["predict"], house_model.predict(rows), rtol=1e-5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pair = requests.get(f"{url}/metadata", timeout=5).json()["challenger"]
+            if pair.get("scored", 0) >= 1:
+                break
+            time.sleep(0.2)
+        assert pair["version"] == second and pair["mode"] == "shadow"
+        assert pair["engine"]["name"] == "onnx"
+        assert pair.get("scored", 0) >= 1 and pair.get("failed", 0) == 0, pair
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert "Challenger house@" in out and "Traceback" not in out
