@@ -78,7 +78,9 @@ def plain_number(x: float, significant: int = 4, max_decimals: int = 6) -> str:
     return "0" if text in ("-0", "") else text
 
 
-MODEL_COLUMNS = ("name", "latest", "n_versions", "aliases", "task", "model_class", "updated")
+MODEL_COLUMNS = ("name", "latest", "n_versions", "aliases", "task", "model", "updated")
+# the model column: the class with its parts, cut to this many characters in tables
+MODEL_WIDTH = 64
 EMPTY_STORE = ("The store is empty. Add a model with: python -m core write MODEL_FILE "
                "--name NAME [--sample CSV]")
 
@@ -118,4 +120,15 @@ def print_models(rows: Sequence[dict[str, Any]], as_json: bool) -> None:
     elif not rows:
         print(EMPTY_STORE, file=sys.stderr)
     else:
-        print_table(rows, MODEL_COLUMNS)
+        print_table([{**row, "model": _cut(str(row.get("model_summary")
+                                               or row.get("model_class") or ""))}
+                     for row in rows], MODEL_COLUMNS)
+
+
+def _cut(text: str, width: int = MODEL_WIDTH) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: a model's outer class
+    and its final estimator stay in view."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # imported where a connection is opened: answers kept on disk
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # The end of the reason a version folder is not indexed when it holds a pin of another
 # kind (a data frame pinned with pins): not a damaged version.
 NOT_A_MODEL = "not a model"
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS versions (
     name VARCHAR NOT NULL, version VARCHAR NOT NULL, created TIMESTAMPTZ NOT NULL,
     hash VARCHAR, size BIGINT, "user" VARCHAR, description VARCHAR, task VARCHAR,
     model_class VARCHAR, library VARCHAR, tags VARCHAR[], metrics JSON, metadata JSON,
-    source VARCHAR, problem VARCHAR);
+    source VARCHAR, problem VARCHAR, model_summary VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (
     name VARCHAR, version VARCHAR, metric VARCHAR, value DOUBLE);
 CREATE TABLE IF NOT EXISTS params (
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS params (
 CREATE TABLE IF NOT EXISTS ignored (name VARCHAR, version VARCHAR, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS models (
     name VARCHAR, latest VARCHAR, n_versions BIGINT, updated TIMESTAMPTZ, task VARCHAR,
-    library VARCHAR, model_class VARCHAR);
+    library VARCHAR, model_class VARCHAR, model_summary VARCHAR);
 CREATE TABLE IF NOT EXISTS alias_history (
     id VARCHAR, name VARCHAR, alias VARCHAR, from_version VARCHAR, to_version VARCHAR,
     "user" VARCHAR, "at" TIMESTAMPTZ);
@@ -81,7 +81,7 @@ _VERSION_COLUMNS = (
     ("size", "BIGINT"), ("user", "VARCHAR"), ("description", "VARCHAR"), ("task", "VARCHAR"),
     ("model_class", "VARCHAR"), ("library", "VARCHAR"), ("tags", "VARCHAR[]"),
     ("metrics", "VARCHAR"), ("metadata", "VARCHAR"), ("source", "VARCHAR"),
-    ("problem", "VARCHAR"),
+    ("problem", "VARCHAR"), ("model_summary", "VARCHAR"),
 )
 
 
@@ -258,7 +258,7 @@ class Index:
         con.execute("DELETE FROM models")
         con.execute("""
             INSERT INTO models
-            SELECT name, version, n, created, task, library, model_class FROM (
+            SELECT name, version, n, created, task, library, model_class, model_summary FROM (
                 SELECT *, count(*) OVER (PARTITION BY name) AS n,
                        row_number() OVER (PARTITION BY name ORDER BY version DESC) AS rn
                 FROM versions) WHERE rn = 1""")
@@ -317,7 +317,7 @@ class Index:
         rows = con.execute(f"""
             SELECT v.name, v.version, epoch_us(v.created), v.hash, v.size, v."user",
                    v.description, v.task, v.model_class, v.library, v.metrics::VARCHAR,
-                   v.tags, a.aliases, v.source
+                   v.tags, a.aliases, v.source, v.model_summary
             FROM versions v
             LEFT JOIN (SELECT name, version, list(alias ORDER BY alias) AS aliases
                        FROM aliases GROUP BY name, version) a
@@ -329,6 +329,7 @@ class Index:
             size=int(r[4] or 0), user=r[5] or "", description=r[6] or "", task=r[7] or "unknown",
             model_class=r[8] or "", library=r[9] or "", metrics=json.loads(r[10] or "{}"),
             tags=list(r[11] or []), aliases=list(r[12] or []), source=r[13] or "fixative",
+            model_summary=r[14] or r[8] or "",
         ) for r in rows]
 
     @staticmethod
@@ -338,11 +339,13 @@ class Index:
                 "SELECT name, alias, version FROM aliases ORDER BY name, alias").fetchall():
             aliases.setdefault(name, {})[alias] = version
         rows = con.execute("""
-            SELECT name, latest, n_versions, epoch_us(updated), task, library, model_class
+            SELECT name, latest, n_versions, epoch_us(updated), task, library, model_class,
+                   model_summary
             FROM models ORDER BY name""").fetchall()
         return [ModelInfo(name=r[0], latest=r[1], n_versions=int(r[2]),
                           updated=_time(r[3]) or _EPOCH, aliases=aliases.get(r[0], {}),
-                          task=r[4] or "unknown", library=r[5] or "", model_class=r[6] or "")
+                          task=r[4] or "unknown", library=r[5] or "", model_class=r[6] or "",
+                          model_summary=r[7] or r[6] or "")
                 for r in rows]
 
     @staticmethod
@@ -470,7 +473,8 @@ def entry_info(row: dict[str, Any]) -> VersionInfo:
         name=row["name"], version=row["version"], created=row["created"], hash=row["hash"],
         size=int(row["size"]), user=row["user"], description=row["description"],
         task=row["task"], model_class=row["model_class"], library=row["library"],
-        metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[], source=row["source"])
+        metrics=dict(row["metrics"]), tags=list(row["tags"]), aliases=[], source=row["source"],
+        model_summary=row["model_summary"])
 
 
 def _text(data: dict[str, Any], key: str, *, optional: bool = False) -> str | None:

@@ -293,6 +293,7 @@ def fixative_entry(name: str, version: str, meta_doc: dict[str, Any]) -> dict[st
         "description": str(meta_doc.get("description") or ""),
         "task": str(meta_doc.get("task") or "unknown"),
         "model_class": str(meta_doc.get("model_class") or ""),
+        "model_summary": summary_of(meta_doc),
         "library": str(meta_doc.get("library") or ""),
         "tags": [str(t) for t in meta_doc.get("tags") or []],
         "metrics": {str(k): float(v) for k, v in metrics.items()
@@ -302,6 +303,14 @@ def fixative_entry(name: str, version: str, meta_doc: dict[str, Any]) -> dict[st
         "problem": "",
         "params": recorded_params(meta_doc.get("lineage")),
     }
+
+
+def summary_of(meta_doc: dict[str, Any]) -> str:
+    """The class with its parts as recorded (BundleMeta.model_summary), from metadata."""
+    lineage = meta_doc.get("lineage")
+    structure = lineage.get("structure") if isinstance(lineage, dict) else None
+    return str(structure if isinstance(structure, str) and structure
+               else meta_doc.get("model_class") or "")
 
 
 def recorded_params(lineage: Any) -> dict[str, Any]:
@@ -331,6 +340,7 @@ def pins_entry(name: str, version: str, doc: dict[str, Any], problem: str = ""
         "description": meta.description,
         "task": meta.task,
         "model_class": meta.model_class,
+        "model_summary": meta.model_summary,
         "library": meta.library,
         "tags": list(meta.tags),
         "metrics": dict(meta.metrics),

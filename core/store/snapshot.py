@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the classes are made where a store asks (core.cli.quick needs rows)
     from core.store.versions import ModelInfo, VersionInfo
 
-FORMAT = 1
+FORMAT = 2
 
 
 def _text(value: Any) -> bool:
@@ -52,11 +52,12 @@ def _numbers(value: Any) -> bool:
 # exact) are read back as datetimes. A file is used only if every row has exactly these.
 _FIELDS: dict[str, dict[str, Any]] = {
     "models": {"name": _text, "latest": _text, "n_versions": _count, "updated": datetime,
-               "aliases": _text_map, "task": _text, "library": _text, "model_class": _text},
+               "aliases": _text_map, "task": _text, "library": _text, "model_class": _text,
+               "model_summary": _text},
     "versions": {"name": _text, "version": _text, "created": datetime, "hash": _text,
                  "size": _count, "user": _text, "description": _text, "task": _text,
                  "model_class": _text, "library": _text, "metrics": _numbers, "tags": _texts,
-                 "aliases": _texts, "source": _text},
+                 "aliases": _texts, "source": _text, "model_summary": _text},
 }
 
 

@@ -117,6 +117,8 @@ class VersionInfo:
     aliases: list[str] = field(default_factory=list)
     # "fixative" for versions written here, "pins" for versions pinned by pins/vetiver.
     source: str = "fixative"
+    # the class with its parts, e.g. "Pipeline(StandardScaler → Ridge)"
+    model_summary: str = ""
 
     @property
     def ref(self) -> str:
@@ -138,6 +140,8 @@ class ModelInfo:
     task: str = "unknown"
     library: str = ""
     model_class: str = ""
+    # the latest version's class with its parts (VersionInfo.model_summary)
+    model_summary: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from core.model.prototype import Prototype
 from core.times import as_utc
 
-MODEL_COLUMNS = ["name", "latest", "aliases", "versions", "updated", "task", "library"]
+MODEL_COLUMNS = ["name", "latest", "aliases", "versions", "updated", "model", "task", "library"]
 
 
 @overload
@@ -50,13 +50,13 @@ def models_frame(models: Sequence[Any], text: str = "",
     rows = []
     for m in models:
         aliases = _alias_text(m.aliases)
-        hay = " ".join([m.name, m.task or "", m.library or "", m.model_class or "",
-                        aliases]).lower()
+        model = getattr(m, "model_summary", "") or m.model_class or ""
+        hay = " ".join([m.name, m.task or "", m.library or "", model, aliases]).lower()
         if needle and needle not in hay and m.name not in extra:
             continue
         rows.append({"name": m.name, "latest": m.latest, "aliases": aliases,
                      "versions": int(m.n_versions), "updated": _utc(m.updated),
-                     "task": m.task, "library": m.library})
+                     "model": model, "task": m.task, "library": m.library})
     frame = pd.DataFrame(rows, columns=MODEL_COLUMNS)
     if len(frame):
         frame = frame.sort_values("updated", ascending=False, kind="stable")
@@ -69,7 +69,9 @@ def versions_frame(versions: Sequence[Any]) -> pd.DataFrame:
     for v in reversed(list(versions)):
         row = {"version": v.version, "created": _utc(v.created),
                "aliases": ", ".join(sorted(v.aliases or [])), "user": v.user,
-               "description": v.description, "size": int(v.size or 0),
+               "description": v.description,
+               "model": getattr(v, "model_summary", "") or v.model_class,
+               "size": int(v.size or 0),
                "tags": ", ".join(v.tags or [])}
         row.update({f"metric: {k}": val for k, val in sorted((v.metrics or {}).items())})
         rows.append(row)

@@ -241,7 +241,7 @@ def test_a_damaged_kept_listing_is_ignored(board, capsys, damage):
     lambda doc, row: row.pop("task"),  # a field too few
     lambda doc, row: doc.update(items={"houses": row}),
     lambda doc, row: doc.update(key=["versions", "houses"]),
-    lambda doc, row: doc.update(format=2),
+    lambda doc, row: doc.update(format=doc["format"] + 1),
     lambda doc, row: doc.update(marker="0" * 24),
 ], ids=["count-text", "count-bool", "count-negative", "name-object", "aliases-list",
         "alias-number", "time-text", "time-naive", "time-number", "extra-field",
