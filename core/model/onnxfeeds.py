@@ -92,6 +92,9 @@ def _array(values: Any, kind: str) -> np.ndarray:
 def _column(frame: pd.DataFrame, name: str) -> Any:
     """A column's array, without building a Series (~15 us a column; a one-row request
     has a dozen)."""
+    arrays = getattr(frame, "arrays", None)  # core.model.columns.Columns
+    if arrays is not None:
+        return arrays[name]
     get = getattr(frame, "_get_column_array", None)
     if get is not None:
         loc = frame.columns.get_loc(name)

@@ -143,7 +143,7 @@ def create_app(bundle: ModelBundle, *, store: StoreLike | None = None, log: bool
         engine = SklearnEngine(bundle.model, meta.prototype.named)
     svc = _Service(
         bundle=bundle,
-        converter=Converter(meta.prototype),
+        converter=Converter(meta.prototype, columns=getattr(engine, "takes_columns", False)),
         engine=engine,
         batcher=Batcher(engine, enabled=batching, max_rows=max_batch_rows,
                         on_batch=metrics.observe_batch),

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import FixativeError, InternalError, PredictionFailed
+from core.model.columns import as_frame
 
 # Model methods the server may call.
 METHODS = ("predict", "predict_proba")
@@ -168,7 +169,7 @@ class Batcher:
                                         "of results for a batch.")
                 outcomes = [Outcome(np.asarray(p), i.frame, 0) for p, i in zip(parts, batch)]
             else:
-                merged = pd.concat([i.frame for i in batch], ignore_index=True)
+                merged = pd.concat([as_frame(i.frame) for i in batch], ignore_index=True)
                 out = self._checked(method, merged)
                 starts = np.concatenate([[0], np.cumsum([i.rows for i in batch])[:-1]])
                 outcomes = [Outcome(part, merged, int(start))

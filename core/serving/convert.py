@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BadRequest, InvalidInput
+from core.model.columns import Columns
 from core.model.prototype import Prototype, to_frame
 from core.serving.wire import (
     SCALARS,
@@ -45,8 +46,10 @@ class Converter:
     result is identical to ``prototype.validate(payload.data)``.
     """
 
-    def __init__(self, prototype: Prototype) -> None:
+    def __init__(self, prototype: Prototype, *, columns: bool = False) -> None:
         self.prototype = prototype
+        # the fast path gives :class:`Columns` (no DataFrame) to an engine that takes them
+        self.columns = columns
         self.names = prototype.names
         self._plan = _fast_plan(prototype)
         # A model fitted on an unnamed array: vetiver and pandas name its columns "0",
@@ -74,7 +77,7 @@ class Converter:
                            payload.params, payload.fmt)
         return payload
 
-    def convert(self, payload: Payload) -> tuple[pd.DataFrame, list[str]]:
+    def convert(self, payload: Payload) -> tuple[pd.DataFrame | Columns, list[str]]:
         if self._positions and payload.columns is None:
             payload = self._by_position(payload)
         if payload.columns is not None and self._plan is not None:
@@ -144,10 +147,11 @@ class Converter:
                              and abs(v) < 2.0**53 else v for v in values]
         return out
 
-    def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | None:
+    def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | Columns | None:
         if self._plan is None:  # no fast plan for this prototype
             return None
         out: dict[str, Any] = {}
+        later: dict[str, Any] = {}  # Columns: text stays numpy objects until a frame is built
         n = -1
         for name, kind, dtype, lo, hi, cats in self._plan:
             values = cols[name]
@@ -178,8 +182,12 @@ class Converter:
             elif kind == "str":
                 if types != {str} or (cats is not None and not cats.issuperset(values)):
                     return None
-                arr = pd.array(values, dtype=dtype) if dtype != "object" else np.array(
-                    values, dtype=object)
+                if self.columns or dtype == "object":
+                    arr = np.array(values, dtype=object)
+                    if dtype != "object":
+                        later[name] = dtype
+                else:
+                    arr = pd.array(values, dtype=dtype)
             elif kind == "cat":
                 if types != {str}:
                     return None
@@ -187,12 +195,18 @@ class Converter:
                     codes = [cats[v] for v in values]
                 except KeyError:  # unseen: validation warns about it
                     return None
-                arr = pd.Categorical.from_codes(codes, dtype=dtype)
+                if self.columns:
+                    arr = np.array(values, dtype=object)
+                    later[name] = dtype
+                else:
+                    arr = pd.Categorical.from_codes(codes, dtype=dtype)
             else:  # bool
                 if types != {bool}:
                     return None
                 arr = np.array(values, dtype=bool)
             out[name] = arr
+        if self.columns:
+            return Columns(out, n, later)
         return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
 
 

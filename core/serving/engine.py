@@ -71,6 +71,8 @@ class OnnxEngine:
     """A checked ONNX graph run by onnxruntime (one thread, one call at a time)."""
 
     name = "onnx"
+    # fed straight from validated arrays (core.model.columns): no per-request DataFrame
+    takes_columns = True
 
     def __init__(self, graph: bytes, report: dict[str, Any],
                  classes: list[Any] | None = None) -> None:

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import InvalidArgument
+from core.model.columns import as_frame
 from core.store.paths import log_dir, segment_files
 from core.store.protocols import BoardLike
 
@@ -227,7 +228,7 @@ def _by_frame(ok: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[pd
     frames: list[pd.DataFrame] = []
     for members in groups.values():
         members.sort(key=lambda e: _span(e)[0])
-        base = members[0][5]
+        base = as_frame(members[0][5])
         spans = [_span(e) for e in members]
         if spans == [(0, len(base))] or (spans[0][0] == 0 and spans[-1][1] == len(base) and all(
                 a[1] == b[0] for a, b in zip(spans, spans[1:]))):

@@ -61,6 +61,8 @@ def engine_app(board, name, engine, **kwargs):
 def client(request, store):
     with TestClient(engine_app(store, "house", request.param)) as c:
         assert c.app.state.svc.engine.name == request.param
+        # the graph is fed validated arrays: no per-request DataFrame on its fast path
+        assert c.app.state.svc.converter.columns is (request.param == "onnx")
         yield c
 
 
