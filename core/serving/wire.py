@@ -213,11 +213,17 @@ def check_json_size(body: bytes, limits: Limits, width: int) -> None:
                         "JSON arrays or objects (one per row)")
 
 
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+
+
 def _structure(body: bytes) -> tuple[int, int]:
     """(arrays and objects, deepest nesting) of a JSON text, outside strings; counted with
     numpy a chunk at a time, so the cost is a few passes over the bytes."""
     if b"\\" in body:  # an escaped quote would end a string early: drop the strings first
         body = _STRING.sub(b'""', body)
+    # only quotes and brackets matter: dropping every other byte (at C speed) leaves the
+    # numpy passes a fraction of a records body
+    body = body.translate(None, _NOT_STRUCTURE)
     containers = deepest = level = 0
     inside = 0  # parity of quotes so far: 1 inside a string
     for start in range(0, len(body), _CHUNK):
