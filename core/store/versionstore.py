@@ -27,9 +27,9 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from core import settings
-from core.errors import Conflict, CorruptData, InvalidArgument, NotFound, PayloadTooLarge
+from core.errors import CorruptData, InvalidArgument, NotFound, PayloadTooLarge
 from core.model.bundle import BundleMeta, ModelBundle, current_user
-from core.store import compiled, layout, paths
+from core.store import compiled, layout, paths, upkeep
 from core.store import verify as checks
 from core.store.board import (
     DATA_HASH_FILE,
@@ -48,8 +48,7 @@ from core.store.names import (
     validate_name,
     validate_version,
 )
-from core.store.prune import prune_plan
-from core.store.search import number, search_sql
+from core.store.search import search_sql
 from core.store.snapshot import Snapshots
 from core.store.versions import (
     AliasEvent,
@@ -75,7 +74,7 @@ __all__ = [
 ]
 
 
-class VersionStore(compiled.CompiledVersions):
+class VersionStore(compiled.CompiledVersions, upkeep.Upkeep):
     """Model versions on a board (local folder or fsspec URL) with a DuckDB index."""
 
     def __init__(self, board: str | os.PathLike[str] | None = None, *,
@@ -480,59 +479,6 @@ class VersionStore(compiled.CompiledVersions):
         self._board.bump()
         return event
 
-    # -- deleting -----------------------------------------------------------------------
-
-    def delete(self, name: str, version: str, force: bool = False,
-               user: str | None = None) -> None:
-        """Delete one version; refused while an alias points at it unless ``force``.
-
-        With ``force`` the aliases pointing at it are removed (recorded in the history).
-        """
-        name = validate_name(name)
-        version = self._version_info(name, validate_version(version)).version
-        held = sorted(a for a, v in self.aliases(name).items() if v == version)
-        if held and not force:
-            first = held[0]
-            raise Conflict(
-                f"Version {version} of '{name}' is what alias(es) {', '.join(held)} point at, "
-                f"so it is not deleted. Move the alias first ('python -m core alias {name} "
-                f"OTHER_VERSION {first}'), or delete with --force (force=True) to remove the "
-                "alias too.")
-        for alias in held:
-            self._alias_event(name, alias, None, user)
-        self._board.remove_version(name, version)
-        self._board.bump()
-
-    def prune(self, name: str, keep: int | None = None, days: float | None = None) -> list[str]:
-        """Delete old versions; returns the deleted ids, oldest first.
-
-        Kept: the newest ``keep`` versions, versions younger than ``days`` days, the
-        latest version and every version an alias points at.
-        """
-        if keep is None and days is None:
-            raise InvalidArgument("prune needs keep=N (keep the newest N versions) and/or days=D "
-                                  "(keep versions younger than D days).")
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise InvalidArgument("keep must be a whole number of at least 1 (the latest version "
-                                  f"is always kept), got {keep!r}.")
-        if days is not None:
-            d = number(days, "days")
-            if d is None or d < 0:
-                raise InvalidArgument(f"days must be 0 or more (0 keeps none for its age), got "
-                                      f"{days!r}.")
-        doomed = [v.version for v in self.prune_plan(name, keep=keep, days=days)]
-        for version in doomed:
-            self._board.remove_version(name, version)
-        if doomed:
-            self._board.bump()
-        return doomed
-
-    def prune_plan(self, name: str, keep: int | None = None,
-                   days: float | None = None) -> list[VersionInfo]:
-        """The versions :meth:`prune` with these rules would delete, oldest first."""
-        versions = self.versions(validate_name(name))
-        return prune_plan(versions, keep=keep, days=days, aliased=self.aliases(name).values())
-
     # -- records ------------------------------------------------------------------------
 
     def add_record(self, kind: str, name: str, payload: Mapping[str, Any],
@@ -560,43 +506,6 @@ class VersionStore(compiled.CompiledVersions):
         self._board.write_event(paths.record_events(kind, name), record.id, record.to_dict())
         self._board.bump()
         return record
-
-    # -- maintenance --------------------------------------------------------------------
-
-    def reindex(self) -> dict[str, int]:
-        """Rebuild the index from the board; also removes abandoned staging folders.
-
-        Returns the rows per table, and how many problems :meth:`reindex_report` lists.
-        """
-        return self.reindex_report().counts
-
-    def reindex_report(self) -> BoardReport:
-        """:meth:`reindex`, with a line for every damaged entry the index had to leave out
-        (the rest of the board is indexed all the same)."""
-        removed = self._board.clean_staging()
-        marker = self._board.marker()
-        self._snapshots.clear()
-        with self._index.session(self._board, marker, rebuild=True) as con:
-            counts = {table: int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-                      for table in ("models", "versions", "aliases", "alias_history", "records")}
-        with self._lock:
-            self._cache, self._cache_marker, self._kept = {}, None, {}
-        counts["removed_staging"] = removed
-        found = checks.audit_board(self._board, self._documents, rehash=False)
-        counts["problems"] = len(found.problems)
-        return BoardReport(problems=found.problems, counts=counts)
-
-    def verify(self) -> list[str]:
-        """Re-hash every file of every version; returns the problems found (empty if none)."""
-        return self.verify_report().problems
-
-    def verify_report(self) -> BoardReport:
-        """:meth:`verify`, with notes on what could not be checked (versions whose
-        data.txt has no recorded hash: pinned by pins or vetiver, or written before
-        Fixative recorded one)."""
-        found = checks.audit_board(self._board, self._documents, rehash=True)
-        found.problems.extend(self.compiled_problems(found.versions))
-        return checks.board_report(found, {(v.name, v.version) for v in self.search()})
 
 
 def _copy(value: Any) -> Any:
