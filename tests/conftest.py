@@ -33,3 +33,13 @@ def churn_data() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def churn_model(churn_data):
     return examples.churn_model(churn_data)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_throttle():
+    """Page tests run the workbench in this process, all from one (loopback) address:
+    each test starts with no wrong passwords remembered."""
+    from core.workbench.access import THROTTLE
+
+    THROTTLE.reset()
+    yield

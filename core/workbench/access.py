@@ -107,3 +107,84 @@ def set_cookie_script(value: str) -> str:
 def clear_cookie_script() -> str:
     return (f"<script>document.cookie = '{COOKIE}=; path=/; SameSite=Strict; "
             "expires=Thu, 01 Jan 1970 00:00:00 GMT';</script>")
+
+
+# -- sign-in throttle ----------------------------------------------------------------------
+
+class SignInThrottle:
+    """Wrong passwords slow the next tries from the same address.
+
+    The first :attr:`free` wrong passwords within :attr:`window` seconds cost nothing;
+    after that each try must wait, 2 s doubling up to :attr:`longest` (15 minutes), and a
+    try made too early is refused without the password being looked at. A right password
+    clears the address. One Streamlit server is one process, so this holds for every
+    session of the workbench; at most :attr:`capacity` addresses are remembered (the
+    longest quiet ones are forgotten first). Behind a proxy every visitor has the proxy's
+    address: a guessing visitor then slows everyone's sign-in, never opens it.
+    """
+
+    free = 5
+    window = 900.0
+    longest = 900.0
+    capacity = 10_000
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        import threading
+
+        self._clock = clock
+        self._lock = threading.Lock()
+        # address -> (wrong passwords in the window, time of the last one)
+        self._wrong: dict[str, tuple[int, float]] = {}
+
+    def _count(self, client: str, now: float) -> tuple[int, float]:
+        count, last = self._wrong.get(client, (0, now))
+        if now - last > self.window:
+            self._wrong.pop(client, None)
+            return 0, now
+        return count, last
+
+    def wait(self, client: str) -> float:
+        """Seconds before ``client`` may try again (0: now)."""
+        with self._lock:
+            now = self._clock()
+            count, last = self._count(client, now)
+            if count < self.free:
+                return 0.0
+            delay = min(self.longest, 2.0 ** (count - self.free + 1))
+            return max(0.0, last + delay - now)
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self._clock()
+            count, _ = self._count(client, now)
+            self._wrong.pop(client, None)  # re-inserted last: the dict stays in quiet order
+            self._wrong[client] = (count + 1, now)
+            while len(self._wrong) > self.capacity:
+                self._wrong.pop(next(iter(self._wrong)))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._wrong.pop(client, None)
+
+    def reset(self) -> None:
+        """Forget every address (a restart does the same)."""
+        with self._lock:
+            self._wrong.clear()
+
+
+THROTTLE = SignInThrottle()
+
+
+def client_key(address: object) -> str:
+    """The throttle's key for a connection's address (None: a loopback visitor)."""
+    if not isinstance(address, str) or not address:
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))  # one client holds a /64
+    return str(ip)

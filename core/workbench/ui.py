@@ -15,6 +15,7 @@ query parameters when the sidebar has not run.
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +34,7 @@ _PENDING_KEY = "_fx_pending_selection"
 _LINK_PROBLEM_KEY = "_fx_link_problem"
 _AUTH_KEY = "_fx_authenticated"
 _LOGIN_KEY = "_fx_login_password"
+_LOGIN_WAIT_KEY = "_fx_login_wait"
 _COOKIE_KEY = "_fx_session_cookie"
 _SIGNED_OUT_KEY = "_fx_signed_out"
 _LOGIN_FAILED_KEY = "_fx_login_failed"
@@ -223,15 +225,30 @@ def _sign_in() -> None:
     given = st.session_state.get(_LOGIN_KEY) or ""
     # The typed password must not linger in session state.
     st.session_state.pop(_LOGIN_KEY, None)
+    client = _client()
+    wait = access.THROTTLE.wait(client)
+    if wait > 0:  # too early after wrong passwords: not even compared
+        st.session_state[_LOGIN_WAIT_KEY] = wait
+        return
     if not check_password(given):
+        access.THROTTLE.failed(client)
         st.session_state[_LOGIN_FAILED_KEY] = True
         return
+    access.THROTTLE.succeeded(client)
     st.session_state[_AUTH_KEY] = True
     st.session_state.pop(_SIGNED_OUT_KEY, None)
     try:
         st.session_state[_COOKIE_KEY] = access.make_cookie(_open_store(store_location()))
     except (FixativeError, OSError):
         pass  # signed in for this session only
+
+
+def _client() -> str:
+    try:
+        address = st.context.ip_address
+    except Exception:  # no browser context (a script run, a test)
+        address = None
+    return access.client_key(address)
 
 
 def login_page() -> None:
@@ -243,8 +260,15 @@ def login_page() -> None:
         st.form_submit_button("Sign in", on_click=_sign_in)
     if st.session_state.get(_SIGNED_OUT_KEY):
         st.html(access.clear_cookie_script(), unsafe_allow_javascript=True)
-    if st.session_state.pop(_LOGIN_FAILED_KEY, False):
-        st.error("Wrong password. Try again.")
+    wait = st.session_state.pop(_LOGIN_WAIT_KEY, None)
+    if wait:
+        st.error(f"Too many wrong passwords from this address: try again in "
+                 f"{math.ceil(wait)} s. Each further wrong password doubles the wait (up to "
+                 "15 minutes); the right one clears it.")
+    elif st.session_state.pop(_LOGIN_FAILED_KEY, False):
+        left = access.THROTTLE.wait(_client())
+        st.error("Wrong password. Try again." if not left else
+                 f"Wrong password. Try again in {math.ceil(left)} s.")
 
 
 def login_pages(pages: list[Any]) -> list[Any]:

@@ -77,3 +77,73 @@ def test_cookie_scripts_only_carry_cookie_values(store):
     with pytest.raises(ValueError):
         access.set_cookie_script("x'; alert(1); '")
     assert "expires=Thu, 01 Jan 1970" in access.clear_cookie_script()
+
+
+# -- sign-in throttle ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_wrong_passwords_double_the_wait_after_the_free_tries():
+    clock = Clock()
+    t = access.SignInThrottle(clock)
+    for _ in range(t.free):
+        assert t.wait("a") == 0
+        t.failed("a")
+    assert t.wait("a") == 2.0
+    assert t.wait("b") == 0  # another address is not slowed
+    waits = []
+    for _ in range(12):
+        clock.now += t.wait("a")
+        assert t.wait("a") == 0
+        t.failed("a")
+        waits.append(t.wait("a"))
+    assert waits[:4] == [4.0, 8.0, 16.0, 32.0]
+    assert max(waits) == t.longest == waits[-1]
+    clock.now += 1.0
+    assert t.wait("a") == t.longest - 1.0
+
+
+def test_the_right_password_clears_the_address_and_quiet_forgets_it():
+    clock = Clock()
+    t = access.SignInThrottle(clock)
+    for _ in range(t.free + 2):
+        t.failed("a")
+        t.failed("b")
+    assert t.wait("a") > 0 and t.wait("b") > 0
+    t.succeeded("a")
+    assert t.wait("a") == 0 and t.wait("b") > 0
+    clock.now += t.window + 1  # a quiet window: b starts over
+    assert t.wait("b") == 0
+    t.failed("b")
+    assert t.wait("b") == 0  # one wrong password after the window is free again
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses():
+    t = access.SignInThrottle(Clock())
+    t.capacity = 100
+    for i in range(t.free):
+        t.failed("guesser")
+    for i in range(500):  # an attacker rotating addresses
+        t.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(t._wrong) == t.capacity
+    assert t.wait("guesser") == 0  # the quietest were forgotten first
+
+
+@pytest.mark.parametrize("address, key", [
+    (None, "loopback"), ("", "loopback"), (42, "loopback"),
+    ("192.0.2.7", "192.0.2.7"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # the same /64: the same client
+    ("fe80::1%eth0", "fe80::/64"),
+    ("not an address", "unknown"), ("1.2.3.4.5", "unknown"), ("x" * 10_000, "unknown"),
+])
+def test_client_keys(address, key):
+    assert access.client_key(address) == key

@@ -99,6 +99,27 @@ def test_gate_blocks_every_page_until_signed_in(store, monkeypatch):
     assert "correct horse" not in _all_text(at)
 
 
+def test_guessing_is_slowed_and_the_right_password_waits_too(store, monkeypatch):
+    """After the free wrong tries, a try made too early is refused unread, even the
+    right password; the page says how long to wait."""
+    from core.workbench.access import THROTTLE
+
+    monkeypatch.setenv("FIXATIVE_PASSWORD", "correct horse")
+    monkeypatch.setattr(THROTTLE, "_clock", lambda: 1000.0)  # a slow run must not end the wait
+    at = _app()
+    for i in range(THROTTLE.free):
+        at.text_input(key="_fx_login_password").input(f"guess {i}")
+        at.button[0].click().run()
+        assert "Wrong password" in at.error[0].value
+    assert "Try again in 2 s" in at.error[0].value
+    at.text_input(key="_fx_login_password").input("correct horse")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "Too many wrong passwords from this address: try again in" in at.error[0].value
+    assert "Fixative keeps fitted models stable" not in _all_text(at)
+    assert not at.sidebar.selectbox
+
+
 def test_gate_covers_page_scripts_run_directly(store, monkeypatch):
     monkeypatch.setenv("FIXATIVE_PASSWORD", "correct horse")
     at = AppTest.from_file(str(ROOT / "pages" / "upload.py"), default_timeout=60).run()
