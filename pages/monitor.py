@@ -34,6 +34,7 @@ from core.monitoring.performance import (
 )
 from core.monitoring.report import render_qmd
 from core.monitoring.thresholds import QUALITY, Rule, Settings
+from core.serving import heartbeat
 from core.workbench import challenger, charts, reports, ui, watching, words
 
 WINDOWS = ["hour", "day", "week", "month", "other"]
@@ -392,10 +393,11 @@ def export_tab(store: Any, name: str, version: str, choice: Choice) -> None:
 
 def all_models_tab(store: Any) -> None:
     st.caption("The status of every version that has an alias or is served by an endpoint "
-               "running on this machine, each in its model's saved window.")
+               "running here or reporting to this board, each in its model's saved window.")
     if st.button("Check all deployed models", key="mon_status_all"):
         served = [(s.endpoint.name, s.endpoint.version)
                   for s in endpoints.list_endpoints(store, probe=False) if s.alive]
+        served += heartbeat.served_versions(store)  # replicas elsewhere (a fleet)
         frame = thresholds.status_frame(thresholds.status(store, also=served))
         if frame.empty:
             st.info("Nothing deployed yet: start an endpoint on the Deploy page, or point an "

@@ -300,14 +300,17 @@ def _print_estimated(est: pd.DataFrame) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from core.monitoring.thresholds import status, status_frame
+    from core.serving.heartbeat import served_versions
 
     store = open_store(args)
-    frame = status_frame(status(store, args.name))
+    # aliased versions, and the versions endpoints serve without an alias
+    frame = status_frame(status(store, args.name, also=served_versions(store)))
     if args.format == "json":
         print(json.dumps(_json_ready(frame), indent=2))
     elif frame.empty:
-        print("No aliased models. Point an alias at a version (python -m core alias ...) to "
-              "watch it here.")
+        print("Nothing deployed: no alias points at a version and no endpoint is serving. "
+              "Point an alias at a version (python -m core alias ...) or start an endpoint "
+              "(python -m core endpoints start ...) to watch it here.")
     else:
         _print_frame(frame, args.format)
     return 0

@@ -380,6 +380,17 @@ def read_replicas(store: Any, *, now: datetime | None = None, stale: float | Non
     return replicas, notes
 
 
+def served_versions(store: Any, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """``(model, version)`` of every fresh replica reporting to ``store``'s board (local
+    endpoints and fleets alike), each once; none when the board's replicas cannot be
+    read (the status of aliased versions does not depend on it)."""
+    try:
+        replicas, _ = read_replicas(store, now=now)
+    except (OSError, ValueError):
+        return []
+    return list(dict.fromkeys((r.model, r.version) for r in replicas if r.health == "fresh"))
+
+
 def prune(store: Any, *, older_than: float, now: datetime | None = None) -> list[str]:
     """Remove the heartbeat files of replicas not seen for ``older_than`` seconds; their
     ids. Files that are not heartbeats are left alone (the listing notes them)."""

@@ -46,6 +46,7 @@ import pandas as pd
 from core.errors import FixativeError
 from core.model.bundle import current_user
 from core.monitoring import thresholds
+from core.serving import heartbeat
 from core.store.paths import watch_dir
 from core.store.protocols import StoreLike
 from core.watch import config as watch_config
@@ -125,7 +126,9 @@ def _evaluate(store: StoreLike, name: str, tick: datetime, judged: dict[str, str
                               "evaluated_at": datetime.now(UTC).isoformat(),
                               "window": settings.window, "versions": [], "notifications": []}
     try:
-        statuses = thresholds.status(store, name, now=tick)
+        # aliased versions, and versions endpoints serve without an alias
+        statuses = thresholds.status(store, name, now=tick,
+                                     also=heartbeat.served_versions(store))
     except FixativeError as exc:
         record["error"] = exc.message
         return record

@@ -121,6 +121,49 @@ def test_status_command(board, capsys):
     assert "None" not in table and "NaT" not in table  # no window yet reads as blank
 
 
+def test_status_includes_versions_served_without_an_alias(tmp_path, house_data, house_model,
+                                                          capsys):
+    """A replica reporting to the board serves a version no alias points at: the status
+    lists it; once its heartbeat is gone, it is no longer listed."""
+    from core.serving import heartbeat
+
+    path = str(tmp_path / "served")
+    store = VersionStore(path)
+    b = store_version(store, house_model, house_data, "price", "house")
+    assert main(["monitor-status", "--store", path, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["monitor-status", "--store", path]) == 0
+    assert "Nothing deployed" in capsys.readouterr().out
+    beat = heartbeat.Heartbeat(store, {"model": "house", "version": b.version})
+    beat.beat()
+    assert heartbeat.served_versions(store) == [("house", b.version)]
+    assert main(["monitor-status", "--store", path, "--format", "json"]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [(i["model"], i["version"], i["aliases"]) for i in items] == [
+        ("house", b.version, "")]
+    beat.stop()  # a graceful stop removes the record
+    assert heartbeat.served_versions(store) == []
+    assert main(["monitor-status", "--store", path, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_board_with_garbage_heartbeats_still_gives_the_status(board, capsys):
+    from pathlib import Path
+
+    from core.store.paths import replicas_dir
+
+    store = VersionStore(board)
+    folder = Path(replicas_dir(store))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "0123456789abcdef.json").write_bytes(b"\x00\xff not json")
+    try:
+        assert main(["monitor-status", "--store", board, "--format", "json"]) == 0
+        items = json.loads(capsys.readouterr().out)
+        assert [i["model"] for i in items] == ["house"]
+    finally:
+        (folder / "0123456789abcdef.json").unlink()
+
+
 @pytest.mark.process
 def test_runs_as_a_module(board):
     res = subprocess.run([sys.executable, "-m", "core", "monitor", "house", "--window", "week",
