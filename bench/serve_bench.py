@@ -249,7 +249,9 @@ def shadow_run(shadow: bool, args: argparse.Namespace) -> dict:
     """One server (shadow on or off) under 1-row requests at c=32; wrk's figures, with the
     challenger's counts from /metadata when shadow is on."""
     port = free_port()
+    engine = args.engine if args.engine in ("sklearn", "onnx") else None
     cmd = ["taskset", "-c", "0", *SERVER.format(port=port).split(),
+           *(["--engine", engine, "--board", BOARD] if engine else []),
            *(["--shadow"] if shadow else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -283,14 +285,17 @@ def shadow_bench(args: argparse.Namespace) -> dict:
     for _ in range(args.rounds):
         for label, on in (("off", False), ("on", True)):
             runs[label].append(shadow_run(on, args))
-    print("\n**Shadow on/off: 1 row, c=32 (champion's answers)**\n")
+    engine = args.engine if args.engine in ("sklearn", "onnx") else "sklearn (in memory)"
+    print(f"\n**Shadow on/off: 1 row, c=32 (champion's answers), engine {engine}**\n")
     print("| round | off req/s | off p99 ms | on req/s | on p99 ms | p99 on/off | challenger "
-          "scored / dropped |\n|---|---|---|---|---|---|---|")
+          "scored / dropped | share scored |\n|---|---|---|---|---|---|---|---|")
     for i, (off, on) in enumerate(zip(runs["off"], runs["on"]), 1):
         ch = on.get("challenger", {})
+        done, dropped = ch.get("scored", 0), ch.get("dropped", 0)
+        share = done / (done + dropped) if done + dropped else float("nan")
         print(f"| {i} | {off['rps']:.0f} | {off['p99_ms']:.1f} | {on['rps']:.0f} | "
               f"{on['p99_ms']:.1f} | {on['p99_ms'] / off['p99_ms']:.2f} | "
-              f"{ch.get('scored', 0)} / {ch.get('dropped', 0)} |")
+              f"{done} / {dropped} | {share:.1%} |")
     med = {k: statistics.median(r["p99_ms"] for r in v) for k, v in runs.items()}
     ratio = med["on"] / med["off"]
     print(f"\nchampion p99 shadow on / off (<= 1.2): {ratio:.2f} "
