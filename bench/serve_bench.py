@@ -218,20 +218,26 @@ def bare_model_rss() -> float:
         proc.wait()
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Return once the server on ``port`` answers /healthz; RuntimeError if it exits or
+    does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.2)
+
+
 def server_idle_rss(port: int) -> float:
     proc = subprocess.Popen(["taskset", "-c", "0", *SERVER.format(port=port).split()],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_healthy(port, proc)
         time.sleep(2)
         return rss_mb(proc.pid)
     finally:
@@ -256,15 +262,7 @@ def shadow_run(shadow: bool, args: argparse.Namespace) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.2)
+        wait_healthy(port, proc)
         py = BENCH_PY if Path(BENCH_PY).exists() else sys.executable
         out = subprocess.run([py, str(HARNESS / "load.py"), f"http://127.0.0.1:{port}/predict",
                               "--rows", "1", "-c", "32", "-d", str(args.duration), "--warmup",

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from challenger_helpers import Faulty, Sleepy
+from server_helpers import stop, wait_ready
 
 from core.model.bundle import bundle
 from core.store.predlog import log_relation
@@ -44,27 +45,10 @@ class CliServer:
                 [sys.executable, "-m", "core", "serve", *args, "--store", board,
                  "--port", str(self.port)], cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.output.read_text())
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop(signal.SIGKILL)
-        raise TimeoutError(self.output.read_text())
+        wait_ready(self.proc, self.url, self.output)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, sig)
 
 
 @pytest.fixture(scope="module")

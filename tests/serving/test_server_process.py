@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from server_helpers import stop, wait_ready
 
 from core.model.bundle import bundle
 from core.store.predlog import log_relation
@@ -59,27 +60,10 @@ class Server:
                 [sys.executable, "-c", SERVE, board, name, str(self.port), str(flush),
                  json.dumps({"body_timeout": body_timeout, **limits})],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.output.read_text())
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError("server did not become ready")
+        wait_ready(self.proc, self.url, self.output)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        return stop(self.proc, sig)
 
 
 @pytest.fixture(scope="module")
