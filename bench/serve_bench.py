@@ -91,7 +91,7 @@ def served_accuracy(engine: str) -> dict:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        _wait_health(port)
+        wait_healthy(port, proc, timeout=120)
         sample = pd.read_parquet("/tmp/bench/sample.parquet")[FEATURES]
         request = urllib.request.Request(f"http://127.0.0.1:{port}/predict",
                                          data=sample.to_json(orient="records").encode(),
@@ -105,18 +105,6 @@ def served_accuracy(engine: str) -> dict:
     rel = np.abs(served - expected) / np.abs(expected)
     return {"rows": len(sample), "max_rel": float(rel.max()),
             "max_abs": float(np.abs(served - expected).max())}
-
-
-def _wait_health(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def cold_start(command: str, cwd: Path, runs: int = 3) -> float:
@@ -229,7 +217,7 @@ def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60) -> None
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the server did not start") from None
-            time.sleep(0.2)
+            time.sleep(0.01)
 
 
 def server_idle_rss(port: int) -> float:

@@ -65,3 +65,29 @@ def write_log(store: Any, b: Any, frame: pd.DataFrame, ts: Sequence[Any], *,
         write_segment(store, meta.name, b.version, day, f"test-{uuid.uuid4().hex[:8]}-000001",
                       table)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+MONITOR_PAGE = str(__import__("pathlib").Path(__file__).resolve().parents[1]
+                   / "pages" / "monitor.py")
+
+
+def monitor_page(tab: str | None = None, **params: str) -> Any:
+    """The Monitor page under AppTest for ``params`` (query parameters), run with ``tab``
+    open when given (only the open tab runs)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MONITOR_PAGE, default_timeout=120)
+    at.query_params.update(params)
+    if tab is not None:
+        at.session_state["mon_tab"] = tab
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def page_texts(at: Any) -> str:
+    """Every text element a page shows, one per line."""
+    parts = []
+    for kind in ("markdown", "info", "success", "caption", "error", "warning"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)

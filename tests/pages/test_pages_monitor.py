@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitor_helpers import store_version, write_log
+from monitor_helpers import page_texts, store_version, write_log
 from streamlit.testing.v1 import AppTest
 
 from core.monitoring import custom as custom_metrics
@@ -54,13 +54,6 @@ def _tab(at: AppTest, label: str) -> AppTest:
     return at
 
 
-def _texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "info", "success", "caption", "error", "warning"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
 TABLES = {"metrics": {"n", "n_actual", "note"}, "drift": {"column", "method", "score"},
           "traffic": {"requests", "p50_ms"}, "status": {"model", "aliases", "status"}}
 
@@ -90,14 +83,14 @@ def test_no_models_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("FIXATIVE_STORE", str(tmp_path / "empty"))
     monkeypatch.delenv("FIXATIVE_PASSWORD", raising=False)
     at = _page()
-    assert "no models yet" in _texts(at).lower()
+    assert "no models yet" in page_texts(at).lower()
 
 
 def test_model_without_data_says_what_to_do(board):
     at = _page(model="house")
-    text = _texts(at)
+    text = page_texts(at)
     assert "No predictions of house@" in text and "Upload" in text
-    assert "No drift yet" in _texts(_tab(at, "Drift"))
+    assert "No drift yet" in page_texts(_tab(at, "Drift"))
 
 
 def test_metrics_drift_and_traffic_are_shown(logged):
@@ -108,7 +101,7 @@ def test_metrics_drift_and_traffic_are_shown(logged):
     metrics = _table(at, "metrics")
     assert metrics["n"].sum() == len(frame) and len(metrics) == 5
     assert metrics["n_actual"].sum() == 0
-    assert "No actuals yet" in _texts(at)
+    assert "No actuals yet" in page_texts(at)
     assert len(at.get("plotly_chart")) == 1  # only the open tab runs
     assert not _table(_tab(at, "Traffic"), "traffic").empty
     assert set(_table(_tab(at, "Drift"), "drift")["column"]) >= {"sqft_living", "zipcode"}
@@ -121,7 +114,7 @@ def test_drift_against_a_reference_period_of_logged_rows(logged):
     _tab(at, "Drift")
     assert (_table(at, "drift")["statistic"].fillna(0) > 0).any()  # vs the training sample
     at.text_input(key="mon_ref_from").input(str(T0.date())).run()
-    assert "Give both ends of the drift reference" in _texts(at)
+    assert "Give both ends of the drift reference" in page_texts(at)
     at.text_input(key="mon_ref_until").input(str((T0 + pd.Timedelta(days=7)).date())).run()
     assert not at.exception, at.exception
     drift = _table(at, "drift")
@@ -140,7 +133,7 @@ def test_upload_actuals_then_metrics_appear(logged):
     _button(at, "Save actuals").click()
     at.run()
     assert not at.exception, at.exception
-    assert f"Saved {len(frame):,} actuals, each matching a logged prediction." in _texts(at)
+    assert f"Saved {len(frame):,} actuals, each matching a logged prediction." in page_texts(at)
     metrics = _table(_tab(at, "Performance"), "metrics")
     assert metrics["n_actual"].sum() == len(frame) and metrics["rmse"].notna().all()
 
@@ -163,7 +156,7 @@ def test_bad_actuals_file_is_explained(logged):
     at = _tab(_page(model="house"), "Upload")
     at.file_uploader(key="mon_actuals").set_value(("truth.csv", b"", "text/csv"))
     at.run()
-    assert "is empty" in _texts(at)
+    assert "is empty" in page_texts(at)
     at.file_uploader(key="mon_actuals").set_value(
         ("truth.csv", b"request_id,price\nabc,not-a-number\n", "text/csv"))
     at.run()
@@ -171,7 +164,7 @@ def test_bad_actuals_file_is_explained(logged):
     _button(at, "Save actuals").click()
     at.run()
     assert not at.exception
-    assert "not numbers" in _texts(at)
+    assert "not numbers" in page_texts(at)
 
 
 def test_upload_data_is_scored_and_kept(board, house_data):
@@ -193,7 +186,7 @@ def test_upload_data_is_scored_and_kept(board, house_data):
     assert "Note: extra columns dropped: 'prediction'." in said
     assert "The file's own predictions are not used" in said
     # the file is still in the uploader: scoring it again needs a second thought
-    assert "was scored and kept a moment ago (30 rows)" in _texts(at)
+    assert "was scored and kept a moment ago (30 rows)" in page_texts(at)
     assert _button(at, "Score and keep").disabled
     at.selectbox(key="mon_source").set_value("upload")
     at.selectbox(key="mon_window").set_value("day")
@@ -213,7 +206,7 @@ def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
     _button(at, "Save custom metric").click()
     at.run()
     assert not at.exception
-    assert "subquery" in _texts(at)
+    assert "subquery" in page_texts(at)
     # the message stays in view: the page is still on the custom-metric tab, form filled
     assert at.session_state["mon_tab"] == "Custom metrics"
     assert at.text_area(key="mon_custom_sql").value.startswith("(SELECT")
@@ -224,7 +217,7 @@ def test_custom_metric_form_rejects_hostile_sql_and_saves_good(logged):
     at.text_area(key="mon_custom_sql").input("avg(prediction) / avg(sqft_living)")
     _button(at, "Save custom metric").click()
     at.run()
-    assert "Saved custom metric ppsf" in _texts(at)
+    assert "Saved custom metric ppsf" in page_texts(at)
     assert [m.name for m in custom_metrics.saved(store, "house")] == ["ppsf"]
     assert "ppsf" in _table(_tab(at, "Performance"), "metrics").columns
 
@@ -240,12 +233,12 @@ def test_threshold_form(logged):
     at.text_input(key="mon_rule_alert").input("5")
     _button(at, "Save threshold").click()
     at.run()
-    assert "must be above or equal" in _texts(at)
+    assert "must be above or equal" in page_texts(at)
     at.text_input(key="mon_rule_alert").input("20")
     at.text_input(key="mon_rule_window").input("day")
     _button(at, "Save threshold").click()
     at.run()
-    assert "Saved the threshold for rmse" in _texts(at)
+    assert "Saved the threshold for rmse" in page_texts(at)
     assert thresholds.load(store, "house").rule("rmse").alert == 20.0
     assert thresholds.load(store, "house").window == "day"
     # coming back to rmse shows its saved rule
@@ -260,10 +253,10 @@ def test_bad_window_and_dates_are_explained(logged):
     at = _page(model="house")
     at.selectbox(key="mon_window").set_value("other").run()
     at.text_input(key="mon_period").input("fortnight").run()
-    assert "Unknown window" in _texts(at)
+    assert "Unknown window" in page_texts(at)
     at.text_input(key="mon_period").input("6h")
     at.text_input(key="mon_since").input("not a date").run()
-    assert "Cannot read" in _texts(at)
+    assert "Cannot read" in page_texts(at)
 
 
 def test_status_of_all_models(logged):
@@ -271,7 +264,7 @@ def test_status_of_all_models(logged):
     at = _tab(_page(model="house"), "All models")
     _button(at, "Check all deployed models").click()
     at.run()
-    assert "Nothing deployed yet" in _texts(at)
+    assert "Nothing deployed yet" in page_texts(at)
     store.set_alias("house", "production", b.version)
     _button(at, "Check all deployed models").click()
     at.run()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from challenger_helpers import values_store  # noqa: F401  (fixture)
-from streamlit.testing.v1 import AppTest
+from monitor_helpers import monitor_page, page_texts
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "monitor.py")
 
@@ -19,22 +19,8 @@ def board(values_store, monkeypatch):  # noqa: F811
     return store, vs
 
 
-def _page(**params: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.query_params.update(params)
-    at.run()
-    assert not at.exception, at.exception
-    at.session_state["mon_tab"] = "Challenger"  # only the open tab runs
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "info", "success", "caption", "error", "warning"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
+def _page(**params: str):
+    return monitor_page("Challenger", **params)
 
 
 def test_challenger_tab_compares_and_promotes(board):
@@ -42,7 +28,7 @@ def test_challenger_tab_compares_and_promotes(board):
     at = _page(model="flat", version=vs[0])
     at.text_input(key="mon_ch_version").input(vs[1]).run()
     assert not at.exception, at.exception
-    text = _texts(at)
+    text = page_texts(at)
     assert f"flat@{vs[1]} against flat@{vs[0]}: challenger better. Judged on MAE" in text
     assert "No alias points at" in text
     store.set_alias("flat", "page", vs[0])
@@ -50,7 +36,7 @@ def test_challenger_tab_compares_and_promotes(board):
     at.text_input(key="mon_ch_version").input(f"flat@{vs[1]}").run()
     at.button(key="mon_ch_promote").click().run()
     assert not at.exception, at.exception
-    assert f"flat:page now points at {vs[1]}" in _texts(at)
+    assert f"flat:page now points at {vs[1]}" in page_texts(at)
     assert store.aliases("flat")["page"] == vs[1]
 
 
@@ -59,6 +45,6 @@ def test_challenger_tab_without_a_challenger_says_what_to_do(board):
     at = _page(model="flat", version=vs[0])
     at.text_input(key="mon_ch_version").input("nosuchversion").run()
     assert not at.exception, at.exception
-    assert "nosuchversion" in _texts(at)
+    assert "nosuchversion" in page_texts(at)
     at.text_input(key="mon_ch_version").input("=HYPERLINK(\"x\")").run()
     assert not at.exception, at.exception

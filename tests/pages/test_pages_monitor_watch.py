@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitor_helpers import store_version, write_log
+from monitor_helpers import monitor_page, page_texts, store_version, write_log
 from streamlit.testing.v1 import AppTest
 from watch_helpers import receiver
 
@@ -34,14 +34,9 @@ def board(tmp_path, monkeypatch, house_data, house_model):
     return store, b
 
 
-def _page(tab: str) -> AppTest:
+def _page(tab: str):
     """The page with ``tab`` open (only the open tab runs)."""
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.query_params.update({"model": "house"})
-    at.session_state["mon_tab"] = tab
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return monitor_page(tab, model="house")
 
 
 def _button(at: AppTest, label: str):
@@ -51,29 +46,22 @@ def _button(at: AppTest, label: str):
     raise AssertionError(f"no button {label!r}; have {[b.label for b in at.button]}")
 
 
-def _texts(at: AppTest) -> str:
-    parts = []
-    for kind in ("markdown", "info", "success", "caption", "error", "warning"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
 def test_estimation_says_why_it_cannot_estimate_yet(board):
     at = _page("Estimated")
     _button(at, "Estimate performance").click().run()
     assert not at.exception, at.exception
-    assert "Cannot estimate: the reference has 40 rows with actuals" in _texts(at)
+    assert "Cannot estimate: the reference has 40 rows with actuals" in page_texts(at)
 
 
 def test_alerts_tab_saves_channels_refuses_urls_and_sends_a_test(board, monkeypatch):
     store, _ = board
     at = _page("Alerts")
-    assert "No channel yet: status changes are recorded but not sent." in _texts(at)
+    assert "No channel yet: status changes are recorded but not sent." in page_texts(at)
     at.selectbox(key="mon_watch_kind").set_value("webhook")
     at.text_input(key="mon_watch_cname").input("ops")
     at.text_input(key="mon_watch_env").input("https://hooks.example/T/B/secret")
     at.button(key="FormSubmitter:mon_watch_form-Save").click().run()
-    assert "is not an environment variable name" in _texts(at)
+    assert "is not an environment variable name" in page_texts(at)
     assert config.load(store, "house").channels == []
     at.text_input(key="mon_watch_env").input("OPS_HOOK")
     at.text_input(key="mon_watch_schedule").input("*/10 * * * *")
@@ -85,7 +73,7 @@ def test_alerts_tab_saves_channels_refuses_urls_and_sends_a_test(board, monkeypa
     with receiver() as rec:
         monkeypatch.setenv("OPS_HOOK", rec.url)
         _button(at, "Send a test notification").click().run()
-    assert "ops: delivered" in _texts(at)
+    assert "ops: delivered" in page_texts(at)
     assert rec.payloads("test")[0]["model"] == "house"
 
 
