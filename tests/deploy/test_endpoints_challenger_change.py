@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from challenger_helpers import Faulty, Sleepy
 from deploy_helpers import deploy_store
+from sklearn.linear_model import LinearRegression
 
 from core.deploy import endpoints as deploy
 from core.errors import Conflict, FixativeError, InvalidArgument, InvalidName, NotFound, UnsafeModel
@@ -27,6 +28,8 @@ def store(tmp_path_factory, house_model, house_data, churn_model, churn_data):
     s.write(bundle(house_model, x, name="house"))
     s.write(bundle(house_model, x, name="twin"))  # another model, the same prototype
     s.write(bundle(churn_model, churn_data.drop(columns="churned"), name="churn"))
+    small = x[list(x.columns[:3])]  # the same task, fewer inputs
+    s.write(bundle(LinearRegression().fit(small, house_data["price"]), small, name="small"))
     for name, model in (("faulty", Faulty(list(x.columns))),
                         ("sleepy", Sleepy(list(x.columns), 0.0))):
         b = bundle(model, x, name=name)
@@ -56,7 +59,9 @@ def current(store) -> deploy.Endpoint:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"shadow": "churn"}, InvalidArgument, "does not take the champion's inputs|same task"),
+    ({"shadow": "churn"}, InvalidArgument, "a challenger must do the same task"),
+    ({"shadow": "small"}, InvalidArgument, "does not take the champion's inputs"),
+    ({"canary": "small:10%"}, InvalidArgument, "does not take the champion's inputs"),
     ({"shadow": "sleepy"}, UnsafeModel, "outside the safety allowlist"),
     ({"shadow": "handmade"}, UnsafeModel, "outside the safety allowlist"),
     ({"shadow": "house@20200101T000000Z-00000"}, NotFound, "No version"),
