@@ -228,7 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
     served = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     settings.alias = alias or None
-    pair = _challenger(args, store, settings, served.bundle)
+    pair = _challenger(args, store, settings)
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     from core.serving.engine import text as engine_text
@@ -243,30 +243,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _challenger(args: argparse.Namespace, store: Any, settings: Any, bundle: Any) -> str:
+def _challenger(args: argparse.Namespace, store: Any, settings: Any) -> str:
     """Set ``settings.challenger`` from --shadow / --canary (checked against the champion
     before the server starts); returns a line saying what runs, or ''."""
-    from core.deploy.challenger import check_challenger_trust
-    from core.model.bundle import ModelBundle
-    from core.serving.challenger import check_pair, parse_canary
+    from core.deploy.challenger import challenger_option
 
-    if args.shadow is None and args.canary is None:
-        return ""
-    if args.shadow is not None:
-        ref, mode, share = args.shadow, "shadow", None
-    else:
-        ref, share = parse_canary(args.canary)
-        mode = "canary"
-    name, version = store.resolve(ref)
-    check_challenger_trust(store, name, version, settings.trusted)
     # only the metadata is compared here: the server loads the challenger itself, from its
     # verified graph when it has one (never unpickled then)
-    other = ModelBundle(model=None, meta=store.meta(name, version), version=version)
-    check_pair(bundle, other, mode)
-    settings.challenger = {"name": name, "version": version, "mode": mode, "share": share}
-    how = ("scores every request in the background" if share is None
-           else f"answers {share * 100:.4g}% of requests")
-    return f"Challenger {name}@{version} ({mode}) {how}."
+    option = challenger_option(store, (settings.name, settings.version), shadow=args.shadow,
+                               canary=args.canary, trusted=settings.trusted)
+    if option is None:
+        return ""
+    settings.challenger = option.to_dict()
+    how = ("scores every request in the background" if option.share is None
+           else f"answers {option.share * 100:.4g}% of requests")
+    return f"Challenger {option.ref} ({option.mode}) {how}."
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -294,7 +285,7 @@ def _endpoints_challenger(args: argparse.Namespace) -> int:
     before = deploy.find_endpoint(store, args.key)
     after = deploy.set_challenger(store, before, shadow=args.shadow, canary=args.canary,
                                   stop=args.stop, timeout=args.timeout)
-    if after is before:
+    if after.pid == before.pid:
         what = before.challenger.text if before.challenger else "no challenger"
         print(f"{before.label} already runs with {what}; nothing changed.")
         return 0

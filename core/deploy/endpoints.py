@@ -440,7 +440,8 @@ def set_challenger(store: StoreLike, key: str | int | Endpoint, *, shadow: str |
         raise InvalidArgument("Say what to run next to the endpoint: a shadow challenger (REF), "
                               "a canary (REF:SHARE, e.g. churn@v2:10%), or stop its "
                               "challenger.")
-    endpoint = key if isinstance(key, Endpoint) else find_endpoint(store, key)
+    # read again: another session may have restarted it since ``key`` was listed
+    endpoint = find_endpoint(store, key.id if isinstance(key, Endpoint) else key)
     state = endpoint_status(endpoint, probe=False)
     if not state.alive:
         raise Conflict(f"The endpoint {endpoint.label} is not running ({state.detail}); stop "

@@ -73,7 +73,7 @@ def test_start_change_and_stop_the_challenger(capsys, store):
             assert code == 1 and out == "", (args, out, err)
             assert err.startswith("error: ") and message in err, (args, err)
             assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-        for key in ("9", "nothere", "../../x"):
+        for key in ("zz9", "nothere", "../../x"):
             code, _, err = run(capsys, "endpoints", "challenger", key, "--stop",
                                "--store", board)
             assert code == 1 and f"No endpoint {key!r}" in err

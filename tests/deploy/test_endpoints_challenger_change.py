@@ -92,7 +92,7 @@ def test_a_refused_change_leaves_the_endpoint_untouched(store, endpoint, kwargs,
     assert "challenger" not in metadata(after)
 
 
-@pytest.mark.parametrize("key", ["nothere", "1", "../../etc/passwd", "x" * 10_000])
+@pytest.mark.parametrize("key", ["nothere", "q1", "../../etc/passwd", "x" * 10_000])
 def test_an_unknown_endpoint_is_refused(store, endpoint, key):
     with pytest.raises(NotFound, match="No endpoint"):
         deploy.set_challenger(store, key, shadow="twin")
