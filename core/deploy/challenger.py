@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import FixativeError, InvalidArgument
+from core.errors import FixativeError, InvalidArgument, InvalidName
 from core.model.bundle import ModelBundle
 from core.serving.challenger import MODES, check_pair, parse_canary, parse_share
 from core.serving.engine import wants_graph
+from core.store.names import validate_name, validate_version
 from core.store.protocols import StoreLike
 
 # Longer challenger arguments are refused before anything reads them.
@@ -69,9 +70,9 @@ def recorded_challenger(options: Mapping[str, Any]) -> ChallengerOption | None:
         else:
             ref, share = parse_canary(flag[1])
         name, _, version = ref.partition("@")
-    except InvalidArgument:
-        return None
-    if not name or not version:
+        validate_name(name)
+        validate_version(version)
+    except (InvalidArgument, InvalidName):
         return None
     return ChallengerOption(str(flag[0]), name, version, share)
 

@@ -165,3 +165,21 @@ def test_a_crashed_endpoint_is_not_restarted(store, endpoint):
         deploy.set_challenger(store, ep.id, shadow="twin")
     [status] = deploy.list_endpoints(store, probe=False)
     assert status.status == "crashed" and status.endpoint.id == ep.id
+
+
+def test_a_restart_that_fails_twice_leaves_the_endpoint_stopped_and_says_so(store,
+                                                                            monkeypatch):
+    for status in deploy.list_endpoints(store, probe=False):
+        deploy.stop_endpoint(store, status.endpoint, grace=5)
+    ep = deploy.start_endpoint(store, "house:production", port=free_port())
+    # every server started from now on refuses its (empty) token list at start-up
+    monkeypatch.setenv("FIXATIVE_API_TOKENS", " , ")
+    with pytest.raises(FixativeError, match=r"could not be started again as it was, so it "
+                                            r"is stopped\. Start it with `python -m core "
+                                            rf"endpoints start house@{ep.version} --port "
+                                            rf"{ep.port}`"):
+        deploy.set_challenger(store, ep.id, shadow="twin")
+    assert deploy.list_endpoints(store) == []
+    assert deploy.process_state(ep.pid, ep.proc_start) == "gone"
+    events = [r.payload["event"] for r in deploy.endpoint_history(store, "house")]
+    assert events[-1] == "stopped"
