@@ -107,7 +107,10 @@ def challenger_inputs(store: Any, name: str, version: str, key: str,
     """Challenger widgets (inside a form): mode, version and canary share. Returns the
     ``shadow`` and ``canary`` arguments of :func:`core.deploy.endpoints.start_endpoint`
     (None, None without a challenger) and what is missing ('' when nothing)."""
-    options = candidates(store, name, version)
+    try:
+        options = candidates(store, name, version)
+    except FixativeError:  # the version is gone or unreadable: nothing can challenge it
+        options = []
     col_mode, col_ref, col_share = st.columns([2, 3, 1])
     mode = col_mode.selectbox("Challenger", list(modes), key=f"{key}_mode",
                               format_func=modes.__getitem__,
