@@ -6,12 +6,12 @@ import streamlit as st
 
 from core.deploy import docker as dockerbundle
 from core.deploy import endpoints as deploy
-from core.deploy import fleet, views
+from core.deploy import fleet, probes, views
 from core.errors import FixativeError
 from core.safety.loader import forbidden_message
 from core.serving.netcheck import MAX_WORKERS, free_port
 from core.store.upload import trust_label
-from core.workbench import catalog, ui
+from core.workbench import catalog, challenger, ui
 
 ENGINES = {"auto": "auto: the compiled graph when verified, else scikit-learn",
            "sklearn": "scikit-learn (loads the model file)",
@@ -74,20 +74,22 @@ def start_section(store, name: str, version: str) -> None:
         st.caption(catalog.compiled_text(ui.get_store().compiled(name, version)))
         trust = bool(needs) and not forbidden and st.checkbox(
             trust_label(needs), key=f"deploy_trust_{name}_{version}")
+        shadow, canary, missing = challenger.challenger_inputs(store, name, version,
+                                                               "deploy_ch_start")
         submitted = st.form_submit_button("Start endpoint", type="primary")
     if not submitted:
+        return
+    if missing:
+        st.error(missing)
         return
     trusted = list(reports[target].untrusted) if trust else []
     with st.spinner(f"Starting {target} on port {int(port)}…"):
         try:
             started = deploy.start_endpoint(store, target, port=int(port), host=host,
                                             workers=int(workers), log=log, trusted=trusted,
-                                            engine=engine)
+                                            engine=engine, shadow=shadow, canary=canary)
         except FixativeError as exc:
-            first, _, rest = exc.message.partition("\n")
-            st.error(first)
-            if rest:
-                st.code(rest, language="text")
+            challenger.show_error(exc, shadow or canary)
             return
     st.session_state[_NEXT_PORT] = free_port("127.0.0.1", preferred=started.port + 1)
     ui.flash(f"Started {started.label}: {started.url}/")
@@ -112,7 +114,9 @@ def endpoint_details(store, status: deploy.EndpointStatus, expanded: bool) -> No
                 st.rerun()
         if not status.alive:
             return
-        st.caption(f"Engine: {views.served_engine(ep)}")
+        doc, why = probes.metadata(ep)
+        st.caption(f"Engine: {views.engine_text(doc, why)}")
+        challenger.endpoint_challenger(store, ep, doc, why)
         st.markdown("**Recent requests**")
         recent = views.recent_requests(store, ep, 20)
         if recent.empty:

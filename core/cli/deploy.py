@@ -132,6 +132,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_argument(stop)
     stop.set_defaults(func=_endpoints_stop)
 
+    change = actions.add_parser(
+        "challenger", help="change or stop the challenger of a running endpoint",
+        description="Restart a running endpoint on its port with the same options and a new "
+                    "challenger (or none). The challenger is checked first; when it is "
+                    "refused, the endpoint keeps running unchanged.")
+    change.add_argument("key", metavar="ID_OR_PORT")
+    change.add_argument("--shadow", default=None, metavar="REF2",
+                        help="score every request with REF2 in the background")
+    change.add_argument("--canary", default=None, metavar="REF2:SHARE",
+                        help="answer a share of requests with REF2, e.g. churn@v2:10%%")
+    change.add_argument("--stop", action="store_true",
+                        help="run the endpoint without a challenger")
+    change.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the restarted server (default 60)")
+    store_argument(change)
+    change.set_defaults(func=_endpoints_challenger)
+
     logs = actions.add_parser("logs", help="the end of an endpoint's server log")
     logs.add_argument("key", metavar="ID_OR_PORT")
     logs.add_argument("-n", "--lines", type=int, default=40)
@@ -211,7 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
     served = server_factory.load_bundle(settings, store=store)
     alias = parse_ref(args.ref)[2]
     settings.alias = alias or None
-    pair = _challenger(args, store, settings, served.bundle)
+    pair = _challenger(args, store, settings)
     via = f" (alias {alias})" if alias else ""
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     from core.serving.engine import text as engine_text
@@ -226,30 +243,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _challenger(args: argparse.Namespace, store: Any, settings: Any, bundle: Any) -> str:
+def _challenger(args: argparse.Namespace, store: Any, settings: Any) -> str:
     """Set ``settings.challenger`` from --shadow / --canary (checked against the champion
     before the server starts); returns a line saying what runs, or ''."""
-    from core.deploy.endpoints import check_challenger_trust
-    from core.model.bundle import ModelBundle
-    from core.serving.challenger import check_pair, parse_canary
+    from core.deploy.challenger import challenger_option
 
-    if args.shadow is None and args.canary is None:
-        return ""
-    if args.shadow is not None:
-        ref, mode, share = args.shadow, "shadow", None
-    else:
-        ref, share = parse_canary(args.canary)
-        mode = "canary"
-    name, version = store.resolve(ref)
-    check_challenger_trust(store, name, version, settings.trusted)
     # only the metadata is compared here: the server loads the challenger itself, from its
     # verified graph when it has one (never unpickled then)
-    other = ModelBundle(model=None, meta=store.meta(name, version), version=version)
-    check_pair(bundle, other, mode)
-    settings.challenger = {"name": name, "version": version, "mode": mode, "share": share}
-    how = ("scores every request in the background" if share is None
-           else f"answers {share * 100:.4g}% of requests")
-    return f"Challenger {name}@{version} ({mode}) {how}."
+    option = challenger_option(store, (settings.name, settings.version), shadow=args.shadow,
+                               canary=args.canary, trusted=settings.trusted)
+    if option is None:
+        return ""
+    settings.challenger = option.to_dict()
+    how = ("scores every request in the background" if option.share is None
+           else f"answers {option.share * 100:.4g}% of requests")
+    return f"Challenger {option.ref} ({option.mode}) {how}."
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -270,13 +278,37 @@ def _endpoints_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoints_challenger(args: argparse.Namespace) -> int:
+    from core.deploy import endpoints as deploy
+
+    store = open_store(args)
+    before = deploy.find_endpoint(store, args.key)
+    after = deploy.set_challenger(store, before, shadow=args.shadow, canary=args.canary,
+                                  stop=args.stop, timeout=args.timeout)
+    if after.pid == before.pid:
+        what = before.challenger.text if before.challenger else "no challenger"
+        print(f"{before.label} already runs with {what}; nothing changed.")
+        return 0
+    what = after.challenger.text if after.challenger else "no challenger"
+    print(f"Restarted {after.label} with {what}: {after.url}/ (id {after.id}, pid {after.pid})")
+    return 0
+
+
+def _challenger_text(endpoint: Any) -> str:
+    c = endpoint.challenger
+    if c is None:
+        return ""
+    return f"{c.mode} {c.ref}" + ("" if c.share is None else f" {c.share * 100:.4g}%")
+
+
 def _endpoints_list(args: argparse.Namespace) -> int:
     from core.deploy import endpoints as deploy
 
     store = open_store(args)
     statuses = deploy.list_endpoints(store)
     local = [{**s.endpoint.to_dict(), "url": s.endpoint.url, "status": s.status,
-              "detail": s.detail, "requests": s.requests, "errors": s.errors}
+              "detail": s.detail, "requests": s.requests, "errors": s.errors,
+              "challenger": s.endpoint.challenger.to_dict() if s.endpoint.challenger else None}
              for s in statuses]
     if args.all:
         return _fleet_list(store, local, statuses, as_json=args.json)
@@ -291,11 +323,13 @@ def _endpoints_list(args: argparse.Namespace) -> int:
 
 
 def _endpoints_table(statuses: list[Any]) -> None:
-    rows = [("ID", "MODEL", "ALIAS", "URL", "PID", "STATUS", "REQUESTS", "STARTED")]
+    rows = [("ID", "MODEL", "ALIAS", "URL", "PID", "STATUS", "REQUESTS", "STARTED",
+             "CHALLENGER")]
     for s in statuses:
         e = s.endpoint
         rows.append((e.id, e.ref, e.alias or "", e.url, str(e.pid), s.status,
-                     "" if s.requests is None else str(s.requests), e.started[:19] + "Z"))
+                     "" if s.requests is None else str(s.requests), e.started[:19] + "Z",
+                     _challenger_text(e)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

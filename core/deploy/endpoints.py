@@ -22,8 +22,6 @@ signalled.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import signal
@@ -31,16 +29,28 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import processes, settings
+from core import processes
+from core.deploy.challenger import ChallengerOption, challenger_option
+from core.deploy.challenger import check_challenger_trust as check_challenger_trust
+from core.deploy.probes import health, last_error, log_tail, request_counts
+from core.deploy.probes import parse_metrics as parse_metrics
+from core.deploy.registry import RECORD_KIND as RECORD_KIND
+from core.deploy.registry import (
+    Endpoint,
+    EndpointStatus,
+    forget,
+    read_registry,
+    record_event,
+    run_dir,
+    write_registry,
+)
+from core.deploy.registry import endpoint_history as endpoint_history
 from core.errors import Conflict, FixativeError, InvalidArgument, NotFound
 from core.serving.engine import check_engine, wants_graph
 from core.serving.netcheck import (
@@ -49,19 +59,14 @@ from core.serving.netcheck import (
     check_workers,
     ensure_port_free,
     listener_pid,
+    port_is_free,
     process_command,
-    url_host,
 )
 from core.store.names import parse_ref
-from core.store.paths import endpoints_dir
 from core.store.protocols import BoardLike, StoreLike
 
-RECORD_KIND = "endpoint"
 START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
-HEALTH_TIMEOUT = 1.0
-LOG_TAIL_LINES = 15
-PREDICTION_ROUTES = ("predict", "predict_proba", "invocations")
 MAX_BODY_MB = 1024
 
 # Servers started by this process, kept so that poll() reaps them when they exit (no
@@ -69,133 +74,6 @@ MAX_BODY_MB = 1024
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 log = logging.getLogger(__name__)
-
-
-# -- records ---------------------------------------------------------------------------
-
-@dataclass
-class Endpoint:
-    """A local endpoint as recorded when it was started."""
-
-    id: str
-    name: str
-    version: str
-    host: str
-    port: int
-    pid: int
-    started: str
-    log_file: str
-    store: str
-    alias: str | None = None
-    workers: int = 1
-    machine: str = ""
-    proc_start: int | None = None
-    status: str = "starting"
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        """Base URL a client on this machine uses (the docs page lives here)."""
-        return f"http://{url_host(self.host)}:{self.port}"
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @property
-    def label(self) -> str:
-        via = f" (via :{self.alias})" if self.alias else ""
-        return f"{self.ref}{via} on port {self.port}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class EndpointStatus:
-    """An endpoint as it is now: process state, health and request counts."""
-
-    endpoint: Endpoint
-    status: str  # running | starting | unhealthy | crashed | stale
-    detail: str = ""
-    requests: int | None = None
-    errors: int | None = None
-    rows: int | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.status in ("running", "starting", "unhealthy")
-
-
-# -- where records live ------------------------------------------------------------------
-
-def run_dir(store: BoardLike) -> Path:
-    """The folder on this machine holding the registry files and logs of ``store``."""
-    if store.is_local:
-        return Path(endpoints_dir(store))
-    base = settings.run_dir()
-    key = hashlib.sha256(str(store.url).encode()).hexdigest()[:16]
-    return Path(base) / "endpoints" / key
-
-
-def _registry_file(folder: Path, endpoint_id: str) -> Path:
-    return folder / f"{endpoint_id}.json"
-
-
-def _write_registry(folder: Path, endpoint: Endpoint) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _registry_file(folder, endpoint.id)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(endpoint.to_dict(), indent=1))
-    os.replace(tmp, target)
-
-
-def _read_registry(folder: Path) -> list[Endpoint]:
-    found: list[Endpoint] = []
-    if not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            found.append(Endpoint.from_dict(data if isinstance(data, dict) else {}))
-        except (OSError, ValueError, TypeError):
-            # A file this module did not write (or a torn one from a crash) is not an
-            # endpoint; listing must keep working regardless.
-            continue
-    return found
-
-
-def _forget(folder: Path, endpoint: Endpoint) -> None:
-    """Remove the registry file and the server log (a crash's tail is kept in the board
-    record)."""
-    for path in (_registry_file(folder, endpoint.id), Path(endpoint.log_file)):
-        if path.parent == folder:  # never delete a file this module did not create
-            path.unlink(missing_ok=True)
-
-
-def _record(store: StoreLike, endpoint: Endpoint, event: str, **extra: Any) -> None:
-    payload = {"event": event, "id": endpoint.id, "host": endpoint.host,
-               "port": endpoint.port, "pid": endpoint.pid, "machine": endpoint.machine,
-               "alias": endpoint.alias, "workers": endpoint.workers, "url": endpoint.url,
-               "started": endpoint.started, **extra}
-    try:
-        store.add_record(RECORD_KIND, endpoint.name, payload, version=endpoint.version)
-    except NotFound:
-        # The version was deleted while it was served: the event goes with the model.
-        try:
-            store.add_record(RECORD_KIND, endpoint.name, {**payload, "version": endpoint.version})
-        except NotFound:
-            log.info("not recording %s of %s: the model is gone", event, endpoint.label)
-
-
-def endpoint_history(store: StoreLike, name: str | None = None) -> list[Any]:
-    """Board records of endpoint starts and stops (oldest first), all machines."""
-    return list(store.records(RECORD_KIND, name=name))
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -240,80 +118,6 @@ def _wait_gone(pid: int, start_ticks: int | None, seconds: float) -> bool:
         time.sleep(0.05)
 
 
-def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file ('' when it cannot be read)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64_000))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _last_error(tail: str) -> str:
-    """The CLI's one-line ``error: ...`` from a log tail, if the server printed one."""
-    for line in reversed(tail.splitlines()):
-        if line.startswith("error: "):
-            return line[len("error: "):]
-    return ""
-
-
-# -- HTTP probes -------------------------------------------------------------------------
-
-def _get(url: str, timeout: float) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            return response.status, response.read(2_000_000).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def health(endpoint: Endpoint, timeout: float = HEALTH_TIMEOUT) -> bool:
-    answer = _get(endpoint.url + "/healthz", timeout)
-    return answer is not None and answer[0] == 200
-
-
-def parse_metrics(text: str) -> tuple[int, int, int]:
-    """(prediction requests, failed ones, rows predicted) from the server's Prometheus text.
-
-    Only the prediction routes count: health checks and metric scrapes (this module's
-    own among them) are not requests anybody made of the model.
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    requests = errors = rows = 0.0
-    try:
-        families = list(text_string_to_metric_families(text))
-    except ValueError:
-        return 0, 0, 0
-    for family in families:
-        for sample in family.samples:
-            if str(sample.labels.get("route", "")).lstrip("/") not in PREDICTION_ROUTES:
-                continue
-            if sample.name == "fixative_requests_total":
-                requests += sample.value
-                if str(sample.labels.get("status", ""))[:1] in ("4", "5"):
-                    errors += sample.value
-            elif sample.name == "fixative_rows_predicted_total":
-                rows += sample.value
-    return int(requests), int(errors), int(rows)
-
-
-def request_counts(endpoint: Endpoint, timeout: float = HEALTH_TIMEOUT
-                   ) -> tuple[int, int, int] | None:
-    """(requests, failed requests, rows) served so far, from ``/metrics``; None if the
-    server does not answer. With several workers, the counts of all of them together."""
-    answer = _get(endpoint.url + "/metrics", timeout)
-    if answer is None or answer[0] != 200:
-        return None
-    return parse_metrics(answer[1])
-
-
 # -- start -------------------------------------------------------------------------------
 
 def _repo_root() -> str:
@@ -330,7 +134,7 @@ def _store_location(store: BoardLike) -> str:
 
 
 def _owner_by_registry(folder: Path, port: int) -> str | None:
-    for endpoint in _read_registry(folder):
+    for endpoint in read_registry(folder):
         if endpoint.port == port and process_state(endpoint.pid, endpoint.proc_start) == "alive":
             return f"endpoint {endpoint.ref}, pid {endpoint.pid}"
     return None
@@ -356,34 +160,6 @@ def serve_command(ref: str, *, store_url: str, host: str, port: int, workers: in
     if challenger is not None:
         command += [f"--{challenger[0]}", challenger[1]]
     return command
-
-
-def _challenger_option(store: StoreLike, shadow: str | None, canary: str | None,
-                       trusted: Sequence[str]) -> tuple[str, str] | None:
-    """``("shadow", NAME@VERSION)`` or ``("canary", NAME@VERSION:SHARE)``, checked and
-    pinned to a version before the server starts (None without a challenger)."""
-    from core.serving.challenger import parse_canary
-
-    if shadow is not None and canary is not None:
-        raise InvalidArgument("Give a shadow or a canary challenger, not both.")
-    if shadow is None and canary is None:
-        return None
-    if shadow is not None:
-        name, version = store.resolve(shadow)
-        check_challenger_trust(store, name, version, trusted)
-        return ("shadow", f"{name}@{version}")
-    ref, share = parse_canary(str(canary))
-    name, version = store.resolve(ref)
-    check_challenger_trust(store, name, version, trusted)
-    return ("canary", f"{name}@{version}:{share * 100:g}%")
-
-
-def check_challenger_trust(store: StoreLike, name: str, version: str,
-                            trusted: Sequence[str]) -> None:
-    """A challenger served from its verified graph is never unpickled; otherwise its
-    model file must be safe or trusted, as the champion's."""
-    if not wants_graph("auto", store.compiled(name, version)):
-        check_trusted(store, name, version, trusted)
 
 
 def check_max_body_mb(value: object) -> float:
@@ -416,7 +192,8 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     ``engine``: auto, sklearn or onnx (see :mod:`core.serving.engine`); a version served
     from its compiled graph needs no trust, since its model file is never loaded.
     ``shadow`` (a REF) or ``canary`` (``REF:SHARE``): a challenger next to it, see
-    :mod:`core.serving.challenger`; resolved here like ``ref``.
+    :mod:`core.serving.challenger`; resolved here like ``ref`` and checked against it
+    (same prototype and task, trust) before anything starts.
 
     Returns once ``/healthz`` answers. The version is resolved here, so an alias that
     moves later does not change what this endpoint serves. Raises :class:`Conflict`
@@ -429,24 +206,46 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     workers = check_workers(workers)
     if max_body_mb is not None:
         max_body_mb = check_max_body_mb(max_body_mb)
-    if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
-        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    _check_timeout(timeout)
     name, version = store.resolve(ref)
     engine = check_engine(engine)
     report = store.compiled(name, version) if engine != "sklearn" else None
     if not wants_graph(engine, report):
         check_trusted(store, name, version, trusted)
-    challenger = _challenger_option(store, shadow, canary, trusted)
-    folder = run_dir(store)
-    ensure_port_free(host, port, owner=_owner_by_registry(folder, port))
+    challenger = challenger_option(store, (name, version), shadow=shadow, canary=canary,
+                                   trusted=trusted)
+    ensure_port_free(host, port, owner=_owner_by_registry(run_dir(store), port))
+    options = {"log": log, "batching": batching, "max_body_mb": max_body_mb,
+               "trusted": list(trusted), "engine": engine}
+    return _launch(store, name, version, parse_ref(ref)[2], host=host, port=port,
+                   workers=workers, options=options, challenger=challenger, timeout=timeout)
 
+
+def _check_timeout(timeout: object) -> None:
+    if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}.")
+
+
+def _launch(store: StoreLike, name: str, version: str, alias: str | None, *, host: str,
+            port: int, workers: int, options: dict[str, Any],
+            challenger: ChallengerOption | None, timeout: float,
+            endpoint_id: str | None = None) -> Endpoint:
+    """Start the server of checked arguments; ``options`` as recorded (log, batching,
+    max_body_mb, trusted, engine)."""
+    folder = run_dir(store)
     folder.mkdir(parents=True, exist_ok=True)
-    endpoint_id = uuid.uuid4().hex[:12]
+    endpoint_id = endpoint_id or uuid.uuid4().hex[:12]
     log_file = folder / f"{endpoint_id}.log"
+    options = {k: v for k, v in options.items() if k != "challenger"}
+    if challenger is not None:
+        options["challenger"] = list(challenger.flag)
     command = serve_command(f"{name}@{version}", store_url=_store_location(store), host=host,
-                            port=port, workers=workers, log=log, batching=batching,
-                            max_body_mb=max_body_mb, trusted=trusted, engine=engine,
-                            challenger=challenger)
+                            port=port, workers=workers, log=bool(options.get("log", True)),
+                            batching=bool(options.get("batching", True)),
+                            max_body_mb=options.get("max_body_mb"),
+                            trusted=list(options.get("trusted") or ()),
+                            engine=str(options.get("engine") or "auto"),
+                            challenger=challenger.flag if challenger else None)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
@@ -458,23 +257,22 @@ def start_endpoint(store: StoreLike, ref: str, *, port: int, host: str = "127.0.
     endpoint = Endpoint(
         id=endpoint_id, name=name, version=version, host=host, port=port, pid=process.pid,
         started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), log_file=str(log_file),
-        store=_store_location(store), alias=parse_ref(ref)[2], workers=workers,
+        store=_store_location(store), alias=alias, workers=workers,
         machine=socket.gethostname(), proc_start=process_start_ticks(process.pid),
-        options={"log": log, "batching": batching, "max_body_mb": max_body_mb,
-                 "trusted": list(trusted), "engine": engine,
-                 **({"challenger": list(challenger)} if challenger else {})})
-    _write_registry(folder, endpoint)
+        options=options)
+    write_registry(folder, endpoint)
     try:
         _wait_ready(endpoint, process, timeout)
         endpoint.status = "running"
-        _write_registry(folder, endpoint)
+        write_registry(folder, endpoint)
         # Recorded last: an endpoint that could not be recorded is stopped, not left over.
-        _record(store, endpoint, "started")
+        record_event(store, endpoint, "started",
+                **({"challenger": challenger.to_dict()} if challenger else {}))
     except BaseException:
         _terminate(process.pid, endpoint.proc_start, grace=2.0)
         process.wait()
         _CHILDREN.pop(process.pid, None)
-        _forget(folder, endpoint)
+        forget(folder, endpoint)
         raise
     return endpoint
 
@@ -493,7 +291,7 @@ def _wait_ready(endpoint: Endpoint, process: subprocess.Popen, timeout: float) -
         code = process.poll()
         if code is not None:
             tail = log_tail(endpoint.log_file)
-            reason = _last_error(tail) or f"exit code {code}"
+            reason = last_error(tail) or f"exit code {code}"
             raise FixativeError(f"The server for {endpoint.ref} stopped during start-up "
                                 f"({reason}). Last lines of its log:\n{tail}")
         if health(endpoint, timeout=0.5) and _serves(endpoint.port, process.pid):
@@ -538,7 +336,7 @@ def list_endpoints(store: StoreLike, *, probe: bool = True, name: str | None = N
     Crashed and stale endpoints stay listed until stopped, so a crash is not missed.
     """
     machine = socket.gethostname()
-    found = [e for e in _read_registry(run_dir(store))
+    found = [e for e in read_registry(run_dir(store))
              if e.machine in ("", machine) and (name is None or e.name == name)]
     found.sort(key=lambda e: e.started)
     return [endpoint_status(e, probe=probe) for e in found]
@@ -556,7 +354,7 @@ def find_endpoint(store: StoreLike, key: str | int) -> Endpoint:
     machine = socket.gethostname()
     # A board folder shared between machines holds their registries too; a pid only means
     # something on the machine that started it.
-    endpoints = [e for e in _read_registry(run_dir(store)) if e.machine in ("", machine)]
+    endpoints = [e for e in read_registry(run_dir(store)) if e.machine in ("", machine)]
     port = int(text) if text.isdigit() and len(text) <= 5 else None
     matches = [e for e in endpoints if e.port == port or (text and e.id.startswith(text))]
     if not matches:
@@ -609,8 +407,88 @@ def stop_endpoint(store: StoreLike, key: str | int | Endpoint, *, grace: float =
                    "gone": "stopped"}[how]
         event = "stopped" if how != "killed" else "killed"
     extra = {"log_tail": log_tail(endpoint.log_file)} if event in ("crashed", "killed") else {}
-    _forget(run_dir(store), endpoint)
-    _record(store, endpoint, event, stopped=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            **extra)
+    forget(run_dir(store), endpoint)
+    record_event(store, endpoint, event,
+                 stopped=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra)
     before.detail = outcome
     return before
+
+
+# -- change the challenger -----------------------------------------------------------------
+
+def set_challenger(store: StoreLike, key: str | int | Endpoint, *, shadow: str | None = None,
+                   canary: str | None = None, stop: bool = False,
+                   timeout: float = START_TIMEOUT, grace: float = STOP_GRACE) -> Endpoint:
+    """Give a running endpoint (id, port or :class:`Endpoint`) a new challenger
+    (``shadow``: a REF; ``canary``: ``REF:SHARE``), or none (``stop=True``).
+
+    The server is restarted on the same port with the same options (its version, engine,
+    workers, prediction log, batching, body limit and trust; the endpoint keeps its id)
+    and the new challenger. Everything is checked before the running server is touched:
+    a challenger that is unknown, does not take the champion's inputs, does another task
+    or needs trust the endpoint was not given is refused and the endpoint keeps running
+    as it is. When the new server does not start, the endpoint is started again as it
+    was and :class:`FixativeError` says why; if that fails too, it says the endpoint is
+    stopped. Returns the restarted endpoint (the same one when nothing changes).
+    """
+    _check_timeout(timeout)
+    if shadow is not None and canary is not None:
+        raise InvalidArgument("Give a shadow or a canary challenger, not both.")
+    if stop and (shadow is not None or canary is not None):
+        raise InvalidArgument("Give a new challenger or stop the one that runs, not both.")
+    if not stop and shadow is None and canary is None:
+        raise InvalidArgument("Say what to run next to the endpoint: a shadow challenger (REF), "
+                              "a canary (REF:SHARE, e.g. churn@v2:10%), or stop its "
+                              "challenger.")
+    # read again: another session may have restarted it since ``key`` was listed
+    endpoint = find_endpoint(store, key.id if isinstance(key, Endpoint) else key)
+    state = endpoint_status(endpoint, probe=False)
+    if not state.alive:
+        raise Conflict(f"The endpoint {endpoint.label} is not running ({state.detail}); stop "
+                       f"it with `python -m core endpoints stop {endpoint.id}` and start it "
+                       "again with the challenger you want.")
+    options = dict(endpoint.options)
+    trusted = [str(t) for t in options.get("trusted") or ()]
+    # the champion as it will be started again: its version must still be there and loadable
+    engine = check_engine(str(options.get("engine") or "auto"))
+    if not wants_graph(engine, store.compiled(endpoint.name, endpoint.version)
+                       if engine != "sklearn" else None):
+        check_trusted(store, endpoint.name, endpoint.version, trusted)
+    current = endpoint.challenger
+    new = None if stop else challenger_option(
+        store, (endpoint.name, endpoint.version), shadow=shadow, canary=canary,
+        trusted=trusted)
+    if new == current:
+        return endpoint
+
+    stop_endpoint(store, endpoint, grace=grace)
+    _wait_port_free(endpoint.host, endpoint.port)
+
+    def launch(challenger: ChallengerOption | None) -> Endpoint:
+        return _launch(store, endpoint.name, endpoint.version, endpoint.alias,
+                       host=endpoint.host, port=endpoint.port, workers=endpoint.workers,
+                       options=options, challenger=challenger, timeout=timeout,
+                       endpoint_id=endpoint.id)
+
+    try:
+        return launch(new)
+    except FixativeError as exc:
+        failure = exc.message
+    what = new.text if new else "no challenger"
+    try:
+        again = launch(current)
+    except FixativeError as exc:
+        raise FixativeError(
+            f"{endpoint.label} did not start with {what} and could not be started again as "
+            f"it was, so it is stopped. Start it with `python -m core endpoints start "
+            f"{endpoint.ref} --port {endpoint.port}`. Why:\n{failure}\n{exc.message}") from None
+    raise FixativeError(f"{endpoint.label} did not start with {what}, so it runs again as it "
+                        f"was (pid {again.pid}). Why:\n{failure}")
+
+
+def _wait_port_free(host: str, port: int, seconds: float = 10.0) -> None:
+    """Wait until the stopped server's port can be bound again (its workers may take a
+    moment to close it); the start that follows says so if it cannot."""
+    deadline = time.monotonic() + seconds
+    while not port_is_free(host, port) and time.monotonic() < deadline:
+        time.sleep(0.05)

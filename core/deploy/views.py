@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.deploy.endpoints import Endpoint, EndpointStatus
+from core.deploy.probes import metadata
 from core.errors import InvalidArgument
 from core.model.bundle import ModelBundle
 from core.serving.docs_page import BASE_URL, examples
@@ -90,10 +88,18 @@ def endpoints_frame(statuses: Sequence[EndpointStatus]) -> pd.DataFrame:
              "alias": s.endpoint.alias or "", "url": s.endpoint.url + "/", "status": s.status,
              "requests": s.requests, "errors": s.errors, "workers": s.endpoint.workers,
              "pid": s.endpoint.pid, "started": pd.Timestamp(s.endpoint.started),
-             "id": s.endpoint.id} for s in statuses]
+             "challenger": _challenger_cell(s.endpoint), "id": s.endpoint.id}
+            for s in statuses]
     columns = ["model", "version", "alias", "url", "status", "requests", "errors", "workers",
-               "pid", "started", "id"]
+               "pid", "started", "challenger", "id"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _challenger_cell(endpoint: Endpoint) -> str:
+    c = endpoint.challenger
+    if c is None:
+        return ""
+    return f"{c.mode} {c.ref}" + ("" if c.share is None else f" ({c.share * 100:.4g}%)")
 
 
 def history_frame(records: Sequence[Any]) -> pd.DataFrame:
@@ -101,10 +107,20 @@ def history_frame(records: Sequence[Any]) -> pd.DataFrame:
     rows = [{"at": r.at, "event": r.payload.get("event"),
              "version": r.version or r.payload.get("version"),
              "alias": r.payload.get("alias") or "", "port": r.payload.get("port"),
-             "machine": r.payload.get("machine"), "user": r.user, "id": r.payload.get("id")}
+             "machine": r.payload.get("machine"), "user": r.user,
+             "challenger": _recorded_challenger(r.payload.get("challenger")),
+             "id": r.payload.get("id")}
             for r in reversed(list(records))]
     return pd.DataFrame(rows, columns=["at", "event", "version", "alias", "port", "machine",
-                                       "user", "id"])
+                                       "user", "challenger", "id"])
+
+
+def _recorded_challenger(value: Any) -> str:
+    if not isinstance(value, dict):
+        return ""
+    share = value.get("share")
+    return (f"{value.get('mode', '')} {value.get('name', '')}@{value.get('version', '')}"
+            + (f" ({share * 100:.4g}%)" if isinstance(share, float) else ""))
 
 
 def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str]:
@@ -117,14 +133,36 @@ def client_examples(meta: Any, url: str, *, auth: bool = False) -> dict[str, str
 def served_engine(endpoint: Endpoint, timeout: float = 2.0) -> str:
     """Which engine a running endpoint serves with and how its graph was judged, from its
     ``/metadata`` (a server that asks for a token does not say)."""
+    return engine_text(*metadata(endpoint, timeout))
+
+
+def engine_text(doc: dict[str, Any] | None, why: str = "") -> str:
+    """The engine line of a ``/metadata`` document (``why``: why there is none)."""
     from core.serving.engine import text
 
     try:
-        with urllib.request.urlopen(endpoint.url + "/metadata", timeout=timeout) as answer:  # noqa: S310
-            info = json.loads(answer.read(2_000_000))["user"]["engine"]
-        return text(info)
-    except urllib.error.HTTPError as exc:
-        return ("not shown: the server asks for a token" if exc.code == 401
-                else f"not shown (HTTP {exc.code})")
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
-        return "not shown: the server did not answer"
+        return text(doc["user"]["engine"]) if doc is not None else f"not shown: {why}"
+    except (KeyError, TypeError, ValueError):
+        return "not shown: the server did not say"
+
+
+def challenger_text(endpoint: Endpoint, doc: dict[str, Any] | None, why: str = "") -> str:
+    """What runs next to the endpoint's version, from its record, with the shadow
+    challenger's counts from its ``/metadata`` document ``doc`` when it gave them."""
+    option = endpoint.challenger
+    if option is None:
+        return "No challenger runs next to this version."
+    text = f"Challenger: {option.text}."
+    live = doc.get("challenger") if isinstance(doc, dict) else None
+    if option.mode != "shadow":
+        return text
+    if not isinstance(live, dict):
+        return text + (f" Counts not shown: {why}." if why else
+                       " Counts not shown: the server does not report a challenger.")
+    counts = []
+    for key, word in (("scored", "scored"), ("failed", "failed"), ("dropped", "dropped"),
+                      ("queued", "waiting")):
+        value = live.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            counts.append(f"{value:,} {word}")
+    return text + (f" Requests since it started: {', '.join(counts)}." if counts else "")

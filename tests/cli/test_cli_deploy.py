@@ -266,7 +266,7 @@ def test_endpoints_start_list_logs_stop(capsys, store):
         assert code == 0
         header, line = out.strip().splitlines()
         assert header.split() == ["ID", "MODEL", "ALIAS", "URL", "PID", "STATUS", "REQUESTS",
-                                  "STARTED"]
+                                  "STARTED", "CHALLENGER"]
         assert line.split()[:7] == [endpoint.id, endpoint.ref, "production",
                                     f"http://127.0.0.1:{port}", str(endpoint.pid), "running",
                                     "0"]

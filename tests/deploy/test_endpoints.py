@@ -216,7 +216,7 @@ def test_pid_reused_by_another_program_is_never_signalled(store):
             host="127.0.0.1", port=free_port(), pid=sleeper.pid, started="2024-01-01T00:00:00Z",
             log_file=str(deploy.run_dir(store) / "0123456789ab.log"), store=str(store.url),
             machine="", proc_start=ticks - 1, status="running")
-        deploy._write_registry(deploy.run_dir(store), fake)
+        deploy.write_registry(deploy.run_dir(store), fake)
         [status] = [s for s in deploy.list_endpoints(store) if s.endpoint.id == fake.id]
         assert status.status == "stale" and not status.alive
         assert f"pid {sleeper.pid} now belongs to another program" in status.detail
@@ -332,7 +332,7 @@ def test_endpoints_of_other_machines_are_neither_listed_nor_signalled(store):
             host="127.0.0.1", port=free_port(), pid=sleeper.pid, started="2024-01-01T00:00:00Z",
             log_file=str(folder / "abcdefabcdef.log"), store=str(store.url),
             machine="another-host", proc_start=deploy.process_start_ticks(sleeper.pid))
-        deploy._write_registry(folder, other)
+        deploy.write_registry(folder, other)
         assert other.id not in {s.endpoint.id for s in deploy.list_endpoints(store)}
         with pytest.raises(NotFound, match="No endpoint 'abcdefabcdef'"):
             deploy.stop_endpoint(store, other.id)

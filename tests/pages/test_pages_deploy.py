@@ -124,6 +124,7 @@ def test_a_model_that_needs_trust_gets_no_docker_bundle(tmp_path, monkeypatch):
     assert "`deploy_helpers.HandMade`" in trust.label
     at.button(key="FormSubmitter:deploy_start_form-Start endpoint").click().run()
     assert any("would import 1 name(s) outside the safety allowlist" in t for t in texts(at.error))
+    assert not any("covers only the served version" in t for t in texts(at.caption))
     assert deploy.list_endpoints(store, probe=False) == []
     # trusted, the server gets the name (and here cannot import the tests' class)
     [trust] = [c for c in at.checkbox if c.key.startswith("deploy_trust_")]
