@@ -247,3 +247,21 @@ def test_entry_point_refuses_edited_challenger_settings(shadow, tmp_path, monkey
     (copy / "serve.json").write_text(json.dumps(settings))
     assert entry([str(copy / "serve.json")]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folder", ["../model", "/etc", "model/../..", ".hidden", "..\\x"])
+def test_entry_point_refuses_a_champion_folder_outside_the_bundle(shadow, tmp_path,
+                                                                  monkeypatch, capsys, folder):
+    import shutil
+
+    from core.serving.process import main as entry
+
+    for key in ("PORT", "FIXATIVE_WORKERS", "FIXATIVE_HOST", "FIXATIVE_STORE"):
+        monkeypatch.delenv(key, raising=False)
+    copy = tmp_path / "b"
+    shutil.copytree(shadow, copy, ignore=shutil.ignore_patterns("core"))
+    settings = json.loads((copy / "serve.json").read_text())
+    settings["model_dir"] = folder
+    (copy / "serve.json").write_text(json.dumps(settings))
+    assert entry([str(copy / "serve.json")]) == 1
+    assert "must be a folder inside the bundle" in capsys.readouterr().err
