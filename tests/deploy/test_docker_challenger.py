@@ -265,3 +265,18 @@ def test_entry_point_refuses_a_champion_folder_outside_the_bundle(shadow, tmp_pa
     (copy / "serve.json").write_text(json.dumps(settings))
     assert entry([str(copy / "serve.json")]) == 1
     assert "must be a folder inside the bundle" in capsys.readouterr().err
+
+
+def test_the_lock_covers_both_versions(compiled, tmp_path):
+    from core.deploy import lock as locking
+
+    board, v1, _, v3 = compiled
+    out = dockerbundle.write_bundle(board, f"house@{v1}", tmp_path / "locked", lock=True,
+                                    shadow=f"house@{v3}")
+    locked = {line.split("==")[0].strip().lower()
+              for line in (out / locking.LOCK_FILE).read_text().splitlines()
+              if "==" in line and not line.startswith((" ", "#"))}
+    # the champion's graph needs onnxruntime, the challenger's model file scikit-learn
+    assert {"onnxruntime", "scikit-learn"} <= locked
+    for line in (out / "requirements.txt").read_text().splitlines():
+        assert line.split("==")[0].lower() in locked
