@@ -226,23 +226,35 @@ def docker_section(store, name: str, version: str) -> None:
                              key="deploy_docker_lock",
                              help="requirements.lock for the image, transitive packages "
                                   "too. Needs the package index (PyPI or UV_INDEX_URL).")
+    shadow, canary = _bundle_challenger(store, name, version)
     try:
         dockerbundle.preflight(store, f"{name}@{version}")
     except FixativeError as exc:
         st.error(f"No Docker bundle for this version: {exc.message}")
         return
+    if shadow or canary:
+        from core.deploy import pair as pairing
+
+        try:
+            pairing.plan(store, (name, version, store.meta(name, version)),
+                         pairing.parse_request(shadow, canary) or ("", "", None),
+                         trusted=(), engine="auto", with_s3=k8s)
+        except FixativeError as exc:
+            st.error(f"No Docker bundle with this challenger: {exc.message}")
+            return
 
     ref = f"{name}@{version}"
     if lock:
         # resolving the lock asks the package index: built on request, errors shown here
         prepared = st.session_state.get(_PREPARED)
-        wanted = (ref, int(workers), int(port), k8s)
+        wanted = (ref, int(workers), int(port), k8s, shadow, canary)
         if st.button("Prepare the bundle (pins every package; takes a few seconds)",
                      key="deploy_docker_prepare"):
             with st.spinner("Pinning every package with hashes…"):
                 try:
                     data = dockerbundle.bundle_zip(store, ref, workers=int(workers),
-                                                   port=int(port), k8s=k8s, lock=True)[1]
+                                                   port=int(port), k8s=k8s, lock=True,
+                                                   shadow=shadow, canary=canary)[1]
                 except FixativeError as exc:
                     st.error(f"No Docker bundle: {exc.message}")
                     data = None
@@ -255,15 +267,41 @@ def docker_section(store, name: str, version: str) -> None:
     else:
         def make_zip() -> bytes:
             return dockerbundle.bundle_zip(store, ref, workers=int(workers), port=int(port),
-                                           k8s=k8s, lock=False)[1]
+                                           k8s=k8s, lock=False, shadow=shadow,
+                                           canary=canary)[1]
 
         st.download_button("Download the Docker bundle (.zip)", data=make_zip,
                            file_name=f"{name}-{version}-docker.zip", mime="application/zip",
                            key="deploy_docker_download", on_click="ignore")
-    flags = (" --k8s" if k8s else "") + ("" if lock else " --no-lock")
+    flags = ((" --k8s" if k8s else "") + ("" if lock else " --no-lock")
+             + (f" --shadow {shadow}" if shadow else "") + (f" --canary {canary}" if canary
+                                                             else ""))
     st.caption(f"Or on the command line: `python -m core docker {name}@{version} OUT_DIR"
                f"{flags}`. Then `docker build -t IMAGE OUT_DIR` and `docker run -p 8080:8080 "
                "IMAGE`" + (", or `kubectl apply -k OUT_DIR/k8s`." if k8s else "."))
+
+
+def _bundle_challenger(store, name: str, version: str) -> tuple[str | None, str | None]:
+    """The bundle's challenger, chosen among the model's other versions: (shadow, canary)
+    as the docker command takes them."""
+    others = [str(getattr(v, "version", v)) for v in store.versions(name)]
+    others = [v for v in others if v != version]
+    if not others:
+        return None, None
+    col_pick, col_mode, col_share = st.columns(3)
+    pick = col_pick.selectbox("Challenger in the bundle", ["none", *reversed(others)],
+                              key="deploy_docker_challenger",
+                              help="Another version served next to this one: in shadow it "
+                                   "scores every request in the background, as a canary it "
+                                   "answers a share of them.")
+    if pick == "none":
+        return None, None
+    mode = col_mode.selectbox("How it runs", ["shadow", "canary"], key="deploy_docker_mode")
+    if mode == "shadow":
+        return f"{name}@{pick}", None
+    share = col_share.number_input("Share of requests (%)", min_value=1, max_value=99,
+                                   value=10, step=1, key="deploy_docker_share")
+    return None, f"{name}@{pick}:{int(share)}%"
 
 
 store = ui.get_store()

@@ -178,6 +178,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     docker.add_argument("--no-lock", action="store_true",
                         help="do not pin every package with hashes (requirements.lock needs "
                              "the package index: PyPI or UV_INDEX_URL)")
+    _add_challenger_options(docker)
     store_argument(docker)
     docker.set_defaults(func=_docker)
 
@@ -363,9 +364,10 @@ def _fleet_list(store: Any, local: list[dict[str, Any]], statuses: list[Any], *,
               "container or pod).")
     else:
         print("Replicas reporting to the board:")
-        _table([("MODEL", "VERSION", "ALIAS", "HEALTH", "WHERE", "HOST", "PID", "REQUESTS",
-                 "ROWS", "ERRORS", "LAST SEEN")] + [
-            (f.replica.model, f.replica.version, f.replica.alias or "", f.replica.health,
+        _table([("MODEL", "VERSION", "ALIAS", "CHALLENGER", "HEALTH", "WHERE", "HOST", "PID",
+                 "REQUESTS", "ROWS", "ERRORS", "LAST SEEN")] + [
+            (f.replica.model, f.replica.version, f.replica.alias or "",
+             f.replica.challenger or "", f.replica.health,
              f.where, f.replica.host or "", "" if f.replica.pid is None else str(f.replica.pid),
              *("" if v is None else str(v) for v in (f.replica.requests, f.replica.rows,
                                                       f.replica.errors)),
@@ -427,8 +429,15 @@ def _docker(args: argparse.Namespace) -> int:
                                     workers=args.workers, port=args.port, trusted=args.trust,
                                     engine=args.engine,
                                     force=args.force, with_s3=args.with_s3, k8s=args.k8s,
-                                    lock=not args.no_lock)
+                                    lock=not args.no_lock, shadow=args.shadow,
+                                    canary=args.canary)
     print(f"Wrote a Docker bundle to {out}. Build it with: docker build -t IMAGE {out}")
+    pair = json.loads((out / dockerbundle.SETTINGS_FILE).read_text()).get("challenger")
+    if pair:
+        from core.serving.heartbeat import challenger_text
+
+        print(f"It serves the challenger {challenger_text(pair)} next to the champion, from "
+              f"{out / pair['model_dir']}.")
     if args.k8s:
         print(f"Kubernetes manifests: {out / 'k8s'}. Read k8s/kustomization.yaml, then "
               f"kubectl apply -k {out / 'k8s'}")

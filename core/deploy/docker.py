@@ -12,6 +12,8 @@ Layout of a bundle::
     serve.json        what to serve and how (version, trusted names, workers, port)
     model/            a standalone copy of the version folder (fixative.json, the model
                       file, sample.parquet, data.txt)
+    challenger/       the challenger's version folder, with ``shadow``/``canary``
+                      (see :mod:`core.deploy.pair`)
     core/             the Fixative modules the server imports, nothing else
     README.md
 
@@ -242,7 +244,7 @@ def python_patch(meta: BundleMeta) -> str:
 
 
 def dockerfile(meta: BundleMeta, *, port: int = DEFAULT_PORT, workers: int = 1,
-               locked: bool = False) -> str:
+               locked: bool = False, challenger: str | None = None) -> str:
     health = ("import os, urllib.request; urllib.request.urlopen("
               "'http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=4)")
     if locked:
@@ -252,8 +254,10 @@ def dockerfile(meta: BundleMeta, *, port: int = DEFAULT_PORT, workers: int = 1,
                    "-r requirements.lock")
     else:
         install = "COPY requirements.txt .\nRUN pip install --no-cache-dir -r requirements.txt"
+    pair = (f"\n# With the challenger {challenger}: serve.json names both version folders."
+            if challenger else "")
     return f"""\
-# Serves {meta.name} ({meta.model_class}) with Fixative's prediction server.
+# Serves {meta.name} ({meta.model_class}) with Fixative's prediction server.{pair}
 FROM python:{python_patch(meta)}-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \\
@@ -290,9 +294,11 @@ DOCKERIGNORE = """\
 
 
 def readme(meta: BundleMeta, version: str, *, port: int, workers: int,
-           requirement_lines: Sequence[str], graph: bool = False) -> str:
+           requirement_lines: Sequence[str], graph: bool = False, pair: str = "") -> str:
     tag = meta.name.lower().replace("_", "-")
     packages = "\n".join(f"    {line}" for line in requirement_lines)
+    inside = ("- `challenger/`: the challenger's version folder, read the same way.\n"
+              if pair else "")
     return f"""\
 # {meta.name} {version}: prediction server bundle
 
@@ -303,7 +309,7 @@ vetiver routes (`POST /predict`), the MLflow scoring routes (`POST /invocations`
 a docs page at `/` with copy-paste examples, `/openapi.json`, `/healthz` and
 Prometheus metrics at `/metrics`.
 
-## Run with Docker
+{pair}## Run with Docker
 
     docker build -t {tag}:{version.lower()} .
     docker run --rm -p {port}:{port} {tag}:{version.lower()}
@@ -340,8 +346,9 @@ after SIGKILL at most the last second of log is lost.
 ## What is inside
 
 {_model_text(graph)}
-- `core/`: the Fixative modules the server needs.
-- `serve.json`: which model and version to serve, names trusted when it was bundled.
+{inside}- `core/`: the Fixative modules the server needs.
+- `serve.json`: which model and version to serve (and the challenger, with its mode and
+  share), names trusted when it was bundled.
 - `requirements.lock` (when written): every package of the image, transitive ones too,
   with hashes; the Dockerfile installs from it with `--require-hashes --no-deps`.
 - `k8s/` (when written): Kubernetes manifests for `kubectl apply -k k8s`; read
@@ -447,8 +454,13 @@ def _board_for(store: StoreLike) -> str | None:
 def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: int = 1,
                  port: int = DEFAULT_PORT, trusted: Sequence[str] = (), force: bool = False,
                  with_s3: bool = False, k8s: bool = False, lock: bool = False,
-                 engine: str = "auto") -> Path:
+                 engine: str = "auto", shadow: str | None = None,
+                 canary: str | None = None) -> Path:
     """Write a Docker bundle of ``ref`` (``NAME``, ``NAME@VERSION``, ``NAME:ALIAS``).
+
+    ``shadow`` (a REF) or ``canary`` (``REF:SHARE``, e.g. ``house@v2:10%``): serve a
+    challenger next to it (see :mod:`core.deploy.pair`), checked against ``ref`` first;
+    ``trusted`` and ``engine`` apply to both versions.
 
     ``k8s``: add Kubernetes manifests under ``k8s/`` (implies ``with_s3``: pods log to an
     ``s3://`` board). ``lock``: pin every package of the image with hashes
@@ -467,8 +479,17 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
     out = Path(out_dir).expanduser()
     if str(out_dir).strip() == "":
         raise InvalidArgument("No output folder given; name a new folder for the bundle.")
+    from core.deploy import pair as pairing
+
+    request = pairing.parse_request(shadow, canary)
     name, version, meta, lines, graph = preflight(store, ref, with_s3=with_s3 or k8s,
                                                   trusted=trusted, engine=engine)
+    challenger = None
+    if request is not None:
+        challenger = pairing.plan(store, (name, version, meta), request, trusted=trusted,
+                                  engine=engine, with_s3=with_s3 or k8s)
+        lines = pairing.merge_requirements(
+            lines, challenger.lines, who=f"{challenger.name}@{challenger.version}")
     _prepare_out_dir(out, force)
     locked = None
     if lock:
@@ -488,19 +509,27 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
         # each image holds what its engine reads: the graph or the model file
         skip = frozenset({model_file(name)} if graph else {ONNX_FILE})
         _copy_version(store, name, version, staging / MODEL_DIR, skip)
+        if challenger is not None:
+            _copy_version(store, challenger.name, challenger.version,
+                          staging / pairing.CHALLENGER_DIR,
+                          frozenset({model_file(challenger.name)} if challenger.graph
+                                    else {ONNX_FILE}))
         _copy_core(staging / "core")
         settings = {"name": name, "version": version, "model_dir": MODEL_DIR,
                     "trusted": list(trusted), "port": port, "workers": workers,
                     "host": "0.0.0.0", "log": True, "batching": True,
-                    "alias": parse_ref(ref)[2], "engine": "onnx" if graph else "sklearn"}
+                    "alias": parse_ref(ref)[2], "engine": "onnx" if graph else "sklearn",
+                    "challenger": challenger.settings() if challenger else None}
         (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         (staging / "requirements.txt").write_text("\n".join(lines) + "\n")
         if locked is not None:
             from core.deploy.lock import LOCK_FILE
 
             (staging / LOCK_FILE).write_text(locked)
+        label = challenger.label() if challenger else None
         (staging / "Dockerfile").write_text(dockerfile(meta, port=port, workers=workers,
-                                                       locked=locked is not None))
+                                                       locked=locked is not None,
+                                                       challenger=label))
         if k8s:
             from core.deploy import k8s as kube
             from core.settings import s3_endpoint_url
@@ -509,12 +538,15 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
             folder.mkdir()
             for file, text in kube.manifests(name, version, port=port, workers=workers,
                                              board=_board_for(store),
-                                             s3_endpoint=s3_endpoint_url()).items():
+                                             s3_endpoint=s3_endpoint_url(),
+                                             challenger=label).items():
                 (folder / file).write_text(text)
         (staging / ".dockerignore").write_text(DOCKERIGNORE)
         (staging / "README.md").write_text(
             readme(meta, version, port=port, workers=workers, requirement_lines=lines,
-                   graph=graph))
+                   graph=graph,
+                   pair=(pairing.readme_section(challenger, f"{name}@{version}") + "\n"
+                         if challenger else "")))
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
@@ -526,8 +558,10 @@ def write_bundle(store: StoreLike, ref: str, out_dir: str | Path, *, workers: in
 
 def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFAULT_PORT,
                trusted: Sequence[str] = (), with_s3: bool = False, k8s: bool = False,
-               lock: bool = False, engine: str = "auto") -> tuple[str, bytes]:
-    """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button."""
+               lock: bool = False, engine: str = "auto", shadow: str | None = None,
+               canary: str | None = None) -> tuple[str, bytes]:
+    """The bundle of ``ref`` as ``(file name, zip bytes)``, for a download button
+    (``shadow``/``canary``: see :func:`write_bundle`)."""
     import tempfile
 
     name, version = store.resolve(ref)
@@ -535,7 +569,8 @@ def bundle_zip(store: StoreLike, ref: str, *, workers: int = 1, port: int = DEFA
     with tempfile.TemporaryDirectory() as tmp:
         out = write_bundle(store, f"{name}@{version}", Path(tmp) / folder_name,
                            workers=workers, port=port, trusted=trusted, with_s3=with_s3,
-                           k8s=k8s, lock=lock, engine=engine)
+                           k8s=k8s, lock=lock, engine=engine, shadow=shadow,
+                           canary=canary)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.rglob("*")):

@@ -90,15 +90,21 @@ def rollouts(replicas: Sequence[FleetReplica]) -> list[str]:
         text = f"{model}: " + (", ".join(parts) if parts else "no fresh replica")
         if len({label.split(' ')[0] for label in versions}) > 1:
             text += "; more than one version is served (a rollout in progress?)"
+        pairs = sorted({f.replica.challenger for f in replicas if f.replica.model == model
+                        and f.replica.health == "fresh" and f.replica.challenger})
+        for label in pairs:
+            n = sum(1 for f in replicas if f.replica.model == model
+                    and f.replica.health == "fresh" and f.replica.challenger == label)
+            text += f"; challenger {label} on {n}"
         if stale.get(model):
             text += f"; {stale[model]} stale"
         lines.append(text)
     return lines
 
 
-COLUMNS = ["model", "version", "alias", "health", "where", "host", "node", "pid", "port",
-           "engine", "requests", "rows", "errors", "started", "last_seen", "age_seconds",
-           "endpoint_id", "id"]
+COLUMNS = ["model", "version", "alias", "challenger", "health", "where", "host", "node",
+           "pid", "port", "engine", "requests", "rows", "errors", "started", "last_seen",
+           "age_seconds", "endpoint_id", "id"]
 
 
 def fleet_frame(replicas: Sequence[FleetReplica]) -> pd.DataFrame:
@@ -107,6 +113,7 @@ def fleet_frame(replicas: Sequence[FleetReplica]) -> pd.DataFrame:
     for f in replicas:
         row = f.to_dict()
         row["alias"] = row["alias"] or ""
+        row["challenger"] = row.get("challenger") or ""
         for key in ("started", "last_seen"):
             try:
                 row[key] = pd.Timestamp(row[key]) if row[key] else pd.NaT

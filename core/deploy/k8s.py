@@ -96,7 +96,7 @@ def _probe(path: str, *, period: int, failures: int, delay: int = 0) -> dict[str
 
 
 def deployment(app: str, model: str, version: str, *, port: int, workers: int,
-               replicas: int = 2) -> dict[str, Any]:
+               replicas: int = 2, challenger: str | None = None) -> dict[str, Any]:
     container = {
         "name": CONTAINER,
         "image": app,  # replaced by kustomization.yaml's images entry
@@ -115,11 +115,14 @@ def deployment(app: str, model: str, version: str, *, port: int, workers: int,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": TMP}],
     }
+    notes = {"fixative.dev/model": model, "fixative.dev/version": version}
+    pod_notes = {"fixative.dev/version": version}
+    if challenger:  # the image serves a pair (see core.deploy.pair)
+        notes["fixative.dev/challenger"] = challenger
+        pod_notes["fixative.dev/challenger"] = challenger
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": app, "labels": _labels(app),
-                     "annotations": {"fixative.dev/model": model,
-                                     "fixative.dev/version": version}},
+        "metadata": {"name": app, "labels": _labels(app), "annotations": notes},
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 5,
@@ -129,7 +132,7 @@ def deployment(app: str, model: str, version: str, *, port: int, workers: int,
                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": _labels(app), "annotations": {
-                    "fixative.dev/version": version,
+                    **pod_notes,
                     "prometheus.io/scrape": "true", "prometheus.io/port": str(port),
                     "prometheus.io/path": "/metrics"}},
                 "spec": {
@@ -202,16 +205,21 @@ def _dump(doc: dict[str, Any], comment: str) -> str:
 
 
 def manifests(model: str, version: str, *, port: int, workers: int, board: str | None = None,
-              s3_endpoint: str | None = None, image: str | None = None) -> dict[str, str]:
+              s3_endpoint: str | None = None, image: str | None = None,
+              challenger: str | None = None) -> dict[str, str]:
     """The files of ``k8s/`` (name -> YAML text) serving ``model@version``.
 
     ``board``: the ``s3://`` board for the prediction log and heartbeats (a placeholder
     to edit when None). ``image``: the image name (default: the model's app name); its
-    tag is the version.
+    tag is the version. ``challenger``: what the image serves next to it (a label such
+    as ``house@v2 (shadow)``), shown in the annotations.
     """
     app = app_name(model)
     tag = re.sub(r"[^A-Za-z0-9_.-]", "-", version.lower())[:128]
     board = board or BOARD_PLACEHOLDER
+    # every pod runs the pair: the image's serve.json names both version folders
+    with_challenger = (f" with the challenger {challenger} in every pod (each logs both "
+                       "with a serving_role)") if challenger else ""
     secrets = (f"kubectl create secret generic {app}-api-tokens "
                f"--from-literal={settings.TOKENS_ENV}=TOKEN1,TOKEN2")
     return {
@@ -227,9 +235,11 @@ create the Secrets (their values never go in these files):
       --from-literal=AWS_SECRET_ACCESS_KEY=...   (skip with a pod identity, e.g. IRSA)
 With the Prometheus Operator, add servicemonitor.yaml to resources."""),
         "deployment.yaml": _dump(
-            deployment(app, model, version, port=port, workers=workers),
+            deployment(app, model, version, port=port, workers=workers,
+                       challenger=challenger),
             f"""
-Serves {model} {version}. Pods run as user {UID} with a read-only root filesystem; the
+Serves {model} {version}{with_challenger}.
+Pods run as user {UID} with a read-only root filesystem; the
 server writes only to the emptyDir at {TMP}. On a stop the pod keeps answering for
 {PRESTOP_SECONDS} s (preStop) while it leaves the Service, then uvicorn finishes open
 requests and flushes the prediction log ({GRACEFUL_SHUTDOWN} s at most) well inside the

@@ -1,7 +1,9 @@
 """Champion against challenger, on the same rows: per window and a verdict.
 
 Rows are paired on ``request_id`` and ``row``: a request the champion answered and the
-challenger scored in shadow (see :mod:`core.serving.challenger`) is one pair, and the
+challenger scored in shadow (see :mod:`core.serving.challenger`) is one pair, whichever
+replica served it (the server gives each request a random id unless the client sends
+one; an id logged twice by one version is left unpaired, and the reason says so), and the
 actual uploaded for it (matched to the champion's rows, :mod:`core.monitoring.join`)
 scores both. Only pairs with an actual count for the metrics; disagreement and
 latency use every pair and every logged request.
@@ -197,6 +199,11 @@ def compare(store: StoreLike, champion: str, challenger: str, *, window: str = "
     b = _rows(store, name_b, ver_b, since, until, actual=False)
     for df in (a, b):
         df["k"] = [w.key_of(t) for t in pd.to_datetime(df["ts"], utc=True)]
+    # a request id logged twice on one side (a client that sent one X-Request-ID to two
+    # replicas, or twice) cannot say which answers belong together: left unpaired
+    twice = _ambiguous(a) | _ambiguous(b)
+    if twice:
+        a, b = (df[~df["request_id"].isin(twice)] for df in (a, b))
     pairs = a.merge(b, on=["request_id", "row"], suffixes=("_a", "_b"))
     scored = pairs[pairs["actual"].notna() & pairs["prediction_a"].notna()
                    & pairs["prediction_b"].notna()]
@@ -206,6 +213,10 @@ def compare(store: StoreLike, champion: str, challenger: str, *, window: str = "
     if len(pairs) == 0:
         reason += (f" No request was scored by both {name_a}@{ver_a} and {name_b}@{ver_b}"
                    " in this range.")
+    if twice:
+        reason += (f" {len(twice):,} request id{'s were' if len(twice) > 1 else ' was'} "
+                   "logged more than once by one version (a client re-using X-Request-ID); "
+                   "their rows are left out, since they cannot be paired.")
     table = _windows(kind, a, b, pairs, scored, w)
     latency = {f"{role}_{q}_ms": (float(np.nanquantile(df.loc[df["row"].fillna(0) == 0,
                                                               "latency_ms"], p))
@@ -216,6 +227,12 @@ def compare(store: StoreLike, champion: str, challenger: str, *, window: str = "
                       call, reason, needed,
                       since=None if since is None else str(since),
                       until=None if until is None else str(until), latency=latency)
+
+
+def _ambiguous(df: pd.DataFrame) -> set[str]:
+    """Request ids with a row logged more than once."""
+    dup = df.duplicated(subset=["request_id", "row"], keep=False)
+    return set(df.loc[dup, "request_id"].dropna().astype(str))
 
 
 def _disagreement(kind: str, first: Any, second: Any) -> float:

@@ -3,7 +3,8 @@
 A serving process (``serve``, each of its workers, a container or a pod of a Docker
 bundle) with a board writes one small JSON record, ``<board>/.fixative/replicas/<id>.json``
 (see :mod:`core.store.paths`), when it starts and then every ``FIXATIVE_HEARTBEAT_SECONDS``
-(15 s; 0 turns it off): the model, version and alias it serves, where it runs (host,
+(15 s; 0 turns it off): the model, version and alias it serves (and its challenger,
+with its mode and share, when it runs one), where it runs (host,
 Kubernetes node, pid, port), when it started, the prediction requests and rows it has
 answered, its failed requests, and when it was last seen. A graceful shutdown removes
 the record; a process that dies without one (SIGKILL, a lost machine) leaves it behind,
@@ -100,6 +101,15 @@ def _text(value: Any) -> str | None:
 
 def _now() -> str:
     return iso(datetime.now(UTC)) or ""
+
+
+def challenger_text(spec: dict[str, Any]) -> str:
+    """What a replica says of its challenger: ``NAME@VERSION (shadow)`` or
+    ``NAME@VERSION (canary 10%)``."""
+    share = spec.get("share")
+    how = (f"canary {float(share) * 100:.4g}%" if spec.get("mode") == "canary"
+           and isinstance(share, int | float) else str(spec.get("mode") or "shadow"))
+    return f"{spec.get('name')}@{spec.get('version')} ({how})"
 
 
 def new_replica_id() -> str:
@@ -261,6 +271,7 @@ class Replica:
     errors: int | None
     age_seconds: float
     health: str  # "fresh" or "stale"
+    challenger: str | None = None  # served next to it (see challenger_text)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -322,7 +333,8 @@ def parse_record(raw: bytes, *, name: str, mtime: datetime | None, now: datetime
         url=_opt_text(doc, "url"), started=_opt_text(doc, "started"),
         last_seen=when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         requests=_opt_int(doc, "requests"), rows=_opt_int(doc, "rows"),
-        errors=_opt_int(doc, "errors"), age_seconds=round(age, 1), health=health)
+        errors=_opt_int(doc, "errors"), age_seconds=round(age, 1), health=health,
+        challenger=_opt_text(doc, "challenger"))
 
 
 def _entries(store: Any) -> Iterator[dict[str, Any]]:

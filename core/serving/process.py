@@ -292,11 +292,13 @@ def _attach_heartbeat(app: Any, settings: ServeSettings, served: Served,
 
     bundle = served.bundle
     metrics = getattr(getattr(app.state, "svc", None), "metrics", None)
+    pair = settings.challenger or {}
     heartbeat.attach(app, store, {
         "model": bundle.meta.name, "version": bundle.version or settings.version,
         "alias": settings.alias, "engine": served.engine.name,
         "library": bundle.meta.library, "port": settings.port,
-        "url": settings.resolved_public_url()},
+        "url": settings.resolved_public_url(),
+        "challenger": heartbeat.challenger_text(pair) if pair else None},
         heartbeat.metrics_counts(metrics) if metrics is not None else None)
 
 
@@ -430,8 +432,38 @@ def _env_int(value: str | None, default: int, check: Any) -> int:
     return check(value) if value not in (None, "") else check(default)
 
 
+def _bundle_folder(text: Any) -> str:
+    """A version folder named in a bundle's settings: one plain folder name inside the
+    bundle (never a path out of it)."""
+    name = str(text)
+    if (not isinstance(text, str) or not name or name in (".", "..") or "/" in name
+            or "\\" in name or name.startswith(".") or len(name) > 100):
+        raise InvalidArgument(f"The settings name the version folder {name[:60]!r}; it must "
+                              "be a folder inside the bundle (e.g. model). Write the bundle "
+                              "again.")
+    return name
+
+
+def _bundle_challenger(spec: Any, root: Path) -> dict[str, Any]:
+    """The ``challenger`` entry of a bundle's settings, checked, with its folder made
+    absolute."""
+    from core.serving.challenger import MODES, parse_share
+
+    if not isinstance(spec, dict) or not all(isinstance(spec.get(k), str) and spec.get(k)
+                                             for k in ("name", "version", "mode")):
+        raise InvalidArgument("The settings' challenger must be an object with name, version, "
+                              "mode and model_dir; write the bundle again.")
+    if spec["mode"] not in MODES:
+        raise InvalidArgument(f"The challenger's mode {spec['mode'][:40]!r} is not one of "
+                              f"{', '.join(MODES)}; write the bundle again.")
+    share = parse_share(spec.get("share")) if spec["mode"] == "canary" else None
+    folder = root / _bundle_folder(spec.get("model_dir") or "")
+    return {**spec, "share": share, "model_dir": str(folder)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.serving.process SETTINGS.json``: serve a bundled model folder."""
+    """``python -m core.serving.process SETTINGS.json``: serve a bundled model folder
+    (and its challenger's, when the settings name one)."""
     from core.serving.netcheck import check_host, check_port, check_workers
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -445,7 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             raise InvalidArgument(f"Cannot read settings file {args[0]}: {exc}.") from None
         settings = ServeSettings.from_json(json.dumps(data))
-        settings.model_dir = str(path.parent / (settings.model_dir or "model"))
+        settings.model_dir = str(path.parent / _bundle_folder(settings.model_dir or "model"))
+        if settings.challenger is not None:
+            settings.challenger = _bundle_challenger(settings.challenger, path.parent)
         host = check_host(env.host() or data.get("host") or "0.0.0.0")
         port = _env_int(env.port(), data.get("port", 8080), check_port)
         workers = _env_int(env.workers(), data.get("workers", 1), check_workers)
@@ -455,6 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "s3://bucket/prefix) to log predictions for monitoring.", flush=True)
         print(f"Serving {settings.name}@{settings.version} on {host}:{port} with {workers} "
               f"worker{'s' if workers > 1 else ''}.", flush=True)
+        if settings.challenger:
+            spec = settings.challenger
+            how = ("scores every request in the background" if spec["mode"] == "shadow"
+                   else f"answers {spec['share'] * 100:.4g}% of requests")
+            print(f"Challenger {spec['name']}@{spec['version']} ({spec['mode']}) {how}.",
+                  flush=True)
         run(settings, host=host, port=port, workers=workers, served=served)
     except FixativeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
