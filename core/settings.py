@@ -56,6 +56,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
+from typing import Literal, overload
 
 from core.errors import InvalidArgument
 
@@ -222,14 +225,72 @@ def compile_on_write(default: bool) -> bool:
 
 def onnx_tolerance() -> float:
     """``FIXATIVE_ONNX_TOLERANCE``: a finite number >= 0, else an error naming the variable."""
-    text = raw(ONNX_TOLERANCE_ENV)
+    return number(ONNX_TOLERANCE_ENV, DEFAULT_ONNX_TOLERANCE, minimum=0,
+                  hint="a relative difference, e.g. 1e-5")
+
+
+# -- numbers -------------------------------------------------------------------------------
+
+# Plain decimal numbers in ASCII: no nan, inf, hex, underscores or other scripts' digits.
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_LONGEST = 64
+
+
+@overload
+def number(name: str, default: int, *, integer: Literal[True], minimum: float | None = ...,
+           maximum: float | None = ..., above: float | None = ..., off: float | None = ...,
+           off_means: str = ..., unit: str = ..., hint: str = ...,
+           error: Callable[[str], Exception] = ...) -> int: ...
+
+
+@overload
+def number(name: str, default: float, *, integer: Literal[False] = ...,
+           minimum: float | None = ..., maximum: float | None = ..., above: float | None = ...,
+           off: float | None = ..., off_means: str = ..., unit: str = ..., hint: str = ...,
+           error: Callable[[str], Exception] = ...) -> float: ...
+
+
+def number(name: str, default: float, *, integer: bool = False, minimum: float | None = None,
+           maximum: float | None = None, above: float | None = None, off: float | None = None,
+           off_means: str = "", unit: str = "", hint: str = "",
+           error: Callable[[str], Exception] = InvalidArgument) -> float:
+    """The number in the environment variable ``name``; ``default`` when it is unset or
+    blank. It must be written in plain ASCII decimal (``integer``: digits only), be finite
+    and lie from ``minimum`` to ``maximum`` and above ``above`` (each bound when given);
+    ``off`` is one more value taken as is (a switch such as 0, ``off_means`` "to turn it
+    off"). Anything else raises ``error`` with a message naming the variable, what it must
+    be (a number of ``unit``, ``hint``) and the value it got."""
+    text = raw(name)
     if not text:
-        return DEFAULT_ONNX_TOLERANCE
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgument(f"{ONNX_TOLERANCE_ENV} must be a number of at least 0 (a relative "
-                              f"difference, e.g. 1e-5), got {text[:40]!r}.")
+        return default
+    value: float | None = None
+    if len(text) <= _LONGEST and (_WHOLE if integer else _DECIMAL).fullmatch(text):
+        value = int(text) if integer else float(text)
+    if value is not None and off is not None and value == off:
+        return value
+    if (value is None or not math.isfinite(value)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+            or (above is not None and value <= above)):
+        wanted = _wanted(integer, minimum, maximum, above, off, unit)
+        raise error(f"{name} must be {wanted}{' ' + off_means if off_means else ''}"
+                    f"{f' ({hint})' if hint else ''}, got {text[:40]!r}.")
     return value
+
+
+def _wanted(integer: bool, minimum: float | None, maximum: float | None, above: float | None,
+            off: float | None, unit: str) -> str:
+    """What :func:`number` asks for, in words: "a whole number of bytes of at least 1"."""
+    words = ("a whole number" if integer else "a number") + (f" of {unit}" if unit else "")
+    if minimum is not None and maximum is not None:
+        words += f" from {minimum:g} to {maximum:g}"
+    elif minimum is not None:
+        words += f" of at least {minimum:g}"
+    elif maximum is not None:
+        words += f" of at most {maximum:g}"
+    if above is not None:
+        words += f"{' and' if minimum is not None or maximum is not None else ''} above {above:g}"
+    if off is not None:
+        words += f" or {off:g}"
+    return words

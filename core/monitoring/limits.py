@@ -36,16 +36,10 @@ _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", r
 
 
 def query_seconds() -> float:
-    raw = settings.raw(SECONDS_ENV)
-    if not raw:
-        return DEFAULT_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise InvalidArgument(f"{SECONDS_ENV}={raw!r} is not a positive number of seconds.")
-    return value
+    """A monitoring query's time limit: ``FIXATIVE_MONITOR_QUERY_SECONDS``, a positive
+    number of seconds (30 when unset)."""
+    return settings.number(SECONDS_ENV, DEFAULT_SECONDS, above=0, unit="seconds",
+                           hint="the time limit of a monitoring query")
 
 
 def memory_limit() -> str:

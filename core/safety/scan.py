@@ -41,27 +41,18 @@ MAX_BYTES_ENV, RATIO_ENV = settings.MAX_MODEL_BYTES_ENV, settings.MAX_UNPACK_RAT
 DEFAULT_MAX_BYTES, DEFAULT_RATIO, RATIO_FLOOR = 2 << 30, 100, 64 << 20
 
 
-def _setting(env: str, default: int) -> int:
-    raw = settings.raw(env)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidModelFile(f"{env}={raw!r} is not a whole number; set it to a number of "
-                               f"bytes (or unset it for the default, {default}).") from None
-    if value <= 0:
-        raise InvalidModelFile(f"{env} must be a positive number, not {value}.")
-    return value
+def _setting(env: str, default: int, unit: str) -> int:
+    return settings.number(env, default, integer=True, minimum=1, unit=unit,
+                           error=InvalidModelFile, hint=f"or unset it for the default, {default}")
 
 
 def unpack_limit(packed: int | None) -> tuple[int, str]:
     """Most bytes a file of ``packed`` compressed bytes may unpack to, and why (for messages).
     ``packed`` is None for a file that is not compressed."""
-    cap = _setting(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+    cap = _setting(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, "bytes")
     why = f"the limit of {_size(cap)} ({MAX_BYTES_ENV})"
     if packed is not None:
-        ratio = _setting(RATIO_ENV, DEFAULT_RATIO)
+        ratio = _setting(RATIO_ENV, DEFAULT_RATIO, "times")
         by_ratio = max(RATIO_FLOOR, ratio * packed)
         if by_ratio < cap:
             far = "far more than " if by_ratio == RATIO_FLOOR else ""

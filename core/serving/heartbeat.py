@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import settings
-from core.errors import InvalidArgument
 from core.store.paths import replica_file, replicas_dir
 from core.times import iso, parse_iso
 
@@ -65,20 +64,9 @@ _log = logging.getLogger("fixative.server")
 # -- settings ------------------------------------------------------------------------------
 
 def _seconds(name: str, default: float, *, allow_zero: bool, minimum: float) -> float:
-    text = settings.raw(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if value == 0 and allow_zero:
-        return 0.0
-    if not minimum <= value <= MAX_SECONDS:  # NaN fails too
-        off = " or 0 to turn heartbeats off" if allow_zero else ""
-        raise InvalidArgument(f"{name} must be a number of seconds from {minimum:g} to "
-                              f"{MAX_SECONDS:g}{off}, got {text[:40]!r}.")
-    return value
+    return settings.number(name, default, minimum=minimum, maximum=MAX_SECONDS,
+                           off=0 if allow_zero else None, unit="seconds",
+                           off_means="to turn heartbeats off" if allow_zero else "")
 
 
 def interval() -> float:

@@ -25,7 +25,6 @@ about its own size in memory, not the ~25 bytes of Python object per byte of JSO
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -105,18 +104,23 @@ def resolve(overrides: Mapping[str, Any] | None = None,
             environ: Mapping[str, str] | None = None) -> Limits:
     """The limits in force: ``overrides`` (flags; None means unset), then the environment,
     then the defaults."""
-    environ = os.environ if environ is None else environ
     overrides = overrides or {}
     values: dict[str, Any] = {}
     for name, env in _ENV.items():
         value = overrides.get(name)
-        if value is None and environ.get(env, "").strip():
-            value = environ[env].strip()
+        if value is None:
+            value = _read(env, environ) or None
         if value is not None:
             values[name] = check(name, value)
     return Limits(**values)
 
 
+def _read(name: str, environ: Mapping[str, str] | None) -> str:
+    """The variable's text, stripped: from the process's environment (through
+    :func:`core.settings.raw`) unless a mapping is given."""
+    return settings.raw(name) if environ is None else environ.get(name, "").strip()
+
+
 def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(name, "").strip().lower()
+    value = _read(name, environ).lower()
     return value in ("1", "true", "yes", "on")

@@ -81,7 +81,7 @@ class ServeSettings:
             "header_timeout", "keep_alive_timeout", "max_connections")})
 
     def resolved_public_url(self) -> str | None:
-        return self.public_url or os.environ.get(limits_mod.PUBLIC_URL_ENV) or None
+        return self.public_url or env.raw(limits_mod.PUBLIC_URL_ENV) or None
 
     def short_tokens_allowed(self) -> bool:
         if self.allow_short_tokens is not None:

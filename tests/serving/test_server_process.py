@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -321,12 +322,14 @@ def test_a_trickled_body_gets_a_408_at_the_whole_body_deadline(strict):
                 answer = sock.recv(4096)
             except TimeoutError:
                 continue
-        seconds = time.monotonic() - t0
         answer = _answer(sock, answer=answer)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
-    assert 1.4 < seconds < 4
     error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
-    assert error["message"].startswith("The request body did not arrive in time: ")
+    # the whole-body deadline stopped it although bytes kept coming (not an idle timeout)
+    got = re.match(r"The request body did not arrive in time: ([\d,]+) bytes in 1\.5 s, the "
+                   r"longest this server waits for a whole body\.", error["message"])
+    assert got, error["message"]
+    assert int(got[1].replace(",", "")) >= 2
 
 
 def test_slow_request_heads_are_closed_at_the_header_timeout(strict):
@@ -334,12 +337,9 @@ def test_slow_request_heads_are_closed_at_the_header_timeout(strict):
     try:
         for i, sock in enumerate(socks):
             sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
-        t0 = time.monotonic()
         assert all(_closed_by_server(sock, 4) for sock in socks)
-        assert time.monotonic() - t0 < 4
         # and a header byte now and then does not keep one open either
         with socket.create_connection(("127.0.0.1", strict.port), timeout=5) as sock:
-            t0 = time.monotonic()
             sock.sendall(b"GET /ping HTTP/1.1\r\n")
             for _ in range(4):
                 time.sleep(0.4)
@@ -348,7 +348,6 @@ def test_slow_request_heads_are_closed_at_the_header_timeout(strict):
                 except OSError:
                     break
             assert _closed_by_server(sock, 3)
-            assert time.monotonic() - t0 < 3
     finally:
         for sock in socks:
             sock.close()
