@@ -12,6 +12,7 @@ from core.deploy.endpoints import Endpoint, EndpointStatus
 from core.deploy.probes import metadata
 from core.errors import InvalidArgument
 from core.model.bundle import ModelBundle
+from core.numbers import readable
 from core.serving.docs_page import BASE_URL, examples
 from core.store import predlog
 
@@ -25,8 +26,7 @@ SHOWN_PREDICTIONS = 3
 
 def _number(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:,.6g}" if value != int(value) or abs(value) >= 1e15 else \
-            f"{int(value):,}"
+        return readable(value)
     return str(value)
 
 

@@ -4,11 +4,12 @@ and values shown the way people read them (``0.8731`` not ``0.873104958230194``,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
+
+from core.numbers import readable
 
 GLOSSARY: dict[str, str] = {
     "input columns": "The columns a model takes as input, with what was seen in training: "
@@ -53,11 +54,7 @@ def shown(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value == int(value) and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:,.6g}"
+        return readable(value)
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) or "—"
     if isinstance(value, (list, tuple, set, frozenset)):

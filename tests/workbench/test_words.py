@@ -13,6 +13,11 @@ from core.workbench import words
     (50000.0, "50,000"),
     (1234567, "1,234,567"),
     (1e-7, "1e-07"),
+    (1234567.5, "1,234,568"),  # a large value never in exponent form
+    (-987654.321, "-987,654"),
+    (123456.78, "123,457"),
+    (float("inf"), "inf"),
+    (1e20, "1e+20"),
     (float("nan"), "nan"),
     (None, "—"),
     (True, "yes"),
