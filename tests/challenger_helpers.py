@@ -86,3 +86,15 @@ def values_store(tmp_path_factory, house_data):
                                               "y": y[keep]}),
                  key_column="id", actual_column="y")
     return store, vs, y, a, b, keep, ts
+
+
+def write_challengers(store, house_model, features: pd.DataFrame, sleep: float) -> None:
+    """The champion ``house``, a second model of its prototype ``twin``, and the armed
+    ``faulty`` (raises on every prediction) and ``sleepy`` (``sleep`` s per prediction)."""
+    store.write(bundle(house_model, features, name="house"))
+    store.write(bundle(house_model, features, name="twin"))  # another model, same prototype
+    for name, model in (("faulty", Faulty(list(features.columns))),
+                        ("sleepy", Sleepy(list(features.columns), sleep))):
+        b = bundle(model, features, name=name)
+        b.model.armed = True
+        store.write(b)

@@ -10,18 +10,25 @@ from pathlib import Path
 import requests
 
 
+def answers(proc: subprocess.Popen, url: str, output: Path) -> bool:
+    """Whether ``url``/healthz answers 200 now; RuntimeError with the server's output if
+    the process has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(output.read_text())
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def wait_ready(proc: subprocess.Popen, url: str, output: Path, timeout: float = 60) -> None:
     """Return once ``url``/healthz answers 200; RuntimeError with the server's output if it
     exits first, TimeoutError (after killing it) if it never answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(output.read_text())
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
+        if answers(proc, url, output):
+            return
+        time.sleep(0.1)
     stop(proc, signal.SIGKILL)
     raise TimeoutError(f"the server did not become ready:\n{output.read_text()}")
 

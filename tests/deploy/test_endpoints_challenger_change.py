@@ -8,7 +8,7 @@ import json
 import urllib.request
 
 import pytest
-from challenger_helpers import Faulty, Sleepy
+from challenger_helpers import write_challengers
 from deploy_helpers import deploy_store
 from sklearn.linear_model import LinearRegression
 
@@ -25,16 +25,10 @@ TRUSTED = ["challenger_helpers.Faulty"]
 def store(tmp_path_factory, house_model, house_data, churn_model, churn_data):
     s = deploy_store(tmp_path_factory.mktemp("deploy-change"), house_model, house_data)
     x = house_data.drop(columns="price")
-    s.write(bundle(house_model, x, name="house"))
-    s.write(bundle(house_model, x, name="twin"))  # another model, the same prototype
+    write_challengers(s, house_model, x, 0.0)
     s.write(bundle(churn_model, churn_data.drop(columns="churned"), name="churn"))
     small = x[list(x.columns[:3])]  # the same task, fewer inputs
     s.write(bundle(LinearRegression().fit(small, house_data["price"]), small, name="small"))
-    for name, model in (("faulty", Faulty(list(x.columns))),
-                        ("sleepy", Sleepy(list(x.columns), 0.0))):
-        b = bundle(model, x, name=name)
-        b.model.armed = True
-        s.write(b)
     return s
 
 

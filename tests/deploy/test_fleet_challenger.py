@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 import store_fixtures
+from server_helpers import answers, stop
 from store_fixtures import S3_KEYS
 
 from core.cli.main import main
@@ -69,22 +70,10 @@ class Replica:
                                          stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(self.output.read_text())
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
+        return answers(self.proc, self.url, self.output)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+        return stop(self.proc, sig)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ import duckdb
 import numpy as np
 import pytest
 import requests
-from challenger_helpers import Faulty, Sleepy
+from challenger_helpers import write_challengers
 from server_helpers import stop, wait_ready
 
-from core.model.bundle import bundle
 from core.store.predlog import log_relation
 from core.store.versionstore import VersionStore
 
@@ -55,14 +54,7 @@ class CliServer:
 def board(tmp_path_factory, house_model, house_data):
     path = str(tmp_path_factory.mktemp("shadow") / "board")
     store = VersionStore(path)
-    x = house_data.drop(columns=["price"])
-    store.write(bundle(house_model, x, name="house"))
-    store.write(bundle(house_model, x, name="twin"))  # another model, the same prototype
-    for name, model in (("faulty", Faulty(list(x.columns))),
-                        ("sleepy", Sleepy(list(x.columns), 20.0))):
-        b = bundle(model, x, name=name)
-        b.model.armed = True
-        store.write(b)
+    write_challengers(store, house_model, house_data.drop(columns=["price"]), 20.0)
     return path
 
 
