@@ -43,3 +43,15 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def wait_for(check, what: str, seconds: float = 60.0):
+    """Poll ``check`` every 0.2 s until it returns something true, and return that;
+    AssertionError naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 import store_fixtures
-from server_helpers import answers, stop
+from server_helpers import answers, stop, wait_for
 from store_fixtures import S3_KEYS
 
 from core.deploy import fleet
@@ -32,15 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = 3
 STALE = 4.0
 
-
-def wait_for(check, what: str, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Replica:

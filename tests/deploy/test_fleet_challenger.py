@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 import store_fixtures
-from server_helpers import answers, stop
+from server_helpers import answers, stop, wait_for
 from store_fixtures import S3_KEYS
 
 from core.cli.main import main
@@ -39,15 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARE = 0.3
 SHADOW_REQUESTS = 6  # per shadow replica, two rows each
 
-
-def wait_for(check, what: str, seconds: float = 90.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Replica:
@@ -122,7 +112,7 @@ def replicas(board, tmp_path_factory):
     ]
     try:
         for r in started:
-            wait_for(r.ready, f"{r.kind} replica on port {r.port}")
+            wait_for(r.ready, f"{r.kind} replica on port {r.port}", 90)
         yield started
     finally:
         for r in started:
@@ -133,7 +123,7 @@ def test_every_replica_reports_its_challenger(replicas, board, capsys):
     store, _, v1, v2 = board
     ports = {r.port: r for r in replicas}
     seen = wait_for(lambda: (b := {x.port: x for x in heartbeat.read_replicas(store)[0]})
-                    and set(ports) <= set(b) and b, "5 heartbeats")
+                    and set(ports) <= set(b) and b, "5 heartbeats", 90)
     labels = {"shadow": f"house@{v2} (shadow)", "canary": f"house@{v2} (canary 30%)"}
     for port, r in ports.items():
         assert (seen[port].version, seen[port].challenger) == (v1, labels[r.mode])
@@ -207,7 +197,7 @@ def test_shadow_replicas_log_pairs_the_comparison_matches(replicas, board, house
     for r in shadows:
         wait_for(lambda r=r: (c := requests.get(r.url + "/metadata", timeout=5).json()[
             "challenger"]) and c["scored"] == sent[r.port] and c["queued"] == 0,
-            f"the challenger of port {r.port} to score {sent[r.port]} requests")
+            f"the challenger of port {r.port} to score {sent[r.port]} requests", 90)
     for r in replicas:
         assert r.stop() in (0, -signal.SIGTERM), r.output.read_text()
 
