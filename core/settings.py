@@ -237,6 +237,15 @@ _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _LONGEST = 64
 
 
+def decimal(text: str) -> float | None:
+    """``text`` as a finite number when it is a plain ASCII decimal of at most 64
+    characters (``12``, ``-0.5``, ``1e-5``); None otherwise."""
+    if len(text) > _LONGEST or not _DECIMAL.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
 @overload
 def number(name: str, default: int, *, integer: Literal[True], minimum: float | None = ...,
            maximum: float | None = ..., above: float | None = ..., off: float | None = ...,
@@ -264,9 +273,11 @@ def number(name: str, default: float, *, integer: bool = False, minimum: float |
     text = raw(name)
     if not text:
         return default
-    value: float | None = None
-    if len(text) <= _LONGEST and (_WHOLE if integer else _DECIMAL).fullmatch(text):
-        value = int(text) if integer else float(text)
+    value: float | None
+    if integer:
+        value = int(text) if len(text) <= _LONGEST and _WHOLE.fullmatch(text) else None
+    else:
+        value = decimal(text)
     if value is not None and off is not None and value == off:
         return value
     if (value is None or not math.isfinite(value)

@@ -114,3 +114,12 @@ def test_every_numeric_setting_refuses_nan_and_infinity(monkeypatch):
                 read()
         monkeypatch.delenv(name)
         read()  # the default holds again
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("12", 12.0), ("-0.5", -0.5), ("1e-5", 1e-5), ("nan", None), ("1e309", None),
+    ("\u0661\u0662", None), ("1_0", None), (" 5", None), ("9" * 65, None), ("", None),
+])
+def test_decimal_reads_plain_ascii_numbers_only(text, expected):
+    """What number() and the canary share read: the text as written, nothing stripped."""
+    assert settings.decimal(text) == expected

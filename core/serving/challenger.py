@@ -7,9 +7,9 @@ front that decides who answers:
 - **shadow**: the champion answers every request. Once its response has been sent,
   a successful prediction request is queued for the challenger, which scores it in
   background workers; what the challenger answers, how long it takes and whether it
-  fails never reach the caller. The queue is bounded (``queue_size``): when the
-  challenger falls behind, new work is dropped and counted (``dropped`` in
-  ``/metadata``), never waited for.
+  fails never reach the caller. The queue is bounded in requests (``queue_size``) and in
+  the bytes of the bodies it holds (``queue_bytes``): when the challenger falls behind,
+  new work is dropped and counted (``dropped`` in ``/metadata``), never waited for.
 - **canary**: a share of the prediction requests is answered by the challenger. With a
   ``X-Fixative-Key`` header the choice is a hash of the key, so one key always goes
   the same way; without one it is random. Canary responses carry
@@ -38,6 +38,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from core import settings
 from core.errors import InvalidArgument
 from core.model.bundle import ModelBundle
 
@@ -45,8 +46,11 @@ MODES = ("shadow", "canary")
 KEY_HEADER = "x-fixative-key"
 ROLE_HEADER = "X-Fixative-Role"
 PREDICT_PATHS = frozenset({"/predict", "/predict_proba", "/invocations"})
-# Requests waiting for the challenger in shadow mode; past this, new ones are dropped.
+# Requests waiting for the challenger in shadow mode, and the bytes of their bodies held
+# meanwhile; past either, new ones are dropped (1,000 bodies of the 20 MiB a request may
+# carry would otherwise hold 20 GiB).
 QUEUE_SIZE = 1000
+QUEUE_BYTES = 64 * 2**20
 SHADOW_WORKERS = 1
 # Requests one shadow worker replays at once (one model call of the challenger's batcher).
 MAX_SHADOW_BATCH = 4
@@ -72,18 +76,16 @@ class Challenger:
 
 
 def parse_share(text: Any) -> float:
-    """A canary share: ``10%``, ``10`` (percent) or ``0.1``; strictly between 0 and 100%."""
+    """A canary share: ``10%``, ``10`` (percent) or ``0.1``; strictly between 0 and 100%.
+    Written in plain ASCII decimal (no other scripts' digits, underscores, hex or nan)."""
     raw = str(text).strip()
-    try:
-        if raw.endswith("%"):
-            value = float(raw[:-1].strip()) / 100
-        else:
-            value = float(raw)
-            if value >= 1:
-                value /= 100
-    except ValueError:
+    percent = raw.endswith("%")
+    value = settings.decimal(raw[:-1].strip() if percent else raw)
+    if value is None or isinstance(text, bool):
         raise InvalidArgument(f"The canary share {raw[:40]!r} is not a number; give a percent "
-                              "such as 10%.") from None
+                              "such as 10%.")
+    if percent or value >= 1:
+        value /= 100
     if not (0 < value < 1):
         raise InvalidArgument(f"The canary share {raw[:40]!r} is outside 0%-100%; give a share "
                               "above 0% and below 100% (100% means: promote the challenger).")
@@ -140,11 +142,14 @@ def canary_pick(key: str | None, share: float) -> bool:
 class _Shadow:
     """The challenger's work queue and its workers."""
 
-    def __init__(self, app: Any, queue_size: int, workers: int, budget: float = 1.0) -> None:
+    def __init__(self, app: Any, queue_size: int, workers: int, budget: float = 1.0,
+                 queue_bytes: int = QUEUE_BYTES) -> None:
         self.app = app
         self.budget = budget
         self.queue: asyncio.Queue[tuple[dict[str, Any], bytes]] | None = None
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.held = 0  # bytes of the bodies waiting in the queue
         self.workers = workers
         self.tasks: list[asyncio.Task[None]] = []
         self.scored = 0
@@ -172,10 +177,15 @@ class _Shadow:
     def offer(self, scope: dict[str, Any], body: bytes) -> None:
         if self.queue is None:
             return
+        if self.held + len(body) > self.queue_bytes:
+            self.dropped += 1
+            return
         try:
             self.queue.put_nowait((scope, body))
         except asyncio.QueueFull:
             self.dropped += 1
+            return
+        self.held += len(body)
 
     async def _work(self) -> None:
         assert self.queue is not None
@@ -184,6 +194,7 @@ class _Shadow:
             batch = [await self.queue.get()]
             while len(batch) < MAX_SHADOW_BATCH and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            self.held -= sum(len(body) for _, body in batch)
             t0 = loop.time()
             # replayed together, so that the challenger's batcher makes one model call
             results = await asyncio.gather(*(_replay(self.app, scope, body)
@@ -349,7 +360,7 @@ class PairState:
 def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
              challenger_bundle: ModelBundle, *, mode: str, share: float | None = None,
              queue_size: int = QUEUE_SIZE, workers: int = SHADOW_WORKERS,
-             budget: float = SHADOW_BUDGET) -> Starlette:
+             budget: float = SHADOW_BUDGET, queue_bytes: int = QUEUE_BYTES) -> Starlette:
     """One app serving ``champion`` and ``challenger`` (apps from
     :func:`core.serving.app.create_app` for the two bundles) in ``mode``; ``share``: the
     canary's fraction of requests. The two apps' prediction logs are marked with their
@@ -367,8 +378,8 @@ def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
         share = float(share)
     else:
         share = None
-    if queue_size < 1 or workers < 1:
-        raise InvalidArgument("queue_size and workers must be at least 1.")
+    if queue_size < 1 or workers < 1 or queue_bytes < 1:
+        raise InvalidArgument("queue_size, queue_bytes and workers must be at least 1.")
     if not (0 < budget <= 1):
         raise InvalidArgument("budget is the share of time the challenger may use: above 0, "
                               "at most 1.")
@@ -381,7 +392,7 @@ def pair_app(champion: Any, challenger: Any, champion_bundle: ModelBundle,
     pair = PairState(spec, champion, challenger,
                      f"{champion_bundle.meta.name}@{champion_bundle.version or 'unversioned'}")
     if mode == "shadow":
-        pair.shadow = _Shadow(challenger, queue_size, workers, budget)
+        pair.shadow = _Shadow(challenger, queue_size, workers, budget, queue_bytes)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:

@@ -61,7 +61,7 @@ def test_start_change_and_stop_the_challenger(capsys, store):
             (["--shadow", "churn"], "a challenger must do the same task"),
             (["--shadow", "small"], "does not take the champion's inputs"),
             (["--canary", f"house@{v2}:200%"], "outside 0%-100%"),
-            (["--canary", f"house@{v2}:nan%"], "outside 0%-100%"),
+            (["--canary", f"house@{v2}:nan%"], "is not a number"),
             (["--shadow", "../x"], "not allowed"),
             (["--shadow", "house", "--canary", "house:5%"], "not both"),
             (["--stop", "--shadow", "house"], "not both"),

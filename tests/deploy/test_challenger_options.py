@@ -56,7 +56,7 @@ def test_a_challenger_is_pinned_and_checked(store):
     ({"shadow": " "}, InvalidArgument, "is empty"),
     ({"canary": "twin:0%"}, InvalidArgument, "outside 0%-100%"),
     ({"canary": "twin:100%"}, InvalidArgument, "outside 0%-100%"),
-    ({"canary": "twin:inf%"}, InvalidArgument, "outside 0%-100%"),
+    ({"canary": "twin:inf%"}, InvalidArgument, "is not a number"),
     ({"canary": "twin", "share": "-5"}, InvalidArgument, "outside 0%-100%"),
     ({"canary": ":10%"}, InvalidArgument, "REF:SHARE"),
     ({"canary": "t" * 401}, InvalidArgument, "401 characters long"),

@@ -64,7 +64,7 @@ def current(store) -> deploy.Endpoint:
     ({"shadow": "house/../../etc"}, InvalidName, "not allowed"),
     ({"canary": "a@b:200%"}, InvalidArgument, "outside 0%-100%"),
     ({"canary": "a@b:-1%"}, InvalidArgument, "outside 0%-100%"),
-    ({"canary": "a@b:nan%"}, InvalidArgument, "outside 0%-100%"),
+    ({"canary": "a@b:nan%"}, InvalidArgument, "is not a number"),
     ({"canary": "a@b:ten%"}, InvalidArgument, "not a number"),
     ({"canary": "house"}, InvalidArgument, "REF:SHARE"),
     ({"canary": "x" * 100_000 + ":10%"}, InvalidArgument, "characters long"),

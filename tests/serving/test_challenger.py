@@ -4,6 +4,8 @@ logging under one request id, /metadata, and the checks on a pair."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import duckdb
 import httpx
@@ -50,7 +52,8 @@ ROW = {"bedrooms": 3, "bathrooms": 2.0, "sqft_living": 1800, "grade": 7, "yr_bui
 
 
 @pytest.mark.parametrize("text", ["0%", "100%", "150%", "-1", "abc", "", "nan", "inf", "0",
-                                  "1e-400", "-5%", "%"])
+                                  "1e-400", "-5%", "%", "1e400", "\u0661\u0660%", "1_0", "0x10",
+                                  "10%%", "9" * 5000, "\uff11\uff10", True, False])
 def test_bad_canary_shares_are_refused(text):
     with pytest.raises(InvalidArgument, match="canary share"):
         parse_share(text)
@@ -66,6 +69,9 @@ def test_canary_spec_reads_percent_and_fraction():
     assert parse_canary("flat@v2:10%") == ("flat@v2", 0.1)
     assert parse_canary("flat:25") == ("flat", 0.25)
     assert parse_canary("s3://x/flat@v2:0.5") == ("s3://x/flat@v2", 0.5)
+    # a bundle's settings keep the fraction as a JSON number, however small
+    assert parse_share(0.1) == 0.1 and parse_share(1e-05) == 1e-05
+    assert parse_share(" 12.5 % ") == 0.125
 
 
 def test_a_challenger_with_other_inputs_or_task_is_refused(store, versions):
@@ -178,6 +184,42 @@ def test_shadow_queue_is_bounded_and_drops_are_counted(store, versions):
         assert counts["dropped"] == 4 and counts["queued"] == 1
 
 
+def test_shadow_queue_holds_a_bounded_number_of_body_bytes(store, versions):
+    """Large bodies fill the byte bound long before the count: a stalled challenger never
+    holds more than queue_bytes of request bodies, whatever their size."""
+    body, one = json.dumps([ROW] * 50).encode(), json.dumps([ROW]).encode()
+    app = _pair(store, versions, "shadow", queue_size=100, workers=1,
+                queue_bytes=3 * len(body) + len(one))
+    with TestClient(app) as client:
+        shadow = app.state.pair.shadow
+        shadow.tasks[0].cancel()  # a challenger that never takes work
+        for _ in range(6):
+            r = client.post("/predict", content=body,
+                            headers={"Content-Type": "application/json"})
+            assert r.status_code == 200 and r.json() == {"predict": [1.0] * 50}
+        small = client.post("/predict", content=one,  # still fits beside the three
+                            headers={"Content-Type": "application/json"})
+        assert small.status_code == 200
+        counts = client.get("/metadata").json()["challenger"]
+        assert (counts["queued"], counts["dropped"]) == (4, 3)
+        assert shadow.held == 3 * len(body) + len(one)
+
+
+def test_shadow_gives_back_the_bytes_of_what_it_scored(store, versions):
+    body = json.dumps([ROW] * 20).encode()
+    app = _pair(store, versions, "shadow", queue_bytes=2 * len(body))
+    with TestClient(app) as client:
+        for _ in range(6):  # one after another: each is scored before the next arrives
+            assert client.post("/predict", content=body,
+                               headers={"Content-Type": "application/json"}).status_code == 200
+            shadow = app.state.pair.shadow
+            deadline = time.monotonic() + 30
+            while shadow.counts()["queued"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+    counts = shadow.counts()  # shutdown finished what was queued
+    assert counts["dropped"] == 0 and counts["scored"] == 6 and shadow.held == 0
+
+
 def test_pair_app_refuses_bad_settings(store, versions):
     with pytest.raises(InvalidArgument, match="canary needs its share"):
         _pair(store, versions, "canary")
@@ -185,6 +227,8 @@ def test_pair_app_refuses_bad_settings(store, versions):
         _pair(store, versions, "canary", 1.5)
     with pytest.raises(InvalidArgument, match="at least 1"):
         _pair(store, versions, "shadow", queue_size=0)
+    with pytest.raises(InvalidArgument, match="at least 1"):
+        _pair(store, versions, "shadow", queue_bytes=0)
 
 
 def test_shadow_replaces_a_bad_request_id_with_one_shared_by_both(store, versions):
