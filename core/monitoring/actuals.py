@@ -42,6 +42,7 @@ from core.monitoring.labels import LabelsInfo, count_matched, refresh_labels
 from core.store.paths import actuals_dir, scored_dir
 from core.store.predlog import feature_column, write_parquet
 from core.store.protocols import StoreLike
+from core.store.tables import check_parquet
 from core.times import to_utc
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -59,6 +60,8 @@ def read_table(data: bytes, filename: str, what: str = "file") -> pd.DataFrame:
     if not data:
         raise InvalidArgument(f"The {what} '{filename}' is empty (0 bytes); it needs a header row "
                               "and at least one row.")
+    if suffix != ".csv":  # sized up from its footer before it is read
+        check_parquet(data, f"The {what} '{filename}'", MAX_UPLOAD_ROWS)
     try:
         frame = (pd.read_csv(io.BytesIO(data)) if suffix == ".csv"
                  else pd.read_parquet(io.BytesIO(data)))

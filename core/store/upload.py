@@ -24,6 +24,7 @@ from core.errors import Conflict, InvalidArgument, InvalidModelFile, InvalidName
 from core.model.bundle import ModelBundle, bundle
 from core.store.names import validate_name
 from core.store.protocols import StoreLike
+from core.store.tables import check_parquet
 
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle", ".skops")
 SAMPLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -135,6 +136,7 @@ def read_sample(data: bytes, filename: str, text: Iterable[str] = ()) -> pd.Data
         if suffix == ".csv":
             frame = pd.read_csv(io.BytesIO(data), dtype={c: str for c in text} or None)
         else:
+            check_parquet(data, f"The sample '{filename}'")  # sized up before it is read
             frame = pd.read_parquet(io.BytesIO(data))
     except pd.errors.EmptyDataError:
         raise InvalidArgument(f"The sample '{filename}' has no columns; it needs a header row "
