@@ -10,12 +10,14 @@ dictionaries (never expanded) and works out what the table takes once read: 8 by
 the type's width) per value, plus each text value's own bytes. Above
 ``FIXATIVE_MAX_TABLE_BYTES`` (4 GiB) the file is refused with what it would take, and so
 is a file with more rows than the caller allows or with nested columns (lists, structs,
-maps: an uploaded table has one value per cell). A file whose footer cannot be read is
-left to the caller's reader, which refuses it with its own message.
+maps: an uploaded table has one value per cell), or two columns of one name. A file
+whose footer cannot be read is left to the caller's reader, which refuses it with its own
+message.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from core import settings
@@ -49,6 +51,10 @@ def check_parquet(data: bytes, label: str, max_rows: int | None = None) -> None:
     if max_rows is not None and rows > max_rows:
         raise InvalidArgument(f"{label} has {rows:,} rows; at most {max_rows:,} per upload. "
                               "Split it into several files.")
+    twice = [n for n, k in Counter(f.name for f in schema).items() if k > 1]
+    if twice:
+        raise InvalidArgument(f"{label} has more than one column named {twice[0]!r}; give "
+                              "each column its own name.")
     nested = [f for f in schema if pa.types.is_nested(f.type)]
     if nested:
         raise InvalidArgument(f"{label} has nested values in column {nested[0].name!r} "
@@ -70,8 +76,10 @@ def check_parquet(data: bytes, label: str, max_rows: int | None = None) -> None:
         try:
             table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text).read(
                 columns=text, use_pandas_metadata=False)
-        except (pa.ArrowException, OSError, ValueError):
-            return  # damaged: the caller's reader refuses it with its own message
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise InvalidArgument(f"{label} cannot be read as Parquet ({first}); export it "
+                                  "again as Parquet.") from None
         need += sum(_text_bytes(chunk) for column in table.columns for chunk in column.chunks)
         _refuse_above(need, limit, label, rows, len(schema))
 

@@ -102,6 +102,16 @@ def test_ordinary_files_read_as_pandas_reads_them():
                                   pd.read_parquet(io.BytesIO(data)))
 
 
+def test_two_columns_of_one_name_are_refused():
+    """pandas refuses them too; the check must not count one and let the other through."""
+    text = pa.DictionaryArray.from_arrays(pa.array(np.zeros(100, dtype=np.int32)),
+                                          pa.array(["x" * 1000]))
+    data = parquet(pa.Table.from_arrays([pa.array(["a"] * 100), text], names=["n", "n"]))
+    with pytest.raises(InvalidArgument, match="more than one column named 'n'; give each "
+                                              "column its own name"):
+        read_table(data, "twice.parquet")
+
+
 @pytest.mark.parametrize("data", [b"PAR1", b"PAR1" + b"\0" * 100 + b"PAR1", b"not parquet"])
 def test_damaged_files_get_the_readers_message(data):
     with pytest.raises(InvalidArgument, match="cannot be read as Parquet"):
