@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.monitoring import custom as custom_metrics
 from core.monitoring import thresholds
+from core.store.paths import actuals_dir
 from core.store.versionstore import VersionStore
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "monitor.py")
@@ -165,6 +166,31 @@ def test_bad_actuals_file_is_explained(logged):
     at.run()
     assert not at.exception
     assert "not numbers" in page_texts(at)
+
+
+def test_a_parquet_bomb_is_explained_and_nothing_is_read(logged):
+    """A few kilobytes that would expand to 6 GB of text: refused from its footer and
+    dictionary, with what it would take; no actuals are saved."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, *_ = logged
+    note = pa.DictionaryArray.from_arrays(pa.array(np.zeros(20_000, dtype=np.int32)),
+                                          pa.array(["x" * 300_000]))
+    out = io.BytesIO()
+    pq.write_table(pa.table({"request_id": note, "price": np.ones(20_000)}), out,
+                   compression="zstd")
+    at = _tab(_page(model="house"), "Upload")
+    at.file_uploader(key="mon_actuals").set_value(
+        ("truth.parquet", out.getvalue(), "application/octet-stream"))
+    at.run()
+    assert not at.exception, at.exception
+    text = page_texts(at)
+    assert "The actuals file 'truth.parquet' would take about 5.6 GiB in memory" in text
+    assert "FIXATIVE_MAX_TABLE_BYTES" in text
+    assert not [b for b in at.button if b.label == "Save actuals"]
+    assert not store.fs.exists(actuals_dir(store, "house"))
 
 
 def test_upload_data_is_scored_and_kept(board, house_data):
