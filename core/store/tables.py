@@ -61,17 +61,18 @@ def check_parquet(data: bytes, label: str, max_rows: int | None = None) -> None:
                               f"({nested[0].type}); upload a flat table, one value per cell.")
     limit = max_table_bytes()
     text = [f.name for f in schema if _is_text(f.type)]
-    need = sum(rows * max(VALUE_BYTES, _width(f.type)) for f in schema
-               if f.name not in set(text))
-    need += rows * VALUE_BYTES * len(text)
+    # a pointer per text value (its bytes are counted below), the type's width otherwise
+    need = sum(rows * (VALUE_BYTES if _is_text(f.type) else max(VALUE_BYTES, _width(f.type)))
+               for f in schema)
     _refuse_above(need, limit, label, rows, len(schema))
     if text:
         # the text columns' bytes as stored (decompressed) bound what reading them as
         # dictionaries takes; what they expand to is then counted without expanding them
+        wanted = set(text)
         stored = sum(meta.row_group(g).column(c).total_uncompressed_size
                      for g in range(meta.num_row_groups)
                      for c in range(meta.num_columns)
-                     if meta.row_group(g).column(c).path_in_schema in text)
+                     if meta.row_group(g).column(c).path_in_schema in wanted)
         _refuse_above(need + stored, limit, label, rows, len(schema))
         try:
             table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text).read(
