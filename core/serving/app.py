@@ -22,8 +22,9 @@ What one request may cost is bounded (see :mod:`core.serving.limits`): its body 
 (413), rows, columns and JSON nesting (413, counted before the body is parsed), the
 time its whole body may take to arrive (408, counted from the start of the request, not
 per chunk), and how many large bodies are read and parsed at once (429 with
-``Retry-After``). Bodies of up to 64 KiB never wait for a slot: they are parsed on the
-event loop at once and cannot amplify much.
+``Retry-After``). Bodies of up to 64 KiB never wait for a slot. Bodies of up to 1 MiB are
+parsed on the event loop (a few milliseconds; parsing holds the GIL wherever it runs),
+larger ones in a worker thread so the loop keeps answering meanwhile.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from core.model.bundle import ModelBundle
 from core.serving import limits as limits_mod
 from core.serving import wire
 from core.serving.batching import Batcher
-from core.serving.body import RETRY_AFTER, Slots, check_encoding, read_body
+from core.serving.body import LOOP_PARSE_BYTES, RETRY_AFTER, Slots, check_encoding, read_body
 from core.serving.convert import Converter
 from core.serving.docs_page import check_public_url, render_docs
 from core.serving.engine import SklearnEngine
@@ -408,14 +409,15 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         body, held = await read_body(request, svc.max_body_bytes, svc.limits.body_timeout,
                                      svc.slots)
         ctype = request.headers.get("content-type")
-        if held:
-            try:
+        try:
+            if len(body) > LOOP_PARSE_BYTES:
                 frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body,
                                                                   ctype)
-            finally:
+            else:
+                frame, warnings, params = _parse(svc, route, body, ctype)
+        finally:
+            if held:
                 svc.slots.give()
-        else:
-            frame, warnings, params = _parse(svc, route, body, ctype)
         del body
         if method is None:
             method = _invocations_method(svc, params)
@@ -472,6 +474,10 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
 
 
 def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
+    if route == "predict" and wire.check_media_type(ctype) == "json":
+        frame = svc.converter.records(body, svc.limits.max_rows)
+        if frame is not None:  # typed records: nothing to warn about
+            return frame, [], {}
     names = svc.converter.names
     keep = svc.converter.keep
     if route == "invocations":

@@ -19,9 +19,15 @@ from core.serving import limits as limits_mod
 
 # Seconds the whole request body may take to arrive before the request is answered 408.
 BODY_TIMEOUT = limits_mod.BODY_TIMEOUT
-# Bodies larger than this take a parsing slot (429 when none is free) and are parsed in
-# a worker thread instead of on the event loop.
+# Bodies larger than this take a slot while they are read and parsed (429 when none is
+# free): what a burst of large bodies may hold in memory at once is bounded.
 THREAD_PARSE_BYTES = 64 * 1024
+# Bodies larger than this are parsed in a worker thread, so the event loop keeps
+# answering while a body of many megabytes is parsed. Smaller ones are parsed on the loop:
+# parsing holds the GIL wherever it runs, so a thread gains nothing for a body that takes
+# a few milliseconds and costs every request a hand-off and a contended GIL (about 15 %
+# of the server's CPU at 1,000-row bodies, bench/README.md).
+LOOP_PARSE_BYTES = 1024 * 1024
 # Seconds a client is told to wait after a 429.
 RETRY_AFTER = 1
 

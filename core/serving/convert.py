@@ -17,6 +17,7 @@ import pandas as pd
 from core.errors import BadRequest, InvalidInput
 from core.model.columns import Columns
 from core.model.prototype import Prototype, to_frame
+from core.serving.records import decoder_for
 from core.serving.wire import (
     SCALARS,
     ColumnsWithExtra,
@@ -26,6 +27,9 @@ from core.serving.wire import (
     record_columns,
 )
 
+# The types every value of a column of each kind has when the typed decoder read it.
+_KIND_TYPES: dict[str, set[type]] = {"int": {int}, "float": {float}, "str": {str}, "cat": {str},
+                                   "bool": {bool}}
 # Below this many rows a Python comparison beats two numpy reductions (a few µs each,
 # per column, per request: it shows at one row per request).
 _SMALL = 8
@@ -58,6 +62,8 @@ class Converter:
                            if not prototype.named else {})
         # the column names a body may use for the model's columns: the rest are dropped
         self.keep = frozenset(self.names) | frozenset(self._positions)
+        # records named by position go through the general path's renaming
+        self._records = decoder_for(self._plan) if not self._positions else None
         # JSON does not tell 3.0 from 3: where an integer is taken, so is a whole float
         self._int_names = [c.name for c in prototype.columns
                            if c.kind in ("int", "string", "category")]
@@ -147,9 +153,24 @@ class Converter:
                              and abs(v) < 2.0**53 else v for v in values]
         return out
 
-    def _fast(self, cols: dict[str, list[Any]]) -> pd.DataFrame | Columns | None:
+    def records(self, body: bytes, max_rows: int) -> pd.DataFrame | Columns | None:
+        """The frame of a JSON array of records that decodes as typed rows (see
+        :mod:`core.serving.records`): exactly what :meth:`convert` gives it, with no
+        warnings. None when the body needs the general path."""
+        if self._records is None:
+            return None
+        cols = self._records.decode(body, max_rows)
+        if cols is None:
+            return None
+        return self._fast(cols, ranged=self._records.ranged)
+
+    def _fast(self, cols: dict[str, list[Any]], ranged: frozenset[str] | None = None
+              ) -> pd.DataFrame | Columns | None:
+        """``ranged``: given when the typed decoder built ``cols``: every value is then of
+        its column's kind, and the columns named are within their training range."""
         if self._plan is None:  # no fast plan for this prototype
             return None
+        checked = ranged if ranged is not None else frozenset()
         out: dict[str, Any] = {}
         later: dict[str, Any] = {}  # Columns: text stays numpy objects until a frame is built
         n = -1
@@ -160,7 +181,8 @@ class Converter:
                 n = len(values)
                 if n == 0:
                     return None
-            types = set(map(type, values))
+            types: set[type] = (_KIND_TYPES[kind] if ranged is not None
+                                else set(map(type, values)))
             if kind == "int":
                 if types != {int}:
                     return None
@@ -168,14 +190,14 @@ class Converter:
                     arr = np.array(values, dtype=dtype)
                 except OverflowError:
                     return None
-                if lo is not None and not _within(values, arr, lo, hi):
+                if lo is not None and name not in checked and not _within(values, arr, lo, hi):
                     return None
             elif kind == "float":
                 if not types <= {int, float}:
                     return None
                 arr = np.array(values, dtype=dtype)
                 if lo is not None:
-                    if not _within(values, arr, lo, hi):
+                    if name not in checked and not _within(values, arr, lo, hi):
                         return None
                 elif not np.isfinite(arr).all():
                     return None
@@ -191,14 +213,16 @@ class Converter:
             elif kind == "cat":
                 if types != {str}:
                     return None
-                try:
-                    codes = [cats[v] for v in values]
-                except KeyError:  # unseen: validation warns about it
-                    return None
                 if self.columns:
+                    if not cats.keys() >= set(values):  # unseen: validation warns about it
+                        return None
                     arr = np.array(values, dtype=object)
                     later[name] = dtype
                 else:
+                    try:
+                        codes = [cats[v] for v in values]
+                    except KeyError:  # unseen: validation warns about it
+                        return None
                     arr = pd.Categorical.from_codes(codes, dtype=dtype)
             else:  # bool
                 if types != {bool}:

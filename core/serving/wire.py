@@ -196,11 +196,12 @@ def check_json_size(body: bytes, limits: Limits, width: int) -> None:
     """413 when the JSON in ``body`` nests deeper than ``limits.max_json_depth`` or holds
     more arrays and objects than its rows and columns may need, read off the bytes
     before any Python object is built for it."""
-    # brackets inside strings count too: an upper bound, and a free one
-    upper = body.count(b"[") + body.count(b"{")
+    marks = _marks(body)
+    # brackets inside strings count too: an upper bound, and a cheap one
+    upper = marks.count(b"[") + marks.count(b"{")
     if upper <= limits.max_json_depth:
         return
-    containers, depth = _structure(body)
+    containers, depth = _nesting(marks)
     if depth > limits.max_json_depth:
         raise PayloadTooLarge(
             f"The JSON body is nested {depth} levels deep; this server reads at most "
@@ -217,23 +218,42 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 def _structure(body: bytes) -> tuple[int, int]:
-    """(arrays and objects, deepest nesting) of a JSON text, outside strings; counted with
-    numpy a chunk at a time, so the cost is a few passes over the bytes."""
+    """(arrays and objects, deepest nesting) of a JSON text, outside strings."""
+    return _nesting(_marks(body))
+
+
+def _marks(body: bytes) -> bytes:
+    """The quotes and brackets of a JSON text, in order: all that nesting depends on.
+    Dropping every other byte (at C speed) leaves a fraction of a records body."""
     if b"\\" in body:  # an escaped quote would end a string early: drop the strings first
         body = _STRING.sub(b'""', body)
-    # only quotes and brackets matter: dropping every other byte (at C speed) leaves the
-    # numpy passes a fraction of a records body
-    body = body.translate(None, _NOT_STRUCTURE)
+    return body.translate(None, _NOT_STRUCTURE)
+
+
+def _nesting(marks: bytes) -> tuple[int, int]:
+    """(arrays and objects, deepest nesting) from :func:`_marks`; counted with numpy a
+    chunk at a time, so the cost is a few passes over the bytes."""
+    # A string without brackets is a pair of quotes here. When the non-overlapping pairs
+    # are all the quotes there are, they were the strings, one after another, and every
+    # bracket is structure: no quote parity to track (the common case: keys and text).
+    strings = marks.count(b'""') * 2 != marks.count(b'"')
+    if not strings:
+        marks = marks.translate(None, b'"')
     containers = deepest = level = 0
     inside = 0  # parity of quotes so far: 1 inside a string
-    for start in range(0, len(body), _CHUNK):
-        c = np.frombuffer(body, np.uint8, count=min(_CHUNK, len(body) - start), offset=start)
-        parity = (np.cumsum(c == 34, dtype=np.int32) + inside) & 1
-        inside = int(parity[-1])
-        outside = parity == 0
-        opens = ((c == 91) | (c == 123)) & outside
-        closes = ((c == 93) | (c == 125)) & outside
-        steps = np.cumsum(opens.view(np.int8) - closes.view(np.int8), dtype=np.int32)
+    for start in range(0, len(marks), _CHUNK):
+        c = np.frombuffer(marks, np.uint8, count=min(_CHUNK, len(marks) - start), offset=start)
+        opens = (c == 91) | (c == 123)
+        if strings:
+            parity = (np.cumsum(c == 34, dtype=np.int32) + inside) & 1
+            inside = int(parity[-1])
+            outside = parity == 0
+            opens &= outside
+            closes = ((c == 93) | (c == 125)) & outside
+            change = opens.view(np.int8) - closes.view(np.int8)
+        else:  # only brackets: each one that does not open closes
+            change = opens.view(np.int8) * np.int8(2) - np.int8(1)
+        steps = np.cumsum(change, dtype=np.int32)
         deepest = max(deepest, level + int(steps.max()))
         level += int(steps[-1])
         containers += int(np.count_nonzero(opens))
@@ -315,7 +335,7 @@ def record_columns(records: list[Any], names: Sequence[str]) -> dict[str, list[A
     """Column lists when every record has exactly the model's columns, else None."""
     n = len(names)
     try:
-        if any(len(r) != n for r in records):
+        if set(map(len, records)) != {n}:
             return None
         return {name: [r[name] for r in records] for name in names}
     except (KeyError, TypeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import httpx
 import pytest
@@ -157,3 +158,38 @@ def test_create_app_takes_its_body_timeout_from_limits_or_the_argument(house):
     assert app.state.svc.limits.body_timeout == 3
     app = create_app(house, tokens=[], limits=Limits(body_timeout=3), body_timeout=1.5)
     assert app.state.svc.limits.body_timeout == 1.5
+
+
+def test_bodies_over_a_mebibyte_are_parsed_off_the_event_loop(house, record):
+    """Parsing holds the GIL wherever it runs: a body of a few hundred KiB is parsed on
+    the loop (a thread hop would only cost), a body over 1 MiB in a worker thread so the
+    loop answers other requests meanwhile."""
+    from core.serving.body import LOOP_PARSE_BYTES
+
+    app = create_app(house, tokens=[], log=False)
+    svc = app.state.svc
+    seen: list[int] = []
+    records = svc.converter.records  # the first step of parsing a /predict body
+
+    def watched(body, max_rows):
+        seen.append(threading.get_ident())
+        return records(body, max_rows)
+
+    svc.converter.records = watched
+    row = json.dumps(record).encode()
+    small = b"[" + b",".join([row] * (LOOP_PARSE_BYTES // (len(row) + 1) - 10)) + b"]"
+    large = b"[" + b",".join([row] * (LOOP_PARSE_BYTES // (len(row) + 1) + 10)) + b"]"
+    assert len(small) <= LOOP_PARSE_BYTES < len(large)
+
+    async def post_both() -> tuple[int, list[int]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                     timeout=60) as c:
+            codes = [(await c.post("/predict", content=b)).status_code for b in (small, large)]
+        return threading.get_ident(), codes
+
+    loop_thread, codes = asyncio.run(post_both())
+    assert codes == [200, 200]
+    assert seen[0] == loop_thread
+    assert seen[1] != loop_thread
+    assert svc.slots.used == 0  # both gave their parsing slot back
