@@ -474,7 +474,7 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
 
 
 def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
-    if route == "predict" and wire.check_media_type(ctype) == "json":
+    if route != "invocations" and wire.check_media_type(ctype) == "json":
         frame = svc.converter.records(body, svc.limits.max_rows)
         if frame is not None:  # typed records: nothing to warn about
             return frame, [], {}

@@ -19,6 +19,7 @@ a request it declines costs at most one more parse than before.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import Annotated, Any
@@ -27,6 +28,8 @@ import msgspec
 
 # Per column of the conversion plan: (name, kind, dtype, min, max, categories).
 PlanRow = tuple[Any, ...]
+# what msgspec does not take in a renamed key
+_UNKEYABLE = re.compile(r'["\\\x00-\x1f]')
 _TYPES = {"int": int, "float": float, "str": str, "cat": str, "bool": bool}
 
 
@@ -77,7 +80,7 @@ def decoder_for(plan: Sequence[PlanRow] | None) -> RecordsDecoder | None:
     """The typed decoder of ``plan``, or None when there is no plan or msgspec cannot
     name its keys (a column name with a quote, a backslash or a control character: the
     general path reads those)."""
-    if plan is None:
+    if plan is None or any(_UNKEYABLE.search(str(row[0])) for row in plan):
         return None
     try:
         return RecordsDecoder(plan)

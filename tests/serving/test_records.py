@@ -190,3 +190,26 @@ def test_names_msgspec_cannot_key_leave_the_general_path_to_read_them():
     assert conv.records(body, 100) is None
     frame, warnings = general(conv, body)
     assert warnings == [] and frame.frame()['quote"d'].tolist() == [1]
+
+
+def test_numbers_read_by_the_typed_decoder_are_the_doubles_the_general_path_reads(prototype):
+    """Both parsers round every decimal text to the same double: long, short, with
+    exponents, near the range's ends."""
+    conv = Converter(prototype, columns=True)
+    rng = random.Random(11)
+    texts = []
+    for _ in range(3000):
+        x = rng.uniform(50.5, 80.0)
+        texts.append(rng.choice([f"{x:.17g}", f"{x:.25f}", f"{x:.15e}", f"{x / 1000:.22f}e3",
+                                 f"{x * 1e5:.0f}E-5", repr(x)]))
+    texts += ["50.5", "80", "80.0", "50.50000000000000000001", "7.99999999999999999e1", "5.05e1"]
+    row = {**good(random.Random(3)), "area": "AREA"}
+    template = json.dumps(row).replace('"AREA"', "{}")
+    body = ("[" + ",".join(template.replace("{}", t)
+                           for t in texts) + "]").encode()
+    typed = conv.records(body, 100_000)
+    assert typed is not None
+    frame, warnings = general(conv, body)
+    assert warnings == []
+    assert typed.arrays["area"].tolist() == frame.arrays["area"].tolist()
+    assert typed.arrays["area"].tolist() == [float(t) for t in texts]
