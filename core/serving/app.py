@@ -22,9 +22,10 @@ What one request may cost is bounded (see :mod:`core.serving.limits`): its body 
 (413), rows, columns and JSON nesting (413, counted before the body is parsed), the
 time its whole body may take to arrive (408, counted from the start of the request, not
 per chunk), and how many large bodies are read and parsed at once (429 with
-``Retry-After``). Bodies of up to 64 KiB never wait for a slot. Bodies of up to 1 MiB are
-parsed on the event loop (a few milliseconds; parsing holds the GIL wherever it runs),
-larger ones in a worker thread so the loop keeps answering meanwhile.
+``Retry-After``). Bodies of up to 64 KiB never wait for a slot. Parsing holds the GIL
+wherever it runs, so a body that parses in a few milliseconds is parsed on the event loop
+(any body up to 256 KiB, typed records up to 1 MiB), a larger one in a worker thread so
+the loop keeps answering meanwhile.
 """
 
 from __future__ import annotations
@@ -61,7 +62,14 @@ from core.model.bundle import ModelBundle
 from core.serving import limits as limits_mod
 from core.serving import wire
 from core.serving.batching import Batcher
-from core.serving.body import LOOP_PARSE_BYTES, RETRY_AFTER, Slots, check_encoding, read_body
+from core.serving.body import (
+    LOOP_DECODE_BYTES,
+    LOOP_PARSE_BYTES,
+    RETRY_AFTER,
+    Slots,
+    check_encoding,
+    read_body,
+)
 from core.serving.convert import Converter
 from core.serving.docs_page import check_public_url, render_docs
 from core.serving.engine import SklearnEngine
@@ -410,9 +418,14 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
                                      svc.slots)
         ctype = request.headers.get("content-type")
         try:
-            if len(body) > LOOP_PARSE_BYTES:
-                frame, warnings, params = await asyncio.to_thread(_parse, svc, route, body,
-                                                                  ctype)
+            size = len(body)
+            typed = _typed(svc, route, body, ctype) if LOOP_PARSE_BYTES < size <= \
+                LOOP_DECODE_BYTES else None
+            if typed is not None:
+                frame, warnings, params = typed
+            elif size > LOOP_PARSE_BYTES:  # tried above when it was small enough
+                frame, warnings, params = await asyncio.to_thread(
+                    _parse, svc, route, body, ctype, size > LOOP_DECODE_BYTES)
             else:
                 frame, warnings, params = _parse(svc, route, body, ctype)
         finally:
@@ -473,11 +486,21 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
                           error_code=error_code)
 
 
-def _parse(svc: _Service, route: str, body: bytes, ctype: str | None):
+def _typed(svc: _Service, route: str, body: bytes, ctype: str | None):
+    """The parse of a body of typed records (nothing to warn about), or None."""
     if route != "invocations" and wire.check_media_type(ctype) == "json":
         frame = svc.converter.records(body, svc.limits.max_rows)
-        if frame is not None:  # typed records: nothing to warn about
+        if frame is not None:
             return frame, [], {}
+    return None
+
+
+def _parse(svc: _Service, route: str, body: bytes, ctype: str | None, typed: bool = True):
+    """(frame, warnings, params) of a request body; ``typed``: try typed records first."""
+    if typed:
+        found = _typed(svc, route, body, ctype)
+        if found is not None:
+            return found
     names = svc.converter.names
     keep = svc.converter.keep
     if route == "invocations":

@@ -21,13 +21,15 @@ from core.serving import limits as limits_mod
 BODY_TIMEOUT = limits_mod.BODY_TIMEOUT
 # Bodies larger than this take a slot while they are read and parsed (429 when none is
 # free): what a burst of large bodies may hold in memory at once is bounded.
-THREAD_PARSE_BYTES = 64 * 1024
-# Bodies larger than this are parsed in a worker thread, so the event loop keeps
-# answering while a body of many megabytes is parsed. Smaller ones are parsed on the loop:
-# parsing holds the GIL wherever it runs, so a thread gains nothing for a body that takes
-# a few milliseconds and costs every request a hand-off and a contended GIL (about 15 %
-# of the server's CPU at 1,000-row bodies, bench/README.md).
-LOOP_PARSE_BYTES = 1024 * 1024
+SLOT_BYTES = 64 * 1024
+# Parsing holds the GIL wherever it runs: a worker thread buys no parallelism, only lets
+# the event loop answer others between its turns, and costs every request a hand-off and
+# a contended GIL (~1.3 ms of a 1,000-row request's ~9.5 ms, bench/README.md). So a body
+# that parses in milliseconds is parsed on the loop: any body up to LOOP_PARSE_BYTES (the
+# general parser takes up to ~80 ms per MiB on hostile shapes), and typed records
+# (core.serving.records, ~6 ms per MiB) up to LOOP_DECODE_BYTES; larger ones in a thread.
+LOOP_PARSE_BYTES = 256 * 1024
+LOOP_DECODE_BYTES = 1024 * 1024
 # Seconds a client is told to wait after a 429.
 RETRY_AFTER = 1
 
@@ -50,7 +52,7 @@ async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT,
             raise _too_large(limit, size)
     started = request.scope.get("fixative", {}).get("t0", time.perf_counter())
     held = False
-    if slots is not None and size is not None and size > THREAD_PARSE_BYTES:
+    if slots is not None and size is not None and size > SLOT_BYTES:
         held = slots.take()
     try:
         chunks: list[bytes] = []
@@ -74,7 +76,7 @@ async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT,
             total += len(chunk)
             if total > limit:
                 raise _too_large(limit, None)
-            if slots is not None and not held and total > THREAD_PARSE_BYTES:
+            if slots is not None and not held and total > SLOT_BYTES:
                 held = slots.take()
             chunks.append(chunk)
         return b"".join(chunks), held

@@ -160,36 +160,59 @@ def test_create_app_takes_its_body_timeout_from_limits_or_the_argument(house):
     assert app.state.svc.limits.body_timeout == 1.5
 
 
-def test_bodies_over_a_mebibyte_are_parsed_off_the_event_loop(house, record):
-    """Parsing holds the GIL wherever it runs: a body of a few hundred KiB is parsed on
-    the loop (a thread hop would only cost), a body over 1 MiB in a worker thread so the
-    loop answers other requests meanwhile."""
-    from core.serving.body import LOOP_PARSE_BYTES
+def test_where_a_body_is_parsed_depends_on_what_parsing_it_may_cost(house, record):
+    """Parsing holds the GIL wherever it runs. Typed records decode in a few ms per MiB:
+    on the event loop up to 1 MiB, in a worker thread past it. The general parser takes
+    up to ~80 ms per MiB: on the loop up to 256 KiB, in a thread past it (after the typed
+    decoder, on the loop, declined the body)."""
+    from core.serving.body import LOOP_DECODE_BYTES, LOOP_PARSE_BYTES
 
     app = create_app(house, tokens=[], log=False)
     svc = app.state.svc
-    seen: list[int] = []
-    records = svc.converter.records  # the first step of parsing a /predict body
+    seen: list[tuple[str, int]] = []
+    records, convert = svc.converter.records, svc.converter.convert
 
-    def watched(body, max_rows):
-        seen.append(threading.get_ident())
+    def watched_records(body, max_rows):
+        seen.append(("typed", threading.get_ident()))
         return records(body, max_rows)
 
-    svc.converter.records = watched
-    row = json.dumps(record).encode()
-    small = b"[" + b",".join([row] * (LOOP_PARSE_BYTES // (len(row) + 1) - 10)) + b"]"
-    large = b"[" + b",".join([row] * (LOOP_PARSE_BYTES // (len(row) + 1) + 10)) + b"]"
-    assert len(small) <= LOOP_PARSE_BYTES < len(large)
+    def watched_convert(payload):
+        seen.append(("general", threading.get_ident()))
+        return convert(payload)
 
-    async def post_both() -> tuple[int, list[int]]:
+    svc.converter.records = watched_records
+    svc.converter.convert = watched_convert
+
+    def body(size: int, extra: bool) -> bytes:
+        row = json.dumps({**record, "note": "x"} if extra else record).encode()
+        return b"[" + b",".join([row] * (size // (len(row) + 1))) + b"]"
+
+    sizes = [LOOP_PARSE_BYTES - 2000, LOOP_DECODE_BYTES - 2000, LOOP_DECODE_BYTES + 2000]
+    assert LOOP_PARSE_BYTES - 2000 < 2 * LOOP_PARSE_BYTES < LOOP_DECODE_BYTES - 2000
+
+    async def post_all() -> tuple[int, list[list[tuple[str, int]]]]:
         transport = httpx.ASGITransport(app=app)
+        steps = []
         async with httpx.AsyncClient(transport=transport, base_url="http://t",
                                      timeout=60) as c:
-            codes = [(await c.post("/predict", content=b)).status_code for b in (small, large)]
-        return threading.get_ident(), codes
+            for size in sizes:
+                for extra in (False, True):
+                    seen.clear()
+                    r = await c.post("/predict", content=body(size, extra))
+                    assert r.status_code == 200, r.text[:300]
+                    assert ("note" in r.headers.get("X-Fixative-Warnings", "")) == extra
+                    steps.append(list(seen))
+        return threading.get_ident(), steps
 
-    loop_thread, codes = asyncio.run(post_both())
-    assert codes == [200, 200]
-    assert seen[0] == loop_thread
-    assert seen[1] != loop_thread
-    assert svc.slots.used == 0  # both gave their parsing slot back
+    loop, steps = asyncio.run(post_all())
+    where = [[(what, "loop" if ident == loop else "thread") for what, ident in step]
+             for step in steps]
+    assert where == [
+        [("typed", "loop")],                                   # up to 256 KiB
+        [("typed", "loop"), ("general", "loop")],
+        [("typed", "loop")],                                   # up to 1 MiB
+        [("typed", "loop"), ("general", "thread")],
+        [("typed", "thread")],                                 # past 1 MiB
+        [("typed", "thread"), ("general", "thread")],
+    ]
+    assert svc.slots.used == 0  # every body gave its parsing slot back
