@@ -213,3 +213,32 @@ def test_numbers_read_by_the_typed_decoder_are_the_doubles_the_general_path_read
     assert warnings == []
     assert typed.arrays["area"].tolist() == frame.arrays["area"].tolist()
     assert typed.arrays["area"].tolist() == [float(t) for t in texts]
+
+
+def _with(row: dict, key: str, raw: str) -> bytes:
+    text = json.dumps([row])
+    return text.replace(f'"{key}": {json.dumps(row[key])}', f'"{key}": {raw}', 1).encode()
+
+
+@pytest.mark.parametrize("make, accepted", [
+    (lambda r: _with(r, "area", "61." + "1" * 300_000), True),         # 300,000 digits
+    (lambda r: _with(r, "rooms", "1" * 300_000), False),               # past any integer width
+    (lambda r: _with(r, "area", "6.1e" + "0" * 300_000 + "1"), True),  # a 300,000-digit exponent
+    (lambda r: _with(r, "area", "0." + "0" * 300_000 + "1"), False),   # tiny: out of range
+    (lambda r: ("[{" + '"rooms": 3,' * 50_000 + json.dumps(r)[1:] + "]").encode(), True),
+    (lambda r: _with(r, "city", '"' + "\\u0061" * 50_000 + '"'), False),  # unseen text
+    (lambda r: _with(r, ODD, '"\\u0078"'), True),                        # an escaped "x"
+    (lambda r: b"[" + b" " * 300_000 + json.dumps(r).encode() + b"]", True),
+], ids=["long-number", "long-integer", "long-exponent", "long-tiny", "repeated-key",
+        "escapes", "escaped-known", "whitespace"])
+def test_hostile_bodies_are_read_alike_or_declined(prototype, make, accepted):
+    """Bodies built to stress a number or string parser: whatever the typed decoder
+    accepts, the general path reads to the same frame."""
+    conv = Converter(prototype, columns=True)
+    body = make(good(random.Random(5)))
+    typed = conv.records(body, 100_000)
+    assert (typed is not None) == accepted
+    if typed is not None:
+        frame, warnings = general(conv, body)
+        assert warnings == []
+        same(typed, frame)
