@@ -77,10 +77,10 @@ class RecordsDecoder:
 
 
 def decoder_for(plan: Sequence[PlanRow] | None) -> RecordsDecoder | None:
-    """The typed decoder of ``plan``, or None when there is no plan or msgspec cannot
-    name its keys (a column name with a quote, a backslash or a control character: the
-    general path reads those)."""
-    if plan is None or any(_UNKEYABLE.search(str(row[0])) for row in plan):
+    """The typed decoder of ``plan``, or None: no plan, no column, or a key msgspec cannot
+    name (a column name with a quote, a backslash or a control character; the general
+    path reads those)."""
+    if not plan or any(_UNKEYABLE.search(str(row[0])) for row in plan):
         return None
     try:
         return RecordsDecoder(plan)

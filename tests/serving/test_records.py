@@ -242,3 +242,15 @@ def test_hostile_bodies_are_read_alike_or_declined(prototype, make, accepted):
         frame, warnings = general(conv, body)
         assert warnings == []
         same(typed, frame)
+
+
+def test_a_plan_without_columns_has_no_typed_decoder():
+    from core.serving.records import decoder_for
+
+    assert decoder_for([]) is None and decoder_for(None) is None
+    wide = [(f"c{i}", "float", "float64", 0.0, 1.0, None) for i in range(5_000)]
+    decoder = decoder_for(wide)
+    assert decoder is not None
+    body = json.dumps([{f"c{i}": 0.5 for i in range(5_000)}] * 2).encode()
+    cols = decoder.decode(body, 10)
+    assert cols is not None and len(cols) == 5_000 and cols["c4999"] == [0.5, 0.5]
