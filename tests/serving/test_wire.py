@@ -175,6 +175,54 @@ def test_brackets_inside_strings_are_not_nesting():
     assert wire._structure(b'[{"a": "]]]]"}, [[1]]]') == (4, 3)
 
 
+def _nesting_by_hand(text: str) -> tuple[int, int]:
+    """(arrays and objects, deepest nesting) of a JSON text, one character at a time."""
+    inside = escaped = False
+    level = deepest = containers = 0
+    for ch in text:
+        if inside:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                inside = False
+        elif ch == '"':
+            inside = True
+        elif ch in "[{":
+            level += 1
+            containers += 1
+            deepest = max(deepest, level)
+        elif ch in "]}":
+            level -= 1
+    return containers, deepest
+
+
+def test_the_structure_count_matches_a_count_by_hand_on_random_json():
+    """Both ways of counting (brackets only, when no string holds one; quote parity
+    otherwise) agree with a character-by-character count, strings full of brackets,
+    quotes and escapes included."""
+    import random
+
+    rng = random.Random(3)
+    texts = ["", "a", "[", "]", '"["', "\\", '"\\""', "[{}]"]
+
+    def value(depth: int):
+        roll = rng.random()
+        if depth > 8 or roll < 0.35:
+            return rng.choice([1, 2.5, None, True, "x", "[", "]]", "{", '"', "\\", "\\[",
+                               '\\"]', "", "}{", "ünï["])
+        if roll < 0.7:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(["a", "[k", 'q"', "\\", "}"]): value(depth + 1)
+                for _ in range(rng.randint(0, 4))}
+
+    for _ in range(3000):
+        texts.append(json.dumps(value(0), ensure_ascii=rng.random() < 0.5))
+    for text in texts:
+        assert wire._structure(text.encode()) == _nesting_by_hand(text), text
+
+
 def test_empty_array_is_a_422(conv):
     with pytest.raises(InvalidInput, match="has no rows"):
         convert(conv, [])
