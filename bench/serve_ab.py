@@ -24,14 +24,19 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from serve_bench import BENCH_PY, BOARD, HARNESS, free_port, store_model  # noqa: E402
+from serve_bench import (  # noqa: E402
+    BENCH_PY,
+    BOARD,
+    HARNESS,
+    free_port,
+    store_model,
+    wait_healthy,
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -55,15 +60,10 @@ def one_round(tree: Path, args: argparse.Namespace, body: Path) -> tuple[float, 
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server of {tree} did not start") from None
-                time.sleep(0.1)
+        try:
+            wait_healthy(port, server)
+        except RuntimeError:
+            raise SystemExit(f"the server of {tree} did not start") from None
         url = f"http://127.0.0.1:{port}/predict"
         load(url, body, args.concurrency, 2)
         before = cpu_seconds(server.pid)

@@ -419,15 +419,16 @@ async def _serve(request: Request, route: str, method: str | None) -> Response:
         ctype = request.headers.get("content-type")
         try:
             size = len(body)
-            typed = _typed(svc, route, body, ctype) if LOOP_PARSE_BYTES < size <= \
-                LOOP_DECODE_BYTES else None
-            if typed is not None:
-                frame, warnings, params = typed
-            elif size > LOOP_PARSE_BYTES:  # tried above when it was small enough
-                frame, warnings, params = await asyncio.to_thread(
-                    _parse, svc, route, body, ctype, size > LOOP_DECODE_BYTES)
-            else:
-                frame, warnings, params = _parse(svc, route, body, ctype)
+            # typed records on the loop up to LOOP_DECODE_BYTES; the general parser on the
+            # loop up to LOOP_PARSE_BYTES, else in a thread (see core.serving.body)
+            parsed: Parsed | None = (_typed(svc, route, body, ctype)
+                                     if size <= LOOP_DECODE_BYTES else None)
+            if parsed is None and size <= LOOP_PARSE_BYTES:
+                parsed = _parse(svc, route, body, ctype, typed=False)
+            elif parsed is None:
+                parsed = await asyncio.to_thread(_parse, svc, route, body, ctype,
+                                                 typed=size > LOOP_DECODE_BYTES)
+            frame, warnings, params = parsed
         finally:
             if held:
                 svc.slots.give()
@@ -486,7 +487,11 @@ def _log_request(svc: _Service, info: dict[str, Any], route: str, status: int,
                           error_code=error_code)
 
 
-def _typed(svc: _Service, route: str, body: bytes, ctype: str | None):
+# a parsed body: (frame or Columns, warnings, MLflow params)
+Parsed = tuple[Any, list[str], dict[str, Any]]
+
+
+def _typed(svc: _Service, route: str, body: bytes, ctype: str | None) -> Parsed | None:
     """The parse of a body of typed records (nothing to warn about), or None."""
     if route != "invocations" and wire.check_media_type(ctype) == "json":
         frame = svc.converter.records(body, svc.limits.max_rows)
@@ -495,8 +500,10 @@ def _typed(svc: _Service, route: str, body: bytes, ctype: str | None):
     return None
 
 
-def _parse(svc: _Service, route: str, body: bytes, ctype: str | None, typed: bool = True):
-    """(frame, warnings, params) of a request body; ``typed``: try typed records first."""
+def _parse(svc: _Service, route: str, body: bytes, ctype: str | None, *, typed: bool
+           ) -> Parsed:
+    """(frame, warnings, params) of a request body; ``typed``: try typed records first
+    (False when they were tried already)."""
     if typed:
         found = _typed(svc, route, body, ctype)
         if found is not None:

@@ -17,7 +17,7 @@ import pandas as pd
 from core.errors import BadRequest, InvalidInput
 from core.model.columns import Columns
 from core.model.prototype import Prototype, to_frame
-from core.serving.records import decoder_for
+from core.serving.records import KIND_TYPES, decoder_for
 from core.serving.wire import (
     SCALARS,
     ColumnsWithExtra,
@@ -28,8 +28,7 @@ from core.serving.wire import (
 )
 
 # The types every value of a column of each kind has when the typed decoder read it.
-_KIND_TYPES: dict[str, set[type]] = {"int": {int}, "float": {float}, "str": {str}, "cat": {str},
-                                   "bool": {bool}}
+_KIND_TYPES: dict[str, set[type]] = {kind: {t} for kind, t in KIND_TYPES.items()}
 # Below this many rows a Python comparison beats two numpy reductions (a few µs each,
 # per column, per request: it shows at one row per request).
 _SMALL = 8

@@ -30,7 +30,8 @@ import msgspec
 PlanRow = tuple[Any, ...]
 # what msgspec does not take in a renamed key
 _UNKEYABLE = re.compile(r'["\\\x00-\x1f]')
-_TYPES = {"int": int, "float": float, "str": str, "cat": str, "bool": bool}
+# The Python type every value of a column of each plan kind has once decoded.
+KIND_TYPES = {"int": int, "float": float, "str": str, "cat": str, "bool": bool}
 
 
 class RecordsDecoder:
@@ -44,10 +45,12 @@ class RecordsDecoder:
         fields: list[tuple[str, Any]] = []
         rename: dict[str, str] = {}
         ranged: set[str] = set()
+        self._columns: list[tuple[str, attrgetter[Any]]] = []
         for i, (name, kind, dtype, lo, hi, _cats) in enumerate(plan):
-            kind_type: Any = _TYPES[kind]
+            kind_type: Any = KIND_TYPES[kind]
             attr = f"f{i}"  # column names need not be identifiers: the JSON key is renamed
             rename[attr] = name
+            self._columns.append((name, attrgetter(attr)))
             bounds = _bounds(kind, dtype, lo, hi)
             if bounds is not None:
                 kind_type = Annotated[kind_type, msgspec.Meta(ge=bounds[0], le=bounds[1])]
@@ -57,7 +60,6 @@ class RecordsDecoder:
         row = msgspec.defstruct("Row", fields, rename=rename, forbid_unknown_fields=True,
                                 gc=False)
         self._decoder = msgspec.json.Decoder(list[row])  # type: ignore[valid-type]
-        self._columns = [(name, attrgetter(f"f{i}")) for i, (name, *_rest) in enumerate(plan)]
         self.ranged = frozenset(ranged)
         # the fewest bytes one record can take: braces, and every key quoted with a colon
         # and at least one byte of value and a separator
